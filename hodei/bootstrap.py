@@ -1,0 +1,90 @@
+"""Wiring: the one place that builds hodei's dependencies, lazily, from Settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from hodei.domain.records import Provider
+from hodei.errors import InvalidConfiguration
+from hodei.services.clock import SystemClock
+from hodei.services.dispatch import Confirmation, confirm_queued
+from hodei.services.ports import WorkerLauncher
+from hodei.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy.engine import Engine
+
+    from hodei.queueing.publisher import CeleryPublisher
+    from hodei.store.sql_store import SqlStore
+
+logger = logging.getLogger(__name__)
+
+
+class Container:
+    """Engine, store, Celery app, publisher and launchers for one Settings.
+
+    Nothing connects until a property is first used.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = SystemClock()
+        self._schema_lock = threading.Lock()
+        self._schema_checked = False
+
+    @cached_property
+    def engine(self) -> Engine:
+        from hodei.store.engine import create_engine
+
+        return create_engine(self.settings.database_url)
+
+    @cached_property
+    def store(self) -> SqlStore:
+        from hodei.store.sql_store import SqlStore
+
+        self.ensure_schema()
+        return SqlStore(self.engine)
+
+    def ensure_schema(self) -> None:
+        """Check (or, on the embedded default, apply) migrations once per process."""
+        from hodei.store.migrate import ensure_schema
+
+        with self._schema_lock:
+            if not self._schema_checked:
+                ensure_schema(self.engine, auto_upgrade=self.settings.is_embedded)
+                self._schema_checked = True
+
+    @cached_property
+    def app(self) -> Celery:
+        from hodei.queueing.app import create_app
+
+        return create_app(self.settings)
+
+    @cached_property
+    def publisher(self) -> CeleryPublisher:
+        from hodei.queueing.publisher import CeleryPublisher
+
+        return CeleryPublisher(self.app, self._confirm)
+
+    def _confirm(self, confirmations: Sequence[Confirmation]) -> None:
+        confirm_queued(self.store, self.clock, confirmations)
+
+    def launcher_for(self, provider: Provider) -> WorkerLauncher:
+        """The launcher for a provider's type."""
+        if provider.provider_type == "local":
+            from hodei.providers.local import LocalLauncher
+
+            return LocalLauncher(self.settings)
+        raise InvalidConfiguration(
+            f"provider {provider.name}: type {provider.provider_type!r} has no launcher here"
+        )
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()

@@ -1,0 +1,313 @@
+"""``hodei job ...``: submit, run, watch and control jobs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
+from hodei.domain.records import Job
+from hodei.domain.specs import JobSpec
+from hodei.domain.states import JobState
+from hodei.errors import InvalidInput
+from hodei.sdk import Client, event_to_dict, job_to_dict, mapping_from_pairs
+from hodei.settings import Settings
+
+# What `job run` exits with when the command did not give an exit code of its own.
+EXIT_TIMED_OUT = 124
+EXIT_CANCELLED = 130
+EXIT_OTHER_FAILURE = 1
+
+
+def _client(ctx: click.Context) -> Client:
+    settings: Settings = ctx.find_root().obj
+    from hodei.bootstrap import Container
+
+    return Client(Container(settings), interface="cli")
+
+
+def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by ``job run`` and ``job submit``."""
+    options = [
+        click.option("--name", help="A name for the job (default: the command)."),
+        click.option("--env", "-e", multiple=True, metavar="K=V", help="Environment variable."),
+        click.option("--workdir", help="Absolute working directory for the command."),
+        click.option(
+            "--timeout",
+            type=float,
+            help="Seconds before the job is TIMED_OUT (1..604800, default 3600).",
+        ),
+        click.option(
+            "--retries",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Extra attempts after a failure (0..19).",
+        ),
+        click.option(
+            "--backoff",
+            type=float,
+            help="Seconds before the first retry (doubling after each, default 1).",
+        ),
+        click.option(
+            "--label", "-l", multiple=True, metavar="K=V", help="A label the provider must have."
+        ),
+        click.option("--region", multiple=True, help="A region the job may run in."),
+        click.option("--correlation-id", help="Groups the jobs of one workflow."),
+        click.option(
+            "--idempotency-key", help="Submitting the same key again returns the first job."
+        ),
+        click.option("--provider", help="Run on this provider only."),
+        click.argument("command", nargs=-1, required=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_spec(params: dict[str, Any]) -> JobSpec:
+    """A JobSpec from CLI parameters; one argument is a shell string, several an argv."""
+    command = params["command"]
+    retries = params["retries"]
+    if retries < 0:
+        raise InvalidInput(f"--retries must be 0 or more, got {retries}")
+    return JobSpec.create(
+        command[0] if len(command) == 1 else list(command),
+        name=params["name"],
+        env=mapping_from_pairs(params["env"], "--env"),
+        working_dir=params["workdir"],
+        timeout_s=params["timeout"],
+        max_attempts=retries + 1,
+        retry={"backoff_s": params["backoff"]} if params["backoff"] is not None else None,
+        labels=mapping_from_pairs(params["label"], "--label"),
+        regions=list(params["region"]),
+        provider=params["provider"],
+        correlation_id=params["correlation_id"],
+        idempotency_key=params["idempotency_key"],
+    )
+
+
+@click.group()
+def job() -> None:
+    """Submit, watch and control jobs."""
+
+
+@job.command("run", context_settings={"ignore_unknown_options": False})
+@spec_options
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@click.option(
+    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.pass_context
+def run(ctx: click.Context, no_wait: bool, output: str, **params: Any) -> None:
+    """Submit a job, stream its output and exit with its exit code.
+
+    \b
+    Put the command after `--`. One argument runs with /bin/sh -c; several run as argv:
+      hodei job run -- 'echo $HOME | wc -c'
+      hodei job run --retries 2 -- python3 train.py --epochs 3
+    """
+    client = _client(ctx)
+    submitted = client.submit(build_spec(params))
+    if no_wait:
+        _print_submitted(submitted, output)
+        return
+    if output == "json":
+        print_json(job_to_dict(client.wait(submitted.id)))
+        sys.exit(exit_code_for(client.get(submitted.id)))
+    click.echo(f"hodei: job {submitted.id} submitted ({submitted.state})", err=True)
+    try:
+        for line in client.follow_logs(submitted.id):
+            stream = sys.stderr if line.stream != "stdout" else sys.stdout
+            click.echo(line.line, file=stream)
+    except KeyboardInterrupt:
+        client.cancel(submitted.id)
+        click.echo(f"hodei: cancelled job {submitted.id}", err=True)
+        sys.exit(EXIT_CANCELLED)
+    final = client.get(submitted.id)
+    click.echo(f"hodei: job {final.id} {final.state}{_why(final)}", err=True)
+    sys.exit(exit_code_for(final))
+
+
+def exit_code_for(job: Job) -> int:
+    """The command's own exit code, or 124 timed out, 130 cancelled, 1 other failure."""
+    if job.state is JobState.SUCCEEDED:
+        return 0
+    if job.state is JobState.TIMED_OUT:
+        return EXIT_TIMED_OUT
+    if job.state is JobState.CANCELLED:
+        return EXIT_CANCELLED
+    if job.exit_code:
+        return job.exit_code
+    return EXIT_OTHER_FAILURE
+
+
+def _why(job: Job) -> str:
+    parts = []
+    if job.exit_code is not None:
+        parts.append(f"exit code {job.exit_code}")
+    if job.failure_reason:
+        parts.append(job.failure_reason)
+    if job.duration_ms is not None:
+        parts.append(f"{job.duration_ms / 1000:.2f}s")
+    if job.attempt > 1:
+        parts.append(f"attempt {job.attempt}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+@job.command("submit")
+@spec_options
+@click.option(
+    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.pass_context
+def submit(ctx: click.Context, output: str, **params: Any) -> None:
+    """Submit a job and print its id."""
+    _print_submitted(_client(ctx).submit(build_spec(params)), output)
+
+
+def _print_submitted(job: Job, output: str) -> None:
+    if output == "json":
+        print_json(job_to_dict(job))
+    else:
+        click.echo(str(job.id))
+
+
+@job.command("list")
+@click.option("--state", multiple=True, help="Only jobs in this state (repeatable).")
+@click.option("--name", help="Only jobs with this name.")
+@click.option("--correlation-id", help="Only the jobs of this workflow.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@OUTPUT_OPTION
+@click.pass_context
+def list_jobs(
+    ctx: click.Context,
+    state: tuple[str, ...],
+    name: str | None,
+    correlation_id: str | None,
+    limit: int,
+    output: str,
+) -> None:
+    """List jobs, newest first."""
+    jobs = _client(ctx).list(
+        state=list(state) or None, name=name, correlation_id=correlation_id, limit=limit
+    )
+    rows = [job_to_dict(j) for j in jobs]
+    if output == "json":
+        print_json(rows)
+        return
+    for row, j in zip(rows, jobs, strict=True):
+        row["created_at"] = j.created_at
+    print_table(
+        rows, ["id", "name", "state", "attempt", "exit_code", "failure_reason", "created_at"]
+    )
+
+
+@job.command("show")
+@click.argument("job_id")
+@OUTPUT_OPTION
+@click.pass_context
+def show(ctx: click.Context, job_id: str, output: str) -> None:
+    """Show one job."""
+    data = job_to_dict(_client(ctx).get(job_id))
+    print_json(data) if output == "json" else print_fields(data)
+
+
+@job.command("logs")
+@click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Stream new lines until the job ends.")
+@click.option("--tail", type=click.IntRange(0), help="Only the last N lines.")
+@click.option(
+    "--stream",
+    "stream_filter",
+    type=click.Choice(["stdout", "stderr", "system"]),
+    multiple=True,
+    help="Only these streams.",
+)
+@click.option("--prefix", is_flag=True, help="Start each line with its stream name.")
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    job_id: str,
+    follow: bool,
+    tail: int | None,
+    stream_filter: tuple[str, ...],
+    prefix: bool,
+) -> None:
+    """Print a job's output (stdout to stdout, stderr and hodei's notes to stderr)."""
+    client = _client(ctx)
+    lines = client.follow_logs(job_id, tail=tail) if follow else client.logs(job_id, tail=tail)
+    for line in lines:
+        if stream_filter and line.stream not in stream_filter:
+            continue
+        text = f"[{line.stream}] {line.line}" if prefix else line.line
+        click.echo(text, file=sys.stdout if line.stream == "stdout" else sys.stderr)
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str) -> None:
+    """Cancel a job; a running one gets SIGTERM, then SIGKILL after the grace period."""
+    cancelled = _client(ctx).cancel(job_id)
+    verb = "cancelled" if cancelled.state is JobState.CANCELLED else "cancel requested for"
+    click.echo(f"{verb} job {cancelled.id}")
+
+
+@job.command("retry")
+@click.argument("job_id")
+@click.pass_context
+def retry(ctx: click.Context, job_id: str) -> None:
+    """Run a failed, timed-out or cancelled job again, as a new attempt."""
+    retried = _client(ctx).retry(job_id)
+    click.echo(f"job {retried.id} queued again as attempt {retried.attempt}")
+
+
+@job.command("timeline")
+@click.argument("job_id", required=False)
+@click.option("--correlation-id", help="The whole workflow with this correlation id.")
+@OUTPUT_OPTION
+@click.pass_context
+def timeline(
+    ctx: click.Context, job_id: str | None, correlation_id: str | None, output: str
+) -> None:
+    """A job's events in order: what happened, when, and who did it."""
+    events = _client(ctx).timeline(job_id, correlation_id=correlation_id)
+    if output == "json":
+        print_json([event_to_dict(e) for e in events])
+        return
+    rows = [
+        {
+            "time": e.occurred_at,
+            "event": e.event_type,
+            "actor": e.actor,
+            "correlation_id": e.correlation_id,
+            "summary": summarize(e.payload),
+        }
+        for e in events
+    ]
+    print_table(rows, ["time", "event", "actor", "correlation_id", "summary"])
+
+
+def summarize(payload: dict[str, Any]) -> str:
+    """A one-line summary of an event payload."""
+    parts = []
+    if payload.get("old_state") or payload.get("new_state"):
+        parts.append(f"{payload.get('old_state') or '∅'}→{payload.get('new_state')}")
+    for key in (
+        "attempt",
+        "provider",
+        "queue",
+        "worker_id",
+        "exit_code",
+        "reason",
+        "duration_ms",
+        "next_attempt_at",
+        "error",
+    ):
+        if payload.get(key) not in (None, "", []):
+            parts.append(f"{key}={payload[key]}")
+    return " ".join(parts)

@@ -1,0 +1,86 @@
+"""The ``hodei`` entry point and its one error boundary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from hodei import __version__, errors
+from hodei.logconfig import configure_logging
+from hodei.settings import Settings
+
+logger = logging.getLogger("hodei.cli")
+
+EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(
+    f"  {cls.exit_code}  {cls.__name__}: {(cls.__doc__ or '').strip()}" for cls in errors.EXIT_CODES
+)
+
+
+class HodeiGroup(click.Group):
+    """A group whose ``main`` is the CLI's single error boundary."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except errors.HodeiError as exc:
+            _report(exc)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("hodei: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("hodei: interrupted", err=True)
+            sys.exit(130)
+
+
+def _report(exc: BaseException) -> None:
+    """One line for the error, one for its cause; the traceback only with -v."""
+    click.echo(f"hodei: error: {exc}", err=True)
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in str(exc):
+        click.echo(f"  caused by: {type(cause).__name__}: {str(cause).splitlines()[0]}", err=True)
+    logger.debug("traceback", exc_info=exc)
+
+
+@click.group(
+    cls=HodeiGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs and tracebacks on errors.")
+@click.version_option(__version__, prog_name="hodei")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """hodei: run shell-command jobs on ephemeral Celery workers, with an audit timeline."""
+    settings = Settings.from_env(**({"log_level": "DEBUG"} if verbose else {}))
+    configure_logging(settings.log_level if verbose else _cli_level(settings), settings.log_format)
+    ctx.obj = settings
+
+
+def _cli_level(settings: Settings) -> str:
+    # Interactive commands stay quiet unless asked; workers and servers log at the level set.
+    return "WARNING" if settings.log_level == "INFO" else settings.log_level
+
+
+def _register() -> None:
+    from hodei.cli import db, jobs, maintenance, workers
+
+    cli.add_command(jobs.job)
+    cli.add_command(workers.worker)
+    cli.add_command(db.db)
+    cli.add_command(maintenance.maintenance)
+    cli.add_command(maintenance.scheduler)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="hodei")

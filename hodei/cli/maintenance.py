@@ -1,0 +1,66 @@
+"""``hodei maintenance run`` and ``hodei scheduler`` (beat plus a control worker)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from hodei.bootstrap import Container
+from hodei.settings import Settings
+
+
+@click.group()
+def maintenance() -> None:
+    """Run the periodic upkeep tasks by hand."""
+
+
+@maintenance.command("run")
+@click.option(
+    "--task",
+    "task_names",
+    multiple=True,
+    help="Run only this task (repeatable); default: all of them.",
+)
+@click.pass_context
+def run(ctx: click.Context, task_names: tuple[str, ...]) -> None:
+    """Run the maintenance tasks once and print what each did."""
+    from hodei.errors import InvalidInput
+    from hodei.queueing.maintenance_tasks import TASKS
+
+    unknown = [n for n in task_names if n not in TASKS]
+    if unknown:
+        raise InvalidInput(f"unknown task {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    settings: Settings = ctx.find_root().obj
+    container = Container(settings)
+    for name in task_names or tuple(TASKS):
+        click.echo(f"{name}: {json.dumps(TASKS[name](container), default=str)}")
+
+
+@click.command()
+@click.option("--concurrency", type=click.IntRange(1, 16), default=2, show_default=True)
+@click.pass_context
+def scheduler(ctx: click.Context, concurrency: int) -> None:
+    """Run Celery beat and a worker on hodei.control in one process (small installs)."""
+    import socket
+
+    from hodei.logconfig import configure_logging
+    from hodei.queueing import maintenance_tasks
+    from hodei.queueing.app import CONTROL_QUEUE
+
+    settings: Settings = ctx.find_root().obj
+    configure_logging(settings.log_level, settings.log_format)
+    container = Container(settings)
+    container.ensure_schema()
+    maintenance_tasks.use_container(container)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    container.app.Worker(
+        hostname=f"hodei-scheduler@{socket.gethostname()}",
+        queues=[CONTROL_QUEUE],
+        beat=True,
+        pool="threads",
+        concurrency=concurrency,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel=settings.log_level,
+    ).start()

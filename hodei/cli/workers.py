@@ -1,0 +1,182 @@
+"""``hodei worker ...``: tokens, starting a worker, listing and draining workers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from hodei.bootstrap import Container
+from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
+from hodei.domain.records import Worker
+from hodei.errors import InvalidInput, WorkerNotFound
+from hodei.services.workers import create_worker_token, drain_worker
+from hodei.settings import Settings
+
+
+def _container(ctx: click.Context) -> Container:
+    settings: Settings = ctx.find_root().obj
+    return Container(settings)
+
+
+@click.group()
+def worker() -> None:
+    """Start, list and drain workers; issue bootstrap tokens."""
+
+
+@worker.group()
+def token() -> None:
+    """Single-use bootstrap tokens for workers started by hand."""
+
+
+@token.command("create")
+@click.option("--provider", default="local", show_default=True)
+@click.option(
+    "--ttl",
+    type=click.FloatRange(1, 86400),
+    default=300,
+    show_default=True,
+    help="Seconds the token stays valid.",
+)
+@OUTPUT_OPTION
+@click.pass_context
+def token_create(ctx: click.Context, provider: str, ttl: float, output: str) -> None:
+    """Issue a token and print its secret once (only its sha256 is stored)."""
+    c = _container(ctx)
+    issued = create_worker_token(
+        c.store,
+        c.clock,
+        provider_name=provider,
+        ttl_s=ttl,
+        actor=f"cli:{os.environ.get('USER', 'unknown')}",
+    )
+    if output == "json":
+        print_json(
+            {
+                "token": issued.secret,
+                "worker_id": str(issued.worker.id),
+                "queue": issued.worker.queue,
+                "expires_at": issued.expires_at.isoformat(),
+            }
+        )
+        return
+    click.echo(issued.secret)
+    click.echo(
+        f"worker {issued.worker.id} on {issued.worker.queue}; expires "
+        f"{issued.expires_at.isoformat(timespec='seconds')}; start it with\n"
+        f"  HODEI_OTP_TOKEN=<token> hodei worker start",
+        err=True,
+    )
+
+
+@worker.command("start")
+@click.option(
+    "--token", envvar="HODEI_OTP_TOKEN", help="Bootstrap token (default: $HODEI_OTP_TOKEN)."
+)
+@click.option("--queue", help="The queue to consume (the token decides; checked if given).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0.1),
+    help="Exit after this many seconds without work (default: HODEI_WORKER_IDLE_TIMEOUT or 60).",
+)
+@click.pass_context
+def start(
+    ctx: click.Context,
+    token: str | None,
+    queue: str | None,
+    concurrency: int,
+    idle_timeout: float | None,
+) -> None:
+    """Register with a bootstrap token and run jobs until idle, drained or SIGTERM."""
+    from hodei.logconfig import configure_logging
+    from hodei.runtime.worker import WorkerOptions, run_worker
+
+    if not token:
+        raise InvalidInput(
+            "no bootstrap token: pass --token or set HODEI_OTP_TOKEN "
+            "(create one with `hodei worker token create`)"
+        )
+    c = _container(ctx)
+    configure_logging(c.settings.log_level, c.settings.log_format)
+    options = WorkerOptions(queue, concurrency, idle_timeout or c.settings.worker_idle_timeout_s)
+    ctx.exit(run_worker(c, token, options))
+
+
+@worker.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include terminated and lost workers.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@OUTPUT_OPTION
+@click.pass_context
+def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) -> None:
+    """Workers with their state, queue, current job and heartbeat age."""
+    from hodei.domain.states import LIVE_WORKER_STATES
+
+    c = _container(ctx)
+    with c.store.transaction() as tx:
+        workers = tx.workers.list(states=() if show_all else LIVE_WORKER_STATES, limit=limit)
+    rows = [worker_to_dict(w) for w in workers]
+    if output == "json":
+        print_json(rows)
+        return
+    print_table(
+        rows, ["id", "name", "state", "queue", "current_job_id", "heartbeat_age_s", "jobs_executed"]
+    )
+
+
+@worker.command("show")
+@click.argument("worker_id")
+@OUTPUT_OPTION
+@click.pass_context
+def show(ctx: click.Context, worker_id: str, output: str) -> None:
+    """One worker in full."""
+    c = _container(ctx)
+    with c.store.transaction() as tx:
+        found = tx.workers.get(_parse_id(worker_id))
+    if found is None:
+        raise WorkerNotFound(f"no worker {worker_id}")
+    data = worker_to_dict(found)
+    print_json(data) if output == "json" else print_fields(data)
+
+
+@worker.command("drain")
+@click.argument("worker_id")
+@click.pass_context
+def drain(ctx: click.Context, worker_id: str) -> None:
+    """Let a worker finish its current job, then exit."""
+    c = _container(ctx)
+    drained = drain_worker(
+        c.store, c.clock, _parse_id(worker_id), actor=f"cli:{os.environ.get('USER', 'unknown')}"
+    )
+    click.echo(f"worker {drained.id} is {drained.state}")
+
+
+def _parse_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(f"not a worker id: {value!r}") from None
+
+
+def worker_to_dict(w: Worker) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    age = (now - w.last_heartbeat).total_seconds() if w.last_heartbeat else None
+    return {
+        "id": str(w.id),
+        "name": w.name,
+        "state": str(w.state),
+        "queue": w.queue,
+        "provider_id": str(w.provider_id) if w.provider_id else None,
+        "infra_ref": w.infra_ref,
+        "current_job_id": str(w.current_job_id) if w.current_job_id else None,
+        "last_heartbeat": w.last_heartbeat.isoformat() if w.last_heartbeat else None,
+        "heartbeat_age_s": round(age, 1) if age is not None else None,
+        "jobs_executed": w.jobs_executed,
+        "termination_reason": w.termination_reason,
+        "created_at": w.created_at.isoformat(),
+        "registered_at": w.registered_at.isoformat() if w.registered_at else None,
+        "terminated_at": w.terminated_at.isoformat() if w.terminated_at else None,
+    }

@@ -1,0 +1,1 @@
+"""Pure domain model: specs, states, transitions, selection and events (stdlib only)."""

@@ -1,0 +1,150 @@
+"""The records hodei keeps, as plain immutable values (one per table row)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from hodei.domain.specs import JobSpec
+from hodei.domain.states import (
+    AttemptState,
+    JobState,
+    ProviderHealth,
+    ProviderStatus,
+    WorkerState,
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job and where it is now."""
+
+    id: UUID
+    name: str
+    state: JobState
+    spec: JobSpec
+    created_at: datetime
+    updated_at: datetime
+    attempt: int = 0
+    max_attempts: int = 1
+    provider_id: UUID | None = None
+    queue: str | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+    submitted_by: str | None = None
+    worker_id: UUID | None = None
+    exit_code: int | None = None
+    failure_reason: str | None = None
+    error: str | None = None
+    cancel_requested_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    deadline_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run (or try to run) of a job."""
+
+    job_id: UUID
+    attempt_no: int
+    state: AttemptState
+    task_id: str | None = None
+    worker_id: UUID | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    oom_killed: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Worker:
+    """An ephemeral worker launched by a provider (or by hand with a token)."""
+
+    id: UUID
+    name: str
+    provider_id: UUID | None
+    queue: str
+    state: WorkerState
+    created_at: datetime
+    updated_at: datetime
+    infra_ref: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    current_job_id: UUID | None = None
+    last_heartbeat: datetime | None = None
+    jobs_executed: int = 0
+    termination_reason: str | None = None
+    registered_at: datetime | None = None
+    terminated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BootstrapToken:
+    """A single-use token a worker presents to register. Only the hash is kept."""
+
+    id: UUID
+    token_hash: str
+    worker_id: UUID
+    expires_at: datetime
+    created_at: datetime
+    consumed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Where workers come from: the local machine, a Docker engine or a Kubernetes namespace."""
+
+    id: UUID
+    name: str
+    provider_type: str
+    created_at: datetime
+    updated_at: datetime
+    config: dict[str, Any] = field(default_factory=dict)
+    status: ProviderStatus = ProviderStatus.ACTIVE
+    health: ProviderHealth = ProviderHealth.UNKNOWN
+    health_message: str | None = None
+    health_checked_at: datetime | None = None
+    priority: int = 0
+    max_workers: int = 2
+    min_workers: int = 0
+    preferred_region: str | None = None
+    allowed_regions: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    health_check: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def queue(self) -> str:
+        return queue_for(self.name)
+
+
+def queue_for(provider_name: str) -> str:
+    """The Celery queue a provider's workers consume."""
+    return f"hodei.{provider_name}"
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a job's output."""
+
+    job_id: UUID
+    attempt_no: int
+    stream: str
+    line: str
+    ts: datetime
+    id: int | None = None

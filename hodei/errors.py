@@ -1,0 +1,127 @@
+"""The hodei error tree.
+
+Every error hodei raises on purpose derives from :class:`HodeiError`. The class
+docstring is the default message and ``exit_code`` is what the CLI exits with, so
+the codes listed in ``hodei --help`` and ``docs/manual.md`` come from one place.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class HodeiError(Exception):
+    """Something went wrong in hodei."""
+
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        super().__init__(self.message)
+
+
+class InvalidInput(HodeiError):
+    """The input is not valid."""
+
+    exit_code = 2
+
+
+class InvalidJobSpec(InvalidInput):
+    """The job specification is not valid."""
+
+
+class InvalidConfiguration(InvalidInput):
+    """The configuration is not valid."""
+
+
+class NotFound(HodeiError):
+    """The requested object does not exist."""
+
+    exit_code = 3
+
+
+class JobNotFound(NotFound):
+    """No job has this id."""
+
+
+class WorkerNotFound(NotFound):
+    """No worker has this id."""
+
+
+class ProviderNotFound(NotFound):
+    """No provider has this name or id."""
+
+
+class Conflict(HodeiError):
+    """The operation does not apply to the object in its current state."""
+
+    exit_code = 4
+
+
+class InvalidTransition(Conflict):
+    """This state change is not allowed."""
+
+
+class JobNotCancellable(Conflict):
+    """The job has already finished and cannot be cancelled."""
+
+
+class JobNotRetryable(Conflict):
+    """Only failed, timed-out or cancelled jobs can be retried."""
+
+
+class ServiceUnavailable(HodeiError):
+    """A service hodei depends on is unreachable."""
+
+    exit_code = 5
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database is unreachable."""
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    """The message broker is unreachable."""
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    """The provider's infrastructure is unreachable."""
+
+
+class SchemaOutOfDate(HodeiError):
+    """The database schema is not at the version this hodei needs; run `hodei db upgrade`."""
+
+    exit_code = 6
+
+
+class TokenRejected(HodeiError):
+    """The bootstrap token was rejected."""
+
+    exit_code = 7
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message or f"bootstrap token rejected: {reason}")
+
+
+class WaitTimeout(HodeiError):
+    """Timed out waiting for the job to finish."""
+
+    exit_code = 8
+
+
+EXIT_CODES: tuple[type[HodeiError], ...] = (
+    HodeiError,
+    InvalidInput,
+    NotFound,
+    Conflict,
+    ServiceUnavailable,
+    SchemaOutOfDate,
+    TokenRejected,
+    WaitTimeout,
+)
+"""The classes that define an exit code, in the order the docs list them."""
+
+
+class DuplicateIdempotencyKey(Conflict):
+    """Another job was submitted with this idempotency key at the same moment."""

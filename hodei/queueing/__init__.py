@@ -1,0 +1,1 @@
+"""Celery: the app, routing, tasks, signal handlers and the beat schedule."""

@@ -1,0 +1,83 @@
+"""The hodei Celery app (DESIGN.md section 5). Building it connects to nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from hodei.settings import Settings
+
+CONTROL_QUEUE = "hodei.control"
+RUN_JOB_TASK = "hodei.run_job"
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app on ``settings.broker_url``, with hodei's tasks registered."""
+    from hodei.queueing import sqlite_transport
+
+    sqlite_transport.install()
+    app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(_config(settings))
+    # Importing registers the tasks and signal handlers on this app.
+    from hodei.queueing import tasks
+
+    tasks.register(app)
+    return app
+
+
+def _config(settings: Settings) -> dict[str, Any]:
+    return {
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": CONTROL_QUEUE,
+        "task_queues": [Queue(CONTROL_QUEUE, Exchange(CONTROL_QUEUE), routing_key=CONTROL_QUEUE)],
+        "task_create_missing_queues": True,
+        # Flower shows tasks from these events; the database stays the record.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": _transport_options(settings.broker_url),
+        "broker_connection_timeout": 4,
+        "enable_utc": True,
+        "timezone": "UTC",
+        "beat_schedule": _beat_schedule(),
+        "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
+    }
+
+
+def _transport_options(broker_url: str) -> dict[str, Any]:
+    if broker_url.startswith(("sqla+", "sqlalchemy+")):
+        return {"polling_interval": 0.1, "pool_pre_ping": True}
+    if broker_url.startswith(("redis", "rediss")):
+        # Unacked messages of a SIGKILLed worker come back after this; the claim then
+        # drops them as stale, because the reaper has already requeued a new attempt.
+        return {"visibility_timeout": 3600, "socket_connect_timeout": 4}
+    return {}
+
+
+def _beat_schedule() -> dict[str, Any]:
+    every = {
+        "dispatch_pending": 2.0,
+        "reap_stale_workers": 15.0,
+        "expire_tokens": 60.0,
+        "enforce_deadlines": 10.0,
+        "purge": 3600.0,
+        "provision": 5.0,
+    }
+    return {
+        name: {
+            "task": f"hodei.{name}",
+            "schedule": seconds,
+            "options": {"queue": CONTROL_QUEUE, "expires": seconds},
+        }
+        for name, seconds in every.items()
+    }

@@ -1,0 +1,130 @@
+"""Maintenance tasks on ``hodei.control``, scheduled by beat and runnable once with
+``hodei maintenance run``. Each returns a small report and logs what it did."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+
+from hodei.bootstrap import Container
+from hodei.services import maintenance
+from hodei.services.dispatch import dispatch_pending
+from hodei.services.provisioning import provision
+from hodei.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Report = dict[str, Any]
+
+_container: Container | None = None
+
+
+def use_container(container: Container) -> None:
+    """Run the tasks of this process against ``container`` (``hodei scheduler`` sets it)."""
+    global _container
+    _container = container
+
+
+def _current() -> Container:
+    global _container
+    if _container is None:
+        _container = Container(Settings.from_env())
+    return _container
+
+
+def run_dispatch_pending(c: Container) -> Report:
+    return {"published": dispatch_pending(c.store, c.clock, c.publisher)}
+
+
+def run_reap_stale_workers(c: Container) -> Report:
+    report = maintenance.reap_stale_workers(
+        c.store,
+        c.clock,
+        c.publisher,
+        stale_after_s=c.settings.worker_stale_after_s,
+        lost_requeues=c.settings.worker_lost_requeues,
+    )
+    for worker in report.lost_workers:
+        _destroy(c, worker)
+    return {
+        "lost_workers": [str(w.id) for w in report.lost_workers],
+        "requeued": [str(j.id) for j in report.requeued],
+        "failed": [str(j.id) for j in report.failed],
+    }
+
+
+def run_expire_tokens(c: Container) -> Report:
+    failed = maintenance.expire_tokens(c.store, c.clock)
+    for worker in failed:
+        _destroy(c, worker)
+    return {"provision_failed": [str(w.id) for w in failed]}
+
+
+def run_enforce_deadlines(c: Container) -> Report:
+    ended = maintenance.enforce_deadlines(c.store, c.clock, grace_s=c.settings.cancel_grace_s)
+    return {"timed_out": [str(j.id) for j in ended]}
+
+
+def run_purge(c: Container) -> Report:
+    return {
+        "purged_jobs": maintenance.purge(c.store, c.clock, retention_days=c.settings.retention_days)
+    }
+
+
+def run_provision(c: Container) -> Report:
+    with c.store.transaction() as tx:
+        names = [p.name for p in tx.providers.list()]
+    launched = {}
+    for name in names:
+        tokens = provision(
+            c.store,
+            c.clock,
+            c.launcher_for,
+            name,
+            token_ttl_s=c.settings.token_ttl_s,
+            environment={},
+        )
+        if tokens:
+            launched[name] = len(tokens)
+    return {"launched": launched}
+
+
+def _destroy(c: Container, worker: Any) -> None:
+    with c.store.transaction() as tx:
+        provider = tx.providers.get(worker.provider_id) if worker.provider_id else None
+    if provider is None:
+        return
+    try:
+        c.launcher_for(provider).destroy(worker)
+    except Exception:  # a cleanup failure must not stop the reaper
+        logger.exception(
+            "could not remove worker %s", worker.id, extra={"worker_id": str(worker.id)}
+        )
+
+
+TASKS: dict[str, Callable[[Container], Report]] = {
+    "dispatch_pending": run_dispatch_pending,
+    "reap_stale_workers": run_reap_stale_workers,
+    "expire_tokens": run_expire_tokens,
+    "enforce_deadlines": run_enforce_deadlines,
+    "purge": run_purge,
+    "provision": run_provision,
+}
+
+
+def register(app: Celery) -> None:
+    for name, fn in TASKS.items():
+        app.task(name=f"hodei.{name}", ignore_result=True)(_as_task(name, fn))
+
+
+def _as_task(name: str, fn: Callable[[Container], Report]) -> Callable[[], Report]:
+    def task() -> Report:
+        report = fn(_current())
+        logger.info("maintenance %s: %s", name, report)
+        return report
+
+    task.__name__ = name
+    return task

@@ -1,0 +1,172 @@
+"""Celery signals become domain events: claim on task_prerun, finish on task_success or
+task_failure. Every write goes through a service, so each state change carries its event."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from celery import Task
+from celery.signals import task_failure, task_prerun, task_rejected, task_revoked, task_success
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from hodei.domain.states import JobState
+from hodei.errors import DatabaseUnavailable
+from hodei.queueing.app import RUN_JOB_TASK
+from hodei.runtime import context
+from hodei.services.dispatch import publish_jobs
+from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attempt
+
+logger = logging.getLogger(__name__)
+
+# A database blip must not lose a claim or a result: retry for a while, then give up loudly.
+_db_retry = retry(
+    retry=retry_if_exception_type(DatabaseUnavailable),
+    wait=wait_exponential(multiplier=0.2, max=5),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
+
+_connected = False
+
+
+def connect() -> None:
+    """Connect the handlers once per process."""
+    global _connected
+    if _connected:
+        return
+    task_prerun.connect(_on_prerun, weak=False)
+    task_success.connect(_on_success, weak=False)
+    task_failure.connect(_on_failure, weak=False)
+    task_revoked.connect(_on_revoked, weak=False)
+    task_rejected.connect(_on_rejected, weak=False)
+    _connected = True
+
+
+def _is_run_job(task: Any) -> bool:
+    return getattr(task, "name", None) == RUN_JOB_TASK
+
+
+def _on_prerun(
+    sender: Task | None = None,
+    task_id: str | None = None,
+    args: tuple[Any, ...] | None = None,
+    **_: Any,
+) -> None:
+    ctx = context.current()
+    if not _is_run_job(sender) or ctx is None or not args or sender is None:
+        return
+    job_id, attempt = UUID(str(args[0])), int(args[1])
+    claim: Claim = _db_retry(claim_attempt)(
+        ctx.container.store,
+        ctx.container.clock,
+        job_id=job_id,
+        attempt=attempt,
+        worker_id=ctx.worker_id,
+        task_id=str(task_id),
+    )
+    sender.request.hodei_claim = claim
+    if claim.won:
+        logger.info(
+            "job %s attempt %d started",
+            job_id,
+            attempt,
+            extra=_extra(job_id, attempt, ctx.worker_id, claim),
+        )
+
+
+def _on_success(sender: Task | None = None, result: Any = None, **_: Any) -> None:
+    ctx = context.current()
+    if not _is_run_job(sender) or ctx is None or not isinstance(result, dict):
+        return
+    if "outcome" not in result:
+        return
+    _finish(UUID(result["job_id"]), int(result["attempt"]), Outcome(**result["outcome"]))
+
+
+def _on_failure(
+    sender: Task | None = None,
+    exception: BaseException | None = None,
+    args: tuple[Any, ...] | None = None,
+    **_: Any,
+) -> None:
+    ctx = context.current()
+    if not _is_run_job(sender) or ctx is None or sender is None or not args:
+        return
+    claim: Claim | None = getattr(sender.request, "hodei_claim", None)
+    if claim is None or not claim.won:
+        return
+    logger.error(
+        "job %s: the worker failed while running it: %s",
+        args[0],
+        exception,
+        extra={"job_id": str(args[0]), "worker_id": str(ctx.worker_id)},
+    )
+    _finish(
+        UUID(str(args[0])),
+        int(args[1]),
+        Outcome(exit_code=None, error=f"worker error: {exception}"),
+    )
+
+
+def _finish(job_id: UUID, attempt: int, outcome: Outcome) -> None:
+    ctx = context.current()
+    assert ctx is not None
+    container = ctx.container
+    job = _db_retry(finish_attempt)(
+        container.store,
+        container.clock,
+        job_id=job_id,
+        attempt=attempt,
+        worker_id=ctx.worker_id,
+        outcome=outcome,
+    )
+    if job is None:
+        return
+    logger.info(
+        "job %s attempt %d ended %s",
+        job_id,
+        attempt,
+        job.state,
+        extra=_extra(job_id, attempt, ctx.worker_id, None, job.correlation_id),
+    )
+    due = job.next_attempt_at is not None and job.next_attempt_at <= container.clock.now()
+    if job.state is JobState.PENDING and due:
+        # A retry with no backoff goes out now; later ones wait for the dispatcher.
+        publish_jobs(
+            container.store, container.clock, container.publisher, [job], {job.id: "retry due"}
+        )
+
+
+def _on_revoked(request: Any = None, terminated: bool = False, **_: Any) -> None:
+    if (
+        request is not None
+        and getattr(request, "task_name", getattr(request, "task", None)) == RUN_JOB_TASK
+    ):
+        logger.warning(
+            "run_job %s revoked (terminated=%s); hodei cancels with `job cancel`",
+            getattr(request, "id", "?"),
+            terminated,
+        )
+
+
+def _on_rejected(message: Any = None, exc: BaseException | None = None, **_: Any) -> None:
+    logger.warning("a message was rejected: %s", exc)
+
+
+def _extra(
+    job_id: UUID,
+    attempt: int,
+    worker_id: UUID,
+    claim: Claim | None,
+    correlation_id: str | None = None,
+) -> dict[str, Any]:
+    if claim is not None and claim.job is not None:
+        correlation_id = claim.job.correlation_id
+    return {
+        "job_id": str(job_id),
+        "attempt": attempt,
+        "worker_id": str(worker_id),
+        "correlation_id": correlation_id,
+    }

@@ -1,0 +1,62 @@
+"""Celery tasks: ``hodei.run_job`` and the maintenance tasks beat schedules.
+
+Tasks are thin: parse, call a service, map the result. The run-job lifecycle lives in
+the signal handlers of :mod:`hodei.queueing.signals` (claim, finish).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+
+from hodei.queueing import maintenance_tasks, signals
+from hodei.queueing.app import RUN_JOB_TASK
+from hodei.runtime import context
+from hodei.runtime.delivery import run_attempt
+from hodei.services.execution import Claim
+
+logger = logging.getLogger(__name__)
+
+
+def register(app: Celery) -> None:
+    """Register hodei's tasks on ``app`` (signal handlers are process-wide)."""
+    signals.connect()
+
+    @app.task(
+        name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    )
+    def run_job(self: Task, job_id: str, attempt: int) -> dict[str, Any]:
+        return execute(self, job_id, attempt)
+
+    maintenance_tasks.register(app)
+
+
+def execute(task: Task, job_id: str, attempt: int) -> dict[str, Any]:
+    """Run the attempt that task_prerun claimed; skip a delivery that lost the claim."""
+    claim: Claim | None = getattr(task.request, "hodei_claim", None)
+    log_extra = {"job_id": job_id, "attempt": attempt}
+    if claim is None:
+        # The claim itself failed (database unreachable): give the message back.
+        raise Reject("could not claim the attempt; requeued", requeue=True)
+    if not claim.won or claim.job is None:
+        logger.info(
+            "dropped delivery of job %s attempt %s: %s",
+            job_id,
+            attempt,
+            claim.reason,
+            extra=log_extra,
+        )
+        return {"skipped": claim.reason, "job_id": job_id, "attempt": attempt}
+    ctx = context.current()
+    assert ctx is not None, "run_job only runs inside `hodei worker start`"
+    settings = ctx.container.settings
+    outcome = run_attempt(
+        ctx.container.store,
+        claim.job,
+        max_log_lines=settings.max_log_lines,
+        grace_s=settings.cancel_grace_s,
+    )
+    return {"job_id": job_id, "attempt": attempt, "outcome": outcome.__dict__}

@@ -1,0 +1,1 @@
+"""What runs on a worker machine: executing a job's command and streaming its output."""

@@ -1,0 +1,37 @@
+"""The worker process's own state, shared by its Celery tasks and signal handlers."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from hodei.bootstrap import Container
+from hodei.domain.records import Worker
+
+
+@dataclass
+class WorkerContext:
+    """Set once by ``hodei worker start`` before Celery starts consuming."""
+
+    container: Container
+    worker: Worker
+    stop_reason: str = "SIGTERM"
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def worker_id(self) -> UUID:
+        return self.worker.id
+
+
+_current: WorkerContext | None = None
+
+
+def install(context: WorkerContext) -> None:
+    global _current
+    _current = context
+
+
+def current() -> WorkerContext | None:
+    """The context of this worker process, or None outside ``hodei worker start``."""
+    return _current

@@ -1,0 +1,399 @@
+"""Run one job's command on a worker machine.
+
+The command runs in its own process group so that a timeout, a cancellation or its own exit
+can take down everything it started. Output is read by one thread per stream and handed to
+the caller in batches, always on the thread that called :meth:`CommandRunner.run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import functools
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Final
+
+logger = logging.getLogger(__name__)
+
+MAX_LINE_BYTES: Final = 64 * 1024
+TRUNCATION_MARKER: Final = f" [hodei: line truncated at {MAX_LINE_BYTES} bytes]"
+SPAWN_ERROR_EXIT_CODE: Final = 127
+ALLOWED_WORKER_ENV: Final = (
+    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR",
+)  # fmt: skip
+
+# Bounded so a command that floods its output is slowed down by the pipe instead of
+# growing the worker's memory without limit.
+_QUEUE_MAX_ITEMS: Final = 4096
+# Items handled per wake-up before timers (timeout, cancel, flush) are looked at again.
+_MAX_ITEMS_PER_WAKEUP: Final = 1000
+_MAX_IDLE_WAIT_S: Final = 0.5
+_READER_DRAIN_S: Final = 2.0
+_PUT_RETRY_S: Final = 0.1
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    """One line of output: ``stream`` is "stdout", "stderr" or "system" (hodei's own notes)."""
+
+    stream: str
+    line: str
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """How a command ended; ``error`` is set (with exit code 127) when it could not start."""
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    cancelled: bool
+    duration_ms: int
+    error: str | None = None
+
+
+def build_job_env(
+    job_env: Mapping[str, str], extra: Mapping[str, str], base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment a job's command sees.
+
+    A small allow-list from the worker's own environment (``base``, default ``os.environ``),
+    then the job's env, then ``extra`` (e.g. HODEI_JOB_ID). Worker secrets (database URLs,
+    tokens) never leak because nothing else is copied.
+    """
+    source = os.environ if base is None else base
+    env = {name: source[name] for name in ALLOWED_WORKER_ENV if name in source}
+    env.update(job_env)
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandRunner:
+    """Runs commands; it holds only immutable settings, so many threads may share one."""
+
+    flush_interval_s: float = 0.25
+    flush_max_lines: int = 100
+    grace_s: float = 5.0
+    cancel_check_interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.flush_max_lines < 1:
+            raise ValueError("flush_max_lines must be at least 1")
+        if min(self.flush_interval_s, self.grace_s, self.cancel_check_interval_s) < 0:
+            raise ValueError("intervals must not be negative")
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str | None,
+        timeout_s: float,
+        on_output: Callable[[list[OutputLine]], None],
+        should_cancel: Callable[[], bool],
+    ) -> CommandOutcome:
+        """Run ``command`` (a string goes through ``/bin/sh -c``) to the end; never raises for
+        a command that cannot start. Exceptions from ``on_output`` are logged and the batch is
+        dropped, so the callback should do its own retrying."""
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        return _Run(self, on_output, should_cancel).execute(argv, env, cwd, timeout_s)
+
+
+class _Marker(enum.Enum):
+    EOF = "eof"  # a reader reached the end of its pipe
+    EXITED = "exited"  # the main process exited (not reaped yet)
+
+
+_Item = OutputLine | _Marker
+
+
+class _Run:
+    """The state of one run(); only the queue and the event are shared with helper threads."""
+
+    def __init__(
+        self,
+        cfg: CommandRunner,
+        on_output: Callable[[list[OutputLine]], None],
+        should_cancel: Callable[[], bool],
+    ) -> None:
+        self._cfg = cfg
+        self._on_output = on_output
+        self._should_cancel = should_cancel
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=_QUEUE_MAX_ITEMS)
+        self._abandoned = threading.Event()  # tells helper threads nobody listens any more
+        self._pending: list[OutputLine] = []
+        self._last_flush = time.monotonic()
+        self._open_streams = 2
+        self._exited_at: float | None = None
+        self._stop_reason: str | None = None  # "timeout" or "cancel"
+        self._kill_at: float | None = None  # when SIGTERM's grace runs out; None once killed
+
+    def execute(
+        self, argv: list[str], env: Mapping[str, str], cwd: str | None, timeout_s: float
+    ) -> CommandOutcome:
+        started = time.monotonic()
+        if not argv:
+            return self._spawn_failed("empty command", started)
+        try:
+            proc = _spawn(argv, env, cwd)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            return self._spawn_failed(_spawn_error_message(exc, argv, cwd), started)
+        try:
+            threads = self._start_threads(proc)
+            self._supervise(proc.pid, started + timeout_s, timeout_s)
+            returncode = _end_group(proc)
+            self._drain(threads)
+        finally:
+            self._abandoned.set()
+            if proc.returncode is None:  # leaving on an exception: the job must not outlive us
+                _end_group(proc)
+        self._flush()
+        return CommandOutcome(
+            exit_code=returncode if returncode >= 0 else None,
+            signal=-returncode if returncode < 0 else None,
+            timed_out=self._stop_reason == "timeout",
+            cancelled=self._stop_reason == "cancel",
+            duration_ms=_ms_since(started, self._exited_at),
+        )
+
+    def _spawn_failed(self, message: str, started: float) -> CommandOutcome:
+        self._system(f"hodei: {message}")
+        self._flush()
+        return CommandOutcome(
+            exit_code=SPAWN_ERROR_EXIT_CODE,
+            signal=None,
+            timed_out=False,
+            cancelled=False,
+            duration_ms=_ms_since(started),
+            error=message,
+        )
+
+    def _start_threads(self, proc: subprocess.Popen[bytes]) -> list[threading.Thread]:
+        targets: list[tuple[str, Callable[[], None]]] = [
+            ("stdout", functools.partial(self._pump, proc.stdout, "stdout")),
+            ("stderr", functools.partial(self._pump, proc.stderr, "stderr")),
+            ("wait", functools.partial(self._await_exit, proc)),
+        ]
+        # Daemon threads: a reader stuck on a pipe held by an escaped process must not keep
+        # the worker from shutting down.
+        threads = [
+            threading.Thread(target=target, name=f"hodei-{proc.pid}-{name}", daemon=True)
+            for name, target in targets
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    # The next three run on helper threads and touch nothing but the queue and the event.
+
+    def _pump(self, pipe: IO[bytes] | None, stream: str) -> None:
+        """Reader thread: queue each line of ``pipe``, then an EOF marker."""
+        assert pipe is not None
+        try:
+            with pipe:
+                for text in _read_lines(pipe):
+                    if not self._put(OutputLine(stream, text, datetime.now(UTC))):
+                        return  # closing the pipe gives an escaped writer EPIPE, not a block
+        except (OSError, ValueError):
+            logger.warning("reading the command's %s failed", stream, exc_info=True)
+        finally:
+            self._put(_Marker.EOF)
+
+    def _await_exit(self, proc: subprocess.Popen[bytes]) -> None:
+        """Waiter thread: report the main process's exit, without reaping it where possible."""
+        try:
+            if hasattr(os, "waitid"):
+                # WNOWAIT keeps the leader a zombie, which pins its process group id until
+                # run() has killed the rest of the group.
+                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            else:
+                proc.wait()
+        except OSError:
+            proc.wait()  # someone else reaped it; Popen copes and reports 0
+        finally:
+            self._put(_Marker.EXITED)
+
+    def _put(self, item: _Item) -> bool:
+        """Queue ``item`` unless run() has stopped listening; False in that case."""
+        while not self._abandoned.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(item, timeout=_PUT_RETRY_S)
+                return True
+        return False
+
+    def _supervise(self, pid: int, deadline: float, timeout_s: float) -> None:
+        """Pass output on and enforce timeout and cancellation until the main process exits."""
+        next_cancel_check = time.monotonic()
+        while self._exited_at is None:
+            now = time.monotonic()
+            wakeups = [now + _MAX_IDLE_WAIT_S]
+            if self._stop_reason is None:
+                if now >= deadline:
+                    self._stop(pid, "timeout", f"timeout after {timeout_s:g}s")
+                elif now >= next_cancel_check:
+                    next_cancel_check = now + self._cfg.cancel_check_interval_s
+                    if self._cancel_requested():
+                        self._stop(pid, "cancel", "cancelled")
+            if self._stop_reason is None:
+                wakeups += [deadline, next_cancel_check]
+            if self._kill_at is not None and now >= self._kill_at:
+                self._kill_at = None
+                _killpg(pid, signal.SIGKILL)
+                self._system(
+                    f"hodei: still running {self._cfg.grace_s:g}s after SIGTERM,"
+                    " sent SIGKILL to the process group"
+                )
+            if self._kill_at is not None:
+                wakeups.append(self._kill_at)
+            self._receive(max(0.0, min(*wakeups, self._flush_due()) - now))
+
+    def _drain(self, threads: list[threading.Thread]) -> None:
+        """Collect the readers' last lines, waiting a bounded time for their pipes to close."""
+        give_up_at = time.monotonic() + _READER_DRAIN_S
+        while self._open_streams > 0:
+            now = time.monotonic()
+            if now >= give_up_at:
+                # Only a process that left the job's process group can still hold the pipes.
+                logger.warning("output pipes still open after the command ended; not waiting")
+                self._system("hodei: output still open after the command ended; stopped reading")
+                break
+            self._receive(max(0.0, min(give_up_at, self._flush_due()) - now))
+        self._abandoned.set()
+        for thread in threads:
+            thread.join(timeout=max(0.05, give_up_at - time.monotonic()))
+
+    def _receive(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for queued items, handle what arrived, flush if due."""
+        try:
+            self._handle(self._queue.get(timeout=timeout))
+            for _ in range(_MAX_ITEMS_PER_WAKEUP):
+                self._handle(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        if time.monotonic() >= self._flush_due():
+            self._flush()
+
+    def _handle(self, item: _Item) -> None:
+        if isinstance(item, OutputLine):
+            self._add(item)
+        elif item is _Marker.EOF:
+            self._open_streams -= 1
+        else:
+            self._exited_at = time.monotonic()
+
+    def _add(self, line: OutputLine) -> None:
+        self._pending.append(line)
+        if len(self._pending) >= self._cfg.flush_max_lines:
+            self._flush()
+
+    def _flush_due(self) -> float:
+        """When the pending lines must go out by the interval rule (never if there are none)."""
+        return self._last_flush + self._cfg.flush_interval_s if self._pending else float("inf")
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        self._last_flush = time.monotonic()
+        try:
+            self._on_output(batch)
+        except Exception:
+            logger.exception("on_output failed; %d output lines dropped", len(batch))
+
+    def _system(self, text: str) -> None:
+        self._add(OutputLine("system", text, datetime.now(UTC)))
+
+    def _stop(self, pid: int, reason: str, what: str) -> None:
+        self._stop_reason = reason
+        self._kill_at = time.monotonic() + self._cfg.grace_s
+        _killpg(pid, signal.SIGTERM)
+        self._system(f"hodei: {what}, sent SIGTERM to the process group")
+
+    def _cancel_requested(self) -> bool:
+        try:
+            return bool(self._should_cancel())
+        except Exception:
+            logger.exception("should_cancel failed; treating it as not cancelled")
+            return False
+
+
+def _spawn(argv: list[str], env: Mapping[str, str], cwd: str | None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        cwd=cwd,
+        start_new_session=True,  # own session and process group: killpg reaches all of it
+        close_fds=True,
+    )
+
+
+def _spawn_error_message(exc: Exception, argv: list[str], cwd: str | None) -> str:
+    if not isinstance(exc, OSError):
+        return f"cannot start command: {exc}"
+    # subprocess reports a failed chdir with the working directory as the filename.
+    if cwd is not None and exc.filename == cwd and argv[0] != cwd:
+        if isinstance(exc, FileNotFoundError):
+            return f"working directory does not exist: {cwd}"
+        if isinstance(exc, NotADirectoryError):
+            return f"working directory is not a directory: {cwd}"
+        return f"cannot enter working directory {cwd}: {exc.strerror or exc}"
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return f"command not found: {argv[0]}"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {argv[0]}"
+    return f"cannot start {argv[0]}: {exc.strerror or exc}"
+
+
+def _read_lines(pipe: IO[bytes]) -> Iterator[str]:
+    """Decoded lines without their newline; over-long ones are cut and the rest skipped."""
+    skipping = False
+    while chunk := pipe.readline(MAX_LINE_BYTES + 1):
+        complete = chunk.endswith(b"\n")
+        if skipping:
+            skipping = not complete
+        elif not complete and len(chunk) > MAX_LINE_BYTES:
+            skipping = True
+            yield chunk[:MAX_LINE_BYTES].decode("utf-8", errors="replace") + TRUNCATION_MARKER
+        else:
+            body = chunk.removesuffix(b"\n").removesuffix(b"\r") if complete else chunk
+            yield body.decode("utf-8", errors="replace")
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> int:
+    """Kill what is left of the job's process group, reap it, return the leader's code."""
+    # The leader is not reaped yet (alive, or a zombie thanks to WNOWAIT), so the group id
+    # cannot have been reused: all in the group was started by the job and must not outlive it.
+    _killpg(proc.pid, signal.SIGKILL)
+    returncode = proc.wait()
+    if hasattr(os, "waitid") and hasattr(os, "P_PGID"):
+        # Orphans of the job are reparented to this process when it is PID 1 of a container
+        # or a child subreaper; reap them so they do not stay behind as zombies. The group
+        # id stays pinned while any of them is unreaped.
+        with contextlib.suppress(ChildProcessError):
+            while True:
+                os.waitid(os.P_PGID, proc.pid, os.WEXITED)
+    return returncode
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    # Already gone is fine; macOS answers EPERM for a group left with only zombies.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _ms_since(started: float, ended: float | None = None) -> int:
+    return int(((time.monotonic() if ended is None else ended) - started) * 1000)

@@ -1,0 +1,122 @@
+"""``hodei worker start``: register with the token, heartbeat, consume, exit when idle."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from hodei.bootstrap import Container
+from hodei.errors import HodeiError
+from hodei.runtime import context
+from hodei.runtime.context import WorkerContext
+from hodei.services.dispatch import dispatch_pending
+from hodei.services.workers import heartbeat, register_worker, terminate_worker
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    queue: str | None
+    concurrency: int = 1
+    idle_timeout_s: float = 60.0
+
+
+def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
+    """Run a worker until it is idle, drained, declared lost or sent SIGTERM; exit code."""
+    _become_subreaper()
+    infra_ref = f"pid:{os.getpid()}@{socket.gethostname()}"
+    worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
+    if options.queue and options.queue != worker.queue:
+        logger.warning("token is for queue %s; ignoring --queue %s", worker.queue, options.queue)
+    ctx = WorkerContext(container, worker)
+    context.install(ctx)
+    extra = {"worker_id": str(worker.id)}
+    logger.info("worker %s ready on %s", worker.id, worker.queue, extra=extra)
+    keeper = threading.Thread(
+        target=_housekeeping, args=(ctx, options), daemon=True, name="hodei-heartbeat"
+    )
+    keeper.start()
+    try:
+        celery_worker = container.app.Worker(
+            hostname=f"{worker.name}@{socket.gethostname()}",
+            queues=[worker.queue],
+            pool="threads",
+            concurrency=options.concurrency,
+            prefetch_multiplier=1,
+            without_mingle=True,
+            without_gossip=True,
+            optimization="fair",
+            loglevel=container.settings.log_level,
+        )
+        celery_worker.start()
+    finally:
+        ctx.stopping.set()
+        terminate_worker(container.store, container.clock, worker.id, reason=ctx.stop_reason)
+    return 0
+
+
+def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
+    """Heartbeat from a thread of its own, so a long job never starves it; stop the
+    worker when it is idle, drained or was declared lost; publish due retries."""
+    settings = ctx.container.settings
+    tick = min(1.0, settings.heartbeat_interval_s)
+    last_beat = time.monotonic()
+    last_busy = last_beat
+    while not ctx.stopping.wait(tick):
+        now = time.monotonic()
+        record = now - last_beat >= settings.heartbeat_interval_s
+        try:
+            pulse = heartbeat(
+                ctx.container.store, ctx.container.clock, ctx.worker_id, record=record
+            )
+            dispatch_pending(
+                ctx.container.store,
+                ctx.container.clock,
+                ctx.container.publisher,
+                queue=ctx.worker.queue,
+                limit=50,
+            )
+        except HodeiError as exc:
+            logger.warning("heartbeat failed: %s", exc, extra={"worker_id": str(ctx.worker_id)})
+            continue
+        if record:
+            last_beat = now
+        if pulse.running_jobs or pulse.waiting_jobs:
+            last_busy = now
+        if pulse.should_stop:
+            _stop(ctx, f"{pulse.state.lower()} by the control plane")
+            return
+        if now - last_busy >= options.idle_timeout_s:
+            _stop(ctx, f"idle for {options.idle_timeout_s:g}s")
+            return
+
+
+def _stop(ctx: WorkerContext, reason: str) -> None:
+    logger.info(
+        "worker %s stopping: %s", ctx.worker_id, reason, extra={"worker_id": str(ctx.worker_id)}
+    )
+    ctx.stop_reason = reason
+    # Celery's warm shutdown: stop consuming, let the running job finish, then exit.
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _become_subreaper() -> None:
+    # Orphans of a job's process group are re-parented here and reaped by the runner,
+    # instead of piling up as zombies under an init that does not reap.
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        logger.debug("could not become a child subreaper")

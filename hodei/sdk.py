@@ -1,0 +1,287 @@
+"""The Python API. The CLI is a thin layer over :class:`Client`."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from uuid import UUID
+
+from hodei.bootstrap import Container
+from hodei.domain.events import DomainEvent
+from hodei.domain.records import Job, LogLine
+from hodei.domain.specs import JobSpec
+from hodei.domain.states import JobState
+from hodei.errors import HodeiError, InvalidInput, JobNotFound, WaitTimeout
+from hodei.services.control import cancel_job, retry_job
+from hodei.services.ports import EventQuery, JobQuery
+from hodei.services.provisioning import provision
+from hodei.services.submission import submit_jobs
+from hodei.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def parse_job_id(value: str | UUID) -> UUID:
+    """A job id from user input, or a one-line :class:`InvalidInput`."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise InvalidInput(f"not a job id: {value!r}") from None
+
+
+class Client:
+    """Submit, watch and control hodei jobs.
+
+    >>> client = Client.from_env()
+    >>> job = client.submit("echo hello", name="greet")
+    >>> client.wait(job.id).state
+    <JobState.SUCCEEDED: 'SUCCEEDED'>
+    """
+
+    def __init__(self, container: Container, *, interface: str = "sdk") -> None:
+        self._c = container
+        self.actor = f"{interface}:{_user()}"
+
+    @classmethod
+    def from_env(cls, *, interface: str = "sdk", **overrides: Any) -> Client:
+        """A client configured from HODEI_* variables; keyword arguments override them."""
+        return cls(Container(Settings.from_env(**overrides)), interface=interface)
+
+    @property
+    def settings(self) -> Settings:
+        return self._c.settings
+
+    @property
+    def container(self) -> Container:
+        return self._c
+
+    # -- submitting ---------------------------------------------------------------
+
+    def submit(self, spec: JobSpec | str | Sequence[str], **spec_fields: Any) -> Job:
+        """Submit one job: a :class:`JobSpec`, or a command plus JobSpec.create fields.
+
+        Returns the stored job (the existing one if its idempotency key was seen before).
+        """
+        if not isinstance(spec, JobSpec):
+            spec = JobSpec.create(spec, **spec_fields)
+        return self.submit_many([spec])[0]
+
+    def submit_many(self, specs: Iterable[JobSpec]) -> list[Job]:
+        """Submit many jobs in one transaction, published over one broker connection."""
+        specs = list(specs)
+        results = submit_jobs(
+            self._c.store, self._c.clock, self._c.publisher, specs, actor=self.actor
+        )
+        self._provision({r.job.provider_id for r in results if not r.existing})
+        return [r.job for r in results]
+
+    def _provision(self, provider_ids: set[UUID | None]) -> None:
+        with self._c.store.transaction() as tx:
+            names = [p.name for p in tx.providers.list() if p.id in provider_ids]
+        for name in names:
+            try:
+                provision(
+                    self._c.store,
+                    self._c.clock,
+                    self._c.launcher_for,
+                    name,
+                    token_ttl_s=self.settings.token_ttl_s,
+                    environment={},
+                )
+            except HodeiError as exc:
+                logger.warning("could not provision workers for %s: %s", name, exc)
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, job_id: str | UUID) -> Job:
+        """The job as stored now."""
+        job_uuid = parse_job_id(job_id)
+        with self._c.store.transaction() as tx:
+            job = tx.jobs.get(job_uuid)
+        if job is None:
+            raise JobNotFound(f"no job {job_uuid}")
+        return job
+
+    def list(
+        self,
+        *,
+        state: str | JobState | Sequence[str | JobState] | None = None,
+        name: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        before: Job | None = None,
+    ) -> list[Job]:
+        """Jobs, newest first; pass the last job of a page as ``before`` for the next."""
+        query = JobQuery(
+            states=_states(state),
+            name=name,
+            correlation_id=correlation_id,
+            limit=max(1, min(limit, 1000)),
+            before=(before.created_at, before.id) if before else None,
+        )
+        with self._c.store.transaction() as tx:
+            return tx.jobs.list(query)
+
+    def wait(self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float = 0.2) -> Job:
+        """Block until the job is terminal; :class:`WaitTimeout` after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.is_terminal:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"job {job.id} is still {job.state} after {timeout:g}s")
+            time.sleep(poll_s)
+
+    def logs(
+        self, job_id: str | UUID, *, after_id: int = 0, tail: int | None = None, limit: int = 1000
+    ) -> list[LogLine]:
+        """Stored output lines in order (``tail``: only the last N)."""
+        job_uuid = self.get(job_id).id
+        with self._c.store.transaction() as tx:
+            return tx.logs.read(job_uuid, after_id=after_id, limit=limit, tail=tail)
+
+    def follow_logs(
+        self, job_id: str | UUID, *, tail: int | None = None, poll_s: float = 0.2
+    ) -> Iterator[LogLine]:
+        """Every line from the start (or the last ``tail``), then live lines, until the
+        job is terminal and its output is drained."""
+        last_id = 0
+        first = self.logs(job_id, tail=tail) if tail is not None else []
+        for line in first:
+            last_id = line.id or last_id
+            yield line
+        while True:
+            terminal = self.get(job_id).is_terminal
+            batch = self.logs(job_id, after_id=last_id)
+            for line in batch:
+                last_id = line.id or last_id
+                yield line
+            if terminal and not batch:
+                return
+            if not batch:
+                time.sleep(poll_s)
+
+    def timeline(
+        self,
+        job_id: str | UUID | None = None,
+        *,
+        correlation_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[DomainEvent]:
+        """A job's events in order, or a whole workflow's by correlation id."""
+        if job_id is None and correlation_id is None:
+            raise InvalidInput("give a job id or a correlation id")
+        query = EventQuery(
+            aggregate_ids=[self.get(job_id).id] if job_id is not None else (),
+            correlation_id=correlation_id if job_id is None else None,
+            limit=limit,
+        )
+        with self._c.store.transaction() as tx:
+            return tx.events.list(query)
+
+    # -- controlling --------------------------------------------------------------
+
+    def cancel(self, job_id: str | UUID) -> Job:
+        """Cancel a job (a running one stops within about a second)."""
+        return cancel_job(self._c.store, self._c.clock, parse_job_id(job_id), actor=self.actor)
+
+    def retry(self, job_id: str | UUID) -> Job:
+        """Run a failed, timed-out or cancelled job again as a new attempt."""
+        job = retry_job(
+            self._c.store, self._c.clock, self._c.publisher, parse_job_id(job_id), actor=self.actor
+        )
+        self._provision({job.provider_id})
+        return job
+
+    def close(self) -> None:
+        self._c.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _states(state: str | JobState | Sequence[str | JobState] | None) -> list[JobState]:
+    if state is None:
+        return []
+    values = [state] if isinstance(state, str | JobState) else list(state)
+    try:
+        return [JobState(str(v).upper()) for v in values]
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobState)
+        raise InvalidInput(f"unknown state in {values!r}; use one of {allowed}") from None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    """The JSON form of a job used by the CLI and ``--output json``."""
+    return {
+        "id": str(job.id),
+        "name": job.name,
+        "state": str(job.state),
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "exit_code": job.exit_code,
+        "failure_reason": job.failure_reason,
+        "error": job.error,
+        "queue": job.queue,
+        "correlation_id": job.correlation_id,
+        "idempotency_key": job.idempotency_key,
+        "submitted_by": job.submitted_by,
+        "worker_id": str(job.worker_id) if job.worker_id else None,
+        "command": job.spec.command_text,
+        "labels": dict(job.spec.labels),
+        "created_at": _iso(job.created_at),
+        "queued_at": _iso(job.queued_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "next_attempt_at": _iso(job.next_attempt_at),
+        "duration_ms": job.duration_ms,
+    }
+
+
+def event_to_dict(event: DomainEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "event_id": str(event.event_id),
+        "occurred_at": _iso(event.occurred_at),
+        "event_type": event.event_type,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": str(event.aggregate_id),
+        "actor": event.actor,
+        "correlation_id": event.correlation_id,
+        "payload": event.payload,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat(timespec="milliseconds") if value is not None else None
+
+
+def mapping_from_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """``K=V`` strings to a dict, with a one-line error naming the bad pair."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{what} must look like KEY=VALUE, got {pair!r}")
+        out[key] = value
+    return out
+
+
+__all__ = ["Client", "event_to_dict", "job_to_dict", "mapping_from_pairs", "parse_job_id"]

@@ -1,0 +1,165 @@
+"""Putting jobs on the broker: publish after commit, confirm QUEUED, retry what failed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from hodei.domain.events import Actor, EventType
+from hodei.domain.records import Attempt, Job
+from hodei.domain.states import AttemptState, JobState
+from hodei.errors import BrokerUnavailable
+from hodei.services.ports import Clock, Publication, Store, TaskPublisher, Transaction
+from hodei.services.timeline import job_event
+
+logger = logging.getLogger(__name__)
+
+# A PENDING job younger than this is probably still being published by its submitter.
+PUBLISH_GRACE = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The broker accepted the message for ``attempt`` of ``job_id``."""
+
+    job_id: UUID
+    attempt: int
+    task_id: str
+    reason: str = ""
+
+
+def publication_for(job: Job, reason: str = "") -> Publication:
+    assert job.queue is not None, "only jobs with a provider are published"
+    return Publication(job.id, job.attempt, job.queue, job.name, reason)
+
+
+def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmation]) -> int:
+    """PENDING -> QUEUED for each confirmed publication, in one transaction.
+
+    Conditional on the attempt, so a late confirmation (the worker already claimed,
+    or the job was cancelled) changes nothing. Returns how many jobs moved.
+    """
+    moved = 0
+    with store.transaction() as tx:
+        for confirmation in confirmations:
+            job = tx.jobs.get(confirmation.job_id)
+            if job is not None and mark_queued(tx, clock, job, confirmation):
+                moved += 1
+    return moved
+
+
+def mark_queued(tx: Transaction, clock: Clock, job: Job, confirmation: Confirmation) -> bool:
+    """Within ``tx``: move ``job`` to QUEUED for the confirmed attempt, if it is still PENDING."""
+    now = clock.now()
+    won = tx.jobs.compare_and_set(
+        job.id,
+        states=[JobState.PENDING],
+        expected_attempt=confirmation.attempt,
+        state=JobState.QUEUED,
+        queued_at=now,
+        next_attempt_at=None,
+        updated_at=now,
+    )
+    if not won:
+        return False
+    tx.attempts.add(
+        Attempt(job.id, confirmation.attempt, AttemptState.QUEUED, task_id=confirmation.task_id)
+    )
+    provider = tx.providers.get(job.provider_id) if job.provider_id else None
+    tx.events.add(
+        job_event(
+            job,
+            EventType.JOB_QUEUED,
+            actor=Actor.DISPATCHER,
+            now=now,
+            new_state=JobState.QUEUED,
+            provider=provider.name if provider else None,
+            queue=job.queue,
+            attempt=confirmation.attempt,
+            task_id=confirmation.task_id,
+            selection=confirmation.reason or None,
+        )
+    )
+    return True
+
+
+def publish_jobs(
+    store: Store,
+    clock: Clock,
+    publisher: TaskPublisher,
+    jobs: Sequence[Job],
+    reasons: Mapping[UUID, str] | None = None,
+) -> list[Job]:
+    """Publish committed PENDING jobs over one connection; returns those that failed.
+
+    QUEUED is confirmed by the publisher's after-publish hook; a job whose publish
+    fails stays PENDING with a JobPublishFailed event and is retried by dispatch_pending.
+    """
+    publishable = [j for j in jobs if j.queue is not None]
+    if not publishable:
+        return []
+    done: set[UUID] = set()
+    error: BrokerUnavailable | None = None
+    try:
+        for publication, _task_id in publisher.publish_many(
+            [publication_for(j, (reasons or {}).get(j.id, "")) for j in publishable]
+        ):
+            done.add(publication.job_id)
+    except BrokerUnavailable as exc:
+        error = exc
+    failed = [j for j in publishable if j.id not in done]
+    if failed:
+        _record_publish_failure(store, clock, failed, str(error or "publish failed"))
+    return failed
+
+
+def _record_publish_failure(store: Store, clock: Clock, jobs: Sequence[Job], error: str) -> None:
+    now = clock.now()
+    for job in jobs:
+        logger.warning(
+            "could not publish job %s: %s; it stays PENDING",
+            job.id,
+            error,
+            extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
+        )
+    with store.transaction() as tx:
+        tx.events.add(
+            *(
+                job_event(
+                    j,
+                    EventType.JOB_PUBLISH_FAILED,
+                    actor=Actor.DISPATCHER,
+                    now=now,
+                    attempt=j.attempt,
+                    error=error,
+                )
+                for j in jobs
+            )
+        )
+
+
+def dispatch_pending(
+    store: Store,
+    clock: Clock,
+    publisher: TaskPublisher,
+    *,
+    queue: str | None = None,
+    limit: int = 500,
+) -> int:
+    """Publish PENDING jobs that are due: retries whose time has come, and jobs whose
+    first publish failed. Safe to run concurrently: the claim drops duplicates."""
+    now = clock.now()
+    with store.transaction() as tx:
+        due = tx.jobs.due_for_dispatch(
+            now=now, created_before=now - PUBLISH_GRACE, limit=limit, queue=queue
+        )
+    if not due:
+        return 0
+    reasons = {j.id: "retry due" if j.next_attempt_at else "republished" for j in due}
+    failed = publish_jobs(store, clock, publisher, due, reasons)
+    published = len(due) - len(failed)
+    logger.info("dispatch_pending published %d job(s), %d failed", published, len(failed))
+    return published

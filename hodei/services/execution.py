@@ -1,0 +1,316 @@
+"""Running an attempt: claim it (exactly once), then record how it ended."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from hodei.domain.events import Actor, EventType
+from hodei.domain.records import Job
+from hodei.domain.states import AttemptState, FailureReason, JobState, WorkerState
+from hodei.services.dispatch import Confirmation, mark_queued
+from hodei.services.ports import Clock, Store, Transaction
+from hodei.services.timeline import job_event
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Whether this delivery won the right to run the attempt."""
+
+    won: bool
+    reason: str
+    job: Job | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a command ended (what the runner measured)."""
+
+    exit_code: int | None
+    signal: int | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    duration_ms: int = 0
+    error: str | None = None
+
+
+def claim_attempt(
+    store: Store, clock: Clock, *, job_id: UUID, attempt: int, worker_id: UUID, task_id: str
+) -> Claim:
+    """QUEUED -> RUNNING for ``attempt``, conditionally: a duplicate delivery, a message
+    for an old attempt, or one for a cancelled job loses and must not run."""
+    with store.transaction() as tx:
+        job = tx.jobs.get(job_id)
+        refusal = _refusal(job, attempt, clock.now())
+        if refusal is not None:
+            return Claim(False, refusal, job)
+        assert job is not None
+        if job.state is JobState.PENDING:
+            # The worker got the message before the publisher confirmed it: confirm here,
+            # so the timeline still reads JobQueued before JobStarted.
+            mark_queued(tx, clock, job, Confirmation(job_id, attempt, task_id))
+            job = replace(job, state=JobState.QUEUED)
+        started = _start(tx, clock.now(), job, worker_id, task_id)
+    if started is None:
+        return Claim(False, "another delivery claimed this attempt first", job)
+    return Claim(True, "claimed", started)
+
+
+def _refusal(job: Job | None, attempt: int, now: datetime) -> str | None:
+    if job is None:
+        return "no such job"
+    if job.attempt != attempt:
+        return f"stale message for attempt {attempt}; the job is at attempt {job.attempt}"
+    if job.state not in (JobState.PENDING, JobState.QUEUED):
+        return f"the job is {job.state}"
+    if job.next_attempt_at is not None and job.next_attempt_at > now:
+        return "the attempt is not due yet"
+    return None
+
+
+def _start(tx: Transaction, now: datetime, job: Job, worker_id: UUID, task_id: str) -> Job | None:
+    deadline = now + timedelta(seconds=job.spec.timeout_s)
+    won = tx.jobs.compare_and_set(
+        job.id,
+        states=[JobState.QUEUED],
+        expected_attempt=job.attempt,
+        state=JobState.RUNNING,
+        worker_id=worker_id,
+        started_at=now,
+        deadline_at=deadline,
+        updated_at=now,
+    )
+    if not won:
+        return None
+    tx.attempts.update(
+        job.id,
+        job.attempt,
+        state=AttemptState.RUNNING,
+        worker_id=worker_id,
+        started_at=now,
+        task_id=task_id,
+    )
+    tx.workers.compare_and_set(
+        worker_id,
+        states=[WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED],
+        state=WorkerState.BUSY,
+        current_job_id=job.id,
+        updated_at=now,
+    )
+    tx.events.add(
+        job_event(
+            job,
+            EventType.JOB_STARTED,
+            actor=Actor.worker(worker_id),
+            now=now,
+            new_state=JobState.RUNNING,
+            worker_id=worker_id,
+            attempt=job.attempt,
+        )
+    )
+    return replace(
+        job, state=JobState.RUNNING, worker_id=worker_id, started_at=now, deadline_at=deadline
+    )
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    state: JobState
+    event: EventType
+    reason: FailureReason | None
+    attempt_state: AttemptState
+
+
+def finish_attempt(
+    store: Store,
+    clock: Clock,
+    *,
+    job_id: UUID,
+    attempt: int,
+    worker_id: UUID,
+    outcome: Outcome,
+) -> Job | None:
+    """Record the end of a RUNNING attempt: its terminal state, or a retry when the
+    job has attempts left. Returns the job as it is now (None if the attempt was no
+    longer this worker's to finish, e.g. the reaper requeued it)."""
+    now = clock.now()
+    with store.transaction() as tx:
+        job = tx.jobs.get(job_id)
+        if (
+            job is None
+            or job.state is not JobState.RUNNING
+            or job.attempt != attempt
+            or job.worker_id != worker_id
+        ):
+            logger.warning(
+                "finish of job %s attempt %d ignored: no longer this worker's",
+                job_id,
+                attempt,
+                extra={"job_id": str(job_id), "worker_id": str(worker_id)},
+            )
+            return None
+        verdict = _verdict(outcome)
+        tx.attempts.update(
+            job.id,
+            attempt,
+            state=verdict.attempt_state,
+            finished_at=now,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            error=outcome.error,
+        )
+        failures = sum(
+            1
+            for a in tx.attempts.list(job.id)
+            if a.state in (AttemptState.FAILED, AttemptState.TIMED_OUT)
+        )
+        retry = verdict.reason in (FailureReason.NONZERO_EXIT, FailureReason.TIMEOUT) and (
+            failures < job.max_attempts
+        )
+        finished = (
+            _schedule_retry(tx, now, job, outcome, verdict, worker_id)
+            if retry
+            else _finish(tx, now, job, outcome, verdict, worker_id)
+        )
+        _release_worker(tx, now, worker_id)
+    return finished
+
+
+def _verdict(outcome: Outcome) -> _Verdict:
+    if outcome.cancelled:
+        return _Verdict(
+            JobState.CANCELLED,
+            EventType.JOB_CANCELLED,
+            FailureReason.CANCELLED,
+            AttemptState.CANCELLED,
+        )
+    if outcome.timed_out:
+        return _Verdict(
+            JobState.TIMED_OUT,
+            EventType.JOB_TIMED_OUT,
+            FailureReason.TIMEOUT,
+            AttemptState.TIMED_OUT,
+        )
+    if outcome.error is not None:
+        return _Verdict(
+            JobState.FAILED,
+            EventType.JOB_FAILED,
+            FailureReason.SPAWN_ERROR,
+            AttemptState.FAILED,
+        )
+    if outcome.exit_code == 0:
+        return _Verdict(JobState.SUCCEEDED, EventType.JOB_SUCCEEDED, None, AttemptState.SUCCEEDED)
+    return _Verdict(
+        JobState.FAILED, EventType.JOB_FAILED, FailureReason.NONZERO_EXIT, AttemptState.FAILED
+    )
+
+
+def _finish(
+    tx: Transaction,
+    now: datetime,
+    job: Job,
+    outcome: Outcome,
+    verdict: _Verdict,
+    worker_id: UUID,
+) -> Job:
+    changes = {
+        "state": verdict.state,
+        "exit_code": outcome.exit_code,
+        "failure_reason": str(verdict.reason) if verdict.reason else None,
+        "error": outcome.error,
+        "finished_at": now,
+        "updated_at": now,
+    }
+    tx.jobs.compare_and_set(
+        job.id, states=[JobState.RUNNING], expected_attempt=job.attempt, **changes
+    )
+    tx.events.add(
+        job_event(
+            job,
+            verdict.event,
+            actor=Actor.worker(worker_id),
+            now=now,
+            new_state=verdict.state,
+            attempt=job.attempt,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            reason=str(verdict.reason) if verdict.reason else None,
+            duration_ms=outcome.duration_ms,
+            error=outcome.error,
+        )
+    )
+    return replace(
+        job,
+        state=verdict.state,
+        exit_code=outcome.exit_code,
+        failure_reason=str(verdict.reason) if verdict.reason else None,
+        error=outcome.error,
+        finished_at=now,
+    )
+
+
+def _schedule_retry(
+    tx: Transaction,
+    now: datetime,
+    job: Job,
+    outcome: Outcome,
+    verdict: _Verdict,
+    worker_id: UUID,
+) -> Job:
+    next_attempt = job.attempt + 1
+    due = now + timedelta(seconds=job.spec.retry.delay_s(job.attempt))
+    tx.jobs.compare_and_set(
+        job.id,
+        states=[JobState.RUNNING],
+        expected_attempt=job.attempt,
+        state=JobState.PENDING,
+        **_retry_changes(next_attempt, due, now, outcome),
+    )
+    tx.events.add(
+        job_event(
+            job,
+            EventType.JOB_RETRY_SCHEDULED,
+            actor=Actor.worker(worker_id),
+            now=now,
+            new_state=JobState.PENDING,
+            attempt=next_attempt,
+            failed_attempt=job.attempt,
+            next_attempt_at=due,
+            exit_code=outcome.exit_code,
+            reason=str(verdict.reason),
+        )
+    )
+    return replace(
+        job, state=JobState.PENDING, attempt=next_attempt, next_attempt_at=due, worker_id=None
+    )
+
+
+def _retry_changes(
+    next_attempt: int, due: datetime, now: datetime, outcome: Outcome
+) -> dict[str, object]:
+    return {
+        "attempt": next_attempt,
+        "next_attempt_at": due,
+        "worker_id": None,
+        "exit_code": outcome.exit_code,
+        "started_at": None,
+        "deadline_at": None,
+        "queued_at": None,
+        "updated_at": now,
+    }
+
+
+def _release_worker(tx: Transaction, now: datetime, worker_id: UUID) -> None:
+    tx.workers.count_jobs_executed(worker_id, 1)
+    if tx.jobs.count_running_for_worker(worker_id) == 0:
+        tx.workers.compare_and_set(
+            worker_id,
+            states=[WorkerState.BUSY],
+            state=WorkerState.READY,
+            current_job_id=None,
+            updated_at=now,
+        )

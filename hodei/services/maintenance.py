@@ -1,0 +1,264 @@
+"""Periodic upkeep run by beat: reap stale workers, expire tokens, enforce deadlines, purge.
+
+Each function is idempotent and safe to run from two schedulers at once: every change
+is a conditional update, and only the transaction that wins it writes the events.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
+from hodei.domain.records import Job, Worker
+from hodei.domain.states import AttemptState, FailureReason, JobState, WorkerState
+from hodei.services.dispatch import publish_jobs
+from hodei.services.ports import Clock, Store, TaskPublisher, Transaction
+from hodei.services.timeline import job_event, worker_event
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    lost_workers: list[Worker]
+    requeued: list[Job]
+    failed: list[Job]
+
+
+def reap_stale_workers(
+    store: Store,
+    clock: Clock,
+    publisher: TaskPublisher,
+    *,
+    stale_after_s: float,
+    lost_requeues: int,
+) -> ReapReport:
+    """Workers silent for ``stale_after_s`` become LOST; their running attempts are
+    requeued as new attempts (up to ``lost_requeues`` losses per job), else FAILED."""
+    now = clock.now()
+    threshold = now - timedelta(seconds=stale_after_s)
+    with store.transaction() as tx:
+        candidates = tx.workers.stale(heartbeat_before=threshold, limit=200)
+    report = ReapReport([], [], [])
+    for worker in candidates:
+        with store.transaction() as tx:
+            reason = f"no heartbeat since {(worker.last_heartbeat or worker.registered_at)}"
+            if not tx.workers.mark_lost(
+                worker.id, heartbeat_before=threshold, now=now, reason=reason
+            ):
+                continue  # it heartbeated meanwhile, or another reaper got it
+            tx.events.add(
+                worker_event(
+                    worker,
+                    EventType.WORKER_LOST,
+                    actor=Actor.REAPER,
+                    now=now,
+                    new_state=WorkerState.LOST,
+                    last_heartbeat=worker.last_heartbeat,
+                )
+            )
+            report.lost_workers.append(worker)
+            for job in tx.jobs.running_on_workers([worker.id]):
+                _recover(tx, now, job, worker, lost_requeues, report)
+        logger.warning(
+            "worker %s is LOST: %s", worker.id, reason, extra={"worker_id": str(worker.id)}
+        )
+    if report.requeued:
+        publish_jobs(
+            store,
+            clock,
+            publisher,
+            report.requeued,
+            {j.id: "requeued after worker_lost" for j in report.requeued},
+        )
+    return report
+
+
+def _recover(
+    tx: Transaction,
+    now: datetime,
+    job: Job,
+    worker: Worker,
+    lost_requeues: int,
+    report: ReapReport,
+) -> None:
+    tx.attempts.update(
+        job.id,
+        job.attempt,
+        state=AttemptState.LOST,
+        finished_at=now,
+        error=f"worker {worker.id} lost",
+    )
+    losses = sum(1 for a in tx.attempts.list(job.id) if a.state is AttemptState.LOST)
+    log_extra = {
+        "job_id": str(job.id),
+        "worker_id": str(worker.id),
+        "correlation_id": job.correlation_id,
+    }
+    if losses <= lost_requeues:
+        requeued = replace(
+            job,
+            state=JobState.PENDING,
+            attempt=job.attempt + 1,
+            worker_id=None,
+            next_attempt_at=now,
+        )
+        tx.jobs.compare_and_set(
+            job.id,
+            states=[JobState.RUNNING],
+            expected_attempt=job.attempt,
+            state=JobState.PENDING,
+            attempt=requeued.attempt,
+            worker_id=None,
+            next_attempt_at=now,
+            started_at=None,
+            deadline_at=None,
+            queued_at=None,
+            updated_at=now,
+        )
+        tx.events.add(
+            job_event(
+                job,
+                EventType.JOB_REQUEUED,
+                actor=Actor.REAPER,
+                now=now,
+                new_state=JobState.PENDING,
+                reason="worker_lost",
+                lost_worker_id=worker.id,
+                attempt=requeued.attempt,
+            )
+        )
+        report.requeued.append(requeued)
+        logger.warning(
+            "job %s requeued as attempt %d: worker lost", job.id, requeued.attempt, extra=log_extra
+        )
+        return
+    tx.jobs.compare_and_set(
+        job.id,
+        states=[JobState.RUNNING],
+        expected_attempt=job.attempt,
+        state=JobState.FAILED,
+        failure_reason=str(FailureReason.WORKER_LOST),
+        finished_at=now,
+        updated_at=now,
+    )
+    tx.events.add(
+        job_event(
+            job,
+            EventType.JOB_FAILED,
+            actor=Actor.REAPER,
+            now=now,
+            new_state=JobState.FAILED,
+            reason=str(FailureReason.WORKER_LOST),
+            attempt=job.attempt,
+            lost_worker_id=worker.id,
+        )
+    )
+    report.failed.append(job)
+    logger.error("job %s failed: worker lost %d times", job.id, losses, extra=log_extra)
+
+
+def expire_tokens(store: Store, clock: Clock) -> list[Worker]:
+    """Unconsumed expired tokens: TokenExpired, and their never-registered workers become
+    PROVISION_FAILED. Returns those workers so their infrastructure can be removed."""
+    now = clock.now()
+    failed: list[Worker] = []
+    with store.transaction() as tx:
+        for token in tx.tokens.expired_unconsumed(now, limit=500):
+            worker = tx.workers.get(token.worker_id)
+            if worker is None or not tx.workers.compare_and_set(
+                worker.id,
+                states=[WorkerState.PROVISIONING],
+                state=WorkerState.PROVISION_FAILED,
+                terminated_at=now,
+                updated_at=now,
+                termination_reason="never registered before its token expired",
+            ):
+                continue
+            tx.events.add(
+                _token_expired(token.id, worker, now),
+                worker_event(
+                    worker,
+                    EventType.WORKER_PROVISION_FAILED,
+                    actor=Actor.REAPER,
+                    now=now,
+                    new_state=WorkerState.PROVISION_FAILED,
+                    reason="never registered before its token expired",
+                ),
+            )
+            failed.append(worker)
+    if failed:
+        logger.warning("expired %d token(s) of workers that never registered", len(failed))
+    return failed
+
+
+def _token_expired(token_id: UUID, worker: Worker, now: datetime) -> DomainEvent:
+    return DomainEvent(
+        event_type=str(EventType.TOKEN_EXPIRED),
+        aggregate_type=str(Aggregate.TOKEN),
+        aggregate_id=token_id,
+        actor=Actor.REAPER,
+        occurred_at=now,
+        payload={"worker_id": str(worker.id)},
+    )
+
+
+def enforce_deadlines(store: Store, clock: Clock, *, grace_s: float) -> list[Job]:
+    """RUNNING jobs past their timeout plus grace whose worker is gone end TIMED_OUT."""
+    now = clock.now()
+    ended: list[Job] = []
+    with store.transaction() as tx:
+        for job in tx.jobs.running_past_deadline(now - timedelta(seconds=grace_s), limit=500):
+            if not tx.jobs.compare_and_set(
+                job.id,
+                states=[JobState.RUNNING],
+                expected_attempt=job.attempt,
+                state=JobState.TIMED_OUT,
+                failure_reason=str(FailureReason.TIMEOUT),
+                finished_at=now,
+                updated_at=now,
+            ):
+                continue
+            tx.attempts.update(
+                job.id,
+                job.attempt,
+                state=AttemptState.TIMED_OUT,
+                finished_at=now,
+                error="deadline passed; worker gone",
+            )
+            tx.events.add(
+                job_event(
+                    job,
+                    EventType.JOB_TIMED_OUT,
+                    actor=Actor.REAPER,
+                    now=now,
+                    new_state=JobState.TIMED_OUT,
+                    attempt=job.attempt,
+                    reason=str(FailureReason.TIMEOUT),
+                )
+            )
+            ended.append(job)
+    return ended
+
+
+def purge(
+    store: Store, clock: Clock, *, retention_days: int, batch: int = 500, max_batches: int = 100
+) -> int:
+    """Delete terminal jobs older than the retention, with their logs, attempts and
+    events, in bounded batches. ``retention_days`` 0 keeps everything."""
+    if retention_days <= 0:
+        return 0
+    cutoff = clock.now() - timedelta(days=retention_days)
+    total = 0
+    for _ in range(max_batches):
+        with store.transaction() as tx:
+            deleted = tx.jobs.purge_finished(cutoff, batch)
+        total += deleted
+        if deleted < batch:
+            break
+    if total:
+        logger.info("purged %d job(s) finished before %s", total, cutoff.isoformat())
+    return total

@@ -1,0 +1,198 @@
+"""The small interfaces services need. ``hodei.store``, ``hodei.queueing`` and
+``hodei.providers`` implement them; no infrastructure is imported here."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from hodei.domain.events import DomainEvent
+from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
+from hodei.domain.states import JobState, WorkerState
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Filters and a keyset page for listing jobs, newest first."""
+
+    states: Collection[JobState] = ()
+    name: str | None = None
+    correlation_id: str | None = None
+    provider_id: UUID | None = None
+    limit: int = 50
+    before: tuple[datetime, UUID] | None = None  # (created_at, id) of the last row seen
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Filters for reading the event log in id order."""
+
+    event_types: Collection[str] = ()
+    aggregate_ids: Collection[UUID] = ()
+    correlation_id: str | None = None
+    since: datetime | None = None
+    after_id: int | None = None
+    limit: int = 100
+    newest_first: bool = False
+
+
+class JobRepository(Protocol):
+    def add(self, *jobs: Job) -> None: ...
+    def get(self, job_id: UUID) -> Job | None: ...
+    def get_by_idempotency_key(self, key: str) -> Job | None: ...
+    def compare_and_set(
+        self,
+        job_id: UUID,
+        *,
+        states: Collection[JobState],
+        expected_attempt: int | None = None,
+        **changes: Any,
+    ) -> bool:
+        """Apply ``changes`` only if the job is in one of ``states`` (and at ``expected_attempt``)."""
+        ...
+
+    def list(self, query: JobQuery) -> list[Job]: ...
+    def due_for_dispatch(
+        self, *, now: datetime, created_before: datetime, limit: int, queue: str | None = None
+    ) -> list[Job]: ...
+    def running_on_workers(self, worker_ids: Collection[UUID]) -> list[Job]: ...
+    def running_past_deadline(self, now: datetime, limit: int) -> list[Job]: ...
+    def count_waiting(self, queue: str) -> int:
+        """Jobs on ``queue`` that are PENDING (due) or QUEUED: work a worker could take."""
+        ...
+
+    def count_running_for_worker(self, worker_id: UUID) -> int: ...
+    def is_cancel_requested(self, job_id: UUID) -> bool: ...
+    def purge_finished(self, before: datetime, limit: int) -> int: ...
+
+
+class AttemptRepository(Protocol):
+    def add(self, attempt: Attempt) -> None: ...
+    def update(self, job_id: UUID, attempt_no: int, **changes: Any) -> None: ...
+    def list(self, job_id: UUID) -> list[Attempt]: ...
+
+
+class EventRepository(Protocol):
+    def add(self, *events: DomainEvent) -> None: ...
+    def list(self, query: EventQuery) -> list[DomainEvent]: ...
+    def purge(self, before: datetime, aggregate_ids: Collection[UUID]) -> int: ...
+
+
+class WorkerRepository(Protocol):
+    def add(self, worker: Worker) -> None: ...
+    def get(self, worker_id: UUID) -> Worker | None: ...
+    def compare_and_set(
+        self, worker_id: UUID, *, states: Collection[WorkerState], **changes: Any
+    ) -> bool: ...
+    def list(
+        self, *, states: Collection[WorkerState] = (), queue: str | None = None, limit: int = 100
+    ) -> list[Worker]: ...
+    def stale(self, *, heartbeat_before: datetime, limit: int) -> list[Worker]: ...
+    def mark_lost(
+        self, worker_id: UUID, *, heartbeat_before: datetime, now: datetime, reason: str
+    ) -> bool:
+        """LOST if it is registered and still has no heartbeat since ``heartbeat_before``."""
+        ...
+
+    def count_jobs_executed(self, worker_id: UUID, delta: int) -> None: ...
+
+
+class TokenRepository(Protocol):
+    def add(self, token: BootstrapToken) -> None: ...
+    def consume(self, token_hash: str, now: datetime) -> BootstrapToken | None:
+        """Mark the token consumed if it is unconsumed and unexpired; atomic."""
+        ...
+
+    def get_by_hash(self, token_hash: str) -> BootstrapToken | None: ...
+    def expired_unconsumed(self, now: datetime, limit: int) -> list[BootstrapToken]: ...
+    def count_outstanding(self, now: datetime) -> int: ...
+
+
+class ProviderRepository(Protocol):
+    def add(self, provider: Provider) -> None: ...
+    def get(self, provider_id: UUID) -> Provider | None: ...
+    def get_by_name(self, name: str) -> Provider | None: ...
+    def list(self) -> list[Provider]: ...
+    def update(self, provider_id: UUID, **changes: Any) -> None: ...
+    def lock(self, provider_id: UUID) -> None:
+        """Serialise provisioning decisions for one provider until the transaction ends."""
+        ...
+
+    def live_worker_counts(self) -> dict[UUID, int]: ...
+
+
+class LogRepository(Protocol):
+    def append(self, lines: Sequence[LogLine]) -> None: ...
+    def read(
+        self, job_id: UUID, *, after_id: int = 0, limit: int = 1000, tail: int | None = None
+    ) -> list[LogLine]: ...
+    def count(self, job_id: UUID, attempt_no: int) -> int: ...
+
+
+class Transaction(Protocol):
+    """One database transaction: every state change and its event commit together."""
+
+    jobs: JobRepository
+    attempts: AttemptRepository
+    events: EventRepository
+    workers: WorkerRepository
+    tokens: TokenRepository
+    providers: ProviderRepository
+    logs: LogRepository
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """Commit on a clean exit, roll back on an exception."""
+        ...
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A message to publish: run ``attempt`` of ``job_id`` on ``queue``."""
+
+    job_id: UUID
+    attempt: int
+    queue: str
+    job_name: str = ""
+    reason: str = ""  # why this provider was chosen, for the JobQueued event
+
+
+class TaskPublisher(Protocol):
+    """Puts run-job messages on the broker. Raises BrokerUnavailable when it cannot."""
+
+    def publish(self, publication: Publication) -> str: ...
+    def publish_many(
+        self, publications: Sequence[Publication]
+    ) -> Iterator[tuple[Publication, str]]:
+        """Publish over one connection; yields each publication with its task id."""
+        ...
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What a provider needs to start one worker."""
+
+    worker_id: UUID
+    worker_name: str
+    queue: str
+    token: str
+    provider: Provider
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+class WorkerLauncher(Protocol):
+    """Starts workers on a provider's infrastructure; returns the infra reference."""
+
+    def launch(self, request: LaunchRequest) -> str: ...
+    def destroy(self, worker: Worker) -> None:
+        """Remove the worker's process, container or pod if it still exists."""
+        ...

@@ -1,0 +1,149 @@
+"""Scaling a provider's workers to its queued work (launch on submit, reconcile on beat)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hodei.domain.events import Actor, EventType
+from hodei.domain.records import Provider
+from hodei.domain.states import LIVE_WORKER_STATES, ProviderStatus, WorkerState
+from hodei.errors import HodeiError
+from hodei.services.ports import Clock, LaunchRequest, Store, WorkerLauncher
+from hodei.services.timeline import worker_event
+from hodei.services.tokens import IssuedToken, issue_token
+
+logger = logging.getLogger(__name__)
+
+_STARTING_OR_IDLE = frozenset({WorkerState.PROVISIONING, WorkerState.REGISTERED, WorkerState.READY})
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    """How many workers a provider needs launched now, and why."""
+
+    launch: int
+    waiting: int
+    live: int
+    idle_or_starting: int
+
+
+def plan_scale(provider: Provider, *, waiting: int, live: int, idle_or_starting: int) -> ScalePlan:
+    """Launch while waiting work exceeds idle plus starting workers, within max_workers,
+    and keep min_workers warm."""
+    if provider.status is not ProviderStatus.ACTIVE:
+        return ScalePlan(0, waiting, live, idle_or_starting)
+    room = max(provider.max_workers - live, 0)
+    wanted = max(waiting - idle_or_starting, provider.min_workers - live, 0)
+    return ScalePlan(min(wanted, room), waiting, live, idle_or_starting)
+
+
+def provision(
+    store: Store,
+    clock: Clock,
+    launcher_for: Callable[[Provider], WorkerLauncher],
+    provider_name: str,
+    *,
+    token_ttl_s: float,
+    environment: dict[str, str],
+) -> list[IssuedToken]:
+    """Launch the workers ``provider_name`` needs now; returns those launched."""
+    issued = _reserve(store, clock, provider_name, token_ttl_s)
+    if not issued:
+        return []
+    provider, tokens = issued
+    launcher = launcher_for(provider)
+    launched = []
+    for token in tokens:
+        request = LaunchRequest(
+            token.worker.id,
+            token.worker.name,
+            provider.queue,
+            token.secret,
+            provider,
+            environment,
+        )
+        try:
+            infra_ref = launcher.launch(request)
+        except HodeiError as exc:
+            _launch_failed(store, clock, token, str(exc))
+            continue
+        _launched(store, clock, token, infra_ref)
+        launched.append(token)
+    return launched
+
+
+def _reserve(
+    store: Store, clock: Clock, provider_name: str, token_ttl_s: float
+) -> tuple[Provider, Sequence[IssuedToken]] | None:
+    now = clock.now()
+    with store.transaction() as tx:
+        provider = tx.providers.get_by_name(provider_name)
+        if provider is None:
+            return None
+        tx.providers.lock(provider.id)
+        live = tx.workers.list(states=LIVE_WORKER_STATES, queue=provider.queue, limit=1000)
+        plan = plan_scale(
+            provider,
+            waiting=tx.jobs.count_waiting(provider.queue),
+            live=len(live),
+            idle_or_starting=sum(1 for w in live if w.state in _STARTING_OR_IDLE),
+        )
+        if plan.launch == 0:
+            return None
+        logger.info(
+            "provider %s: %d waiting, %d live, %d idle or starting: launching %d",
+            provider.name,
+            plan.waiting,
+            plan.live,
+            plan.idle_or_starting,
+            plan.launch,
+        )
+        tokens = [
+            issue_token(tx, now, provider=provider, ttl_s=token_ttl_s, actor=Actor.PROVISIONER)
+            for _ in range(plan.launch)
+        ]
+    return provider, tokens
+
+
+def _launched(store: Store, clock: Clock, token: IssuedToken, infra_ref: str) -> None:
+    now = clock.now()
+    with store.transaction() as tx:
+        tx.workers.compare_and_set(
+            token.worker.id, states=LIVE_WORKER_STATES, infra_ref=infra_ref, updated_at=now
+        )
+    logger.info(
+        "launched worker %s (%s)",
+        token.worker.id,
+        infra_ref,
+        extra={"worker_id": str(token.worker.id)},
+    )
+
+
+def _launch_failed(store: Store, clock: Clock, token: IssuedToken, error: str) -> None:
+    now = clock.now()
+    worker = token.worker
+    logger.error(
+        "could not launch worker %s: %s", worker.id, error, extra={"worker_id": str(worker.id)}
+    )
+    with store.transaction() as tx:
+        won = tx.workers.compare_and_set(
+            worker.id,
+            states=[WorkerState.PROVISIONING],
+            state=WorkerState.PROVISION_FAILED,
+            termination_reason=error,
+            terminated_at=now,
+            updated_at=now,
+        )
+        if won:
+            tx.events.add(
+                worker_event(
+                    worker,
+                    EventType.WORKER_PROVISION_FAILED,
+                    actor=Actor.PROVISIONER,
+                    now=now,
+                    new_state=WorkerState.PROVISION_FAILED,
+                    reason=error,
+                )
+            )

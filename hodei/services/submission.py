@@ -1,0 +1,154 @@
+"""Submitting jobs: validate, choose a provider, store with JobCreated, then publish."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from hodei.domain.events import Actor, DomainEvent, EventType
+from hodei.domain.records import Job
+from hodei.domain.selection import Candidate, Requirements, Selection, select_provider
+from hodei.domain.specs import JobSpec
+from hodei.domain.states import JobState
+from hodei.errors import DuplicateIdempotencyKey
+from hodei.services.dispatch import publish_jobs
+from hodei.services.ports import Clock, Store, TaskPublisher, Transaction
+from hodei.services.timeline import job_event
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submitted job; ``existing`` when its idempotency key matched an earlier job."""
+
+    job: Job
+    existing: bool = False
+    published: bool = False
+    reason: str = ""
+
+
+def submit_jobs(
+    store: Store,
+    clock: Clock,
+    publisher: TaskPublisher,
+    specs: Sequence[JobSpec],
+    *,
+    actor: str,
+) -> list[Submitted]:
+    """Store every job in one transaction, then publish them over one connection.
+
+    A spec whose idempotency key is already stored returns that job instead.
+    """
+    try:
+        results = _store_jobs(store, clock, specs, actor)
+    except DuplicateIdempotencyKey:
+        # A concurrent submit stored the same key first: now it is visible, so reuse it.
+        results = _store_jobs(store, clock, specs, actor)
+    new_jobs = [r.job for r in results if not r.existing]
+    reasons = {r.job.id: r.reason for r in results}
+    failed = {j.id for j in publish_jobs(store, clock, publisher, new_jobs, reasons)}
+    return [
+        replace(r, published=r.job.queue is not None and r.job.id not in failed)
+        if not r.existing
+        else r
+        for r in results
+    ]
+
+
+def _store_jobs(
+    store: Store, clock: Clock, specs: Sequence[JobSpec], actor: str
+) -> list[Submitted]:
+    now = clock.now()
+    results: list[Submitted] = []
+    seen: dict[str, Job] = {}
+    with store.transaction() as tx:
+        candidates = _candidates(tx)
+        new_jobs: list[Job] = []
+        events = []
+        for spec in specs:
+            key = spec.idempotency_key
+            existing = seen.get(key) if key else None
+            existing = existing or (tx.jobs.get_by_idempotency_key(key) if key else None)
+            if existing is not None:
+                results.append(Submitted(existing, existing=True))
+                continue
+            selection = select_provider(
+                Requirements(spec.labels, spec.regions, spec.provider), candidates
+            )
+            job = _new_job(spec, selection, actor, now)
+            events.extend(_creation_events(job, selection, actor))
+            new_jobs.append(job)
+            if key:
+                seen[key] = job
+            results.append(Submitted(job, reason=selection.reason))
+        tx.jobs.add(*new_jobs)
+        tx.events.add(*events)
+    return results
+
+
+def _candidates(tx: Transaction) -> list[Candidate]:
+    counts = tx.providers.live_worker_counts()
+    return [Candidate(p, counts.get(p.id, 0)) for p in tx.providers.list()]
+
+
+def _new_job(spec: JobSpec, selection: Selection, actor: str, now: datetime) -> Job:
+    provider = selection.chosen
+    return Job(
+        id=uuid.uuid4(),
+        name=spec.name,
+        state=JobState.PENDING,
+        spec=spec,
+        created_at=now,
+        updated_at=now,
+        attempt=1,
+        max_attempts=spec.max_attempts,
+        provider_id=provider.id if provider else None,
+        queue=provider.queue if provider else None,
+        correlation_id=spec.correlation_id,
+        idempotency_key=spec.idempotency_key,
+        submitted_by=actor,
+    )
+
+
+def _creation_events(job: Job, selection: Selection, actor: str) -> list[DomainEvent]:
+    now = job.created_at
+    events = [
+        job_event(
+            job,
+            EventType.JOB_CREATED,
+            actor=actor,
+            now=now,
+            new_state=JobState.PENDING,
+            old_state=None,
+            spec=job.spec.summary(),
+            provider=selection.chosen.name if selection.chosen else None,
+            selection=selection.reason,
+        )
+    ]
+    if selection.chosen is None:
+        logger.warning(
+            "No available providers for job %s",
+            job.id,
+            extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
+        )
+        events.append(
+            job_event(
+                job,
+                EventType.JOB_UNSCHEDULABLE,
+                actor=Actor.DISPATCHER,
+                now=now,
+                reasons=selection.rejected,
+            )
+        )
+    else:
+        logger.info(
+            "Selected provider %s for job %s",
+            selection.chosen.name,
+            job.id,
+            extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
+        )
+    return events

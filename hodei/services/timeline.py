@@ -1,0 +1,74 @@
+"""Building the events that services write next to each state change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from hodei.domain.events import Aggregate, DomainEvent, EventType
+from hodei.domain.records import Job, Worker
+from hodei.domain.states import JobState, WorkerState
+
+
+def job_event(
+    job: Job,
+    event_type: EventType,
+    *,
+    actor: str,
+    now: datetime,
+    new_state: JobState | None = None,
+    **payload: Any,
+) -> DomainEvent:
+    """An event on a job's timeline; a state change carries old_state/new_state."""
+    body: dict[str, Any] = {}
+    if new_state is not None:
+        old_state = payload.pop("old_state", job.state)
+        body["old_state"] = None if old_state is None else str(old_state)
+        body["new_state"] = str(new_state)
+    body.update(payload)
+    return DomainEvent(
+        event_type=str(event_type),
+        aggregate_type=str(Aggregate.JOB),
+        aggregate_id=job.id,
+        actor=actor,
+        occurred_at=now,
+        payload=_json_ready(body),
+        correlation_id=job.correlation_id,
+    )
+
+
+def worker_event(
+    worker: Worker,
+    event_type: EventType,
+    *,
+    actor: str,
+    now: datetime,
+    new_state: WorkerState | None = None,
+    **payload: Any,
+) -> DomainEvent:
+    """An event on a worker's timeline."""
+    body: dict[str, Any] = {"queue": worker.queue}
+    if new_state is not None:
+        body["old_state"] = str(worker.state)
+        body["new_state"] = str(new_state)
+    body.update(payload)
+    return DomainEvent(
+        event_type=str(event_type),
+        aggregate_type=str(Aggregate.WORKER),
+        aggregate_id=worker.id,
+        actor=actor,
+        occurred_at=now,
+        payload=_json_ready(body),
+    )
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

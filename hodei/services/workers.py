@@ -1,0 +1,168 @@
+"""A worker's life as the store sees it: register, heartbeat, drain, terminate."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from uuid import UUID
+
+from hodei.domain.events import Actor, EventType
+from hodei.domain.records import Worker
+from hodei.domain.states import LIVE_WORKER_STATES, REGISTERED_WORKER_STATES, WorkerState
+from hodei.errors import Conflict, ProviderNotFound, WorkerNotFound
+from hodei.services.ports import Clock, Store
+from hodei.services.timeline import worker_event
+from hodei.services.tokens import IssuedToken, consume_token, issue_token
+
+logger = logging.getLogger(__name__)
+
+
+def create_worker_token(
+    store: Store, clock: Clock, *, provider_name: str, ttl_s: float, actor: str
+) -> IssuedToken:
+    """Issue a token (and its worker row) for a worker started by hand."""
+    with store.transaction() as tx:
+        provider = tx.providers.get_by_name(provider_name)
+        if provider is None:
+            raise ProviderNotFound(f"no provider named {provider_name!r}")
+        return issue_token(tx, clock.now(), provider=provider, ttl_s=ttl_s, actor=actor)
+
+
+def register_worker(
+    store: Store, clock: Clock, secret: str, *, infra_ref: str | None = None
+) -> Worker:
+    """Consume the bootstrap token and bring its worker to READY.
+
+    Raises :class:`hodei.errors.TokenRejected` (after recording a TokenRejected event)
+    when the token is unknown, expired or already consumed.
+    """
+    token = consume_token(store, clock, secret)
+    now = clock.now()
+    with store.transaction() as tx:
+        worker = tx.workers.get(token.worker_id)
+        if worker is None:
+            raise WorkerNotFound(f"the token's worker {token.worker_id} no longer exists")
+        actor = Actor.worker(worker.id)
+        tx.workers.compare_and_set(
+            worker.id,
+            states=[WorkerState.PROVISIONING],
+            state=WorkerState.READY,
+            registered_at=now,
+            last_heartbeat=now,
+            infra_ref=infra_ref or worker.infra_ref,
+            updated_at=now,
+        )
+        tx.events.add(
+            worker_event(
+                worker,
+                EventType.WORKER_REGISTERED,
+                actor=actor,
+                now=now,
+                new_state=WorkerState.REGISTERED,
+                infra_ref=infra_ref,
+            ),
+            worker_event(
+                replace(worker, state=WorkerState.REGISTERED),
+                EventType.WORKER_READY,
+                actor=actor,
+                now=now,
+                new_state=WorkerState.READY,
+            ),
+        )
+        registered = tx.workers.get(worker.id)
+    assert registered is not None
+    logger.info(
+        "worker %s registered on %s", worker.id, worker.queue, extra={"worker_id": str(worker.id)}
+    )
+    return registered
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """What a heartbeat learned: whether the worker should keep going."""
+
+    state: WorkerState
+    running_jobs: int
+    waiting_jobs: int
+
+    @property
+    def should_stop(self) -> bool:
+        return self.state in (WorkerState.DRAINING, WorkerState.LOST, WorkerState.TERMINATED)
+
+
+def heartbeat(store: Store, clock: Clock, worker_id: UUID, *, record: bool = True) -> Pulse:
+    """Report the worker's state and the work around it; with ``record``, also store
+    that it is alive (``last_heartbeat``)."""
+    now = clock.now()
+    with store.transaction() as tx:
+        if record:
+            tx.workers.compare_and_set(
+                worker_id, states=REGISTERED_WORKER_STATES, last_heartbeat=now, updated_at=now
+            )
+        worker = tx.workers.get(worker_id)
+        if worker is None:
+            raise WorkerNotFound(f"no worker {worker_id}")
+        return Pulse(
+            worker.state,
+            tx.jobs.count_running_for_worker(worker_id),
+            tx.jobs.count_waiting(worker.queue),
+        )
+
+
+def drain_worker(store: Store, clock: Clock, worker_id: UUID, *, actor: str) -> Worker:
+    """Ask a worker to finish its current job and exit."""
+    now = clock.now()
+    with store.transaction() as tx:
+        worker = tx.workers.get(worker_id)
+        if worker is None:
+            raise WorkerNotFound(f"no worker {worker_id}")
+        if worker.state not in LIVE_WORKER_STATES:
+            raise Conflict(f"worker {worker_id} is {worker.state}")
+        if worker.state is WorkerState.DRAINING:
+            return worker
+        tx.workers.compare_and_set(
+            worker_id, states=LIVE_WORKER_STATES, state=WorkerState.DRAINING, updated_at=now
+        )
+        tx.events.add(
+            worker_event(
+                worker,
+                EventType.WORKER_DRAINING,
+                actor=actor,
+                now=now,
+                new_state=WorkerState.DRAINING,
+            )
+        )
+        updated = tx.workers.get(worker_id)
+    assert updated is not None
+    return updated
+
+
+def terminate_worker(store: Store, clock: Clock, worker_id: UUID, *, reason: str) -> bool:
+    """Mark a worker TERMINATED as it exits; False if it was already LOST or gone."""
+    now = clock.now()
+    with store.transaction() as tx:
+        worker = tx.workers.get(worker_id)
+        if worker is None:
+            return False
+        won = tx.workers.compare_and_set(
+            worker_id,
+            states=LIVE_WORKER_STATES,
+            state=WorkerState.TERMINATED,
+            termination_reason=reason,
+            terminated_at=now,
+            current_job_id=None,
+            updated_at=now,
+        )
+        if won:
+            tx.events.add(
+                worker_event(
+                    worker,
+                    EventType.WORKER_TERMINATED,
+                    actor=Actor.worker(worker_id),
+                    now=now,
+                    new_state=WorkerState.TERMINATED,
+                    reason=reason,
+                )
+            )
+    logger.info("worker %s terminated: %s", worker_id, reason, extra={"worker_id": str(worker_id)})
+    return won

@@ -1,0 +1,127 @@
+"""Typed, frozen settings. ``Settings.from_env`` is the only code that reads HODEI_*."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hodei.errors import InvalidConfiguration
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMATS = ("text", "json")
+_URL_PASSWORD = re.compile(r"(?P<prefix>[a-z0-9+.-]+://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL (``postgresql://u:***@host/db``)."""
+    return _URL_PASSWORD.sub(r"\g<prefix>***", url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything hodei can be configured with, from HODEI_* environment variables."""
+
+    home: Path = Path(".hodei")
+    database_url: str = ""
+    broker_url: str = ""
+    log_level: str = "INFO"
+    log_format: str = "text"
+    worker_idle_timeout_s: float = 60.0
+    heartbeat_interval_s: float = 10.0
+    worker_stale_after_s: float = 60.0
+    token_ttl_s: float = 300.0
+    worker_lost_requeues: int = 3
+    retention_days: int = 30
+    queue_timeout_s: float = 3600.0
+    cancel_grace_s: float = 5.0
+    max_log_lines: int = 10_000
+    flower_basic_auth: str = field(default="", repr=False)
+    serve_address: str = "127.0.0.1"
+    serve_port: int = 9464
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'hodei.sqlite'}")
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", f"sqla+sqlite:///{self.home / 'broker.sqlite'}")
+        if self.log_level not in _LOG_LEVELS:
+            raise InvalidConfiguration(
+                f"HODEI_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}"
+            )
+        if self.log_format not in _LOG_FORMATS:
+            raise InvalidConfiguration(
+                f"HODEI_LOG_FORMAT must be text or json, not {self.log_format!r}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(_env_name(f.name))
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the database is SQLite (the embedded default)."""
+        return self.database_url.startswith("sqlite")
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings with every secret masked, for logs and ``hodei doctor``."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["home"] = str(self.home)
+        out["database_url"] = mask_url(self.database_url)
+        out["broker_url"] = mask_url(self.broker_url)
+        out["flower_basic_auth"] = "***" if self.flower_basic_auth else ""
+        return out
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.public_dict().items())
+        return f"Settings({shown})"
+
+    def child_environment(self) -> dict[str, str]:
+        """HODEI_* variables that reproduce these settings in a child process."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[_env_name(f.name)] = str(value.resolve() if isinstance(value, Path) else value)
+        return out
+
+
+_ENV_ALIASES = {
+    "worker_idle_timeout_s": "HODEI_WORKER_IDLE_TIMEOUT",
+    "heartbeat_interval_s": "HODEI_HEARTBEAT_INTERVAL",
+    "worker_stale_after_s": "HODEI_WORKER_STALE_AFTER",
+    "token_ttl_s": "HODEI_TOKEN_TTL",
+    "queue_timeout_s": "HODEI_QUEUE_TIMEOUT",
+    "cancel_grace_s": "HODEI_CANCEL_GRACE",
+}
+
+
+def _env_name(field_name: str) -> str:
+    return _ENV_ALIASES.get(field_name, "HODEI_" + field_name.upper())
+
+
+def _parse(name: str, type_name: object, raw: str) -> Any:
+    try:
+        if type_name in ("Path", Path):
+            return Path(raw)
+        if type_name in ("float", float):
+            return float(raw)
+        if type_name in ("int", int):
+            return int(raw)
+    except ValueError:
+        raise InvalidConfiguration(f"{_env_name(name)} must be a number, not {raw!r}") from None
+    if name in ("log_level",):
+        return raw.upper()
+    return raw

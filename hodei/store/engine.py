@@ -1,0 +1,115 @@
+"""Engines for PostgreSQL (psycopg 3, pooled) and SQLite (WAL, shared by processes)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+
+from hodei.errors import DatabaseUnavailable, InvalidConfiguration
+from hodei.settings import mask_url
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def create_engine(database_url: str, *, pool_size: int = 5) -> Engine:
+    """An engine for ``database_url``; nothing connects until first use."""
+    try:
+        url = make_url(database_url)
+    except sa.exc.ArgumentError:
+        raise InvalidConfiguration(
+            f"HODEI_DATABASE_URL is not a database URL: {mask_url(database_url)}"
+        ) from None
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    if url.get_backend_name() == "postgresql":
+        return _postgres_engine(url, pool_size)
+    raise InvalidConfiguration(
+        f"unsupported database {url.get_backend_name()!r}: use postgresql or sqlite"
+    )
+
+
+def _postgres_engine(url: URL, pool_size: int) -> Engine:
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5, "application_name": "hodei"},
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below start transactions, not pysqlite.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        # Take the write lock up front: a deferred transaction that later writes can fail
+        # with "database is locked" without waiting for the busy timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def translate_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn driver connection errors into :class:`DatabaseUnavailable`."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with database_errors():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def database_errors() -> Iterator[None]:
+    """Translate "cannot reach the database" errors at the adapter edge."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        if _is_schema_error(exc):
+            raise
+        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc.orig)}") from exc
+    except sa.exc.InterfaceError as exc:
+        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc.orig)}") from exc
+
+
+def _is_schema_error(exc: sa.exc.OperationalError) -> bool:
+    text = str(exc.orig)
+    return "no such table" in text or "no such column" in text
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "").strip()
+    return text.splitlines()[0] if text else type(exc).__name__

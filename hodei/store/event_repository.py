@@ -1,0 +1,85 @@
+"""The event log and job output lines, in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from hodei.domain.events import DomainEvent
+from hodei.domain.records import LogLine
+from hodei.services.ports import EventQuery
+from hodei.store.mapping import event_from_row, event_to_row, log_from_row
+from hodei.store.tables import domain_events as events
+from hodei.store.tables import job_logs
+
+
+class SqlEventRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self._c = connection
+
+    def add(self, *new_events: DomainEvent) -> None:
+        # On PostgreSQL a statement trigger sends NOTIFY hodei_events in this transaction.
+        if new_events:
+            self._c.execute(events.insert(), [event_to_row(e) for e in new_events])
+
+    def list(self, query: EventQuery) -> list[DomainEvent]:
+        stmt = sa.select(events)
+        if query.event_types:
+            stmt = stmt.where(events.c.event_type.in_(list(query.event_types)))
+        if query.aggregate_ids:
+            stmt = stmt.where(events.c.aggregate_id.in_(list(query.aggregate_ids)))
+        if query.correlation_id:
+            stmt = stmt.where(events.c.correlation_id == query.correlation_id)
+        if query.since:
+            stmt = stmt.where(events.c.occurred_at >= query.since)
+        if query.after_id is not None:
+            stmt = stmt.where(events.c.id > query.after_id)
+        order = events.c.id.desc() if query.newest_first else events.c.id
+        rows = self._c.execute(stmt.order_by(order).limit(query.limit)).mappings()
+        return [event_from_row(r) for r in rows]
+
+    def purge(self, before: datetime, aggregate_ids: Collection[UUID]) -> int:
+        stmt = events.delete().where(events.c.occurred_at < before)
+        if aggregate_ids:
+            stmt = stmt.where(events.c.aggregate_id.in_(list(aggregate_ids)))
+        return int(self._c.execute(stmt).rowcount)
+
+
+class SqlLogRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self._c = connection
+
+    def append(self, lines: Sequence[LogLine]) -> None:
+        if lines:
+            self._c.execute(
+                job_logs.insert(),
+                [
+                    {
+                        "job_id": ln.job_id,
+                        "attempt_no": ln.attempt_no,
+                        "stream": ln.stream,
+                        "line": ln.line,
+                        "ts": ln.ts,
+                    }
+                    for ln in lines
+                ],
+            )
+
+    def read(
+        self, job_id: UUID, *, after_id: int = 0, limit: int = 1000, tail: int | None = None
+    ) -> list[LogLine]:
+        stmt = sa.select(job_logs).where(job_logs.c.job_id == job_id, job_logs.c.id > after_id)
+        if tail is not None:
+            rows = self._c.execute(stmt.order_by(job_logs.c.id.desc()).limit(tail)).mappings()
+            return [log_from_row(r) for r in reversed(list(rows))]
+        rows = self._c.execute(stmt.order_by(job_logs.c.id).limit(limit)).mappings()
+        return [log_from_row(r) for r in rows]
+
+    def count(self, job_id: UUID, attempt_no: int) -> int:
+        stmt = sa.select(sa.func.count()).where(
+            job_logs.c.job_id == job_id, job_logs.c.attempt_no == attempt_no
+        )
+        return int(self._c.execute(stmt).scalar_one())

@@ -1,0 +1,190 @@
+"""Jobs and their attempts, in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from hodei.domain.records import Attempt, Job
+from hodei.domain.states import JobState, WorkerState
+from hodei.services.ports import JobQuery
+from hodei.store.mapping import (
+    attempt_from_row,
+    job_from_row,
+    job_to_row,
+    normalise_changes,
+)
+from hodei.store.tables import domain_events, job_attempts, job_logs, jobs, workers
+
+_TERMINAL = [
+    str(s) for s in (JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED)
+]
+
+
+class SqlJobRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self._c = connection
+
+    def add(self, *new_jobs: Job) -> None:
+        if new_jobs:
+            self._c.execute(jobs.insert(), [job_to_row(j) for j in new_jobs])
+
+    def get(self, job_id: UUID) -> Job | None:
+        row = self._c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return job_from_row(row) if row else None
+
+    def get_by_idempotency_key(self, key: str) -> Job | None:
+        query = sa.select(jobs).where(jobs.c.idempotency_key == key)
+        row = self._c.execute(query).mappings().first()
+        return job_from_row(row) if row else None
+
+    def compare_and_set(
+        self,
+        job_id: UUID,
+        *,
+        states: Collection[JobState],
+        expected_attempt: int | None = None,
+        **changes: Any,
+    ) -> bool:
+        query = jobs.update().where(jobs.c.id == job_id, jobs.c.state.in_([str(s) for s in states]))
+        if expected_attempt is not None:
+            query = query.where(jobs.c.attempt == expected_attempt)
+        result = self._c.execute(query.values(**normalise_changes(changes)))
+        return result.rowcount == 1
+
+    def list(self, query: JobQuery) -> list[Job]:
+        stmt = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+        if query.states:
+            stmt = stmt.where(jobs.c.state.in_([str(s) for s in query.states]))
+        if query.name:
+            stmt = stmt.where(jobs.c.name == query.name)
+        if query.correlation_id:
+            stmt = stmt.where(jobs.c.correlation_id == query.correlation_id)
+        if query.provider_id:
+            stmt = stmt.where(jobs.c.provider_id == query.provider_id)
+        if query.before:
+            created_at, job_id = query.before
+            stmt = stmt.where(
+                sa.or_(
+                    jobs.c.created_at < created_at,
+                    sa.and_(jobs.c.created_at == created_at, jobs.c.id < job_id),
+                )
+            )
+        rows = self._c.execute(stmt.limit(query.limit)).mappings()
+        return [job_from_row(r) for r in rows]
+
+    def due_for_dispatch(
+        self, *, now: datetime, created_before: datetime, limit: int, queue: str | None = None
+    ) -> list[Job]:
+        stmt = (
+            sa.select(jobs)
+            .where(
+                jobs.c.state == str(JobState.PENDING),
+                jobs.c.queue.is_not(None),
+                sa.or_(
+                    sa.and_(jobs.c.next_attempt_at.is_(None), jobs.c.updated_at < created_before),
+                    jobs.c.next_attempt_at <= now,
+                ),
+            )
+            .order_by(jobs.c.created_at)
+            .limit(limit)
+        )
+        if queue is not None:
+            stmt = stmt.where(jobs.c.queue == queue)
+        return [job_from_row(r) for r in self._c.execute(stmt).mappings()]
+
+    def running_on_workers(self, worker_ids: Collection[UUID]) -> list[Job]:
+        if not worker_ids:
+            return []
+        stmt = sa.select(jobs).where(
+            jobs.c.state == str(JobState.RUNNING), jobs.c.worker_id.in_(list(worker_ids))
+        )
+        return [job_from_row(r) for r in self._c.execute(stmt).mappings()]
+
+    def running_past_deadline(self, now: datetime, limit: int) -> list[Job]:
+        dead = [str(WorkerState.LOST), str(WorkerState.TERMINATED)]
+        gone = sa.select(workers.c.id).where(workers.c.state.in_(dead))
+        stmt = (
+            sa.select(jobs)
+            .where(
+                jobs.c.state == str(JobState.RUNNING),
+                jobs.c.deadline_at < now,
+                sa.or_(jobs.c.worker_id.is_(None), jobs.c.worker_id.in_(gone)),
+            )
+            .limit(limit)
+        )
+        return [job_from_row(r) for r in self._c.execute(stmt).mappings()]
+
+    def count_waiting(self, queue: str) -> int:
+        stmt = sa.select(sa.func.count()).where(
+            jobs.c.queue == queue,
+            jobs.c.state.in_([str(JobState.PENDING), str(JobState.QUEUED)]),
+        )
+        return int(self._c.execute(stmt).scalar_one())
+
+    def count_running_for_worker(self, worker_id: UUID) -> int:
+        stmt = sa.select(sa.func.count()).where(
+            jobs.c.worker_id == worker_id, jobs.c.state == str(JobState.RUNNING)
+        )
+        return int(self._c.execute(stmt).scalar_one())
+
+    def is_cancel_requested(self, job_id: UUID) -> bool:
+        stmt = sa.select(jobs.c.cancel_requested_at).where(jobs.c.id == job_id)
+        return self._c.execute(stmt).scalar() is not None
+
+    def purge_finished(self, before: datetime, limit: int) -> int:
+        ids = list(
+            self._c.execute(
+                sa.select(jobs.c.id)
+                .where(jobs.c.state.in_(_TERMINAL), jobs.c.finished_at < before)
+                .limit(limit)
+            ).scalars()
+        )
+        if not ids:
+            return 0
+        # Children first: SQLite only cascades with foreign keys on, so be explicit.
+        self._c.execute(job_logs.delete().where(job_logs.c.job_id.in_(ids)))
+        self._c.execute(job_attempts.delete().where(job_attempts.c.job_id.in_(ids)))
+        self._c.execute(domain_events.delete().where(domain_events.c.aggregate_id.in_(ids)))
+        self._c.execute(jobs.delete().where(jobs.c.id.in_(ids)))
+        return len(ids)
+
+
+class SqlAttemptRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self._c = connection
+
+    def add(self, attempt: Attempt) -> None:
+        row = {
+            "job_id": attempt.job_id,
+            "attempt_no": attempt.attempt_no,
+            "state": str(attempt.state),
+            "task_id": attempt.task_id,
+            "worker_id": attempt.worker_id,
+            "started_at": attempt.started_at,
+            "finished_at": attempt.finished_at,
+            "exit_code": attempt.exit_code,
+            "signal": attempt.signal,
+            "oom_killed": attempt.oom_killed,
+            "error": attempt.error,
+        }
+        self._c.execute(job_attempts.insert().values(**row))
+
+    def update(self, job_id: UUID, attempt_no: int, **changes: Any) -> None:
+        self._c.execute(
+            job_attempts.update()
+            .where(job_attempts.c.job_id == job_id, job_attempts.c.attempt_no == attempt_no)
+            .values(**normalise_changes(changes))
+        )
+
+    def list(self, job_id: UUID) -> list[Attempt]:
+        stmt = (
+            sa.select(job_attempts)
+            .where(job_attempts.c.job_id == job_id)
+            .order_by(job_attempts.c.attempt_no)
+        )
+        return [attempt_from_row(r) for r in self._c.execute(stmt).mappings()]

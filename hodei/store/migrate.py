@@ -1,0 +1,74 @@
+"""Schema migrations through alembic: upgrade, current revision, and the startup check."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from hodei.errors import SchemaOutOfDate
+from hodei.store.engine import database_errors
+
+logger = logging.getLogger(__name__)
+
+
+def migrations_dir() -> Path:
+    """Where the alembic scripts are: inside the wheel, or at the repository root."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_migrations", here.parent / "migrations"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise FileNotFoundError("hodei's migrations are missing from this installation")
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None when it was never migrated)."""
+    with database_errors(), engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Migrate the database to ``revision``; returns the revision it is at afterwards."""
+    config = _config()
+    with database_errors(), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    current = current_revision(engine)
+    logger.info("database at revision %s", current)
+    return current or ""
+
+
+def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
+    """Make sure the schema is current: migrate it (embedded default) or say how to."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current == head:
+        return
+    if auto_upgrade:
+        upgrade(engine)
+        return
+    found = current or "an empty database"
+    raise SchemaOutOfDate(f"the database is at {found}, hodei needs {head}: run `hodei db upgrade`")
+
+
+def table_exists(engine: Engine, name: str) -> bool:
+    with database_errors():
+        return sa.inspect(engine).has_table(name)

@@ -1,0 +1,57 @@
+"""Provider configurations, in SQL."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from hodei.domain.records import Provider
+from hodei.domain.states import LIVE_WORKER_STATES
+from hodei.store.mapping import provider_from_row, provider_to_row
+from hodei.store.tables import provider_configs as providers
+from hodei.store.tables import workers
+
+
+class SqlProviderRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self._c = connection
+
+    def add(self, provider: Provider) -> None:
+        self._c.execute(providers.insert().values(**provider_to_row(provider)))
+
+    def get(self, provider_id: UUID) -> Provider | None:
+        stmt = sa.select(providers).where(providers.c.id == provider_id)
+        row = self._c.execute(stmt).mappings().first()
+        return provider_from_row(row) if row else None
+
+    def get_by_name(self, name: str) -> Provider | None:
+        stmt = sa.select(providers).where(providers.c.name == name)
+        row = self._c.execute(stmt).mappings().first()
+        return provider_from_row(row) if row else None
+
+    def list(self) -> list[Provider]:
+        rows = self._c.execute(sa.select(providers).order_by(providers.c.name)).mappings()
+        return [provider_from_row(r) for r in rows]
+
+    def update(self, provider_id: UUID, **changes: Any) -> None:
+        values = {k: (str(v) if hasattr(v, "value") else v) for k, v in changes.items()}
+        if "allowed_regions" in values:
+            values["allowed_regions"] = list(values["allowed_regions"])
+        self._c.execute(providers.update().where(providers.c.id == provider_id).values(**values))
+
+    def lock(self, provider_id: UUID) -> None:
+        # SQLite already serialises writers (BEGIN IMMEDIATE); FOR UPDATE is PostgreSQL's way.
+        stmt = sa.select(providers.c.id).where(providers.c.id == provider_id)
+        if self._c.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        self._c.execute(stmt)
+
+    def live_worker_counts(self) -> dict[UUID, int]:
+        stmt = (
+            sa.select(workers.c.provider_id, sa.func.count())
+            .where(workers.c.state.in_([str(s) for s in LIVE_WORKER_STATES]))
+            .group_by(workers.c.provider_id)
+        )
+        return {pid: int(n) for pid, n in self._c.execute(stmt).all() if pid is not None}

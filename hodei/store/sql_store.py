@@ -1,0 +1,45 @@
+"""The SQL implementation of the :class:`hodei.services.ports.Store` port."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from hodei.store.engine import database_errors
+from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
+from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
+from hodei.store.provider_repository import SqlProviderRepository
+from hodei.store.worker_repository import SqlTokenRepository, SqlWorkerRepository
+
+
+class SqlTransaction:
+    """Every repository, sharing one connection and so one transaction."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+        self.jobs = SqlJobRepository(connection)
+        self.attempts = SqlAttemptRepository(connection)
+        self.events = SqlEventRepository(connection)
+        self.workers = SqlWorkerRepository(connection)
+        self.tokens = SqlTokenRepository(connection)
+        self.providers = SqlProviderRepository(connection)
+        self.logs = SqlLogRepository(connection)
+
+
+class SqlStore:
+    """Opens transactions on one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[SqlTransaction]:
+        with database_errors(), self.engine.begin() as connection:
+            yield SqlTransaction(connection)
+
+    def dispose(self) -> None:
+        """Drop pooled connections (after a fork, or before exit)."""
+        self.engine.dispose(close=False)

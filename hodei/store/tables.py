@@ -1,0 +1,162 @@
+"""The schema of DESIGN.md section 2, as SQLAlchemy Core tables.
+
+The alembic migrations create exactly this; a test compares the two.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from hodei.store.types import UTCDateTime, big_id, json_type
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _ts(name: str, nullable: bool = True) -> sa.Column[object]:
+    return sa.Column(name, UTCDateTime(), nullable=nullable)
+
+
+provider_configs = sa.Table(
+    "provider_configs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("provider_type", sa.String(20), nullable=False),
+    sa.Column("config", json_type(), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("health", sa.String(20), nullable=False),
+    sa.Column("health_message", sa.Text(), nullable=True),
+    _ts("health_checked_at"),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("max_workers", sa.Integer(), nullable=False),
+    sa.Column("min_workers", sa.Integer(), nullable=False),
+    sa.Column("preferred_region", sa.String(63), nullable=True),
+    sa.Column("allowed_regions", json_type(), nullable=False),
+    sa.Column("labels", json_type(), nullable=False),
+    sa.Column("health_check", json_type(), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("spec", json_type(), nullable=False),
+    sa.Column("provider_id", sa.Uuid(), sa.ForeignKey("provider_configs.id"), nullable=True),
+    sa.Column("queue", sa.String(100), nullable=True),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("correlation_id", sa.String(128), nullable=True),
+    sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
+    sa.Column("submitted_by", sa.String(200), nullable=True),
+    sa.Column("worker_id", sa.Uuid(), nullable=True),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("failure_reason", sa.String(40), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    _ts("cancel_requested_at"),
+    _ts("next_attempt_at"),
+    _ts("deadline_at"),
+    _ts("created_at", nullable=False),
+    _ts("queued_at"),
+    _ts("started_at"),
+    _ts("finished_at"),
+    _ts("updated_at", nullable=False),
+    sa.Index("ix_jobs_state_created_at", "state", "created_at"),
+    sa.Index("ix_jobs_created_at", "created_at"),
+    sa.Index("ix_jobs_correlation_id", "correlation_id"),
+    sa.Index("ix_jobs_worker_id_state", "worker_id", "state"),
+    sa.Index("ix_jobs_queue_state", "queue", "state"),
+)
+
+job_attempts = sa.Table(
+    "job_attempts",
+    metadata,
+    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("attempt_no", sa.Integer(), primary_key=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("task_id", sa.String(64), nullable=True),
+    sa.Column("worker_id", sa.Uuid(), nullable=True),
+    _ts("started_at"),
+    _ts("finished_at"),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("signal", sa.Integer(), nullable=True),
+    sa.Column("oom_killed", sa.Boolean(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+)
+
+job_logs = sa.Table(
+    "job_logs",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt_no", sa.Integer(), nullable=False),
+    sa.Column("stream", sa.String(10), nullable=False),
+    sa.Column("line", sa.Text(), nullable=False),
+    _ts("ts", nullable=False),
+    sa.Index("ix_job_logs_job_id_id", "job_id", "id"),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("provider_id", sa.Uuid(), sa.ForeignKey("provider_configs.id"), nullable=True),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("infra_ref", sa.String(200), nullable=True),
+    sa.Column("labels", json_type(), nullable=False),
+    sa.Column("current_job_id", sa.Uuid(), nullable=True),
+    _ts("last_heartbeat"),
+    sa.Column("jobs_executed", sa.Integer(), nullable=False),
+    sa.Column("termination_reason", sa.Text(), nullable=True),
+    _ts("created_at", nullable=False),
+    _ts("registered_at"),
+    _ts("terminated_at"),
+    _ts("updated_at", nullable=False),
+    sa.Index("ix_workers_state_queue", "state", "queue"),
+    sa.Index("ix_workers_provider_id_state", "provider_id", "state"),
+)
+
+worker_bootstrap_tokens = sa.Table(
+    "worker_bootstrap_tokens",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "worker_id", sa.Uuid(), sa.ForeignKey("workers.id", ondelete="CASCADE"), nullable=False
+    ),
+    _ts("expires_at", nullable=False),
+    _ts("consumed_at"),
+    _ts("created_at", nullable=False),
+    sa.Index("ix_worker_bootstrap_tokens_expires_at", "expires_at"),
+)
+
+domain_events = sa.Table(
+    "domain_events",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("aggregate_type", sa.String(20), nullable=False),
+    sa.Column("aggregate_id", sa.Uuid(), nullable=False),
+    sa.Column("correlation_id", sa.String(128), nullable=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("payload", json_type(), nullable=False),
+    _ts("occurred_at", nullable=False),
+    sa.Index("ix_domain_events_aggregate_id_id", "aggregate_id", "id"),
+    sa.Index("ix_domain_events_correlation_id_id", "correlation_id", "id"),
+    sa.Index("ix_domain_events_event_type_occurred_at", "event_type", "occurred_at"),
+    sa.Index("ix_domain_events_occurred_at", "occurred_at"),
+)

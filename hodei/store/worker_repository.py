@@ -1,0 +1,152 @@
+"""Workers and their bootstrap tokens, in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from hodei.domain.records import BootstrapToken, Worker
+from hodei.domain.states import REGISTERED_WORKER_STATES, WorkerState
+from hodei.store.mapping import (
+    normalise_changes,
+    token_from_row,
+    worker_from_row,
+    worker_to_row,
+)
+from hodei.store.tables import worker_bootstrap_tokens as tokens
+from hodei.store.tables import workers
+
+
+class SqlWorkerRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self._c = connection
+
+    def add(self, worker: Worker) -> None:
+        self._c.execute(workers.insert().values(**worker_to_row(worker)))
+
+    def get(self, worker_id: UUID) -> Worker | None:
+        row = self._c.execute(sa.select(workers).where(workers.c.id == worker_id)).mappings()
+        first = row.first()
+        return worker_from_row(first) if first else None
+
+    def compare_and_set(
+        self, worker_id: UUID, *, states: Collection[WorkerState], **changes: Any
+    ) -> bool:
+        query = (
+            workers.update()
+            .where(workers.c.id == worker_id, workers.c.state.in_([str(s) for s in states]))
+            .values(**normalise_changes(changes))
+        )
+        return self._c.execute(query).rowcount == 1
+
+    def list(
+        self, *, states: Collection[WorkerState] = (), queue: str | None = None, limit: int = 100
+    ) -> list[Worker]:
+        stmt = sa.select(workers).order_by(workers.c.created_at.desc()).limit(limit)
+        if states:
+            stmt = stmt.where(workers.c.state.in_([str(s) for s in states]))
+        if queue:
+            stmt = stmt.where(workers.c.queue == queue)
+        return [worker_from_row(r) for r in self._c.execute(stmt).mappings()]
+
+    def stale(self, *, heartbeat_before: datetime, limit: int) -> list[Worker]:
+        # A registered worker that never heartbeated is judged by when it registered.
+        last_sign = sa.func.coalesce(workers.c.last_heartbeat, workers.c.registered_at)
+        stmt = (
+            sa.select(workers)
+            .where(
+                workers.c.state.in_([str(s) for s in REGISTERED_WORKER_STATES]),
+                last_sign < heartbeat_before,
+            )
+            .limit(limit)
+        )
+        return [worker_from_row(r) for r in self._c.execute(stmt).mappings()]
+
+    def mark_lost(
+        self, worker_id: UUID, *, heartbeat_before: datetime, now: datetime, reason: str
+    ) -> bool:
+        last_sign = sa.func.coalesce(workers.c.last_heartbeat, workers.c.registered_at)
+        query = (
+            workers.update()
+            .where(
+                workers.c.id == worker_id,
+                workers.c.state.in_([str(s) for s in REGISTERED_WORKER_STATES]),
+                last_sign < heartbeat_before,
+            )
+            .values(
+                state=str(WorkerState.LOST),
+                termination_reason=reason,
+                terminated_at=now,
+                current_job_id=None,
+                updated_at=now,
+            )
+        )
+        return self._c.execute(query).rowcount == 1
+
+    def count_jobs_executed(self, worker_id: UUID, delta: int) -> None:
+        self._c.execute(
+            workers.update()
+            .where(workers.c.id == worker_id)
+            .values(jobs_executed=workers.c.jobs_executed + delta)
+        )
+
+
+class SqlTokenRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self._c = connection
+
+    def add(self, token: BootstrapToken) -> None:
+        self._c.execute(
+            tokens.insert().values(
+                id=token.id,
+                token_hash=token.token_hash,
+                worker_id=token.worker_id,
+                expires_at=token.expires_at,
+                consumed_at=token.consumed_at,
+                created_at=token.created_at,
+            )
+        )
+
+    def consume(self, token_hash: str, now: datetime) -> BootstrapToken | None:
+        # One conditional UPDATE: of any number of racing workers, exactly one wins.
+        result = self._c.execute(
+            tokens.update()
+            .where(
+                tokens.c.token_hash == token_hash,
+                tokens.c.consumed_at.is_(None),
+                tokens.c.expires_at > now,
+            )
+            .values(consumed_at=now)
+        )
+        if result.rowcount != 1:
+            return None
+        return self.get_by_hash(token_hash)
+
+    def get_by_hash(self, token_hash: str) -> BootstrapToken | None:
+        stmt = sa.select(tokens).where(tokens.c.token_hash == token_hash)
+        row = self._c.execute(stmt).mappings().first()
+        return token_from_row(row) if row else None
+
+    def expired_unconsumed(self, now: datetime, limit: int) -> list[BootstrapToken]:
+        stmt = (
+            sa.select(tokens)
+            .join(workers, workers.c.id == tokens.c.worker_id)
+            .where(
+                tokens.c.consumed_at.is_(None),
+                tokens.c.expires_at <= now,
+                workers.c.state == str(WorkerState.PROVISIONING),
+            )
+            .with_only_columns(*tokens.c)
+            .limit(limit)
+        )
+        return [token_from_row(r) for r in self._c.execute(stmt).mappings()]
+
+    def count_outstanding(self, now: datetime) -> int:
+        stmt = sa.select(sa.func.count()).where(
+            tokens.c.consumed_at.is_(None), tokens.c.expires_at > now
+        )
+        return int(self._c.execute(stmt).scalar_one())
