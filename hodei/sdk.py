@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import logging
 import time
@@ -72,7 +73,7 @@ class Client:
             spec = JobSpec.create(spec, **spec_fields)
         return self.submit_many([spec])[0]
 
-    def submit_many(self, specs: Iterable[JobSpec]) -> list[Job]:
+    def submit_many(self, specs: Iterable[JobSpec]) -> builtins.list[Job]:
         """Submit many jobs in one transaction, published over one broker connection."""
         specs = list(specs)
         results = submit_jobs(
@@ -83,7 +84,7 @@ class Client:
 
     def _provision(self, provider_ids: set[UUID | None]) -> None:
         with self._c.store.transaction() as tx:
-            names = [p.name for p in tx.providers.list() if p.id in provider_ids]
+            names = [p.name for p in tx.providers.search() if p.id in provider_ids]
         for name in names:
             try:
                 provision(
@@ -116,7 +117,7 @@ class Client:
         correlation_id: str | None = None,
         limit: int = 50,
         before: Job | None = None,
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         """Jobs, newest first; pass the last job of a page as ``before`` for the next."""
         query = JobQuery(
             states=_states(state),
@@ -126,7 +127,7 @@ class Client:
             before=(before.created_at, before.id) if before else None,
         )
         with self._c.store.transaction() as tx:
-            return tx.jobs.list(query)
+            return tx.jobs.search(query)
 
     def wait(self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float = 0.2) -> Job:
         """Block until the job is terminal; :class:`WaitTimeout` after ``timeout`` s."""
@@ -141,7 +142,7 @@ class Client:
 
     def logs(
         self, job_id: str | UUID, *, after_id: int = 0, tail: int | None = None, limit: int = 1000
-    ) -> list[LogLine]:
+    ) -> builtins.list[LogLine]:
         """Stored output lines in order (``tail``: only the last N)."""
         job_uuid = self.get(job_id).id
         with self._c.store.transaction() as tx:
@@ -174,7 +175,7 @@ class Client:
         *,
         correlation_id: str | None = None,
         limit: int = 1000,
-    ) -> list[DomainEvent]:
+    ) -> builtins.list[DomainEvent]:
         """A job's events in order, or a whole workflow's by correlation id."""
         if job_id is None and correlation_id is None:
             raise InvalidInput("give a job id or a correlation id")
@@ -184,7 +185,7 @@ class Client:
             limit=limit,
         )
         with self._c.store.transaction() as tx:
-            return tx.events.list(query)
+            return tx.events.search(query)
 
     # -- controlling --------------------------------------------------------------
 
@@ -210,7 +211,7 @@ class Client:
         self.close()
 
 
-def _states(state: str | JobState | Sequence[str | JobState] | None) -> list[JobState]:
+def _states(state: str | JobState | Sequence[str | JobState] | None) -> builtins.list[JobState]:
     if state is None:
         return []
     values = [state] if isinstance(state, str | JobState) else list(state)

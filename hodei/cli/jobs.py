@@ -102,7 +102,7 @@ def job() -> None:
     "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.pass_context
-def run(ctx: click.Context, no_wait: bool, output: str, **params: Any) -> None:
+def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> None:
     """Submit a job, stream its output and exit with its exit code.
 
     \b
@@ -164,7 +164,7 @@ def _why(job: Job) -> str:
     "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.pass_context
-def submit(ctx: click.Context, output: str, **params: Any) -> None:
+def submit(ctx: click.Context, /, output: str, **params: Any) -> None:
     """Submit a job and print its id."""
     _print_submitted(_client(ctx).submit(build_spec(params)), output)
 

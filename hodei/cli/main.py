@@ -59,7 +59,7 @@ def _report(exc: BaseException) -> None:
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """hodei: run shell-command jobs on ephemeral Celery workers, with an audit timeline."""
-    settings = Settings.from_env(**({"log_level": "DEBUG"} if verbose else {}))
+    settings = Settings.from_env(log_level="DEBUG") if verbose else Settings.from_env()
     configure_logging(settings.log_level if verbose else _cli_level(settings), settings.log_format)
     ctx.obj = settings
 

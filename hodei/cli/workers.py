@@ -117,7 +117,7 @@ def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) ->
 
     c = _container(ctx)
     with c.store.transaction() as tx:
-        workers = tx.workers.list(states=() if show_all else LIVE_WORKER_STATES, limit=limit)
+        workers = tx.workers.search(states=() if show_all else LIVE_WORKER_STATES, limit=limit)
     rows = [worker_to_dict(w) for w in workers]
     if output == "json":
         print_json(rows)

@@ -76,7 +76,7 @@ def run_purge(c: Container) -> Report:
 
 def run_provision(c: Container) -> Report:
     with c.store.transaction() as tx:
-        names = [p.name for p in tx.providers.list()]
+        names = [p.name for p in tx.providers.search()]
     launched = {}
     for name in names:
         tokens = provision(

@@ -165,7 +165,7 @@ def finish_attempt(
         )
         failures = sum(
             1
-            for a in tx.attempts.list(job.id)
+            for a in tx.attempts.search(job.id)
             if a.state in (AttemptState.FAILED, AttemptState.TIMED_OUT)
         )
         retry = verdict.reason in (FailureReason.NONZERO_EXIT, FailureReason.TIMEOUT) and (

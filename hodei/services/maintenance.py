@@ -92,7 +92,7 @@ def _recover(
         finished_at=now,
         error=f"worker {worker.id} lost",
     )
-    losses = sum(1 for a in tx.attempts.list(job.id) if a.state is AttemptState.LOST)
+    losses = sum(1 for a in tx.attempts.search(job.id) if a.state is AttemptState.LOST)
     log_extra = {
         "job_id": str(job.id),
         "worker_id": str(worker.id),

@@ -83,7 +83,7 @@ def _reserve(
         if provider is None:
             return None
         tx.providers.lock(provider.id)
-        live = tx.workers.list(states=LIVE_WORKER_STATES, queue=provider.queue, limit=1000)
+        live = tx.workers.search(states=LIVE_WORKER_STATES, queue=provider.queue, limit=1000)
         plan = plan_scale(
             provider,
             waiting=tx.jobs.count_waiting(provider.queue),

@@ -25,7 +25,7 @@ class SqlEventRepository:
         if new_events:
             self._c.execute(events.insert(), [event_to_row(e) for e in new_events])
 
-    def list(self, query: EventQuery) -> list[DomainEvent]:
+    def search(self, query: EventQuery) -> list[DomainEvent]:
         stmt = sa.select(events)
         if query.event_types:
             stmt = stmt.where(events.c.event_type.in_(list(query.event_types)))

@@ -56,7 +56,7 @@ class SqlJobRepository:
         result = self._c.execute(query.values(**normalise_changes(changes)))
         return result.rowcount == 1
 
-    def list(self, query: JobQuery) -> list[Job]:
+    def search(self, query: JobQuery) -> list[Job]:
         stmt = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
         if query.states:
             stmt = stmt.where(jobs.c.state.in_([str(s) for s in query.states]))
@@ -181,7 +181,7 @@ class SqlAttemptRepository:
             .values(**normalise_changes(changes))
         )
 
-    def list(self, job_id: UUID) -> list[Attempt]:
+    def search(self, job_id: UUID) -> list[Attempt]:
         stmt = (
             sa.select(job_attempts)
             .where(job_attempts.c.job_id == job_id)

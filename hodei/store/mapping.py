@@ -64,20 +64,20 @@ def job_to_row(job: Job) -> dict[str, Any]:
     }
 
 
-def job_from_row(row: Mapping[str, Any]) -> Job:
+def job_from_row(row: Mapping[Any, Any]) -> Job:
     data = dict(row)
     data["state"] = JobState(data["state"])
     data["spec"] = spec_from_json(data["spec"])
     return Job(**data)
 
 
-def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
+def attempt_from_row(row: Mapping[Any, Any]) -> Attempt:
     data = dict(row)
     data["state"] = AttemptState(data["state"])
     return Attempt(**data)
 
 
-def worker_from_row(row: Mapping[str, Any]) -> Worker:
+def worker_from_row(row: Mapping[Any, Any]) -> Worker:
     data = dict(row)
     data["state"] = WorkerState(data["state"])
     data["labels"] = dict(data.get("labels") or {})
@@ -104,11 +104,11 @@ def worker_to_row(worker: Worker) -> dict[str, Any]:
     }
 
 
-def token_from_row(row: Mapping[str, Any]) -> BootstrapToken:
+def token_from_row(row: Mapping[Any, Any]) -> BootstrapToken:
     return BootstrapToken(**dict(row))
 
 
-def provider_from_row(row: Mapping[str, Any]) -> Provider:
+def provider_from_row(row: Mapping[Any, Any]) -> Provider:
     data = dict(row)
     data["status"] = ProviderStatus(data["status"])
     data["health"] = ProviderHealth(data["health"])
@@ -154,11 +154,11 @@ def event_to_row(event: DomainEvent) -> dict[str, Any]:
     }
 
 
-def event_from_row(row: Mapping[str, Any]) -> DomainEvent:
+def event_from_row(row: Mapping[Any, Any]) -> DomainEvent:
     return DomainEvent(**dict(row))
 
 
-def log_from_row(row: Mapping[str, Any]) -> LogLine:
+def log_from_row(row: Mapping[Any, Any]) -> LogLine:
     return LogLine(**dict(row))
 
 

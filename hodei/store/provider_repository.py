@@ -31,7 +31,7 @@ class SqlProviderRepository:
         row = self._c.execute(stmt).mappings().first()
         return provider_from_row(row) if row else None
 
-    def list(self) -> list[Provider]:
+    def search(self) -> list[Provider]:
         rows = self._c.execute(sa.select(providers).order_by(providers.c.name)).mappings()
         return [provider_from_row(r) for r in rows]
 

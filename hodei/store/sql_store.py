@@ -8,6 +8,15 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from hodei.services.ports import (
+    AttemptRepository,
+    EventRepository,
+    JobRepository,
+    LogRepository,
+    ProviderRepository,
+    TokenRepository,
+    WorkerRepository,
+)
 from hodei.store.engine import database_errors
 from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
@@ -20,13 +29,13 @@ class SqlTransaction:
 
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
-        self.jobs = SqlJobRepository(connection)
-        self.attempts = SqlAttemptRepository(connection)
-        self.events = SqlEventRepository(connection)
-        self.workers = SqlWorkerRepository(connection)
-        self.tokens = SqlTokenRepository(connection)
-        self.providers = SqlProviderRepository(connection)
-        self.logs = SqlLogRepository(connection)
+        self.jobs: JobRepository = SqlJobRepository(connection)
+        self.attempts: AttemptRepository = SqlAttemptRepository(connection)
+        self.events: EventRepository = SqlEventRepository(connection)
+        self.workers: WorkerRepository = SqlWorkerRepository(connection)
+        self.tokens: TokenRepository = SqlTokenRepository(connection)
+        self.providers: ProviderRepository = SqlProviderRepository(connection)
+        self.logs: LogRepository = SqlLogRepository(connection)
 
 
 class SqlStore:

@@ -43,7 +43,7 @@ class SqlWorkerRepository:
         )
         return self._c.execute(query).rowcount == 1
 
-    def list(
+    def search(
         self, *, states: Collection[WorkerState] = (), queue: str | None = None, limit: int = 100
     ) -> list[Worker]:
         stmt = sa.select(workers).order_by(workers.c.created_at.desc()).limit(limit)
