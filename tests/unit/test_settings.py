@@ -1,0 +1,46 @@
+"""Settings come from HODEI_* only, with the embedded default and masked secrets."""
+
+from pathlib import Path
+
+import pytest
+
+from hodei.errors import InvalidConfiguration
+from hodei.settings import Settings
+
+
+def test_the_embedded_default_lives_in_hodei_home(tmp_path: Path) -> None:
+    settings = Settings.from_env({"HODEI_HOME": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path}/hodei.sqlite"
+    assert settings.broker_url == f"sqla+sqlite:///{tmp_path}/broker.sqlite"
+    assert settings.is_embedded
+
+
+def test_passwords_never_show_in_repr_or_public_dict() -> None:
+    settings = Settings.from_env(
+        {
+            "HODEI_DATABASE_URL": "postgresql://hodei:s3cret@db/hodei",
+            "HODEI_BROKER_URL": "redis://:p4ss@redis:6379/0",
+            "HODEI_FLOWER_BASIC_AUTH": "admin:pw",
+        }
+    )
+    text = repr(settings) + str(settings.public_dict())
+    for secret in ("s3cret", "p4ss", "admin:pw"):
+        assert secret not in text
+    assert "postgresql://hodei:***@db/hodei" in text
+
+
+def test_numbers_are_parsed_and_bad_ones_named() -> None:
+    assert Settings.from_env({"HODEI_HEARTBEAT_INTERVAL": "2.5"}).heartbeat_interval_s == 2.5
+    with pytest.raises(InvalidConfiguration, match="HODEI_RETENTION_DAYS must be a number"):
+        Settings.from_env({"HODEI_RETENTION_DAYS": "thirty"})
+
+
+def test_log_format_and_level_are_checked() -> None:
+    assert Settings.from_env({"HODEI_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(InvalidConfiguration, match="HODEI_LOG_FORMAT must be text or json"):
+        Settings.from_env({"HODEI_LOG_FORMAT": "xml"})
+
+
+def test_child_environment_reproduces_the_settings(tmp_path: Path) -> None:
+    settings = Settings.from_env({"HODEI_HOME": str(tmp_path), "HODEI_WORKER_STALE_AFTER": "7"})
+    assert Settings.from_env(settings.child_environment()) == settings
