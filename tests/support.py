@@ -93,8 +93,22 @@ def alive(pid: int) -> bool:
         return False
 
 
+def is_hodei_worker(pid: int) -> bool:
+    """Only ever signal processes that really are hodei workers started by a test."""
+    if pid <= 1 or pid in (os.getpid(), os.getpgid(0)):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().split(b"\0")
+    except OSError:
+        return False
+    return b"hodei" in argv and b"worker" in argv
+
+
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     """Kill a worker and the session it leads (its jobs' process groups too)."""
+    if not is_hodei_worker(pid):
+        return
     for target in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             target()

@@ -56,7 +56,8 @@ class LocalLauncher:
 
     def destroy(self, worker: Worker) -> None:
         pid = _pid(worker.infra_ref)
-        if pid is None:
+        # A pid can be reused after the worker died: only signal the very same worker.
+        if pid is None or not _is_worker_process(pid, worker):
             return
         try:
             os.kill(pid, signal.SIGKILL)
@@ -64,6 +65,14 @@ class LocalLauncher:
             return
         except PermissionError:
             logger.warning("cannot kill worker %s (pid %d): not ours", worker.id, pid)
+
+
+def _is_worker_process(pid: int, worker: Worker) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return f"HODEI_WORKER_ID={worker.id}".encode() in environ.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def _pid(infra_ref: str | None) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from pathlib import Path
@@ -33,7 +34,7 @@ def assert_plain_timeline(client: Client, job: Job, terminal: str) -> None:
         "RUNNING",
         str(job.state),
     ]
-    assert all(a.id < b.id for a, b in zip(events, events[1:], strict=False))
+    assert all(a.id < b.id for a, b in itertools.pairwise(events))
 
 
 def test_fifty_jobs_all_succeed_with_their_output(pg_client: Client) -> None:

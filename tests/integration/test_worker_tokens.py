@@ -1,0 +1,114 @@
+"""Bootstrap tokens: single use, hashed at rest, rejections say why."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from hodei.errors import TokenRejected
+from hodei.sdk import Client
+from hodei.services.tokens import consume_token
+from hodei.services.workers import create_worker_token, register_worker
+from hodei.settings import Settings
+from tests.support import run_cli
+
+pytestmark = [pytest.mark.postgres]
+
+
+def _token(client: Client, ttl_s: float = 60) -> str:
+    c = client.container
+    return create_worker_token(c.store, c.clock, provider_name="local", ttl_s=ttl_s,
+                               actor="sdk:test").secret
+
+
+def _rejections(client: Client) -> list[str]:
+    with client.container.store.transaction() as tx:
+        from hodei.services.ports import EventQuery
+
+        events = tx.events.search(EventQuery(event_types=["TokenRejected"]))
+    return [e.payload["reason"] for e in events]
+
+
+def test_a_valid_token_registers_its_worker_once(pg_client: Client) -> None:
+    c = pg_client.container
+    secret = _token(pg_client)
+    worker = register_worker(c.store, c.clock, secret, infra_ref="test:not-a-process")
+    assert worker.state.value == "READY" and worker.registered_at is not None
+    with pytest.raises(TokenRejected) as again:
+        register_worker(c.store, c.clock, secret)
+    assert again.value.reason == "consumed"
+    assert "already used" in str(again.value)
+    assert _rejections(pg_client) == ["consumed"]
+
+
+def test_expired_and_unknown_tokens_are_rejected_with_the_reason(pg_client: Client) -> None:
+    c = pg_client.container
+    secret = _token(pg_client, ttl_s=1)
+    with c.store.transaction() as tx:
+        tx.tokens._c.execute(  # type: ignore[attr-defined]
+            sa.text("UPDATE worker_bootstrap_tokens SET expires_at = expires_at - interval '1 hour'")
+        )
+    with pytest.raises(TokenRejected) as expired:
+        consume_token(c.store, c.clock, secret)
+    with pytest.raises(TokenRejected) as unknown:
+        consume_token(c.store, c.clock, "hodei_never-issued")
+    assert (expired.value.reason, unknown.value.reason) == ("expired", "unknown")
+    assert sorted(_rejections(pg_client)) == ["expired", "unknown"]
+
+
+def test_ten_threads_racing_for_one_token_exactly_one_wins(pg_client: Client) -> None:
+    c = pg_client.container
+    secret = _token(pg_client)
+    results: list[str] = []
+    barrier = threading.Barrier(10)
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            consume_token(c.store, c.clock, secret)
+            results.append("won")
+        except TokenRejected as exc:
+            results.append(exc.reason)
+
+    threads = [threading.Thread(target=race) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["consumed"] * 9 + ["won"]
+
+
+def test_the_stored_table_holds_no_secret(pg_client: Client) -> None:
+    secret = _token(pg_client)
+    with pg_client.container.store.transaction() as tx:
+        rows = tx.tokens._c.execute(  # type: ignore[attr-defined]
+            sa.text("SELECT * FROM worker_bootstrap_tokens")
+        ).all()
+        dump = " ".join(str(v) for row in rows for v in row)
+        events = tx.tokens._c.execute(sa.text("SELECT payload::text FROM domain_events")).all()  # type: ignore[attr-defined]
+    assert secret not in dump
+    assert secret.removeprefix("hodei_") not in dump
+    assert all(secret not in str(e) for e in events)
+    import hashlib
+
+    assert hashlib.sha256(secret.encode()).hexdigest() in dump
+
+
+def test_a_worker_with_a_bad_token_refuses_to_start_and_says_why(pg_settings: Settings) -> None:
+    result = run_cli(pg_settings, "worker", "start", "--token", "hodei_bogus", timeout=60)
+    assert result.returncode == 7
+    assert result.stderr.strip().splitlines()[-1] == (
+        "hodei: error: bootstrap token rejected: unknown token (it was never issued, "
+        "or was purged)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_token_create_prints_the_secret_once(pg_settings: Settings) -> None:
+    result = run_cli(pg_settings, "worker", "token", "create", "--ttl", "60")
+    assert result.returncode == 0, result.stderr
+    secret = result.stdout.strip()
+    assert secret.startswith("hodei_") and len(secret) > 30
