@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from hodei.domain.records import Worker
 from hodei.errors import ProviderUnavailable
@@ -55,16 +58,48 @@ class LocalLauncher:
         return f"pid:{process.pid}"
 
     def destroy(self, worker: Worker) -> None:
+        """Kill the worker and every job process it left behind.
+
+        The worker leads its own session and each job runs in a process group inside
+        it, so a SIGKILLed worker's jobs are found by session id and never finish
+        (and so never run twice) after the reaper has requeued them.
+        """
         pid = _pid(worker.infra_ref)
+        if pid is None:
+            return
         # A pid can be reused after the worker died: only signal the very same worker.
-        if pid is None or not _is_worker_process(pid, worker):
-            return
+        if _is_worker_process(pid, worker):
+            _signal(functools.partial(os.kill, pid, signal.SIGKILL))
+        for pgid in _job_groups_in_session(pid):
+            logger.warning("killing job process group %d left by worker %s", pgid, worker.id,
+                           extra={"worker_id": str(worker.id)})
+            _signal(functools.partial(os.killpg, pgid, signal.SIGKILL))
+
+
+def _signal(send: Callable[[], None]) -> None:
+    try:
+        send()
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        logger.warning("cannot signal a worker process: %s", exc)
+
+
+def _job_groups_in_session(session_id: int) -> set[int]:
+    """Process groups of hodei jobs (they carry HODEI_JOB_ID) in ``session_id``."""
+    groups = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            logger.warning("cannot kill worker %s (pid %d): not ours", worker.id, pid)
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != session_id or int(fields[2]) == session_id:
+                continue
+            if b"HODEI_JOB_ID=" in (entry / "environ").read_bytes():
+                groups.add(int(fields[2]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return groups
 
 
 def _is_worker_process(pid: int, worker: Worker) -> bool:

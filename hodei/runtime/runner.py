@@ -336,7 +336,9 @@ def _spawn(argv: list[str], env: Mapping[str, str], cwd: str | None) -> subproce
         stderr=subprocess.PIPE,
         env=dict(env),
         cwd=cwd,
-        start_new_session=True,  # own session and process group: killpg reaches all of it
+        # Its own process group, so killpg reaches all of it; but the worker's session, so
+        # a provider that removes a dead worker can find and kill its jobs by session id.
+        process_group=0,
         close_fds=True,
     )
 
