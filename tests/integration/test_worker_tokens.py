@@ -19,8 +19,9 @@ pytestmark = [pytest.mark.postgres]
 
 def _token(client: Client, ttl_s: float = 60) -> str:
     c = client.container
-    return create_worker_token(c.store, c.clock, provider_name="local", ttl_s=ttl_s,
-                               actor="sdk:test").secret
+    return create_worker_token(
+        c.store, c.clock, provider_name="local", ttl_s=ttl_s, actor="sdk:test"
+    ).secret
 
 
 def _rejections(client: Client) -> list[str]:
@@ -46,9 +47,9 @@ def test_a_valid_token_registers_its_worker_once(pg_client: Client) -> None:
 def test_expired_and_unknown_tokens_are_rejected_with_the_reason(pg_client: Client) -> None:
     c = pg_client.container
     secret = _token(pg_client, ttl_s=1)
-    with c.store.transaction() as tx:
-        tx.tokens._c.execute(  # type: ignore[attr-defined]
-            sa.text("UPDATE worker_bootstrap_tokens SET expires_at = expires_at - interval '1 hour'")
+    with c.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE worker_bootstrap_tokens SET expires_at = now() - interval '1 hour'")
         )
     with pytest.raises(TokenRejected) as expired:
         consume_token(c.store, c.clock, secret)
@@ -82,12 +83,10 @@ def test_ten_threads_racing_for_one_token_exactly_one_wins(pg_client: Client) ->
 
 def test_the_stored_table_holds_no_secret(pg_client: Client) -> None:
     secret = _token(pg_client)
-    with pg_client.container.store.transaction() as tx:
-        rows = tx.tokens._c.execute(  # type: ignore[attr-defined]
-            sa.text("SELECT * FROM worker_bootstrap_tokens")
-        ).all()
+    with pg_client.container.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT * FROM worker_bootstrap_tokens")).all()
         dump = " ".join(str(v) for row in rows for v in row)
-        events = tx.tokens._c.execute(sa.text("SELECT payload::text FROM domain_events")).all()  # type: ignore[attr-defined]
+        events = conn.execute(sa.text("SELECT payload::text FROM domain_events")).all()
     assert secret not in dump
     assert secret.removeprefix("hodei_") not in dump
     assert all(secret not in str(e) for e in events)
@@ -100,8 +99,7 @@ def test_a_worker_with_a_bad_token_refuses_to_start_and_says_why(pg_settings: Se
     result = run_cli(pg_settings, "worker", "start", "--token", "hodei_bogus", timeout=60)
     assert result.returncode == 7
     assert result.stderr.strip().splitlines()[-1] == (
-        "hodei: error: bootstrap token rejected: unknown token (it was never issued, "
-        "or was purged)"
+        "hodei: error: bootstrap token rejected: unknown token (it was never issued, or was purged)"
     )
     assert "Traceback" not in result.stderr
 
