@@ -18,9 +18,10 @@ pytestmark = [pytest.mark.slow]
 @pytest.fixture
 def home(embedded_settings: Settings):
     yield embedded_settings
-    from tests.conftest import stop_workers
-    from hodei.sdk import Client
     import dataclasses
+
+    from hodei.sdk import Client
+    from tests.conftest import stop_workers
 
     client = Client.from_env(
         **{
