@@ -3,6 +3,7 @@ Redis (a flushed database per test), SQLite homes, and cleanup of worker process
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -17,7 +18,8 @@ from hodei.settings import Settings
 from tests.services import POSTGRES_URL, RABBITMQ_URL, REDIS_URL, require
 from tests.support import alive, fast_settings, kill_tree, pid_of
 
-TEMPLATE_DB = "hodei_test_template"
+# Per session, so several test sessions can share one server.
+TEMPLATE_DB = f"hodei_test_template_{os.getpid()}"
 
 
 def _admin_engine() -> sa.Engine:
@@ -63,13 +65,28 @@ def postgres_url(postgres_template: str) -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture
-def redis_url() -> str:
-    """A flushed Redis database for this test."""
+@pytest.fixture(scope="session")
+def redis_db_number() -> Iterator[int]:
+    """A Redis database number claimed for this session (db 0 holds the claims)."""
     require("Redis", REDIS_URL, 6379)
     import redis
 
-    url = REDIS_URL.rstrip("/") + "/3"
+    claims = redis.Redis.from_url(REDIS_URL.rstrip("/") + "/0")
+    for number in range(1, 16):
+        if claims.set(f"hodei-test-db:{number}", os.getpid(), nx=True, ex=3600):
+            break
+    else:
+        pytest.fail("all Redis databases 1..15 are claimed by other test sessions")
+    yield number
+    claims.delete(f"hodei-test-db:{number}")
+
+
+@pytest.fixture
+def redis_url(redis_db_number: int) -> str:
+    """A flushed Redis database for this test."""
+    import redis
+
+    url = f"{REDIS_URL.rstrip('/')}/{redis_db_number}"
     redis.Redis.from_url(url).flushdb()
     return url
 
