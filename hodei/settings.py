@@ -38,6 +38,7 @@ class Settings:
     worker_lost_requeues: int = 3
     retention_days: int = 30
     queue_timeout_s: float = 3600.0
+    republish_after_s: float = 300.0
     cancel_grace_s: float = 5.0
     max_log_lines: int = 10_000
     flower_basic_auth: str = field(default="", repr=False)
@@ -104,6 +105,7 @@ _ENV_ALIASES = {
     "worker_stale_after_s": "HODEI_WORKER_STALE_AFTER",
     "token_ttl_s": "HODEI_TOKEN_TTL",
     "queue_timeout_s": "HODEI_QUEUE_TIMEOUT",
+    "republish_after_s": "HODEI_REPUBLISH_AFTER",
     "cancel_grace_s": "HODEI_CANCEL_GRACE",
 }
 

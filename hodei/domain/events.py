@@ -25,6 +25,7 @@ class EventType(StrEnum):
     JOB_CANCEL_REQUESTED = "JobCancelRequested"
     JOB_CANCELLED = "JobCancelled"
     JOB_REQUEUED = "JobRequeued"
+    JOB_REPUBLISHED = "JobRepublished"
     JOB_DUPLICATE_DROPPED = "JobDuplicateDropped"
     WORKER_PROVISIONING = "WorkerProvisioning"
     WORKER_PROVISION_FAILED = "WorkerProvisionFailed"

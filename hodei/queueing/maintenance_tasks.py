@@ -36,7 +36,9 @@ def _current() -> Container:
 
 
 def run_dispatch_pending(c: Container) -> Report:
-    return {"published": dispatch_pending(c.store, c.clock, c.publisher)}
+    published = dispatch_pending(c.store, c.clock, c.publisher,
+                                 republish_after_s=c.settings.republish_after_s)
+    return {"published": published}
 
 
 def run_reap_stale_workers(c: Container) -> Report:

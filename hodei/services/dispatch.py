@@ -148,9 +148,14 @@ def dispatch_pending(
     *,
     queue: str | None = None,
     limit: int = 500,
+    republish_after_s: float | None = None,
 ) -> int:
     """Publish PENDING jobs that are due: retries whose time has come, and jobs whose
-    first publish failed. Safe to run concurrently: the claim drops duplicates."""
+    first publish failed. With ``republish_after_s``, also publish again the QUEUED
+    jobs whose message was most likely lost (see :func:`republish_stranded`).
+    Safe to run concurrently: the claim drops duplicates."""
+    if republish_after_s is not None:
+        republish_stranded(store, clock, publisher, after_s=republish_after_s)
     now = clock.now()
     with store.transaction() as tx:
         due = tx.jobs.due_for_dispatch(
@@ -163,3 +168,47 @@ def dispatch_pending(
     published = len(due) - len(failed)
     logger.info("dispatch_pending published %d job(s), %d failed", published, len(failed))
     return published
+
+
+def republish_stranded(
+    store: Store, clock: Clock, publisher: TaskPublisher, *, after_s: float, limit: int = 100
+) -> int:
+    """Publish again QUEUED jobs that waited ``after_s`` while an idle worker served their
+    queue. A message can be lost after delivery and before the claim (a worker killed in
+    between; the SQLite transport never redelivers, Redis only after its visibility
+    timeout). A duplicate is harmless: the claim lets exactly one delivery run."""
+    now = clock.now()
+    before = now - timedelta(seconds=after_s)
+    with store.transaction() as tx:
+        stranded = tx.jobs.stranded_queued(queued_before=before, limit=limit)
+        for job in stranded:
+            # Restart the clock so the next pass does not publish it yet again.
+            tx.jobs.compare_and_set(
+                job.id,
+                states=[JobState.QUEUED],
+                expected_attempt=job.attempt,
+                queued_at=now,
+                updated_at=now,
+            )
+            tx.events.add(
+                job_event(
+                    job,
+                    EventType.JOB_REPUBLISHED,
+                    actor=Actor.DISPATCHER,
+                    now=now,
+                    attempt=job.attempt,
+                    reason=f"queued over {after_s:g}s with an idle worker",
+                )
+            )
+    if not stranded:
+        return 0
+    logger.warning("republishing %d job(s) whose message was probably lost", len(stranded))
+    done = 0
+    try:
+        for _publication, _task_id in publisher.publish_many(
+            [publication_for(j, "republished") for j in stranded]
+        ):
+            done += 1
+    except BrokerUnavailable as exc:
+        logger.warning("republish failed: %s", exc)
+    return done

@@ -97,6 +97,23 @@ class SqlJobRepository:
             stmt = stmt.where(jobs.c.queue == queue)
         return [job_from_row(r) for r in self._c.execute(stmt).mappings()]
 
+    def stranded_queued(self, *, queued_before: datetime, limit: int) -> list[Job]:
+        idle = sa.select(workers.c.queue).where(
+            workers.c.state == str(WorkerState.READY),
+            workers.c.registered_at < queued_before,
+        )
+        stmt = (
+            sa.select(jobs)
+            .where(
+                jobs.c.state == str(JobState.QUEUED),
+                jobs.c.queued_at < queued_before,
+                jobs.c.queue.in_(idle),
+            )
+            .order_by(jobs.c.queued_at)
+            .limit(limit)
+        )
+        return [job_from_row(r) for r in self._c.execute(stmt).mappings()]
+
     def running_on_workers(self, worker_ids: Collection[UUID]) -> list[Job]:
         if not worker_ids:
             return []

@@ -1,0 +1,43 @@
+"""A message lost between delivery and claim is published again; never run twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from hodei import JobSpec, JobState
+from hodei.sdk import Client
+from hodei.services.dispatch import republish_stranded
+from hodei.services.submission import submit_jobs
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+def test_a_queued_job_whose_message_vanished_runs_once(pg_client: Client) -> None:
+    import redis
+
+    c = pg_client.container
+    # Queued while no worker runs (the service does not provision, the SDK would)...
+    [stranded] = submit_jobs(
+        c.store, c.clock, c.publisher, [JobSpec.create("echo once")], actor="sdk:test"
+    )
+    assert pg_client.get(stranded.job.id).state is JobState.QUEUED
+    # ...then its message is lost, as when a worker dies between delivery and claim.
+    assert redis.Redis.from_url(pg_client.settings.broker_url).delete("hodei.local") == 1
+    warm = pg_client.submit("echo warm")  # brings up a worker, which then sits idle
+    assert pg_client.wait(warm.id, timeout=60).state is JobState.SUCCEEDED
+    assert pg_client.get(stranded.job.id).state is JobState.QUEUED
+
+    assert republish_stranded(c.store, c.clock, c.publisher, after_s=3600) == 0  # too young
+    republished = 0
+    import time
+
+    deadline = time.monotonic() + 30
+    while not republished and time.monotonic() < deadline:
+        republished = republish_stranded(c.store, c.clock, c.publisher, after_s=0.5)
+        time.sleep(0.2)
+    assert republished == 1
+    done = pg_client.wait(stranded.job.id, timeout=60)
+    assert done.state is JobState.SUCCEEDED
+    assert [ln.line for ln in pg_client.logs(done.id)] == ["once"]
+    kinds = [e.event_type for e in pg_client.timeline(done.id)]
+    assert kinds == ["JobCreated", "JobQueued", "JobRepublished", "JobStarted", "JobSucceeded"]
