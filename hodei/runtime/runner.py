@@ -234,7 +234,9 @@ class _Run:
 
     def _supervise(self, pid: int, deadline: float, timeout_s: float) -> None:
         """Pass output on and enforce timeout and cancellation until the main process exits."""
-        next_cancel_check = time.monotonic()
+        # The first check waits one interval: callers start a run right after checking the
+        # job is still wanted, and for short commands this saves a query per run.
+        next_cancel_check = time.monotonic() + self._cfg.cancel_check_interval_s
         while self._exited_at is None:
             now = time.monotonic()
             wakeups = [now + _MAX_IDLE_WAIT_S]

@@ -210,7 +210,7 @@ def test_should_cancel_that_raises_is_logged_and_ignored(caplog: pytest.LogCaptu
         raise RuntimeError("store is down")
 
     with caplog.at_level(logging.ERROR, logger="hodei.runtime.runner"):
-        outcome, out = run("echo ok", should_cancel=broken)
+        outcome, out = run("sleep 0.3; echo ok", should_cancel=broken)
     assert (outcome.exit_code, outcome.cancelled) == (0, False)
     assert out.texts("stdout") == ["ok"]
     assert any("should_cancel failed" in record.message for record in caplog.records)
@@ -372,3 +372,15 @@ def test_the_job_does_not_outlive_a_run_left_by_an_exception(subreaper: None) ->
         )
     with pytest.raises(ProcessLookupError):
         os.killpg(pids[0], 0)
+
+
+def test_a_short_command_is_not_checked_for_cancellation() -> None:
+    calls: list[float] = []
+
+    def count() -> bool:
+        calls.append(time.monotonic())
+        return False
+
+    outcome, _ = run("true", should_cancel=count)
+    assert outcome.exit_code == 0
+    assert calls == []
