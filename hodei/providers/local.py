@@ -71,8 +71,12 @@ class LocalLauncher:
         if _is_worker_process(pid, worker):
             _signal(functools.partial(os.kill, pid, signal.SIGKILL))
         for pgid in _job_groups_in_session(pid):
-            logger.warning("killing job process group %d left by worker %s", pgid, worker.id,
-                           extra={"worker_id": str(worker.id)})
+            logger.warning(
+                "killing job process group %d left by worker %s",
+                pgid,
+                worker.id,
+                extra={"worker_id": str(worker.id)},
+            )
             _signal(functools.partial(os.killpg, pgid, signal.SIGKILL))
 
 
