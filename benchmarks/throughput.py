@@ -1,0 +1,428 @@
+"""Throughput of hodei against raw Celery, on the same Redis and PostgreSQL.
+
+Three measurements in one run (each repetition on a fresh scratch database and a
+flushed broker, unless --database-url / --broker-url point elsewhere):
+
+(a) raw Celery: one worker process, pool "threads", concurrency 2, acks_late,
+    prefetch 1, a task that runs ``true`` with ``subprocess.run``; N tasks published
+    one by one with ``apply_async`` from this process while the worker consumes.
+(b) hodei: N ``true`` jobs submitted one by one with ``hodei.Client.submit`` from this
+    process while one ``hodei worker start --concurrency 2`` runs them (the same Celery
+    worker shape: hodei's worker also runs pool "threads", prefetch 1, acks_late).
+(c) hodei ``submit_many`` of N jobs with no worker consuming (submit rate only); the
+    queue it filled is then drained by a fresh worker of the same shape.
+
+End-to-end throughput = N / (last job finished - first submit), wall clock; for raw
+Celery "finished" is the end of the task body, for hodei ``jobs.finished_at`` (written
+by the worker in the same transaction as JobSucceeded). Latency = jobs.started_at -
+jobs.created_at (hodei), publish time to task start (raw Celery).
+
+    .venv/bin/python benchmarks/throughput.py [--n 2000] [--repeat 1] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as common
+
+RAW_QUEUE = "bench.raw"
+RAW_TASK = "bench.run_true"
+CONCURRENCY = 2
+
+
+# -- (a) raw Celery -------------------------------------------------------------------
+
+
+class _RawRecorder:
+    """Inside the raw worker: counts measured tasks, writes the result at the N-th."""
+
+    def __init__(self, n: int, result_file: Path) -> None:
+        self.n = n
+        self.result_file = result_file
+        self.lock = threading.Lock()
+        self.latencies_ms: list[float] = []
+
+    def record(self, sent_at: float | None, started_at: float) -> None:
+        now = time.time()
+        with self.lock:
+            if sent_at is None:  # the warm-up task
+                _write_json(self.result_file.with_suffix(".warm"), {"at": now})
+                return
+            self.latencies_ms.append((started_at - sent_at) * 1000)
+            if len(self.latencies_ms) == self.n:
+                _write_json(self.result_file, {"done_at": now, "latencies_ms": self.latencies_ms})
+
+
+def raw_app(broker_url: str, recorder: _RawRecorder | None = None) -> Any:
+    """A plain Celery app: JSON, acks_late, prefetch 1, no result backend."""
+    from celery import Celery
+
+    app = Celery("bench_raw", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=RAW_QUEUE,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+
+    @app.task(name=RAW_TASK, acks_late=True)  # type: ignore[untyped-decorator]
+    def run_true(sent_at: float | None) -> None:
+        started = time.time()
+        subprocess.run(["true"], check=True)
+        if recorder is not None:
+            recorder.record(sent_at, started)
+
+    return app
+
+
+def raw_worker_main(argv: list[str]) -> int:
+    """``throughput.py raw-worker``: the raw Celery worker process of measurement (a)."""
+    parser = argparse.ArgumentParser(prog="throughput.py raw-worker")
+    parser.add_argument("--broker-url", required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--result-file", type=Path, required=True)
+    args = parser.parse_args(argv)
+    app = raw_app(args.broker_url, _RawRecorder(args.n, args.result_file))
+    # The same worker options hodei's `worker start` uses (hodei/runtime/worker.py).
+    app.Worker(
+        hostname=f"bench-raw@{socket.gethostname()}",
+        queues=[RAW_QUEUE],
+        pool="threads",
+        concurrency=CONCURRENCY,
+        prefetch_multiplier=1,
+        without_mingle=True,
+        without_gossip=True,
+        optimization="fair",
+        loglevel="INFO",
+    ).start()
+    return 0
+
+
+@dataclass
+class RawResult:
+    jobs_per_s: float
+    p50_start_ms: float
+    p95_start_ms: float
+
+
+def measure_raw(n: int, broker_url: str, procs: common.Processes, work: Path) -> RawResult:
+    result_file = work / "raw-result.json"
+    argv = [sys.executable, os.path.abspath(__file__), "raw-worker", "--broker-url", broker_url]
+    argv += ["--n", str(n), "--result-file", str(result_file)]
+    procs.start("raw-worker", argv, common.process_env())
+    app = raw_app(broker_url)
+    task = app.tasks[RAW_TASK]
+    task.apply_async(args=[None])
+    common.wait_for(result_file.with_suffix(".warm").exists, timeout=60, what="raw warm-up")
+    started = time.time()
+    for _ in range(n):
+        task.apply_async(args=[time.time()])
+    common.wait_for(result_file.exists, timeout=60 + n * 0.1, interval=0.05, what="raw tasks")
+    procs.stop("raw-worker")
+    app.close()
+    result = json.loads(result_file.read_text())
+    latencies = result["latencies_ms"]
+    return RawResult(
+        n / (result["done_at"] - started),
+        common.percentile(latencies, 50),
+        common.percentile(latencies, 95),
+    )
+
+
+# -- (b) and (c) hodei ----------------------------------------------------------------
+
+
+@dataclass
+class HodeiResult:
+    jobs_per_s: float
+    submit_jobs_per_s: float
+    p50_start_ms: float
+    p95_start_ms: float
+    submit_many_jobs_per_s: float
+    drain_jobs_per_s: float
+    failed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class HodeiBench:
+    """A hodei client, and the worker processes it starts by hand, on one database."""
+
+    def __init__(self, database_url: str, broker_url: str, home: Path, procs: common.Processes):
+        from hodei.sdk import Client
+
+        self.run_id = uuid.uuid4().hex[:12]
+        self.procs = procs
+        self.env = common.process_env(
+            HODEI_DATABASE_URL=database_url,
+            HODEI_BROKER_URL=broker_url,
+            HODEI_HOME=str(home),
+            HODEI_WORKER_IDLE_TIMEOUT="600",
+            **{common.MARKER: self.run_id},
+        )
+        self.client = Client.from_env(database_url=database_url, broker_url=broker_url, home=home)
+        self.sql = common.sql_engine(database_url)
+
+    def limit_local_workers(self, max_workers: int) -> int:
+        """Cap the local provider, so hodei launches no worker besides ours; old cap."""
+        with self.sql.begin() as conn:
+            old = conn.execute(
+                sa.text("SELECT max_workers FROM provider_configs WHERE name = 'local'")
+            ).scalar_one()
+            conn.execute(
+                sa.text("UPDATE provider_configs SET max_workers = :m WHERE name = 'local'"),
+                {"m": max_workers},
+            )
+        return int(old)
+
+    def issue_token(self) -> tuple[str, str]:
+        from hodei.services.workers import create_worker_token
+
+        c = self.client.container
+        issued = create_worker_token(
+            c.store, c.clock, provider_name="local", ttl_s=900, actor="bench:throughput"
+        )
+        return issued.secret, str(issued.worker.id)
+
+    def start_worker(self, name: str, secret: str, worker_id: str) -> None:
+        argv = common.hodei_cli("worker", "start", "--concurrency", str(CONCURRENCY))
+        self.procs.start(name, argv, {**self.env, "HODEI_OTP_TOKEN": secret})
+        common.wait_for(
+            lambda: self._worker_state(worker_id) in ("READY", "BUSY"),
+            timeout=60,
+            what=f"worker {worker_id} to register",
+        )
+
+    def _worker_state(self, worker_id: str) -> str | None:
+        with self.sql.connect() as conn:
+            state = conn.execute(
+                sa.text("SELECT state FROM workers WHERE id = :id"), {"id": worker_id}
+            ).scalar()
+        return str(state) if state is not None else None
+
+    def wait_terminal(self, correlation_id: str, n: int, timeout: float) -> list[Any]:
+        """Poll until the n jobs of ``correlation_id`` are terminal; their timestamps."""
+        query = sa.text(
+            "SELECT count(*) FROM jobs WHERE correlation_id = :c"
+            " AND state IN ('SUCCEEDED', 'FAILED', 'TIMED_OUT', 'CANCELLED')"
+        )
+
+        def done() -> bool:
+            with self.sql.connect() as conn:
+                return int(conn.execute(query, {"c": correlation_id}).scalar_one()) >= n
+
+        common.wait_for(done, timeout=timeout, interval=0.1, what=f"{n} jobs to finish")
+        with self.sql.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT state, created_at, started_at, finished_at FROM jobs"
+                        " WHERE correlation_id = :c"
+                    ),
+                    {"c": correlation_id},
+                )
+            )
+
+    def close(self) -> None:
+        self.client.close()
+        self.sql.dispose()
+
+
+def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
+    from hodei.domain.specs import JobSpec
+
+    old_cap = bench.limit_local_workers(1)
+    try:
+        secret, worker_id = bench.issue_token()
+        bench.start_worker("hodei-worker", secret, worker_id)
+        warm = bench.client.submit(["true"], name="warm-up", correlation_id=f"{bench.run_id}-warm")
+        bench.client.wait(warm.id, timeout=60)
+
+        # (b) one by one, while the worker runs them.
+        one_by_one = f"{bench.run_id}-one"
+        started = time.time()
+        for i in range(n):
+            bench.client.submit(["true"], name=f"bench-{i}", correlation_id=one_by_one)
+        submitted = time.time()
+        rows = bench.wait_terminal(one_by_one, n, timeout=120 + n * 0.5)
+        bench.procs.stop("hodei-worker")
+        end_to_end = max(_ts(r.finished_at) for r in rows) - started
+        latencies = [(_ts(r.started_at) - _ts(r.created_at)) * 1000 for r in rows if r.started_at]
+
+        # (c) submit_many with no worker consuming. The PROVISIONING row of an unused
+        # token counts as a live worker, so hodei does not launch one of its own.
+        bulk = f"{bench.run_id}-many"
+        secret, worker_id = bench.issue_token()
+        specs = [JobSpec.create(["true"], name=f"bulk-{i}", correlation_id=bulk) for i in range(n)]
+        t0 = time.perf_counter()
+        bench.client.submit_many(specs)
+        submit_many_s = time.perf_counter() - t0
+        bench.start_worker("hodei-drain", secret, worker_id)
+        drained = bench.wait_terminal(bulk, n, timeout=120 + n * 0.5)
+        bench.procs.stop("hodei-drain")
+        drain_s = max(_ts(r.finished_at) for r in drained) - min(
+            _ts(r.started_at) for r in drained if r.started_at
+        )
+    finally:
+        bench.limit_local_workers(old_cap)
+    failed = sum(1 for r in (*rows, *drained) if r.state != "SUCCEEDED")
+    return HodeiResult(
+        jobs_per_s=n / end_to_end,
+        submit_jobs_per_s=n / (submitted - started),
+        p50_start_ms=common.percentile(latencies, 50),
+        p95_start_ms=common.percentile(latencies, 95),
+        submit_many_jobs_per_s=n / submit_many_s,
+        drain_jobs_per_s=n / drain_s,
+        failed=failed,
+    )
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+# -- running and reporting ------------------------------------------------------------
+
+
+def run_once(args: argparse.Namespace) -> dict[str, float]:
+    """One repetition of (a), (b) and (c); every process is stopped before it returns."""
+    common.flush_redis(args.broker_url)
+    with (
+        common.scratch_home("hodei-bench-throughput-") as home,
+        common.scratch_database(args.database_url) as database_url,
+    ):
+        procs = common.Processes(home)
+        bench = None
+        try:
+            raw = measure_raw(args.n, args.broker_url, procs, home)
+            bench = HodeiBench(database_url, args.broker_url, home, procs)
+            hodei = measure_hodei(args.n, bench)
+        finally:
+            procs.stop_all()
+            if bench is not None:
+                common.kill_marked(bench.run_id)
+                bench.close()
+            common.flush_redis(args.broker_url)
+    if hodei.failed:
+        raise RuntimeError(f"{hodei.failed} hodei job(s) did not succeed")
+    return {
+        "raw_jobs_per_s": raw.jobs_per_s,
+        "hodei_jobs_per_s": hodei.jobs_per_s,
+        "ratio": hodei.jobs_per_s / raw.jobs_per_s,
+        "submit_many_jobs_per_s": hodei.submit_many_jobs_per_s,
+        "p50_start_ms": hodei.p50_start_ms,
+        "p95_start_ms": hodei.p95_start_ms,
+        "hodei_submit_jobs_per_s": hodei.submit_jobs_per_s,
+        "hodei_drain_jobs_per_s": hodei.drain_jobs_per_s,
+        "raw_p50_start_ms": raw.p50_start_ms,
+        "raw_p95_start_ms": raw.p95_start_ms,
+    }
+
+
+def summarize(n: int, runs: list[dict[str, float]]) -> dict[str, float]:
+    """Medians over the repetitions."""
+    return {"n": n, **{key: common.median([r[key] for r in runs]) for key in runs[0]}}
+
+
+JSON_KEYS = (
+    "n",
+    "raw_jobs_per_s",
+    "hodei_jobs_per_s",
+    "ratio",
+    "submit_many_jobs_per_s",
+    "p50_start_ms",
+    "p95_start_ms",
+)
+
+
+def render_table(result: dict[str, float], repeat: int) -> str:
+    s = result
+    raw_latency = f"{s['raw_p50_start_ms']:.1f} / {s['raw_p95_start_ms']:.1f}"
+    latency = f"{s['p50_start_ms']:.1f} / {s['p95_start_ms']:.1f}"
+    rows = [
+        ("raw Celery, end to end", s["raw_jobs_per_s"], raw_latency),
+        ("hodei, end to end (submit one by one)", s["hodei_jobs_per_s"], latency),
+        ("hodei, submit one by one (rate)", s["hodei_submit_jobs_per_s"], ""),
+        ("hodei, submit_many (rate)", s["submit_many_jobs_per_s"], ""),
+        ("hodei, drain of a pre-filled queue", s["hodei_drain_jobs_per_s"], ""),
+    ]
+    what = f"median of {repeat} runs" if repeat > 1 else "1 run"
+    lines = [
+        f"N = {int(s['n'])} jobs, one worker process, pool threads, "
+        f"concurrency {CONCURRENCY} ({what})",
+        f"{'':40} {'jobs/s':>9}  {'start latency p50 / p95 ms':>27}",
+    ]
+    lines += [f"{name:40} {rate:9.1f}  {lat:>27}" for name, rate, lat in rows]
+    lines.append(f"{'ratio hodei / raw Celery (end to end)':40} {s['ratio']:9.2f}")
+    lines.append(f"reproduce: {common.command_line()}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="hodei end-to-end throughput against raw Celery, on Redis and PostgreSQL."
+    )
+    parser.add_argument("--n", type=int, default=2000, help="jobs per measurement")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL database to use (migrated if needed; its jobs are kept); "
+        "default: a scratch database on 127.0.0.1, dropped afterwards",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default=common.DEFAULT_BROKER_URL,
+        help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="repetitions; medians are shown")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["raw-worker"]:
+        return raw_worker_main(argv[1:])
+    args = parse_args(argv)
+    with common.exit_on_signals():
+        runs = []
+        for i in range(args.repeat):
+            runs.append(run_once(args))
+            if args.repeat > 1:
+                print(f"run {i + 1}: {json.dumps(runs[-1])}", file=sys.stderr)
+    result = summarize(args.n, runs)
+    if args.json:
+        print(render_table(result, args.repeat), file=sys.stderr)
+        print(json.dumps({key: result[key] for key in JSON_KEYS}))
+    else:
+        print(render_table(result, args.repeat))
+    return 0
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
