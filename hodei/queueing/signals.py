@@ -8,7 +8,14 @@ from typing import Any
 from uuid import UUID
 
 from celery import Task
-from celery.signals import task_failure, task_prerun, task_rejected, task_revoked, task_success
+from celery.signals import (
+    task_failure,
+    task_prerun,
+    task_rejected,
+    task_revoked,
+    task_success,
+    worker_process_init,
+)
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hodei.domain.states import JobState
@@ -41,7 +48,16 @@ def connect() -> None:
     task_failure.connect(_on_failure, weak=False)
     task_revoked.connect(_on_revoked, weak=False)
     task_rejected.connect(_on_rejected, weak=False)
+    worker_process_init.connect(_on_process_init, weak=False)
     _connected = True
+
+
+def _on_process_init(**_: Any) -> None:
+    # hodei's own workers use the threads pool, but a forking pool (celery CLI, prefork)
+    # must not share the parent's pooled database connections with its children.
+    ctx = context.current()
+    if ctx is not None and "engine" in ctx.container.__dict__:
+        ctx.container.engine.dispose(close=False)
 
 
 def _is_run_job(task: Any) -> bool:
