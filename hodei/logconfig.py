@@ -13,7 +13,8 @@ from typing import Any
 CONTEXT_FIELDS = ("job_id", "worker_id", "attempt", "correlation_id", "provider")
 _SECRET = re.compile(
     r"(?P<url>[a-z0-9+.-]+://[^:/@\s]*:)[^@\s]+(?=@)"
-    r"|(?P<kv>\b(?:HODEI_OTP_TOKEN|password|passwd|secret|token)\s*[=:]\s*)\S+"
+    r"|(?P<kv>\b(?:\w*(?:OTP_TOKEN|BASIC_AUTH|PASSWORD|SECRET|API_KEY)|password|passwd|secret"
+    r"|token)\s*[=:]\s*)\S+"
     r"|(?P<tok>\bhodei_)[A-Za-z0-9_\-]{20,}",
     re.IGNORECASE,
 )
@@ -69,17 +70,73 @@ class TextFormatter(logging.Formatter):
             for name in CONTEXT_FIELDS
             if getattr(record, name, None) not in (None, "")
         )
-        return f"{text} [{context}]" if context else text
+        text = f"{text} [{context}]" if context else text
+        return mask_secrets(text) if record.exc_info else text
+
+
+_RUN_JOB = "hodei.run_job"
+# The publisher's argsrepr: "('<name>', id=<job id>, attempt=<n>)".
+_ARGSREPR = re.compile(r"id=(?P<job_id>[0-9a-f-]{36}), attempt=(?P<attempt>\d+)")
+
+
+class _TaskContextFilter(logging.Filter):
+    """Give Celery's own records about a run-job task ("Task hodei.run_job[...]
+    received", "... succeeded") the job_id and attempt hodei's records carry, so a
+    job's lines can be selected by job_id whoever logged them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "job_id", None) or "celery" not in sys.modules:
+            return True
+        # "received" is logged by the consumer with the task's argsrepr in its args...
+        context = record.args if isinstance(record.args, dict) else {}
+        if context.get("name") == _RUN_JOB:
+            found = _ARGSREPR.search(str(context.get("args", "")))
+            if found:
+                record.job_id, record.attempt = found["job_id"], int(found["attempt"])
+                return True
+        # ...the rest inside the task, where Celery knows the current task.
+        from celery import current_task
+
+        args = getattr(getattr(current_task, "request", None), "args", None)
+        if getattr(current_task, "name", None) == _RUN_JOB and args and len(args) >= 2:
+            record.job_id, record.attempt = str(args[0]), args[1]
+        return True
+
+
+# What configure_logging last set up, so Celery's setup_logging signal can keep it.
+_active: tuple[str, str] | None = None
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Send hodei's, Celery's and everyone's logs to stderr in one format."""
+    global _active
+    _active = (level, fmt)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_TaskContextFilter())
     handler.addFilter(_MaskingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Python warnings (Celery's superuser warning, deprecations) become records too.
+    logging.captureWarnings(True)
     root.setLevel(level)
     # Chatty libraries stay at WARNING unless we debug.
-    for noisy in ("kombu", "amqp", "urllib3", "alembic.runtime.migration"):
+    for noisy in ("kombu", "amqp", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(level if level == "DEBUG" else "WARNING")
+
+
+def celery_setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """Receiver of Celery's ``setup_logging`` signal: with a receiver connected, Celery
+    leaves logging alone, and its records go through hodei's format and masking."""
+    if _active is not None:
+        configure_logging(*_active)
+        return
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+    configure_logging(str(level or "INFO"), "text")
+
+
+def celery_quiet_banner(instance: Any = None, **_: Any) -> None:
+    """Receiver of ``celeryd_init``: in JSON mode, skip Celery's multi-line startup
+    banner, so every line of a worker's log is one JSON record."""
+    if instance is not None and _active is not None and _active[1] == "json":
+        instance.quiet = True

@@ -24,7 +24,18 @@ def create_app(settings: Settings) -> Celery:
     from hodei.queueing import tasks
 
     tasks.register(app)
+    _use_hodei_logging()
     return app
+
+
+def _use_hodei_logging() -> None:
+    """Workers and beat log through hodei's configuration (format, level, masking)."""
+    from celery.signals import celeryd_init, setup_logging
+
+    from hodei.logconfig import celery_quiet_banner, celery_setup_logging
+
+    setup_logging.connect(celery_setup_logging, weak=False, dispatch_uid="hodei.logging")
+    celeryd_init.connect(celery_quiet_banner, weak=False, dispatch_uid="hodei.quiet_banner")
 
 
 def _config(settings: Settings) -> dict[str, Any]:
