@@ -80,6 +80,11 @@ class Container:
             from hodei.providers.local import LocalLauncher
 
             return LocalLauncher(self.settings)
+        if provider.provider_type in ("docker", "kubernetes"):
+            from hodei.providers.factory import adapter_for
+
+            launcher: WorkerLauncher = adapter_for(provider, self.settings, self.store, self.clock)
+            return launcher
         raise InvalidConfiguration(
             f"provider {provider.name}: type {provider.provider_type!r} has no launcher here"
         )

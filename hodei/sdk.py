@@ -13,12 +13,14 @@ from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.domain.events import DomainEvent
-from hodei.domain.records import Job, LogLine
+from hodei.domain.records import Job, LogLine, Provider
 from hodei.domain.specs import JobSpec
-from hodei.domain.states import JobState
+from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import HodeiError, InvalidInput, JobNotFound, WaitTimeout
 from hodei.services.control import cancel_job, retry_job
+from hodei.services.health import HealthReport
 from hodei.services.ports import EventQuery, JobQuery
+from hodei.services.providers import ProviderView
 from hodei.services.provisioning import provision
 from hodei.services.submission import submit_jobs
 from hodei.settings import Settings
@@ -201,6 +203,98 @@ class Client:
         self._provision({job.provider_id})
         return job
 
+    # -- providers ----------------------------------------------------------------
+
+    def add_provider(self, name: str, provider_type: str, **fields: Any) -> Provider:
+        """Register a provider; ``fields`` as :class:`~hodei.services.providers.ProviderSpec`
+        (config, priority, max_workers, min_workers, labels, preferred_region,
+        allowed_regions, health_check). Config is validated for its type."""
+        from hodei.providers.config import validate_config
+        from hodei.services.providers import ProviderSpec, add_provider
+
+        spec = ProviderSpec(name, provider_type, **fields)
+        provider = add_provider(
+            self._c.store, self._c.clock, spec, validate=validate_config, actor=self.actor
+        )
+        self._providers_changed()
+        return provider
+
+    def update_provider(self, name: str, **changes: Any) -> Provider:
+        """Change a provider's config, priority, limits, labels, regions or health_check."""
+        from hodei.providers.config import validate_config
+        from hodei.services.providers import update_provider
+
+        provider = update_provider(
+            self._c.store,
+            self._c.clock,
+            name,
+            changes,
+            validate=validate_config,
+            actor=self.actor,
+        )
+        self._providers_changed()
+        return provider
+
+    def enable_provider(self, name: str) -> Provider:
+        return self._set_provider_status(name, ProviderStatus.ACTIVE)
+
+    def disable_provider(self, name: str) -> Provider:
+        """No new jobs and no new workers; running work is left alone."""
+        return self._set_provider_status(name, ProviderStatus.DISABLED)
+
+    def drain_provider(self, name: str) -> Provider:
+        """No new jobs or workers; its workers finish what is queued, then idle out."""
+        return self._set_provider_status(name, ProviderStatus.DRAINING)
+
+    def provider(self, name: str) -> ProviderView:
+        """A provider with its live worker count."""
+        from hodei.services.providers import get_provider
+
+        return get_provider(self._c.store, name)
+
+    def providers(self) -> builtins.list[ProviderView]:
+        from hodei.services.providers import list_providers
+
+        return list_providers(self._c.store)
+
+    def check_provider_health(self, name: str | None = None) -> dict[str, HealthReport]:
+        """Check now (all providers, or one), store the result and return it."""
+        from hodei.providers.factory import probe_for
+        from hodei.services.health import check_providers
+
+        c = self._c
+        if name is not None:
+            self.provider(name)  # ProviderNotFound for a wrong name
+        return check_providers(
+            c.store,
+            c.clock,
+            lambda p: probe_for(p, c.settings, c.store, c.clock),
+            only=name,
+            force=True,
+        )
+
+    def _set_provider_status(self, name: str, status: ProviderStatus) -> Provider:
+        from hodei.services.providers import set_provider_status
+
+        provider = set_provider_status(self._c.store, self._c.clock, name, status, actor=self.actor)
+        self._providers_changed()
+        return provider
+
+    def _providers_changed(self) -> None:
+        """Jobs left PENDING for want of a provider may have one now."""
+        from hodei.services.reconcile import reschedule_unschedulable
+
+        report = reschedule_unschedulable(
+            self._c.store,
+            self._c.clock,
+            self._c.publisher,
+            queue_timeout_s=self.settings.queue_timeout_s,
+        )
+        if report.scheduled:
+            with self._c.store.transaction() as tx:
+                ids = {j.provider_id for i in report.scheduled if (j := tx.jobs.get(i))}
+            self._provision(ids)
+
     def close(self) -> None:
         self._c.close()
 
@@ -256,6 +350,32 @@ def job_to_dict(job: Job) -> dict[str, Any]:
     }
 
 
+def provider_to_dict(view: ProviderView) -> dict[str, Any]:
+    """The JSON form of a provider used by ``hodei provider ... --output json``."""
+    p = view.provider
+    return {
+        "id": str(p.id),
+        "name": p.name,
+        "type": p.provider_type,
+        "status": str(p.status),
+        "health": str(p.health),
+        "health_message": p.health_message,
+        "health_checked_at": _iso(p.health_checked_at),
+        "priority": p.priority,
+        "live_workers": view.live_workers,
+        "max_workers": p.max_workers,
+        "min_workers": p.min_workers,
+        "labels": dict(p.labels),
+        "preferred_region": p.preferred_region,
+        "allowed_regions": list(p.allowed_regions),
+        "health_check": dict(p.health_check),
+        "queue": p.queue,
+        "config": dict(p.config),
+        "created_at": _iso(p.created_at),
+        "updated_at": _iso(p.updated_at),
+    }
+
+
 def event_to_dict(event: DomainEvent) -> dict[str, Any]:
     return {
         "id": event.id,
@@ -285,4 +405,11 @@ def mapping_from_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
     return out
 
 
-__all__ = ["Client", "event_to_dict", "job_to_dict", "mapping_from_pairs", "parse_job_id"]
+__all__ = [
+    "Client",
+    "event_to_dict",
+    "job_to_dict",
+    "mapping_from_pairs",
+    "parse_job_id",
+    "provider_to_dict",
+]

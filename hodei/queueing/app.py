@@ -83,6 +83,9 @@ def _beat_schedule() -> dict[str, Any]:
         "enforce_deadlines": 10.0,
         "purge": 3600.0,
         "provision": 5.0,
+        "check_provider_health": 5.0,  # each provider on its own health_check interval
+        "reconcile_providers": 5.0,
+        "reschedule_unschedulable": 5.0,
     }
     return {
         name: {

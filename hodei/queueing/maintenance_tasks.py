@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 
 from hodei.bootstrap import Container
+from hodei.errors import HodeiError
 from hodei.services import maintenance
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.provisioning import provision
@@ -94,6 +95,62 @@ def run_provision(c: Container) -> Report:
     return {"launched": launched}
 
 
+def run_check_provider_health(c: Container) -> Report:
+    """Check each provider whose own health_check interval has passed."""
+    from hodei.providers.factory import probe_for
+    from hodei.services.health import check_providers
+
+    results = check_providers(
+        c.store, c.clock, lambda p: probe_for(p, c.settings, c.store, c.clock)
+    )
+    return {name: str(r.health) for name, r in results.items()}
+
+
+def run_reconcile_providers(c: Container) -> Report:
+    """Docker and Kubernetes providers: containers or pods versus worker rows."""
+    from hodei.providers.factory import adapter_for
+    from hodei.services.reconcile import reconcile_provider
+
+    with c.store.transaction() as tx:
+        providers = [p for p in tx.providers.search() if p.provider_type != "local"]
+    out: Report = {}
+    for provider in providers:
+        try:
+            adapter = adapter_for(provider, c.settings, c.store, c.clock)
+            report = reconcile_provider(
+                c.store,
+                c.clock,
+                c.publisher,
+                provider,
+                adapter,
+                lost_requeues=c.settings.worker_lost_requeues,
+            )
+        except HodeiError as exc:  # one unreachable provider must not stop the others
+            logger.warning("could not reconcile provider %s: %s", provider.name, exc)
+            out[provider.name] = {"error": str(exc)}
+            continue
+        out[provider.name] = {
+            "removed": report.removed,
+            "lost": [str(w) for w in report.lost],
+            "provision_failed": [str(w) for w in report.provision_failed],
+            "events": report.events,
+        }
+    return out
+
+
+def run_reschedule_unschedulable(c: Container) -> Report:
+    """PENDING jobs with no provider: match again, or fail after HODEI_QUEUE_TIMEOUT."""
+    from hodei.services.reconcile import reschedule_unschedulable
+
+    report = reschedule_unschedulable(
+        c.store, c.clock, c.publisher, queue_timeout_s=c.settings.queue_timeout_s
+    )
+    return {
+        "scheduled": [str(j) for j in report.scheduled],
+        "failed": [str(j) for j in report.failed],
+    }
+
+
 def _destroy(c: Container, worker: Any) -> None:
     with c.store.transaction() as tx:
         provider = tx.providers.get(worker.provider_id) if worker.provider_id else None
@@ -114,6 +171,9 @@ TASKS: dict[str, Callable[[Container], Report]] = {
     "enforce_deadlines": run_enforce_deadlines,
     "purge": run_purge,
     "provision": run_provision,
+    "check_provider_health": run_check_provider_health,
+    "reconcile_providers": run_reconcile_providers,
+    "reschedule_unschedulable": run_reschedule_unschedulable,
 }
 
 

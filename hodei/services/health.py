@@ -1,0 +1,141 @@
+"""Provider health: each provider is checked on its own interval and timeout
+(``health_check``), the result stored on the provider, and every change recorded as
+ProviderHealthChanged. Selection skips UNHEALTHY providers.
+
+Circuit-breaker transitions are recorded the same way: an open breaker means the
+provider cannot take work (UNHEALTHY), a half-open one is DEGRADED, a closed one
+HEALTHY again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from hodei.domain.events import Actor, EventType
+from hodei.domain.records import Provider
+from hodei.domain.states import ProviderHealth, ProviderStatus
+from hodei.services.ports import Clock, Store
+from hodei.services.providers import DEFAULT_HEALTH_CHECK, provider_event
+
+logger = logging.getLogger(__name__)
+
+_BREAKER_HEALTH = {
+    "open": ProviderHealth.UNHEALTHY,
+    "half-open": ProviderHealth.DEGRADED,
+    "closed": ProviderHealth.HEALTHY,
+}
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What one check found."""
+
+    health: ProviderHealth
+    message: str = ""
+
+
+class HealthProbe(Protocol):
+    def check(self, timeout_s: float) -> HealthReport:
+        """Check the provider within ``timeout_s``; report failures, never raise."""
+        ...
+
+
+def interval_s(provider: Provider) -> float:
+    return float(provider.health_check.get("interval_s", DEFAULT_HEALTH_CHECK["interval_s"]))
+
+
+def timeout_s(provider: Provider) -> float:
+    return float(provider.health_check.get("timeout_s", DEFAULT_HEALTH_CHECK["timeout_s"]))
+
+
+def is_due(provider: Provider, clock: Clock) -> bool:
+    """Checked never, or longer ago than its interval. DISABLED providers are not checked."""
+    if provider.status is ProviderStatus.DISABLED:
+        return False
+    last = provider.health_checked_at
+    return last is None or clock.now() - last >= timedelta(seconds=interval_s(provider))
+
+
+def check_providers(
+    store: Store,
+    clock: Clock,
+    probe_for: Callable[[Provider], HealthProbe],
+    *,
+    only: str | None = None,
+    force: bool = False,
+) -> dict[str, HealthReport]:
+    """Check every provider that is due (or ``only`` one, or all with ``force``)."""
+    with store.transaction() as tx:
+        providers = [p for p in tx.providers.search() if only is None or p.name == only]
+    results: dict[str, HealthReport] = {}
+    for provider in providers:
+        if not force and not is_due(provider, clock):
+            continue
+        try:
+            report = probe_for(provider).check(timeout_s(provider))
+        except Exception as exc:  # a broken probe must not stop the others' checks
+            logger.exception("health check of %s crashed", provider.name)
+            report = HealthReport(ProviderHealth.UNHEALTHY, f"health check crashed: {exc}")
+        record_health(store, clock, provider.name, report)
+        results[provider.name] = report
+    return results
+
+
+def record_health(
+    store: Store, clock: Clock, name: str, report: HealthReport, **payload: object
+) -> bool:
+    """Store the result; a change writes ProviderHealthChanged. True if it changed."""
+    now = clock.now()
+    with store.transaction() as tx:
+        provider = tx.providers.get_by_name(name)
+        if provider is None:
+            return False
+        changed = provider.health is not report.health
+        tx.providers.update(
+            provider.id,
+            health=report.health,
+            health_message=report.message or None,
+            health_checked_at=now,
+        )
+        if changed:
+            tx.events.add(
+                provider_event(
+                    provider,
+                    EventType.PROVIDER_HEALTH_CHANGED,
+                    Actor.HEALTH,
+                    now,
+                    old=str(provider.health),
+                    new=str(report.health),
+                    message=report.message,
+                    **payload,
+                )
+            )
+    if changed:
+        log = logger.warning if report.health is ProviderHealth.UNHEALTHY else logger.info
+        log(
+            "provider %s health %s -> %s: %s",
+            name,
+            provider.health,
+            report.health,
+            report.message or "ok",
+        )
+    elif report.health is ProviderHealth.HEALTHY:
+        logger.debug("Health check passed for %s", name)
+    return changed
+
+
+def record_breaker_transition(
+    store: Store, clock: Clock, name: str, old: str, new: str, why: str
+) -> None:
+    """A circuit breaker moved: reflect it in the provider's health, with an event."""
+    health = _BREAKER_HEALTH.get(new)
+    if health is None:
+        return
+    message = f"circuit breaker {new}: {why}"
+    record_health(
+        store, clock, name, HealthReport(health, message), breaker={"from": old, "to": new}
+    )

@@ -1,0 +1,177 @@
+"""What services need to know about a provider's infrastructure: the containers or
+pods it runs for hodei, its failures, and how to record them on the timeline.
+
+The Docker and Kubernetes adapters in ``hodei.providers`` implement
+:class:`InfrastructureInspector`; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from hodei.domain.events import Actor, EventType
+from hodei.domain.records import Job, Provider, Worker
+from hodei.domain.states import AttemptState, FailureReason, JobState
+from hodei.errors import ProviderUnavailable
+from hodei.services.ports import Clock, EventQuery, JobQuery, Store, Transaction
+from hodei.services.timeline import job_event, worker_event
+
+logger = logging.getLogger(__name__)
+
+# Infrastructure problems that will not go away by trying again.
+PERMANENT_KINDS = frozenset(
+    {"image_missing", "permission_denied", "forbidden", "invalid_config", "namespace_missing"}
+)
+
+
+class ProvisionFailed(ProviderUnavailable):
+    """The provider refused to start a worker."""
+
+    def __init__(self, kind: str, detail: str, *, permanent: bool | None = None) -> None:
+        self.kind = kind
+        self.detail = detail
+        self.permanent = kind in PERMANENT_KINDS if permanent is None else permanent
+        super().__init__(f"{kind}: {detail}")
+
+
+@dataclass(frozen=True)
+class InfraWorker:
+    """One hodei-labelled container or pod as the provider reports it."""
+
+    ref: str  # container id or pod name
+    worker_id: UUID | None
+    running: bool  # created, starting or running: not finished
+    exit_code: int | None = None
+    oom_killed: bool = False
+    problem: str | None = None  # image_missing, unschedulable, oom_killed, ...
+    detail: str = ""
+    permanent: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return not self.running
+
+
+class InfrastructureInspector(Protocol):
+    """Lists and removes the containers or pods a provider runs for hodei."""
+
+    def list_managed(self) -> list[InfraWorker]: ...
+    def remove(self, ref: str) -> None: ...
+
+
+def infrastructure_event(
+    tx: Transaction,
+    now: datetime,
+    *,
+    worker: Worker | None,
+    jobs: Sequence[Job],
+    kind: str,
+    detail: str,
+    **payload: Any,
+) -> None:
+    """Record an InfrastructureEvent on the worker's and each job's timeline."""
+    body = {"kind": kind, "detail": detail, **payload}
+    if worker is not None:
+        tx.events.add(
+            worker_event(
+                worker, EventType.INFRASTRUCTURE_EVENT, actor=Actor.PROVISIONER, now=now, **body
+            )
+        )
+    for job in jobs:
+        tx.events.add(
+            job_event(
+                job,
+                EventType.INFRASTRUCTURE_EVENT,
+                actor=Actor.PROVISIONER,
+                now=now,
+                worker_id=worker.id if worker else None,
+                **body,
+            )
+        )
+
+
+def already_recorded(tx: Transaction, worker_id: UUID, kind: str) -> bool:
+    """Whether this worker already has an InfrastructureEvent of ``kind`` (reconcile
+    runs every few seconds; a pod stuck Unschedulable is reported once)."""
+    events = tx.events.search(
+        EventQuery(
+            aggregate_ids=[worker_id],
+            event_types=[str(EventType.INFRASTRUCTURE_EVENT)],
+            limit=50,
+        )
+    )
+    return any(e.payload.get("kind") == kind for e in events)
+
+
+def fail_waiting_jobs(
+    store: Store, clock: Clock, provider: Provider, *, kind: str, detail: str
+) -> list[Job]:
+    """A permanent provisioning error: every job waiting for ``provider`` fails now
+    (provisioning_failed) with an InfrastructureEvent, instead of relaunching workers
+    that cannot start. Returns the failed jobs."""
+    now = clock.now()
+    failed: list[Job] = []
+    with store.transaction() as tx:
+        waiting = tx.jobs.search(
+            JobQuery(
+                states=[JobState.PENDING, JobState.QUEUED], provider_id=provider.id, limit=1000
+            )
+        )
+        for job in waiting:
+            if not _fail(tx, now, job, kind, detail):
+                continue
+            failed.append(job)
+            infrastructure_event(
+                tx, now, worker=None, jobs=[job], kind=kind, detail=detail, provider=provider.name
+            )
+    for job in failed:
+        logger.error(
+            "job %s failed: provider %s cannot start workers: %s: %s",
+            job.id,
+            provider.name,
+            kind,
+            detail,
+            extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
+        )
+    return failed
+
+
+def _fail(tx: Transaction, now: datetime, job: Job, kind: str, detail: str) -> bool:
+    won = tx.jobs.compare_and_set(
+        job.id,
+        states=[job.state],
+        expected_attempt=job.attempt,
+        state=JobState.FAILED,
+        failure_reason=str(FailureReason.PROVISIONING_FAILED),
+        error=f"{kind}: {detail}",
+        finished_at=now,
+        updated_at=now,
+    )
+    if not won:
+        return False
+    if job.state is JobState.QUEUED:
+        tx.attempts.update(
+            job.id,
+            job.attempt,
+            state=AttemptState.FAILED,
+            finished_at=now,
+            error=f"{kind}: {detail}",
+        )
+    tx.events.add(
+        job_event(
+            job,
+            EventType.JOB_FAILED,
+            actor=Actor.PROVISIONER,
+            now=now,
+            new_state=JobState.FAILED,
+            reason=str(FailureReason.PROVISIONING_FAILED),
+            attempt=job.attempt,
+            error=f"{kind}: {detail}",
+        )
+    )
+    return True

@@ -1,0 +1,363 @@
+"""Reconciling the store with a provider's infrastructure, both ways, and giving
+unschedulable jobs another chance (DESIGN.md section 5).
+
+- A hodei-labelled container or pod whose worker is not live (or unknown) is removed.
+- A live worker whose container or pod has finished or vanished becomes LOST (or
+  PROVISION_FAILED if it never registered); its running job is requeued or failed.
+- Exit codes, OOM kills and pod problems become InfrastructureEvents on the worker's
+  and its job's timeline; permanent problems fail the provider's waiting jobs fast.
+- PENDING jobs without a provider are matched again; after the queue timeout they
+  fail with ``no_provider``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from hodei.domain.events import Actor, EventType
+from hodei.domain.records import Job, Provider, Worker
+from hodei.domain.selection import Candidate, Requirements, select_provider
+from hodei.domain.states import FailureReason, JobState, WorkerState
+from hodei.services import maintenance
+from hodei.services.dispatch import publish_jobs
+from hodei.services.infrastructure import (
+    InfrastructureInspector,
+    InfraWorker,
+    already_recorded,
+    fail_waiting_jobs,
+    infrastructure_event,
+)
+from hodei.services.ports import Clock, JobQuery, Store, TaskPublisher, Transaction
+from hodei.services.timeline import job_event, worker_event
+
+logger = logging.getLogger(__name__)
+
+# A worker row exists a moment before its container does: give a launch this long.
+LAUNCH_GRACE = timedelta(seconds=20)
+
+
+@dataclass
+class ReconcileReport:
+    removed: list[str] = field(default_factory=list)  # container ids / pod names
+    lost: list[UUID] = field(default_factory=list)
+    provision_failed: list[UUID] = field(default_factory=list)
+    events: int = 0
+    failed_jobs: list[UUID] = field(default_factory=list)
+
+
+def reconcile_provider(
+    store: Store,
+    clock: Clock,
+    publisher: TaskPublisher,
+    provider: Provider,
+    inspector: InfrastructureInspector,
+    *,
+    lost_requeues: int,
+) -> ReconcileReport:
+    """Bring ``provider``'s containers or pods and its worker rows into agreement."""
+    report = ReconcileReport()
+    infra = inspector.list_managed()
+    with store.transaction() as tx:
+        rows = {w.id: w for w in tx.workers.search(queue=provider.queue, limit=1000)}
+    seen = {i.worker_id for i in infra if i.worker_id is not None}
+    requeued: list[Job] = []
+    for item in infra:
+        worker = rows.get(item.worker_id) if item.worker_id else None
+        requeued += _reconcile_one(store, clock, provider, item, worker, lost_requeues, report)
+        worker = _reload(store, worker)
+        if worker is None or not worker.state.is_live:
+            _remove(inspector, item, worker, report)
+    now = clock.now()
+    for worker in rows.values():
+        if (
+            worker.state.is_live
+            and worker.id not in seen
+            and now - worker.created_at > LAUNCH_GRACE
+        ):
+            requeued += _vanished(store, clock, worker, lost_requeues, report)
+    if requeued:
+        publish_jobs(
+            store,
+            clock,
+            publisher,
+            requeued,
+            {j.id: "requeued after worker_lost" for j in requeued},
+        )
+    return report
+
+
+def _reconcile_one(
+    store: Store,
+    clock: Clock,
+    provider: Provider,
+    item: InfraWorker,
+    worker: Worker | None,
+    lost_requeues: int,
+    report: ReconcileReport,
+) -> list[Job]:
+    if worker is None:
+        return []
+    if item.problem and item.running:
+        _record(store, clock, worker, item, report)
+        if item.permanent and worker.state is WorkerState.PROVISIONING:
+            _provision_failed(store, clock, worker, f"{item.problem}: {item.detail}", report)
+            failed = fail_waiting_jobs(
+                store, clock, provider, kind=item.problem, detail=item.detail
+            )
+            report.failed_jobs += [j.id for j in failed]
+        return []
+    if not item.finished:
+        return []
+    _record(store, clock, worker, item, report)
+    reason = _exit_text(item)
+    if worker.state is WorkerState.PROVISIONING:
+        _provision_failed(store, clock, worker, reason, report)
+        return []
+    if worker.state.is_live:
+        return _lose(store, clock, worker, reason, lost_requeues, report)
+    return []
+
+
+def _record(
+    store: Store, clock: Clock, worker: Worker, item: InfraWorker, report: ReconcileReport
+) -> None:
+    """One InfrastructureEvent per worker and kind, on its and its running job's timeline."""
+    kind = item.problem or ("oom_killed" if item.oom_killed else "exited")
+    now = clock.now()
+    with store.transaction() as tx:
+        if already_recorded(tx, worker.id, kind):
+            return
+        jobs = tx.jobs.running_on_workers([worker.id])
+        infrastructure_event(
+            tx,
+            now,
+            worker=worker,
+            jobs=jobs,
+            kind=kind,
+            detail=item.detail or _exit_text(item),
+            exit_code=item.exit_code,
+            oom_killed=item.oom_killed,
+            infra_ref=item.ref,
+        )
+    report.events += 1
+    if kind != "exited" or (item.exit_code or jobs):
+        logger.warning(
+            "worker %s: %s (%s)",
+            worker.id,
+            kind,
+            item.detail or _exit_text(item),
+            extra={"worker_id": str(worker.id)},
+        )
+
+
+def _exit_text(item: InfraWorker) -> str:
+    if item.oom_killed:
+        return f"container OOM-killed (exit code {item.exit_code})"
+    if item.exit_code is None:
+        return "container gone"
+    return f"container exited with code {item.exit_code}"
+
+
+def _lose(
+    store: Store,
+    clock: Clock,
+    worker: Worker,
+    reason: str,
+    lost_requeues: int,
+    report: ReconcileReport,
+) -> list[Job]:
+    now = clock.now()
+    outcome = maintenance.ReapReport([], [], [])
+    with store.transaction() as tx:
+        # Any heartbeat is "before" this moment: the container is gone whatever it said.
+        if not tx.workers.mark_lost(
+            worker.id, heartbeat_before=now + timedelta(days=1), now=now, reason=reason
+        ):
+            return []
+        tx.events.add(
+            worker_event(
+                worker,
+                EventType.WORKER_LOST,
+                actor=Actor.REAPER,
+                now=now,
+                new_state=WorkerState.LOST,
+                last_heartbeat=worker.last_heartbeat,
+                reason=reason,
+            )
+        )
+        for job in tx.jobs.running_on_workers([worker.id]):
+            maintenance._recover(tx, now, job, worker, lost_requeues, outcome)
+    report.lost.append(worker.id)
+    logger.warning("worker %s is LOST: %s", worker.id, reason, extra={"worker_id": str(worker.id)})
+    return outcome.requeued
+
+
+def _provision_failed(
+    store: Store, clock: Clock, worker: Worker, reason: str, report: ReconcileReport
+) -> None:
+    now = clock.now()
+    with store.transaction() as tx:
+        if not tx.workers.compare_and_set(
+            worker.id,
+            states=[WorkerState.PROVISIONING],
+            state=WorkerState.PROVISION_FAILED,
+            termination_reason=reason,
+            terminated_at=now,
+            updated_at=now,
+        ):
+            return
+        tx.events.add(
+            worker_event(
+                worker,
+                EventType.WORKER_PROVISION_FAILED,
+                actor=Actor.PROVISIONER,
+                now=now,
+                new_state=WorkerState.PROVISION_FAILED,
+                reason=reason,
+            )
+        )
+    report.provision_failed.append(worker.id)
+    logger.error(
+        "worker %s could not start: %s", worker.id, reason, extra={"worker_id": str(worker.id)}
+    )
+
+
+def _vanished(
+    store: Store, clock: Clock, worker: Worker, lost_requeues: int, report: ReconcileReport
+) -> list[Job]:
+    gone = InfraWorker(ref=worker.infra_ref or "", worker_id=worker.id, running=False)
+    _record(store, clock, worker, gone, report)
+    if worker.state is WorkerState.PROVISIONING:
+        _provision_failed(store, clock, worker, "container or pod vanished", report)
+        return []
+    return _lose(store, clock, worker, "container or pod vanished", lost_requeues, report)
+
+
+def _reload(store: Store, worker: Worker | None) -> Worker | None:
+    if worker is None:
+        return None
+    with store.transaction() as tx:
+        return tx.workers.get(worker.id)
+
+
+def _remove(
+    inspector: InfrastructureInspector,
+    item: InfraWorker,
+    worker: Worker | None,
+    report: ReconcileReport,
+) -> None:
+    why = "orphan with no worker row" if worker is None else f"worker is {worker.state}"
+    logger.info(
+        "removing %s (%s)",
+        item.ref,
+        why,
+        extra={"worker_id": str(item.worker_id) if item.worker_id else None},
+    )
+    inspector.remove(item.ref)
+    report.removed.append(item.ref)
+
+
+@dataclass
+class RescheduleReport:
+    scheduled: list[UUID] = field(default_factory=list)
+    failed: list[UUID] = field(default_factory=list)
+
+
+def reschedule_unschedulable(
+    store: Store, clock: Clock, publisher: TaskPublisher, *, queue_timeout_s: float
+) -> RescheduleReport:
+    """Match PENDING jobs that had no provider again; publish those that now have one,
+    and fail those older than the queue timeout with ``no_provider``."""
+    now = clock.now()
+    report = RescheduleReport()
+    scheduled: list[Job] = []
+    reasons: dict[UUID, str] = {}
+    with store.transaction() as tx:
+        waiting = [
+            j
+            for j in tx.jobs.search(JobQuery(states=[JobState.PENDING], limit=1000))
+            if j.queue is None
+        ]
+        if not waiting:
+            return report
+        counts = tx.providers.live_worker_counts()
+        candidates = [Candidate(p, counts.get(p.id, 0)) for p in tx.providers.search()]
+        for job in waiting:
+            selection = select_provider(
+                Requirements(job.spec.labels, job.spec.regions, job.spec.provider), candidates
+            )
+            if selection.chosen is not None and _assign(tx, now, job, selection.chosen):
+                scheduled.append(_assigned(job, selection.chosen))
+                reasons[job.id] = selection.reason
+            elif now - job.created_at >= timedelta(seconds=queue_timeout_s) and _time_out(
+                tx, now, job, selection.rejected, queue_timeout_s
+            ):
+                report.failed.append(job.id)
+    report.scheduled = [j.id for j in scheduled]
+    if scheduled:
+        publish_jobs(store, clock, publisher, scheduled, reasons)
+    return report
+
+
+def _assign(tx: Transaction, now: datetime, job: Job, provider: Provider) -> bool:
+    won = tx.jobs.compare_and_set(
+        job.id,
+        states=[JobState.PENDING],
+        expected_attempt=job.attempt,
+        provider_id=provider.id,
+        queue=provider.queue,
+        updated_at=now,
+    )
+    if won:
+        logger.info(
+            "Selected provider %s for job %s",
+            provider.name,
+            job.id,
+            extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
+        )
+    return won
+
+
+def _assigned(job: Job, provider: Provider) -> Job:
+    from dataclasses import replace
+
+    return replace(job, provider_id=provider.id, queue=provider.queue)
+
+
+def _time_out(
+    tx: Transaction, now: datetime, job: Job, rejected: dict[str, str], timeout_s: float
+) -> bool:
+    error = f"no provider could take the job within {timeout_s:g}s"
+    if not tx.jobs.compare_and_set(
+        job.id,
+        states=[JobState.PENDING],
+        expected_attempt=job.attempt,
+        state=JobState.FAILED,
+        failure_reason=str(FailureReason.NO_PROVIDER),
+        error=error,
+        finished_at=now,
+        updated_at=now,
+    ):
+        return False
+    tx.events.add(
+        job_event(
+            job,
+            EventType.JOB_FAILED,
+            actor=Actor.DISPATCHER,
+            now=now,
+            new_state=JobState.FAILED,
+            reason=str(FailureReason.NO_PROVIDER),
+            error=error,
+            reasons=rejected,
+        )
+    )
+    logger.warning(
+        "job %s failed: %s",
+        job.id,
+        error,
+        extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
+    )
+    return True

@@ -1,0 +1,193 @@
+"""The Docker provider against a real engine (issue 4): a job on a docker provider runs
+in a container that is then removed; a missing image fails fast; orphans are removed;
+a killed container shows on the job's timeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hodei import JobState
+from hodei.domain.records import Job
+from hodei.queueing.maintenance_tasks import TASKS
+from hodei.sdk import Client
+from hodei.services.ports import EventQuery
+from hodei.settings import Settings
+from tests.conftest import stop_workers
+from tests.docker_engine import build_test_image, engine, worker_config
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> Iterator[Any]:
+    client = engine()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def image(docker_client: Any) -> str:
+    return build_test_image(docker_client)
+
+
+@pytest.fixture
+def client(pg_settings: Settings, docker_client: Any) -> Iterator[Client]:
+    settings = dataclasses.replace(pg_settings, worker_idle_timeout_s=2.0, worker_lost_requeues=0)
+    c = Client.from_env(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)})
+    yield c
+    stop_workers(c)
+    for container in _containers(docker_client, c):
+        container.remove(force=True)
+    c.close()
+
+
+def _containers(docker_client: Any, c: Client) -> list[Any]:
+    names = [v.provider.name for v in c.providers() if v.provider.provider_type == "docker"]
+    found = []
+    for name in names:
+        found += docker_client.containers.list(
+            all=True, filters={"label": ["hodei.managed=true", f"hodei.provider={name}"]}
+        )
+    return found
+
+
+def _provider_containers(docker_client: Any, name: str) -> list[Any]:
+    return docker_client.containers.list(
+        all=True, filters={"label": ["hodei.managed=true", f"hodei.provider={name}"]}
+    )
+
+
+def _reconcile(c: Client) -> dict[str, Any]:
+    return TASKS["reconcile_providers"](c.container)
+
+
+def _events(c: Client, aggregate_id: Any, kind: str) -> list[Any]:
+    with c.container.store.transaction() as tx:
+        return tx.events.search(EventQuery(aggregate_ids=[aggregate_id], event_types=[kind]))
+
+
+def test_a_job_runs_in_a_container_that_is_then_removed(
+    client: Client, docker_client: Any, image: str
+) -> None:
+    client.add_provider(
+        "dock",
+        "docker",
+        config=worker_config(image),
+        priority=10,
+        labels={"runtime": "docker"},
+        max_workers=1,
+    )
+    job = client.submit("echo from-container; wc -l < /etc/passwd", labels={"runtime": "docker"})
+
+    done = client.wait(job.id, timeout=90)
+
+    assert done.state is JobState.SUCCEEDED, done.error
+    # The tiny root filesystem has a one-line /etc/passwd: the job ran in the container.
+    assert [line.line.strip() for line in client.logs(job.id)] == ["from-container", "1"]
+    queued = next(e for e in client.timeline(job.id) if e.event_type == "JobQueued")
+    assert queued.payload["provider"] == "dock"
+    (container,) = _provider_containers(docker_client, "dock")
+    assert container.name == f"hodei-worker-{done.worker_id}"
+    assert container.labels["hodei.worker_id"] == str(done.worker_id)
+    # The worker idles out, its container exits 0, and reconciliation removes it.
+    wait_for(
+        lambda: _reconcile(client) and not _provider_containers(docker_client, "dock"),
+        timeout=60,
+        interval=0.5,
+        message="the container to be removed",
+    )
+    exited = _events(client, done.worker_id, "InfrastructureEvent")
+    assert [(e.payload["kind"], e.payload["exit_code"]) for e in exited] == [("exited", 0)]
+    with client.container.store.transaction() as tx:
+        assert tx.workers.get(done.worker_id).state.value == "TERMINATED"  # type: ignore[union-attr]
+
+
+def test_a_missing_image_fails_the_job_fast_with_a_clear_event(client: Client) -> None:
+    client.add_provider(
+        "ghost",
+        "docker",
+        priority=10,
+        config={"image": "hodei-test/does-not-exist:1", "pull_policy": "never"},
+    )
+    job = client.submit("echo never runs", provider="ghost")
+
+    done = client.wait(job.id, timeout=20)
+
+    assert (done.state, done.failure_reason) == (JobState.FAILED, "provisioning_failed")
+    infra = [e for e in client.timeline(job.id) if e.event_type == "InfrastructureEvent"]
+    assert [e.payload["kind"] for e in infra] == ["image_missing"]
+    assert "hodei-test/does-not-exist:1" in infra[0].payload["detail"]
+    # No retry storm: later provisioning rounds launch nothing for the failed job.
+    for _ in range(3):
+        TASKS["provision"](client.container)
+    with client.container.store.transaction() as tx:
+        workers = [w for w in tx.workers.search(limit=100) if w.queue == "hodei.ghost"]
+    assert [w.state.value for w in workers] == ["PROVISION_FAILED"]
+    assert _events(client, workers[0].id, "WorkerProvisionFailed")
+
+
+def test_an_orphan_labelled_container_is_removed(
+    client: Client, docker_client: Any, image: str
+) -> None:
+    client.add_provider("dock", "docker", config=worker_config(image))
+    orphan = docker_client.containers.run(
+        image,
+        ["/bin/sleep", "300"],
+        detach=True,
+        volumes=["/usr:/usr:ro"],
+        labels={
+            "hodei.managed": "true",
+            "hodei.provider": "dock",
+            "hodei.worker_id": str(uuid.uuid4()),
+        },
+    )
+    unrelated = docker_client.containers.run(
+        image, ["/bin/sleep", "300"], detach=True, volumes=["/usr:/usr:ro"]
+    )
+    try:
+        report = _reconcile(client)
+
+        assert report["dock"]["removed"] == [orphan.id]
+        assert not _provider_containers(docker_client, "dock")
+        unrelated.reload()
+        assert unrelated.status == "running"
+    finally:
+        unrelated.remove(force=True)
+
+
+def _running(c: Client, job: Job) -> Job:
+    return wait_for(
+        lambda: (j := c.get(job.id)).state is JobState.RUNNING and j,
+        timeout=90,
+        message="job RUNNING",
+    )
+
+
+def test_a_killed_container_shows_on_the_job_s_timeline(
+    client: Client, docker_client: Any, image: str
+) -> None:
+    client.add_provider("dock", "docker", config=worker_config(image), priority=10)
+    job = client.submit("sleep 120", provider="dock")
+    running = _running(client, job)
+    (container,) = _provider_containers(docker_client, "dock")
+    container.kill()
+
+    wait_for(
+        lambda: _reconcile(client)["dock"]["lost"],
+        timeout=30,
+        interval=0.5,
+        message="the worker to be declared lost",
+    )
+
+    done = client.get(job.id)
+    assert (done.state, done.failure_reason) == (JobState.FAILED, "worker_lost")
+    infra = [e for e in client.timeline(job.id) if e.event_type == "InfrastructureEvent"]
+    assert [(e.payload["kind"], e.payload["exit_code"]) for e in infra] == [("exited", 137)]
+    assert _events(client, running.worker_id, "WorkerLost")
+    assert not _provider_containers(docker_client, "dock")
