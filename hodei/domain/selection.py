@@ -77,22 +77,33 @@ def _rejection(req: Requirements, candidate: Candidate) -> str | None:
         return f"missing label {', '.join(missing)}"
     if req.regions and p.allowed_regions and not set(req.regions) & set(p.allowed_regions):
         return f"regions {','.join(p.allowed_regions)} do not include {','.join(req.regions)}"
-    if candidate.live_workers >= p.max_workers and candidate.live_workers == 0:
+    # A provider at max_workers still takes jobs: they queue behind its live workers.
+    # One that may run no worker at all (max_workers 0) has no capacity.
+    if p.max_workers <= 0:
         return f"no capacity (max_workers={p.max_workers})"
     return None
 
 
-def _rank(req: Requirements, candidate: Candidate) -> tuple[int, int, str]:
+def _rank(req: Requirements, candidate: Candidate) -> tuple[int, int, int, int, str]:
+    """Priority first, then a preferred region the job allows, then HEALTHY before
+    DEGRADED, then free worker slots (spread the load), then name (stable)."""
     p = candidate.provider
     preferred = 0 if p.preferred_region and p.preferred_region in req.regions else 1
-    return (-p.priority, preferred, p.name)
+    degraded = 1 if p.health is ProviderHealth.DEGRADED else 0
+    free = max(p.max_workers - candidate.live_workers, 0)
+    return (-p.priority, preferred, degraded, -free, p.name)
 
 
 def _lost_to(req: Requirements, loser: Candidate, winner: Candidate) -> str:
+    lose, win = _rank(req, loser), _rank(req, winner)
     if loser.provider.priority < winner.provider.priority:
         return f"lower priority ({loser.provider.priority} < {winner.provider.priority})"
-    if _rank(req, loser)[1] > _rank(req, winner)[1]:
+    if lose[1] > win[1]:
         return f"{winner.provider.name} is in a preferred region"
+    if lose[2] > win[2]:
+        return f"health is DEGRADED and {winner.provider.name} is HEALTHY"
+    if lose[3] > win[3]:
+        return f"fewer free worker slots ({-lose[3]} < {-win[3]})"
     return f"tie broken by name in favour of {winner.provider.name}"
 
 
