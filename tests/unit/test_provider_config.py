@@ -139,7 +139,7 @@ def test_breaker_opens_after_5_failures_half_opens_after_60s_closes_after_3_tria
 
     clock.now += 60
     assert breaker.state is BreakerState.HALF_OPEN
-    assert [breaker.call(lambda: i, counts=lambda e: True) for i in range(2)] == [0, 1]
+    assert [breaker.call(lambda: "ok", counts=lambda e: True) for _ in range(2)] == ["ok", "ok"]
     assert breaker.state is BreakerState.HALF_OPEN
     breaker.call(lambda: None, counts=lambda e: True)
     assert breaker.state is BreakerState.CLOSED
