@@ -78,6 +78,10 @@ def _register() -> None:
     cli.add_command(maintenance.maintenance)
     cli.add_command(maintenance.scheduler)
 
+    from hodei.cli import serve as serve_cli
+
+    cli.add_command(serve_cli.serve)
+
 
 _register()
 
