@@ -78,9 +78,11 @@ def _register() -> None:
     cli.add_command(maintenance.maintenance)
     cli.add_command(maintenance.scheduler)
 
+    from hodei.cli import flower as flower_cli
     from hodei.cli import serve as serve_cli
 
     cli.add_command(serve_cli.serve)
+    cli.add_command(flower_cli.flower)
 
 
 _register()

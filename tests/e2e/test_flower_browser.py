@@ -1,0 +1,139 @@
+"""Flower in a real browser: `hodei flower` behind basic auth, a real worker and job, and
+headless Chromium reading Flower's tasks page. Saves the screenshot the docs show."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hodei import JobState
+from hodei.sdk import Client
+from hodei.settings import Settings
+from tests.integration.test_observability_metrics import free_port, http_get
+from tests.services import IN_CI
+from tests.support import REPO, hodei_env, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+USER, PASSWORD = "hodei", "flower-test-password"
+SCREENSHOT = REPO / "docs" / "img" / "flower.png"
+
+
+def chromium() -> str:
+    """Debian's chromium; skip without it on a laptop, fail in CI."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if IN_CI:
+        pytest.fail("chromium is not installed (CI must run the browser tests)")
+    pytest.skip("chromium is not installed: apt-get install -y chromium")
+
+
+def _authorized_get(url: str) -> tuple[int, str]:
+    request = urllib.request.Request(url)
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except OSError:
+        return 0, ""
+
+
+@contextlib.contextmanager
+def flower(settings: Settings) -> Iterator[str]:
+    """`hodei flower` as a subprocess; yields its base URL once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hodei", "flower", "--port", str(port)],
+        env=hodei_env(settings, HODEI_FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert process.poll() is None, f"hodei flower exited: {process.stderr.read()}"  # type: ignore[union-attr]
+        return _authorized_get(base + "/api/workers")[0] == 200
+
+    try:
+        wait_for(up, timeout=30, message="Flower to answer")
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _browser(url: str, profile: Path, *mode: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            # Let the page's own requests (the tasks table is loaded by AJAX) finish first.
+            "--virtual-time-budget=10000",
+            *mode,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_flower_tasks_page_shows_the_job(
+    pg_client: Client, pg_settings: Settings, tmp_path: Path
+) -> None:
+    chromium()
+    with flower(pg_settings) as base:
+        assert http_get(base + "/tasks")[0] == 401  # basic auth is on
+        # The worker starts after Flower, so Flower sees all of its task events.
+        job = pg_client.submit("echo from flower", name="nightly-report")
+        assert pg_client.wait(job.id, timeout=90).state is JobState.SUCCEEDED
+
+        def flower_knows() -> bool:
+            status, body = _authorized_get(base + "/api/tasks")
+            tasks = json.loads(body).values() if status == 200 else []
+            return any(str(job.id) in str(t.get("args")) for t in tasks)
+
+        wait_for(flower_knows, timeout=30, message="Flower to receive the task's events")
+
+        page = base.replace("http://", f"http://{USER}:{PASSWORD}@") + "/tasks"
+        dom = _browser(page, tmp_path / "profile", "--dump-dom")
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        assert "hodei.run_job" in dom.stdout
+        assert "nightly-report" in dom.stdout
+        assert str(job.id) in dom.stdout
+
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shot = _browser(
+            page,
+            tmp_path / "profile",
+            "--hide-scrollbars",
+            "--window-size=1600,520",
+            f"--screenshot={tmp_path / 'flower.png'}",
+        )
+        assert shot.returncode == 0, shot.stderr[-2000:]
+        assert (tmp_path / "flower.png").stat().st_size > 10_000
+        shutil.copyfile(tmp_path / "flower.png", SCREENSHOT)
