@@ -78,6 +78,10 @@ def _register() -> None:
     cli.add_command(maintenance.maintenance)
     cli.add_command(maintenance.scheduler)
 
+    from hodei.cli import providers as providers_cli
+
+    cli.add_command(providers_cli.provider)
+
     from hodei.cli import flower as flower_cli
     from hodei.cli import serve as serve_cli
 

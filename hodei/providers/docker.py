@@ -187,7 +187,11 @@ class DockerLauncher:
     def _ping(self, timeout_s: float) -> None:
         import docker
 
-        client = docker.DockerClient(base_url=self.client.api.base_url, timeout=timeout_s)
+        timeout = max(int(timeout_s), 1)
+        if self.config.base_url:
+            client = docker.DockerClient(base_url=self.config.base_url, timeout=timeout)
+        else:
+            client = docker.from_env(timeout=timeout)
         try:
             client.ping()
         finally:
