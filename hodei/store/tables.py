@@ -141,6 +141,7 @@ worker_bootstrap_tokens = sa.Table(
     _ts("consumed_at"),
     _ts("created_at", nullable=False),
     sa.Index("ix_worker_bootstrap_tokens_expires_at", "expires_at"),
+    sa.Index("ix_worker_bootstrap_tokens_worker_id", "worker_id"),
 )
 
 domain_events = sa.Table(
@@ -159,4 +160,15 @@ domain_events = sa.Table(
     sa.Index("ix_domain_events_correlation_id_id", "correlation_id", "id"),
     sa.Index("ix_domain_events_event_type_occurred_at", "event_type", "occurred_at"),
     sa.Index("ix_domain_events_occurred_at", "occurred_at"),
+)
+
+# Append-only +1/-1 rows written by triggers (migration 0002) on every job and worker
+# state change; `hodei status` sums them instead of counting every job.
+state_counts = sa.Table(
+    "state_counts",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("delta", sa.BigInteger(), nullable=False),
 )
