@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -117,19 +117,24 @@ def _queues(connection: sa.Connection, names: dict[Any, str]) -> dict[str, Queue
     return {_name(names, pid): QueueRow(int(n), oldest) for pid, n, oldest in rows}
 
 
-def _seconds(connection: sa.Connection, start: Any, end: Any) -> Any:
-    """``end - start`` in seconds, as SQL for this dialect."""
+def _histogram_columns(
+    connection: sa.Connection, start: Any, end: Any, bounds: Sequence[float]
+) -> list[Any]:
+    """count, sum of ``end - start`` in seconds, then one cumulative ``le`` count per
+    bound, all in one pass over the rows."""
     if connection.dialect.name == "postgresql":
-        return sa.extract("epoch", end - start)
-    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
-
-
-def _histogram_columns(duration: Any, bounds: Sequence[float]) -> list[Any]:
-    """count, sum, then one cumulative ``le`` count per bound, all in one pass."""
+        # Compare intervals with interval bounds: one subtraction per bucket, no
+        # per-bucket conversion to seconds (a third of the cost on large histories).
+        elapsed: Any = end - start
+        seconds = sa.extract("epoch", end) - sa.extract("epoch", start)
+        limits: list[Any] = [sa.literal(timedelta(seconds=b), sa.Interval()) for b in bounds]
+    else:
+        seconds = elapsed = (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
+        limits = [sa.literal(float(b)) for b in bounds]
     return [
         sa.func.count(),
-        sa.func.coalesce(sa.func.sum(duration), 0.0),
-        *(sa.func.sum(sa.case((duration <= bound, 1), else_=0)) for bound in bounds),
+        sa.func.coalesce(sa.func.sum(seconds), 0.0),
+        *(sa.func.count().filter(elapsed <= limit) for limit in limits),
     ]
 
 
@@ -151,9 +156,9 @@ def _histogram_rows(
 
 def _job_durations(connection: sa.Connection, names: dict[Any, str]) -> list[HistogramRow]:
     j = t.jobs.c
-    duration = _seconds(connection, j.started_at, j.finished_at)
+    columns = _histogram_columns(connection, j.started_at, j.finished_at, JOB_DURATION_BUCKETS)
     rows = connection.execute(
-        sa.select(j.provider_id, j.state, *_histogram_columns(duration, JOB_DURATION_BUCKETS))
+        sa.select(j.provider_id, j.state, *columns)
         .where(
             j.state.in_([s.value for s in TERMINAL_STATES]),
             j.started_at.is_not(None),
@@ -187,9 +192,11 @@ def _provisioning(connection: sa.Connection, names: dict[Any, str]) -> list[Hist
     (workers started by hand with a token would measure a person, not a provider)."""
     e = t.domain_events
     launched, registered = e.alias("launched"), e.alias("registered")
-    duration = _seconds(connection, launched.c.occurred_at, registered.c.occurred_at)
+    columns = _histogram_columns(
+        connection, launched.c.occurred_at, registered.c.occurred_at, PROVISIONING_BUCKETS
+    )
     rows = connection.execute(
-        sa.select(t.workers.c.provider_id, *_histogram_columns(duration, PROVISIONING_BUCKETS))
+        sa.select(t.workers.c.provider_id, *columns)
         .select_from(
             launched.join(
                 registered,

@@ -25,8 +25,6 @@ from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.support import alive, hodei_env, kill_tree, pid_of, wait_for
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
-
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 # Numbers about this process, not about the system: they may differ between scrapes.
@@ -125,6 +123,9 @@ def _all_workers_ended(client: Client) -> bool:
         return all(not w.state.is_live for w in tx.workers.search(limit=1000))
 
 
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
 def test_metrics_count_real_jobs_and_survive_a_restart(
     pg_client: Client, pg_settings: Settings
 ) -> None:
@@ -193,3 +194,29 @@ def test_metrics_count_real_jobs_and_survive_a_restart(
 
 def _system_wide(samples: Samples) -> dict[Any, float]:
     return {k: v for k, v in samples.items() if not k[0].startswith(PROCESS_LOCAL)}
+
+
+def test_metrics_on_the_embedded_default(embedded_client: Client) -> None:
+    """The same SQL on SQLite (julianday arithmetic instead of intervals)."""
+    from prometheus_client import generate_latest
+
+    from hodei.observability.metrics import build_registry
+
+    job = embedded_client.wait(embedded_client.submit("sleep 1", name="embedded").id, timeout=60)
+    assert job.state is JobState.SUCCEEDED
+    samples: Samples = {}
+    text = generate_latest(build_registry(embedded_client.container.engine)).decode()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    labels = {"provider": "local", "state": "SUCCEEDED"}
+    duration = _seconds(job.started_at, job.finished_at)
+    assert value(samples, "hodei_jobs", state="SUCCEEDED") == 1
+    assert value(samples, "hodei_job_duration_seconds_bucket", le="0.5", **labels) == 0
+    assert value(samples, "hodei_job_duration_seconds_bucket", le="5.0", **labels) == (
+        1 if duration <= 5 else 0
+    )
+    assert value(samples, "hodei_job_duration_seconds_sum", **labels) == pytest.approx(
+        duration, abs=0.01
+    )
+    assert value(samples, "hodei_worker_provisioning_seconds_count", provider="local") == 1
