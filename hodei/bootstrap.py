@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from hodei.queueing.publisher import CeleryPublisher
+    from hodei.store.listen import SqlEventFeed
+    from hodei.store.read_models import SqlReadStore
     from hodei.store.sql_store import SqlStore
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,10 @@ class Container:
     def engine(self) -> Engine:
         from hodei.store.engine import create_engine
 
-        return create_engine(self.settings.database_url)
+        # A transaction idle for half the stale threshold belongs to a frozen process:
+        # let PostgreSQL end it, so its locks cannot keep the reaper from that worker.
+        idle_tx_timeout_s = min(max(self.settings.worker_stale_after_s / 2, 2.0), 60.0)
+        return create_engine(self.settings.database_url, idle_tx_timeout_s=idle_tx_timeout_s)
 
     @cached_property
     def store(self) -> SqlStore:
@@ -49,6 +54,21 @@ class Container:
 
         self.ensure_schema()
         return SqlStore(self.engine)
+
+    @cached_property
+    def reads(self) -> SqlReadStore:
+        """Read models for operators' views (status, timeline, diagnose, doctor)."""
+        from hodei.store.read_models import SqlReadStore
+
+        self.ensure_schema()
+        return SqlReadStore(self.engine)
+
+    def event_feed(self) -> SqlEventFeed:
+        """A new feed for one follower (on PostgreSQL it holds a LISTEN connection)."""
+        from hodei.store.listen import SqlEventFeed
+
+        self.ensure_schema()
+        return SqlEventFeed(self.engine)
 
     def ensure_schema(self) -> None:
         """Check (or, on the embedded default, apply) migrations once per process."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import getpass
 import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -18,10 +20,20 @@ from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import HodeiError, InvalidInput, JobNotFound, WaitTimeout
 from hodei.services.control import cancel_job, retry_job
+from hodei.services.diagnosis import Diagnosis, diagnose_job
+from hodei.services.doctor import DoctorOptions, DoctorReport, run_doctor
+from hodei.services.events_feed import (
+    FollowOptions,
+    follow_events,
+    job_timeline,
+    list_events,
+    workflow_timeline,
+)
 from hodei.services.health import HealthReport
 from hodei.services.ports import EventQuery, JobQuery
 from hodei.services.providers import ProviderView
 from hodei.services.provisioning import provision
+from hodei.services.status import SystemStatus, system_status
 from hodei.services.submission import submit_jobs
 from hodei.settings import Settings
 
@@ -157,6 +169,9 @@ class Client:
         job is terminal and its output is drained."""
         last_id = 0
         first = self.logs(job_id, tail=tail) if tail is not None else []
+        if tail is not None and not first:
+            # --tail 0: start at the end, not from the first line.
+            last_id = next((ln.id or 0 for ln in self.logs(job_id, tail=1)), 0)
         for line in first:
             last_id = line.id or last_id
             yield line
@@ -176,18 +191,104 @@ class Client:
         job_id: str | UUID | None = None,
         *,
         correlation_id: str | None = None,
-        limit: int = 1000,
+        limit: int = 5000,
+        related: bool = True,
     ) -> builtins.list[DomainEvent]:
-        """A job's events in order, or a whole workflow's by correlation id."""
+        """A job's events in order, or a whole workflow's by correlation id.
+
+        With ``related`` (the default) the events of the workers that ran the job's
+        attempts (their infrastructure events included) and of those workers'
+        bootstrap tokens are interleaved; ``related=False`` gives the job's own only.
+        """
         if job_id is None and correlation_id is None:
             raise InvalidInput("give a job id or a correlation id")
+        if job_id is not None and not related:
+            query = EventQuery(aggregate_ids=[self.get(job_id).id], limit=limit)
+            with self._c.store.transaction() as tx:
+                return tx.events.search(query)
+        if job_id is not None:
+            return job_timeline(self._c.reads, parse_job_id(job_id), limit=limit)
+        assert correlation_id is not None
+        return workflow_timeline(self._c.reads, correlation_id, limit=limit)
+
+    # -- the operators' view ------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        aggregate_id: str | UUID | None = None,
+        correlation_id: str | None = None,
+        since: datetime | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[DomainEvent]:
+        """Events in id order: from ``since`` or ``after_id`` on, else the latest ``limit``."""
+        if since is not None and since.tzinfo is None:
+            raise InvalidInput("since must be timezone-aware")
         query = EventQuery(
-            aggregate_ids=[self.get(job_id).id] if job_id is not None else (),
-            correlation_id=correlation_id if job_id is None else None,
-            limit=limit,
+            event_types=list(types),
+            aggregate_ids=[_parse_uuid(aggregate_id, "aggregate id")] if aggregate_id else (),
+            correlation_id=correlation_id,
+            since=since,
+            after_id=after_id,
+            limit=max(1, min(limit, 10_000)),
         )
-        with self._c.store.transaction() as tx:
-            return tx.events.search(query)
+        return list_events(self._c.reads, query)
+
+    def follow_events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        from_id: int | None = None,
+        correlation_id: str | None = None,
+        aggregate_id: str | UUID | None = None,
+        options: FollowOptions | None = None,
+    ) -> Iterator[DomainEvent]:
+        """Every event from id ``from_id`` (default: only new ones) as it is committed,
+        in increasing id order, forever; close the iterator to stop. Each event comes
+        exactly once, across database reconnects; resume with ``from_id=last.id + 1``."""
+        wanted = {str(t) for t in types}
+        aggregate = _parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
+
+        def matches(event: DomainEvent) -> bool:
+            return (
+                (not wanted or event.event_type in wanted)
+                and (correlation_id is None or event.correlation_id == correlation_id)
+                and (aggregate is None or event.aggregate_id == aggregate)
+            )
+
+        return follow_events(
+            self._c.event_feed(),
+            after_id=None if from_id is None else max(from_id, 1) - 1,
+            matches=matches,
+            options=options or FollowOptions(),
+        )
+
+    def status(self) -> SystemStatus:
+        """Jobs and workers by state, queues, providers and capacity, tokens outstanding."""
+        return system_status(self._c.reads, self._c.clock)
+
+    def diagnose(self, job_id: str | UUID) -> Diagnosis:
+        """Why a job is where it is, and what to do about it."""
+        return diagnose_job(
+            self._c.reads,
+            self._c.clock,
+            parse_job_id(job_id),
+            stale_after_s=self.settings.worker_stale_after_s,
+        )
+
+    def doctor(
+        self, *, since: timedelta | None = None, options: DoctorOptions | None = None
+    ) -> DoctorReport:
+        """Check the whole system for inconsistencies; ``since`` bounds the history checked
+        (default 24 h). A healthy system has no findings."""
+        options = options or DoctorOptions(
+            stale_after=timedelta(seconds=self.settings.worker_stale_after_s)
+        )
+        if since is not None:
+            options = dataclasses.replace(options, since=since)
+        return run_doctor(self._c.reads, self._c.clock, options)
 
     # -- controlling --------------------------------------------------------------
 
@@ -314,6 +415,15 @@ def _states(state: str | JobState | Sequence[str | JobState] | None) -> builtins
     except ValueError:
         allowed = ", ".join(s.value for s in JobState)
         raise InvalidInput(f"unknown state in {values!r}; use one of {allowed}") from None
+
+
+def _parse_uuid(value: str | UUID, what: str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        raise InvalidInput(f"not an {what}: {value!r}") from None
 
 
 def _user() -> str:

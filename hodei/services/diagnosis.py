@@ -1,0 +1,169 @@
+"""``hodei job diagnose``: the troubleshooting guides' five steps, run for one job.
+
+1. state and attempts; 2. whether it is queued, and where; 3. which providers match
+and why the others do not; 4. the live workers on its queue and their heartbeat ages;
+5. its last events. Then a verdict and the action that fixes it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from hodei.domain.selection import Candidate, Requirements, select_provider
+from hodei.domain.states import JobState, WorkerState
+from hodei.errors import JobNotFound
+from hodei.services.events_feed import summarize
+from hodei.services.ports import Clock, EventQuery
+from hodei.services.read_ports import ReadStore
+from hodei.services.verdicts import Facts, Verdict, age, clock_time, is_stale, verdict_for
+
+LAST_EVENTS = 8
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    job_id: UUID
+    state: str
+    code: str  # machine-readable verdict: succeeded, no_provider, stale_worker, ...
+    verdict: str
+    action: str
+    steps: list[Step] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": str(self.job_id),
+            "state": self.state,
+            "code": self.code,
+            "verdict": self.verdict,
+            "action": self.action,
+            "steps": [{"title": s.title, "lines": s.lines} for s in self.steps],
+        }
+
+
+def diagnose_job(
+    reads: ReadStore, clock: Clock, job_id: UUID, *, stale_after_s: float
+) -> Diagnosis:
+    """Read what matters about the job and explain where it stands."""
+    facts = _gather(reads, clock, job_id, timedelta(seconds=stale_after_s))
+    verdict: Verdict = verdict_for(facts)
+    return Diagnosis(
+        job_id=facts.job.id,
+        state=str(facts.job.state),
+        code=verdict.code,
+        verdict=verdict.text,
+        action=verdict.action,
+        steps=[
+            Step("1. State and attempts", _state_lines(facts)),
+            Step("2. Queue", _queue_lines(facts)),
+            Step("3. Providers", _provider_lines(facts)),
+            Step(f"4. Workers on {facts.job.queue or 'its queue'}", _worker_lines(facts)),
+            Step("5. Last events", _event_lines(facts)),
+        ],
+    )
+
+
+def _gather(reads: ReadStore, clock: Clock, job_id: UUID, stale_after: timedelta) -> Facts:
+    now = clock.now()
+    with reads.read() as r:
+        job = r.job(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id}")
+        providers = r.providers()
+        live = r.live_workers(limit=100_000)
+        counts = Counter(w.provider_id for w in live)
+        newest = r.events(EventQuery(aggregate_ids=[job.id], limit=LAST_EVENTS, newest_first=True))
+        return Facts(
+            now=now,
+            job=job,
+            attempts=r.attempts(job.id),
+            providers=providers,
+            selection=select_provider(
+                Requirements(job.spec.labels, job.spec.regions, job.spec.provider),
+                [Candidate(p, counts.get(p.id, 0)) for p in providers],
+            ),
+            queue_workers=[w for w in live if job.queue and w.queue == job.queue],
+            job_worker=r.worker(job.worker_id) if job.worker_id else None,
+            position=r.queue_position(job) if job.state is JobState.QUEUED else 0,
+            last_events=list(reversed(newest)),
+            stale_after=stale_after,
+        )
+
+
+def _state_lines(f: Facts) -> list[str]:
+    job = f.job
+    created = age(job.created_at, f.now)
+    lines = [f"{job.state}, attempt {job.attempt} of {job.max_attempts}, created {created}"]
+    if job.failure_reason or job.error:
+        lines.append(f"failure: {job.failure_reason or '-'} {job.error or ''}".rstrip())
+    for a in f.attempts:
+        worker = f" on worker {str(a.worker_id)[:8]}" if a.worker_id else ""
+        code = f" exit {a.exit_code}" if a.exit_code is not None else ""
+        error = f" ({a.error})" if a.error else ""
+        lines.append(f"attempt {a.attempt_no}: {a.state}{code}{worker}{error}")
+    return lines
+
+
+def _queue_lines(f: Facts) -> list[str]:
+    job = f.job
+    if job.state is JobState.QUEUED:
+        return [
+            f"in job_queue on {job.queue} since {age(job.queued_at, f.now)}; "
+            f"{f.position} job(s) queued ahead of it"
+        ]
+    if job.state is JobState.PENDING:
+        if job.queue is None:
+            return ["not queued: no provider was chosen for it"]
+        if job.next_attempt_at is not None and job.next_attempt_at > f.now:
+            return [
+                f"not queued: attempt {job.attempt} is due at {clock_time(job.next_attempt_at)}"
+            ]
+        return [f"not queued: PENDING for {job.queue} since {age(job.updated_at, f.now)}"]
+    return [f"not queued: {job.state}"]
+
+
+def _provider_lines(f: Facts) -> list[str]:
+    chosen = f.selection.chosen
+    lines = []
+    for p in f.providers:
+        if chosen is not None and p.name == chosen.name:
+            lines.append(f"{p.name}: matches ({f.selection.reason})")
+        else:
+            why = f.selection.rejected.get(p.name, "not considered")
+            lines.append(f"{p.name}: {why}")
+    missing = {
+        k: v for k, v in f.selection.rejected.items() if k not in {p.name for p in f.providers}
+    }
+    lines.extend(f"{name}: {why}" for name, why in missing.items())
+    return lines or ["no providers are configured"]
+
+
+def _worker_lines(f: Facts) -> list[str]:
+    shown = list(f.queue_workers)
+    if f.job_worker is not None and f.job_worker.id not in {w.id for w in shown}:
+        shown.append(f.job_worker)
+    lines = []
+    for w in shown:
+        beat = age(w.last_heartbeat, f.now)
+        stale = w.state is not WorkerState.PROVISIONING and is_stale(w, f)
+        note = " (stale)" if stale else ""
+        job = f", running {str(w.current_job_id)[:8]}" if w.current_job_id else ""
+        lines.append(f"{str(w.id)[:8]} {w.state}, heartbeat {beat}{note}{job}")
+    return lines or [f"no live worker serves {f.job.queue or 'its queue'}"]
+
+
+def _event_lines(f: Facts) -> list[str]:
+    return [
+        f"{e.occurred_at.strftime('%H:%M:%S.%f')[:-3]} {e.event_type} by {e.actor}: "
+        f"{summarize(e.event_type, e.payload)}".rstrip(": ")
+        for e in f.last_events
+    ] or ["no events"]

@@ -1,0 +1,325 @@
+"""The verdict of ``hodei job diagnose``: what is wrong with a job, and what to do.
+
+Pure: decided from :class:`Facts` read beforehand, so each rule is easy to test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from hodei.domain.events import DomainEvent, EventType
+from hodei.domain.records import Attempt, Job, Provider, Worker
+from hodei.domain.selection import Selection
+from hodei.domain.states import FailureReason, JobState, ProviderHealth, ProviderStatus, WorkerState
+from hodei.services.dispatch import PUBLISH_GRACE
+
+# A READY worker that leaves a queued job alone this long has probably lost its message.
+IDLE_SUSPICIOUS = timedelta(seconds=30)
+_GONE = (WorkerState.LOST, WorkerState.TERMINATED, WorkerState.PROVISION_FAILED)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the verdict is decided from, read in one go."""
+
+    now: datetime
+    job: Job
+    attempts: list[Attempt]
+    providers: list[Provider]
+    selection: Selection
+    queue_workers: list[Worker]
+    job_worker: Worker | None
+    position: int
+    last_events: list[DomainEvent]
+    stale_after: timedelta
+
+
+@dataclass(frozen=True)
+class Verdict:
+    code: str
+    text: str
+    action: str
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    """``4m 10s ago`` style; ``never`` for None."""
+    if moment is None:
+        return "never"
+    return f"{duration(now - moment)} ago"
+
+
+def duration(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+def clock_time(moment: datetime) -> str:
+    return moment.strftime("%H:%M:%S")
+
+
+def is_stale(worker: Worker, f: Facts) -> bool:
+    """Gone, or registered and silent for longer than the reaper allows."""
+    if worker.state in _GONE:
+        return True
+    last = worker.last_heartbeat or worker.registered_at
+    return last is not None and f.now - last > f.stale_after
+
+
+def verdict_for(f: Facts) -> Verdict:
+    job = f.job
+    if job.state is JobState.SUCCEEDED:
+        took = f" in {job.duration_ms / 1000:.2f}s" if job.duration_ms is not None else ""
+        return Verdict(
+            "succeeded",
+            f"the job succeeded on attempt {job.attempt}{took}",
+            "nothing to do",
+        )
+    if job.is_terminal:
+        return _ended(f)
+    if job.state is JobState.RUNNING:
+        return _running(f)
+    if job.state is JobState.QUEUED:
+        return _queued(f)
+    if job.queue is None:
+        return _no_provider(f)
+    if job.next_attempt_at is not None and job.next_attempt_at > f.now:
+        due = job.next_attempt_at
+        return Verdict(
+            "waiting_retry",
+            f"the job is waiting for its retry at {clock_time(due)} (attempt {job.attempt} "
+            f"of {job.max_attempts}, in {duration(due - f.now)})",
+            f"nothing: it is published then; `hodei job logs {job.id}` shows why "
+            f"attempt {job.attempt - 1} failed",
+        )
+    return _unpublished(f)
+
+
+def _ended(f: Facts) -> Verdict:
+    job, jid = f.job, f.job.id
+    retry = f"`hodei job retry {jid}`"
+    reason = job.failure_reason
+    if job.state is JobState.CANCELLED or reason == FailureReason.CANCELLED:
+        by = _actor_of(f, EventType.JOB_CANCEL_REQUESTED) or _actor_of(f, EventType.JOB_CANCELLED)
+        return Verdict("cancelled", f"the job was cancelled{' by ' + by if by else ''}", retry)
+    if job.state is JobState.TIMED_OUT or reason == FailureReason.TIMEOUT:
+        return Verdict(
+            "timed_out",
+            f"the job ran past its timeout of {job.spec.timeout_s}s on attempt {job.attempt}",
+            f"raise --timeout or make the command faster, then {retry}",
+        )
+    if reason == FailureReason.NONZERO_EXIT:
+        return Verdict(
+            "failed",
+            f"the command exited with code {job.exit_code} on attempt {job.attempt} "
+            f"of {job.max_attempts}",
+            f"`hodei job logs {jid} --tail 50` shows why; fix it, then {retry}",
+        )
+    if reason == FailureReason.WORKER_LOST:
+        return Verdict(
+            "failed",
+            "its worker was lost and no requeue was left",
+            f"`hodei job timeline {jid}` shows the worker's last events; then {retry}",
+        )
+    detail = f": {job.error}" if job.error else ""
+    return Verdict(
+        "failed",
+        f"the job failed ({reason or 'unknown reason'}){detail}",
+        f"`hodei job timeline {jid}` shows what happened; fix the cause, then {retry}",
+    )
+
+
+def _actor_of(f: Facts, event_type: EventType) -> str | None:
+    found = [e.actor for e in f.last_events if e.event_type == str(event_type)]
+    return found[-1] if found else None
+
+
+def _running(f: Facts) -> Verdict:
+    job, w = f.job, f.job_worker
+    wid = str(job.worker_id)[:8] if job.worker_id else "?"
+    if job.cancel_requested_at is not None:
+        return Verdict(
+            "cancel_requested",
+            f"cancel requested {age(job.cancel_requested_at, f.now)}; the runner stops it "
+            "(SIGTERM, then SIGKILL after the grace period)",
+            f"wait; `hodei job logs {job.id} --follow` shows the end",
+        )
+    if w is None or w.state in _GONE:
+        what = "no longer exists" if w is None else f"is {w.state} ({w.termination_reason or '-'})"
+        deadline = f" at {clock_time(job.deadline_at)}" if job.deadline_at else ""
+        return Verdict(
+            "worker_lost",
+            f"the job is RUNNING on worker {wid}, which {what}",
+            f"it ends TIMED_OUT at its deadline{deadline} (`hodei maintenance run --task "
+            f"enforce_deadlines`); then `hodei job retry {job.id}`",
+        )
+    if is_stale(w, f):
+        return Verdict(
+            "stale_worker",
+            f"the job runs on worker {wid}, which stopped heartbeating "
+            f"{age(w.last_heartbeat, f.now)}",
+            _REAP_ACTION,
+        )
+    ends = f"; times out at {clock_time(job.deadline_at)}" if job.deadline_at else ""
+    return Verdict(
+        "running",
+        f"running on worker {wid} for {duration(f.now - (job.started_at or f.now))} "
+        f"(attempt {job.attempt}){ends}",
+        f"`hodei job logs {job.id} --follow`",
+    )
+
+
+_REAP_ACTION = (
+    "the reaper marks the worker LOST and requeues its job: is `hodei scheduler` running? "
+    "`hodei maintenance run --task reap_stale_workers` does it now"
+)
+
+
+def _queued(f: Facts) -> Verdict:
+    job = f.job
+    queue = job.queue or "?"
+    registered = [w for w in f.queue_workers if w.state is not WorkerState.PROVISIONING]
+    fresh = [w for w in registered if not is_stale(w, f)]
+    starting = [w for w in f.queue_workers if w.state is WorkerState.PROVISIONING]
+    idle = [w for w in fresh if w.state in (WorkerState.READY, WorkerState.REGISTERED)]
+    waited = f.now - (job.queued_at or f.now)
+    if idle:
+        if waited < IDLE_SUSPICIOUS:
+            return Verdict(
+                "queued",
+                f"queued {duration(waited)} ago; worker {str(idle[0].id)[:8]} is ready to take it",
+                "wait",
+            )
+        return Verdict(
+            "message_lost",
+            f"worker {str(idle[0].id)[:8]} is idle on {queue} but the job has waited "
+            f"{duration(waited)}: its broker message was probably lost",
+            "`hodei maintenance run --task dispatch_pending` publishes stranded jobs again; "
+            f"or `hodei job cancel {job.id}` and submit it again",
+        )
+    if fresh:
+        return _busy(f, fresh)
+    if starting:
+        w = starting[0]
+        return Verdict(
+            "worker_starting",
+            f"worker {str(w.id)[:8]} is starting for {queue} (launched {age(w.created_at, f.now)})",
+            f"wait; if it never registers, `hodei job timeline {job.id}` and "
+            f"`hodei worker show {w.id}` show why",
+        )
+    if registered:
+        return _stale(f, registered, queue)
+    return _no_worker(f, queue, waited)
+
+
+def _busy(f: Facts, fresh: list[Worker]) -> Verdict:
+    provider = _provider_of(f)
+    limit = provider.max_workers if provider else len(fresh)
+    name = provider.name if provider else "its provider"
+    full = len(fresh) >= limit
+    return Verdict(
+        "waiting_capacity",
+        f"all {len(fresh)} worker(s) on {f.job.queue} are busy"
+        + (f" and {name} is at max_workers={limit}" if full else "")
+        + f"; {f.position} job(s) are queued ahead of it",
+        "wait"
+        + (f", or raise capacity: `hodei provider update {name} --max-workers N`" if full else ""),
+    )
+
+
+def _stale(f: Facts, registered: list[Worker], queue: str) -> Verdict:
+    newest = max(registered, key=lambda w: w.last_heartbeat or w.created_at)
+    if len(registered) == 1:
+        text = (
+            f"the only worker on {queue} ({str(newest.id)[:8]}) stopped heartbeating "
+            f"{age(newest.last_heartbeat, f.now)}"
+        )
+    else:
+        text = (
+            f"all {len(registered)} workers on {queue} stopped heartbeating "
+            f"(the most recent {age(newest.last_heartbeat, f.now)})"
+        )
+    return Verdict("stale_worker", text, _REAP_ACTION)
+
+
+def _no_worker(f: Facts, queue: str, waited: timedelta) -> Verdict:
+    provider = _provider_of(f)
+    text = f"queued on {queue} for {duration(waited)} but no worker serves that queue"
+    action = (
+        "`hodei maintenance run --task provision` launches workers (the scheduler does it "
+        f"on its own: is `hodei scheduler` running?); `hodei job timeline {f.job.id}` "
+        "shows launch errors"
+    )
+    if provider is None:
+        return Verdict("no_worker", text + "; no provider owns it", action)
+    if provider.status is not ProviderStatus.ACTIVE:
+        return Verdict(
+            "no_worker",
+            f"{text}: provider {provider.name} is {provider.status}",
+            f"`hodei provider enable {provider.name}`, or cancel the job and submit it elsewhere",
+        )
+    if provider.health is ProviderHealth.UNHEALTHY:
+        return Verdict(
+            "no_worker",
+            f"{text}: provider {provider.name} is UNHEALTHY ({provider.health_message or '-'})",
+            f"fix the provider (`hodei provider health {provider.name}`), or cancel the job",
+        )
+    return Verdict("no_worker", text, action)
+
+
+def _provider_of(f: Facts) -> Provider | None:
+    return next((p for p in f.providers if p.queue == f.job.queue), None)
+
+
+def _no_provider(f: Facts) -> Verdict:
+    job, selection = f.job, f.selection
+    cancel = f"cancel the job (`hodei job cancel {job.id}`)"
+    if selection.chosen is not None:
+        return Verdict(
+            "no_provider",
+            f"no provider matched when it was submitted; {selection.chosen.name} matches now",
+            "the scheduler assigns it on its next pass "
+            "(`hodei maintenance run --task reschedule_unschedulable`)",
+        )
+    nobody = [
+        f"{k}={v}"
+        for k, v in job.spec.labels.items()
+        if not any(p.labels.get(k) == v for p in f.providers)
+    ]
+    if nobody:
+        label = ", ".join(nobody)
+        return Verdict(
+            "no_provider",
+            f"no provider has label {label}",
+            f"add it to a provider (`hodei provider update NAME --label {nobody[0]}`), "
+            f"or {cancel} and submit it without that label",
+        )
+    reasons = "; ".join(f"{n}: {why}" for n, why in selection.rejected.items()) or "none exist"
+    return Verdict(
+        "no_provider",
+        f"no provider matches: {reasons}",
+        f"make one match (enable it, fix its health, widen its regions), or {cancel}",
+    )
+
+
+def _unpublished(f: Facts) -> Verdict:
+    job = f.job
+    since = job.next_attempt_at or job.updated_at
+    if f.now - since < PUBLISH_GRACE:
+        return Verdict("publishing", "the job is being put on the broker", "wait")
+    errors = [
+        e.payload.get("error")
+        for e in f.last_events
+        if e.event_type == str(EventType.JOB_PUBLISH_FAILED)
+    ]
+    last_error = f": {errors[-1]}" if errors and errors[-1] else ""
+    return Verdict(
+        "not_published",
+        f"the job has been due {age(since, f.now)} but is not on the broker{last_error}",
+        "check the broker (HODEI_BROKER_URL); `hodei maintenance run --task dispatch_pending` "
+        "publishes it (the scheduler does it every few seconds: is `hodei scheduler` running?)",
+    )
