@@ -43,10 +43,7 @@ class Container:
     def engine(self) -> Engine:
         from hodei.store.engine import create_engine
 
-        # A transaction idle for half the stale threshold belongs to a frozen process:
-        # let PostgreSQL end it, so its locks cannot keep the reaper from that worker.
-        idle_tx_timeout_s = min(max(self.settings.worker_stale_after_s / 2, 2.0), 60.0)
-        return create_engine(self.settings.database_url, idle_tx_timeout_s=idle_tx_timeout_s)
+        return create_engine(self.settings.database_url)
 
     @cached_property
     def store(self) -> SqlStore:
