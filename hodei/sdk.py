@@ -8,7 +8,7 @@ import getpass
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -244,7 +244,7 @@ class Client:
         correlation_id: str | None = None,
         aggregate_id: str | UUID | None = None,
         options: FollowOptions | None = None,
-    ) -> Iterator[DomainEvent]:
+    ) -> Generator[DomainEvent, None, None]:
         """Every event from id ``from_id`` (default: only new ones) as it is committed,
         in increasing id order, forever; close the iterator to stop. Each event comes
         exactly once, across database reconnects; resume with ``from_id=last.id + 1``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 import click
 
 from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
-from hodei.domain.records import Job
+from hodei.domain.events import DomainEvent
+from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import InvalidInput
 from hodei.sdk import Client, event_to_dict, job_to_dict, mapping_from_pairs
+from hodei.services.events_feed import summarize as summarize_event
 from hodei.settings import Settings
 
 # What `job run` exits with when the command did not give an exit code of its own.
@@ -228,6 +231,14 @@ def show(ctx: click.Context, job_id: str, output: str) -> None:
     help="Only these streams.",
 )
 @click.option("--prefix", is_flag=True, help="Start each line with its stream name.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object per line on stdout (id, ts, attempt, stream, line).",
+)
 @click.pass_context
 def logs(
     ctx: click.Context,
@@ -236,15 +247,33 @@ def logs(
     tail: int | None,
     stream_filter: tuple[str, ...],
     prefix: bool,
+    output: str,
 ) -> None:
-    """Print a job's output (stdout to stdout, stderr and hodei's notes to stderr)."""
+    """Print a job's output (stdout to stdout, stderr and hodei's notes to stderr).
+
+    With --follow it replays from the start (or the last --tail N lines), streams new
+    lines as they are written and returns when the job has ended.
+    """
     client = _client(ctx)
     lines = client.follow_logs(job_id, tail=tail) if follow else client.logs(job_id, tail=tail)
     for line in lines:
         if stream_filter and line.stream not in stream_filter:
             continue
+        if output == "json":
+            click.echo(json.dumps(_log_dict(line)))
+            continue
         text = f"[{line.stream}] {line.line}" if prefix else line.line
         click.echo(text, file=sys.stdout if line.stream == "stdout" else sys.stderr)
+
+
+def _log_dict(line: LogLine) -> dict[str, Any]:
+    return {
+        "id": line.id,
+        "ts": line.ts.isoformat(timespec="milliseconds"),
+        "attempt": line.attempt_no,
+        "stream": line.stream,
+        "line": line.line,
+    }
 
 
 @job.command("cancel")
@@ -269,45 +298,82 @@ def retry(ctx: click.Context, job_id: str) -> None:
 @job.command("timeline")
 @click.argument("job_id", required=False)
 @click.option("--correlation-id", help="The whole workflow with this correlation id.")
+@click.option(
+    "--only-job", is_flag=True, help="Only the job's own events, not its workers' and tokens'."
+)
 @OUTPUT_OPTION
 @click.pass_context
 def timeline(
-    ctx: click.Context, job_id: str | None, correlation_id: str | None, output: str
+    ctx: click.Context,
+    job_id: str | None,
+    correlation_id: str | None,
+    only_job: bool,
+    output: str,
 ) -> None:
-    """A job's events in order: what happened, when, and who did it."""
-    events = _client(ctx).timeline(job_id, correlation_id=correlation_id)
+    """A job's events in order: what happened, when, and who did it.
+
+    \b
+    With the job's own events come those of the workers that ran its attempts (their
+    infrastructure events included) and of their bootstrap tokens.
+      hodei job timeline 2cf98dd9-d8cd-4b22-870b-d9b17fe4a5ea
+      hodei job timeline --correlation-id workflow-2025-12-22
+    """
+    if job_id is None and correlation_id is None:
+        raise click.UsageError("give a JOB_ID or --correlation-id")
+    events = _client(ctx).timeline(job_id, correlation_id=correlation_id, related=not only_job)
     if output == "json":
         print_json([event_to_dict(e) for e in events])
         return
-    rows = [
-        {
-            "time": e.occurred_at,
-            "event": e.event_type,
-            "actor": e.actor,
-            "correlation_id": e.correlation_id,
-            "summary": summarize(e.payload),
-        }
-        for e in events
-    ]
-    print_table(rows, ["time", "event", "actor", "correlation_id", "summary"])
+    print_table(
+        [timeline_row(e) for e in events],
+        ["time", "event", "entity", "actor", "correlation_id", "summary"],
+    )
 
 
-def summarize(payload: dict[str, Any]) -> str:
-    """A one-line summary of an event payload."""
-    parts = []
-    if payload.get("old_state") or payload.get("new_state"):
-        parts.append(f"{payload.get('old_state') or '∅'}→{payload.get('new_state')}")
-    for key in (
-        "attempt",
-        "provider",
-        "queue",
-        "worker_id",
-        "exit_code",
-        "reason",
-        "duration_ms",
-        "next_attempt_at",
-        "error",
-    ):
-        if payload.get(key) not in (None, "", []):
-            parts.append(f"{key}={payload[key]}")
-    return " ".join(parts)
+def timeline_row(event: DomainEvent) -> dict[str, Any]:
+    """One table row of a timeline or event list."""
+    return {
+        "id": event.id,
+        "time": event.occurred_at,
+        "event": event.event_type,
+        "entity": f"{event.aggregate_type}:{str(event.aggregate_id)[:8]}",
+        "actor": _short_actor(event.actor),
+        "correlation_id": event.correlation_id,
+        "summary": summarize(event.payload, event.event_type),
+    }
+
+
+def _short_actor(actor: str) -> str:
+    # worker:<uuid> -> worker:<first 8>, as entity ids are shown; JSON keeps it whole.
+    kind, sep, ident = actor.partition(":")
+    return f"{kind}:{ident[:8]}" if sep and kind == "worker" and len(ident) == 36 else actor
+
+
+def summarize(payload: dict[str, Any], event_type: str | None = None) -> str:
+    """A one-line summary of an event payload (shared with diagnose and events)."""
+    return summarize_event(event_type, payload)
+
+
+@job.command("diagnose")
+@click.argument("job_id")
+@OUTPUT_OPTION
+@click.pass_context
+def diagnose(ctx: click.Context, job_id: str, output: str) -> None:
+    """Why a job is where it is, and what to do about it.
+
+    \b
+    Runs the troubleshooting guides' five steps: state and attempts, whether and where
+    it is queued, which providers match, the workers on its queue and their heartbeats,
+    its last events; then prints a verdict and a suggested action.
+    """
+    result = _client(ctx).diagnose(job_id)
+    if output == "json":
+        print_json(result.to_dict())
+        return
+    click.echo(f"job {result.job_id}: {result.state}")
+    for step in result.steps:
+        click.echo(f"\n{step.title}")
+        for line in step.lines:
+            click.echo(f"  {line}")
+    click.echo(f"\nverdict: {result.verdict}")
+    click.echo(f"action:  {result.action}")

@@ -88,6 +88,13 @@ def _register() -> None:
     cli.add_command(serve_cli.serve)
     cli.add_command(flower_cli.flower)
 
+    from hodei.cli import events as events_cli
+    from hodei.cli import ops as ops_cli
+
+    cli.add_command(events_cli.events)
+    cli.add_command(ops_cli.status)
+    cli.add_command(ops_cli.doctor)
+
 
 _register()
 

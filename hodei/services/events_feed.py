@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
@@ -75,7 +75,7 @@ def follow_events(
     matches: Callable[[DomainEvent], bool] | None = None,
     options: FollowOptions = FollowOptions(),
     monotonic: Callable[[], float] = time.monotonic,
-) -> Iterator[DomainEvent]:
+) -> Generator[DomainEvent, None, None]:
     """Yield events with id > ``after_id`` (default: only new ones) in strictly
     increasing id order, forever.
 
