@@ -43,7 +43,10 @@ class Container:
     def engine(self) -> Engine:
         from hodei.store.engine import create_engine
 
-        return create_engine(self.settings.database_url)
+        # A transaction idle for half the stale threshold belongs to a frozen process:
+        # let PostgreSQL end it, so its locks cannot keep the reaper from that worker.
+        idle_tx_timeout_s = min(max(self.settings.worker_stale_after_s / 2, 2.0), 60.0)
+        return create_engine(self.settings.database_url, idle_tx_timeout_s=idle_tx_timeout_s)
 
     @cached_property
     def store(self) -> SqlStore:

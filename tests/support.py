@@ -200,3 +200,14 @@ def process_group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def job_events(client: Any, job_id: Any) -> list[Any]:
+    """A job's own events (its timeline without its workers' and tokens' events)."""
+    return [e for e in client.timeline(job_id) if e.aggregate_type == "job"]
+
+
+def is_subsequence(wanted: list[str], events: list[str]) -> bool:
+    """Whether ``wanted`` appears in ``events`` in order (other events may interleave)."""
+    remaining = iter(events)
+    return all(any(kind == seen for seen in remaining) for kind in wanted)

@@ -9,6 +9,7 @@ from hodei.domain.events import EventType
 from hodei.domain.records import Job
 from hodei.domain.states import AttemptState, FailureReason, JobState, ensure_transition
 from hodei.errors import JobNotCancellable, JobNotFound, JobNotRetryable
+from hodei.services.attempts import reopen_as_next_attempt
 from hodei.services.dispatch import publish_jobs
 from hodei.services.ports import Clock, Store, TaskPublisher
 from hodei.services.timeline import job_event
@@ -79,33 +80,20 @@ def retry_job(
                 "cancelled jobs can be retried"
             )
         ensure_transition(job.state, JobState.PENDING, manual_retry=True)
-        retried = replace(
+        retried = reopen_as_next_attempt(
+            tx,
             job,
-            state=JobState.PENDING,
-            attempt=job.attempt + 1,
+            from_states=[job.state],
+            due=now,
+            now=now,
             max_attempts=job.max_attempts + job.spec.max_attempts,
-            next_attempt_at=now,
-        )
-        won = tx.jobs.compare_and_set(
-            job_id,
-            states=[job.state],
-            expected_attempt=job.attempt,
-            state=JobState.PENDING,
-            attempt=retried.attempt,
-            max_attempts=retried.max_attempts,
-            next_attempt_at=now,
-            worker_id=None,
             exit_code=None,
             failure_reason=None,
             error=None,
             cancel_requested_at=None,
-            queued_at=None,
-            started_at=None,
             finished_at=None,
-            deadline_at=None,
-            updated_at=now,
         )
-        if not won:
+        if retried is None:
             raise JobNotRetryable(f"job {job_id} changed state; retry again")
         tx.events.add(
             job_event(

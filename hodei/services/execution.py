@@ -10,6 +10,7 @@ from uuid import UUID
 from hodei.domain.events import Actor, EventType
 from hodei.domain.records import Job
 from hodei.domain.states import AttemptState, FailureReason, JobState, WorkerState
+from hodei.services.attempts import reopen_as_next_attempt
 from hodei.services.dispatch import Confirmation, mark_queued
 from hodei.services.ports import Clock, Store, Transaction
 from hodei.services.timeline import job_event
@@ -261,15 +262,17 @@ def _schedule_retry(
     verdict: _Verdict,
     worker_id: UUID,
 ) -> Job:
-    next_attempt = job.attempt + 1
     due = now + timedelta(seconds=job.spec.retry.delay_s(job.attempt))
-    tx.jobs.compare_and_set(
-        job.id,
-        states=[JobState.RUNNING],
-        expected_attempt=job.attempt,
-        state=JobState.PENDING,
-        **_retry_changes(next_attempt, due, now, outcome),
+    retried = reopen_as_next_attempt(
+        tx,
+        job,
+        from_states=[JobState.RUNNING],
+        due=due,
+        now=now,
+        exit_code=outcome.exit_code,
     )
+    assert retried is not None, "the caller read this job as RUNNING in this transaction"
+    next_attempt = retried.attempt
     tx.events.add(
         job_event(
             job,
@@ -284,24 +287,7 @@ def _schedule_retry(
             reason=str(verdict.reason),
         )
     )
-    return replace(
-        job, state=JobState.PENDING, attempt=next_attempt, next_attempt_at=due, worker_id=None
-    )
-
-
-def _retry_changes(
-    next_attempt: int, due: datetime, now: datetime, outcome: Outcome
-) -> dict[str, object]:
-    return {
-        "attempt": next_attempt,
-        "next_attempt_at": due,
-        "worker_id": None,
-        "exit_code": outcome.exit_code,
-        "started_at": None,
-        "deadline_at": None,
-        "queued_at": None,
-        "updated_at": now,
-    }
+    return retried
 
 
 def _release_worker(tx: Transaction, now: datetime, worker_id: UUID) -> None:

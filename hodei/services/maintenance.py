@@ -7,13 +7,14 @@ is a conditional update, and only the transaction that wins it writes the events
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
 from hodei.domain.records import Job, Worker
 from hodei.domain.states import AttemptState, FailureReason, JobState, WorkerState
+from hodei.services.attempts import reopen_as_next_attempt
 from hodei.services.dispatch import publish_jobs
 from hodei.services.ports import Clock, Store, TaskPublisher, Transaction
 from hodei.services.timeline import job_event, worker_event
@@ -99,26 +100,9 @@ def _recover(
         "correlation_id": job.correlation_id,
     }
     if losses <= lost_requeues:
-        requeued = replace(
-            job,
-            state=JobState.PENDING,
-            attempt=job.attempt + 1,
-            worker_id=None,
-            next_attempt_at=now,
-        )
-        tx.jobs.compare_and_set(
-            job.id,
-            states=[JobState.RUNNING],
-            expected_attempt=job.attempt,
-            state=JobState.PENDING,
-            attempt=requeued.attempt,
-            worker_id=None,
-            next_attempt_at=now,
-            started_at=None,
-            deadline_at=None,
-            queued_at=None,
-            updated_at=now,
-        )
+        requeued = reopen_as_next_attempt(tx, job, from_states=[JobState.RUNNING], due=now, now=now)
+        if requeued is None:
+            return
         tx.events.add(
             job_event(
                 job,

@@ -24,8 +24,14 @@ R = TypeVar("R")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def create_engine(database_url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for ``database_url``; nothing connects until first use."""
+def create_engine(
+    database_url: str, *, pool_size: int = 5, idle_tx_timeout_s: float | None = None
+) -> Engine:
+    """An engine for ``database_url``; nothing connects until first use.
+
+    ``idle_tx_timeout_s`` (PostgreSQL): the server ends a session left idle inside a
+    transaction this long, so a frozen process cannot hold row locks forever.
+    """
     try:
         url = make_url(database_url)
     except sa.exc.ArgumentError:
@@ -35,22 +41,26 @@ def create_engine(database_url: str, *, pool_size: int = 5) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     if url.get_backend_name() == "postgresql":
-        return _postgres_engine(url, pool_size)
+        return _postgres_engine(url, pool_size, idle_tx_timeout_s)
     raise InvalidConfiguration(
         f"unsupported database {url.get_backend_name()!r}: use postgresql or sqlite"
     )
 
 
-def _postgres_engine(url: URL, pool_size: int) -> Engine:
+def _postgres_engine(url: URL, pool_size: int, idle_tx_timeout_s: float | None) -> Engine:
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {"connect_timeout": 5, "application_name": "hodei"}
+    if idle_tx_timeout_s:
+        timeout_ms = int(idle_tx_timeout_s * 1000)
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={timeout_ms}"
     return sa.create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5, "application_name": "hodei"},
+        connect_args=connect_args,
     )
 
 

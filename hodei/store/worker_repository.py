@@ -69,6 +69,8 @@ class SqlWorkerRepository:
     def mark_lost(
         self, worker_id: UUID, *, heartbeat_before: datetime, now: datetime, reason: str
     ) -> bool:
+        if self._c.dialect.name == "postgresql" and not self._lock_if_free(worker_id):
+            return False  # its own (maybe frozen) transaction holds it; next pass
         last_sign = sa.func.coalesce(workers.c.last_heartbeat, workers.c.registered_at)
         query = (
             workers.update()
@@ -86,6 +88,14 @@ class SqlWorkerRepository:
             )
         )
         return self._c.execute(query).rowcount == 1
+
+    def _lock_if_free(self, worker_id: UUID) -> bool:
+        stmt = (
+            sa.select(workers.c.id)
+            .where(workers.c.id == worker_id)
+            .with_for_update(skip_locked=True)
+        )
+        return self._c.execute(stmt).first() is not None
 
     def count_jobs_executed(self, worker_id: UUID, delta: int) -> None:
         self._c.execute(

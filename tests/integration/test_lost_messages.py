@@ -8,6 +8,7 @@ from hodei import JobSpec, JobState
 from hodei.sdk import Client
 from hodei.services.dispatch import republish_stranded
 from hodei.services.submission import submit_jobs
+from tests.support import job_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -39,5 +40,5 @@ def test_a_queued_job_whose_message_vanished_runs_once(pg_client: Client) -> Non
     done = pg_client.wait(stranded.job.id, timeout=60)
     assert done.state is JobState.SUCCEEDED
     assert [ln.line for ln in pg_client.logs(done.id)] == ["once"]
-    kinds = [e.event_type for e in pg_client.timeline(done.id)]
+    kinds = [e.event_type for e in job_events(pg_client, done.id)]
     assert kinds == ["JobCreated", "JobQueued", "JobRepublished", "JobStarted", "JobSucceeded"]

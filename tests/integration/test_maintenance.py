@@ -17,7 +17,7 @@ from hodei.services.execution import claim_attempt
 from hodei.services.ports import EventQuery
 from hodei.services.submission import submit_jobs
 from hodei.services.workers import create_worker_token, register_worker, terminate_worker
-from tests.support import hodei_env, pid_of, wait_for
+from tests.support import hodei_env, job_events, pid_of, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -73,7 +73,7 @@ def test_a_running_job_past_its_deadline_on_a_gone_worker_times_out(pg_client: C
     assert TASKS["enforce_deadlines"](pg_client.container) == {"timed_out": [job_id]}
     job = pg_client.get(job_id)
     assert (job.state, job.failure_reason) == (JobState.TIMED_OUT, "timeout")
-    last = pg_client.timeline(job_id)[-1]
+    last = job_events(pg_client, job_id)[-1]
     assert (last.event_type, last.actor) == ("JobTimedOut", "system:reaper")
 
 

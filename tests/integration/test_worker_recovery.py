@@ -15,7 +15,15 @@ from hodei.domain.records import Job, Worker
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
 from hodei.services.ports import EventQuery
-from tests.support import alive, hodei_env, pid_of, process_group_alive, wait_for
+from tests.support import (
+    alive,
+    hodei_env,
+    is_subsequence,
+    job_events,
+    pid_of,
+    process_group_alive,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -72,9 +80,12 @@ def test_a_sigkilled_worker_s_job_runs_again_once(pg_client: Client, tmp_path: P
     assert (done.state, done.attempt) == (JobState.SUCCEEDED, 2)
     assert done.worker_id != first_worker.id
     assert done_file.read_text().splitlines() == ["2"]
-    kinds = [e.event_type for e in pg_client.timeline(job.id)]
+    kinds = [e.event_type for e in job_events(pg_client, job.id)]
     assert kinds[-4:] == ["JobRequeued", "JobQueued", "JobStarted", "JobSucceeded"]
-    requeued = next(e for e in pg_client.timeline(job.id) if e.event_type == "JobRequeued")
+    # The job's full timeline tells the story with its workers' events interleaved.
+    story = [e.event_type for e in pg_client.timeline(job.id)]
+    assert is_subsequence(["WorkerLost", "JobRequeued", "JobStarted", "JobSucceeded"], story)
+    requeued = next(e for e in job_events(pg_client, job.id) if e.event_type == "JobRequeued")
     assert requeued.payload["reason"] == "worker_lost"
     assert "WorkerLost" in _worker_events(pg_client, first_worker.id)
     with pg_client.container.store.transaction() as tx:
@@ -179,6 +190,6 @@ def test_two_reapers_at_once_requeue_once(pg_client: Client) -> None:
     outputs = [p.communicate(timeout=60)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(str(job.id) in out for out in outputs) == 1, outputs
-    kinds = [e.event_type for e in pg_client.timeline(job.id)]
+    kinds = [e.event_type for e in job_events(pg_client, job.id)]
     assert kinds.count("JobRequeued") == 1
     assert pg_client.get(job.id).attempt == 2
