@@ -10,9 +10,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -54,18 +56,25 @@ def _authorized_get(url: str) -> tuple[int, str]:
 @contextlib.contextmanager
 def flower(settings: Settings) -> Iterator[str]:
     """`hodei flower` as a subprocess; yields its base URL once it answers."""
+    with tempfile.TemporaryFile(mode="w+") as log:  # a pipe nobody reads would fill up
+        yield from _flower(settings, log)
+
+
+def _flower(settings: Settings, log: IO[str]) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "hodei", "flower", "--port", str(port)],
         env=hodei_env(settings, HODEI_FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}"),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
-        assert process.poll() is None, f"hodei flower exited: {process.stderr.read()}"  # type: ignore[union-attr]
+        if process.poll() is not None:
+            log.seek(0)
+            raise AssertionError(f"hodei flower exited: {log.read()[-4000:]}")
         return _authorized_get(base + "/api/workers")[0] == 200
 
     try:

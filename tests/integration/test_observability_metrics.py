@@ -7,11 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,19 +50,29 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
 @contextlib.contextmanager
 def serving(settings: Settings, **env: str) -> Iterator[str]:
     """Run `hodei serve` as a subprocess; yields its base URL once it answers."""
+    # Its log goes to a file: a pipe nobody reads would block it once full.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        yield from _serve(settings, env, log)
+
+
+def _serve(settings: Settings, env: dict[str, str], log: IO[str]) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "hodei", "serve", "--port", str(port)],
         env=hodei_env(settings, **env),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         cwd=settings.home.parent,
     )
     base = f"http://127.0.0.1:{port}"
 
+    def output() -> str:
+        log.seek(0)
+        return log.read()[-4000:]
+
     def up() -> bool:
-        assert process.poll() is None, f"hodei serve exited: {process.stderr.read()}"  # type: ignore[union-attr]
+        assert process.poll() is None, f"hodei serve exited: {output()}"
         try:
             return http_get(base + "/health/live", timeout=2)[0] == 200
         except OSError:
@@ -77,7 +88,7 @@ def serving(settings: Settings, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        assert process.returncode == 0, process.stderr.read()  # type: ignore[union-attr]
+        assert process.returncode == 0, output()
 
 
 def scrape(base: str) -> Samples:
