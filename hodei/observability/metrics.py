@@ -75,8 +75,8 @@ class HodeiCollector:
         except (HodeiError, sa.exc.SQLAlchemyError) as exc:
             logger.warning("metrics: cannot read the database: %s", exc)
             snapshot = None
-        yield _gauge("hodei_database_up", "1 when the last scrape could read the database.",
-                     1 if snapshot else 0)  # fmt: skip
+        up = 0 if snapshot is None else 1
+        yield _gauge("hodei_database_up", "1 when this scrape could read the database.", up)
         if snapshot is not None:
             yield from snapshot_metrics(snapshot, self._now())
         yield from _pool_metrics(self._engine)
