@@ -107,64 +107,35 @@ def _event_history(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Fi
 
 
 def _classify(a: ChainAnomaly) -> list[Finding]:
-    ids = {"job_id": str(a.job_id), "event_id": str(a.event_id)}
-    timeline = f"hodei job timeline {a.job_id}"
-    old = a.old_state or "∅"
-    out = []
-    if a.is_first and a.old_state is not None:
-        out.append(
-            Finding(
-                "event_gap",
-                f"job {a.job_id}: its first state change is {a.event_type} "
-                f"{old}→{a.new_state}; the events before it are missing",
-                ids,
-                timeline,
-            )
-        )
-    elif a.is_first and a.new_state != JobState.PENDING:
-        out.append(
-            Finding(
-                "invalid_transition",
-                f"job {a.job_id}: created in {a.new_state} "
-                f"by {a.event_type} (event {a.event_id}); jobs start PENDING",
-                ids,
-                timeline,
-            )
-        )
-    elif not a.is_first and (a.old_state or "") != (a.previous_state or ""):
-        out.append(
-            Finding(
-                "event_gap",
-                f"job {a.job_id}: {a.event_type} (event {a.event_id}) goes "
-                f"{old}→{a.new_state} but the previous event left it {a.previous_state}; "
-                "an event is missing in between",
-                ids,
-                timeline,
-            )
-        )
-    elif not a.is_first:
-        out.append(
-            Finding(
-                "invalid_transition",
-                f"job {a.job_id}: {a.event_type} (event "
-                f"{a.event_id}) goes {old}→{a.new_state}, which is not an allowed "
-                "transition",
-                ids,
-                timeline,
-            )
-        )
+    change = f"{a.event_type} (event {a.event_id}) goes {a.old_state or '∅'}→{a.new_state}"
+    problems = [] if a.step_ok else [_step_problem(a, change)]
     if a.is_last and a.new_state != a.job_state:
-        out.append(
-            Finding(
+        problems.append(
+            (
                 "event_gap",
-                f"job {a.job_id} is {a.job_state} but its last event "
-                f"(event {a.event_id}, {a.event_type}) left it {a.new_state}; the event "
-                "of the last change is missing",
-                ids,
-                timeline,
+                f"the job is {a.job_state} but its last event, {change}, left it "
+                f"{a.new_state}: the event of the last change is missing",
             )
         )
-    return out
+    ids = {"job_id": str(a.job_id), "event_id": str(a.event_id)}
+    return [
+        Finding(check, f"job {a.job_id}: {text}", ids, f"hodei job timeline {a.job_id}")
+        for check, text in problems
+    ]
+
+
+def _step_problem(a: ChainAnomaly, change: str) -> tuple[str, str]:
+    if a.is_first and a.old_state is not None:
+        return "event_gap", f"its first state change {change}: the events before it are missing"
+    if a.is_first:
+        return "invalid_transition", f"{change}; a job starts PENDING"
+    if (a.old_state or "") != (a.previous_state or ""):
+        return (
+            "event_gap",
+            f"{change} but the previous event left it {a.previous_state}: an event is "
+            "missing in between",
+        )
+    return "invalid_transition", f"{change}, which is not an allowed transition"
 
 
 def _without_events(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
@@ -202,16 +173,13 @@ def _pending_unpublished(r: OperatorReads, now: datetime, o: DoctorOptions) -> l
 def _running_on_lost(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
     out = []
     for job, worker in r.running_on_dead_workers(limit=o.limit):
-        what = "no longer exists" if worker is None else f"is {worker.state}"
-        ids = {"job_id": str(job.id), "worker_id": str(job.worker_id)}
-        out.append(
-            Finding(
-                "running_on_lost_worker",
-                f"job {job.id} is RUNNING on worker {job.worker_id}, which {what}",
-                ids,
-                f"hodei job diagnose {job.id}",
-            )
-        )
+        if job.worker_id is None:
+            message = f"job {job.id} is RUNNING without a worker"
+        else:
+            what = "no longer exists" if worker is None else f"is {worker.state}"
+            message = f"job {job.id} is RUNNING on worker {job.worker_id}, which {what}"
+        ids = {"job_id": str(job.id), "worker_id": str(job.worker_id or "")}
+        out.append(Finding("running_on_lost_worker", message, ids, f"hodei job diagnose {job.id}"))
     return out
 
 

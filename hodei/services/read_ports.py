@@ -45,6 +45,7 @@ class ChainAnomaly:
     is_first: bool
     is_last: bool
     job_state: str
+    step_ok: bool  # False: this change itself is wrong; True: only the end is (is_last)
 
 
 @dataclass(frozen=True)

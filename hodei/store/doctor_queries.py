@@ -82,7 +82,11 @@ def chain_anomalies(
     step_ok = sa.case((chain.c.n == 1, first_ok), else_=sa.and_(old == previous, allowed))
     end_ok = sa.or_(chain.c.next_id.is_not(None), chain.c.new_state == jobs.c.state)
     stmt = (
-        sa.select(chain, jobs.c.state.label("job_state"))
+        sa.select(
+            chain,
+            jobs.c.state.label("job_state"),
+            sa.case((step_ok, sa.true()), else_=sa.false()).label("step_ok"),
+        )
         .join(jobs, jobs.c.id == chain.c.job_id)
         .where(sa.not_(sa.and_(step_ok, end_ok)))
         .order_by(chain.c.id)
@@ -99,6 +103,7 @@ def chain_anomalies(
             is_first=int(r.n) == 1,
             is_last=r.next_id is None,
             job_state=r.job_state,
+            step_ok=bool(r.step_ok),
         )
         for r in connection.execute(stmt).all()
     ]
