@@ -22,18 +22,24 @@ _ACTIVE = [str(s) for s in (JobState.PENDING, JobState.QUEUED, JobState.RUNNING)
 _DEAD = [str(s) for s in (WorkerState.LOST, WorkerState.TERMINATED, WorkerState.PROVISION_FAILED)]
 
 
-def _chain(since: datetime) -> sa.CTE:
-    """Each state-change event of the jobs in scope with the state before it.
+# Jobs per chain query: an explicit id list keeps PostgreSQL on the (aggregate_id, id)
+# index; a subquery lets it misjudge the scope and scan every event.
+SCOPE_BATCH = 500
 
-    Scope: jobs with an event since ``since`` (ix_domain_events_occurred_at) and every
-    active job (ix_jobs_state_created_at); their events come by ix_domain_events_aggregate_id_id.
-    """
-    new_state = events.c.payload["new_state"].as_string()
+
+def _scope(since: datetime) -> sa.CompoundSelect[UUID]:
+    """Jobs with an event since ``since`` (ix_domain_events_occurred_at) and every
+    active job (ix_jobs_state_created_at)."""
     recent = sa.select(events.c.aggregate_id).where(
         events.c.occurred_at >= since, events.c.aggregate_type == "job"
     )
     active = sa.select(jobs.c.id).where(jobs.c.state.in_(_ACTIVE))
-    scope = sa.union(recent, active)
+    return sa.union(recent, active)
+
+
+def _chain(job_ids: list[UUID]) -> sa.CTE:
+    """Each state-change event of these jobs, with the state before it."""
+    new_state = events.c.payload["new_state"].as_string()
     return (
         sa.select(
             events.c.aggregate_id.label("job_id"),
@@ -53,9 +59,9 @@ def _chain(since: datetime) -> sa.CTE:
             .label("next_id"),
         )
         .where(
+            events.c.aggregate_id.in_(job_ids),
             events.c.aggregate_type == "job",
             new_state.is_not(None),
-            events.c.aggregate_id.in_(scope),
         )
         .cte("chain")
     )
@@ -66,7 +72,17 @@ def chain_anomalies(
 ) -> list[ChainAnomaly]:
     """State changes that are not allowed, do not start from the state before them, or
     (the last one) do not end in the job's stored state."""
-    chain = _chain(since)
+    scope = list(connection.execute(_scope(since)).scalars())
+    found: list[ChainAnomaly] = []
+    for start in range(0, len(scope), SCOPE_BATCH):
+        found.extend(_anomalies(connection, scope[start : start + SCOPE_BATCH], rules, limit))
+    return sorted(found, key=lambda a: a.event_id)[:limit]
+
+
+def _anomalies(
+    connection: sa.Connection, job_ids: list[UUID], rules: TransitionRules, limit: int
+) -> list[ChainAnomaly]:
+    chain = _chain(job_ids)
     old = sa.func.coalesce(chain.c.old_state, "")
     previous = sa.func.coalesce(chain.c.previous_state, "")
     pair = sa.tuple_(old, chain.c.new_state)
@@ -88,7 +104,7 @@ def chain_anomalies(
             sa.case((step_ok, sa.true()), else_=sa.false()).label("step_ok"),
         )
         .join(jobs, jobs.c.id == chain.c.job_id)
-        .where(sa.not_(sa.and_(step_ok, end_ok)))
+        .where(jobs.c.id.in_(job_ids), sa.not_(sa.and_(step_ok, end_ok)))
         .order_by(chain.c.id)
         .limit(limit)
     )
