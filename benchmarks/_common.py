@@ -122,7 +122,7 @@ class Processes:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            cwd=REPO,
+            cwd=self.log_dir,
         )
         self._procs[name] = proc
         return proc
@@ -134,6 +134,10 @@ class Processes:
             return None
         return stop_process(proc, timeout)
 
+    def running(self, prefix: str = "") -> list[subprocess.Popen[bytes]]:
+        """This run's processes named ``prefix*`` that have not exited."""
+        return [p for n, p in self._procs.items() if n.startswith(prefix) and p.poll() is None]
+
     def stop_all(self) -> None:
         for name in list(self._procs):
             self.stop(name, timeout=10.0)
@@ -143,14 +147,18 @@ class Processes:
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """SIGTERM the group ``proc`` leads, then SIGKILL it if the leader is still there.
+
+    Once the leader has been reaped its pid (the group id) may be reused by an unrelated
+    process, so a group is only signalled while its leader is known to be unreaped."""
     if proc.poll() is None:
         _signal_group(proc.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout)
-    # Whatever the leader left in its group (or the leader itself) goes now.
-    _signal_group(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
     return proc.returncode
 
 

@@ -1,0 +1,440 @@
+"""Chaos: sleep jobs on 3 local workers while a killer SIGKILLs a random worker.
+
+Every job runs ``sleep D && echo "$HODEI_JOB_ID $HODEI_ATTEMPT" >> completions`` with D
+uniform in [0.2, 2] s. While they run, a killer thread SIGKILLs a random live worker
+process every few seconds. ``hodei scheduler`` runs beside them (beat plus a control
+worker) with short heartbeat and stale thresholds, so the reaper marks killed workers
+LOST and requeues their running attempts as new attempts.
+
+Workers are relaunched one of two ways (``--relaunch``):
+
+* ``bench`` (default): the benchmark starts each worker itself with a fresh bootstrap
+  token (``create_worker_token``) and starts a new one as soon as one dies, so 3 worker
+  processes are always running; the local provider is capped at 3 so hodei launches
+  none of its own.
+* ``hodei``: hodei's own provisioning launches them (the SDK on submit, then beat's
+  ``provision`` task every 5 s). A dead worker counts as live until the reaper marks it
+  LOST (stale threshold plus up to 15 s, beat's reap interval), so kill less often.
+
+``--kill-scope worker`` (default) kills only the ``hodei worker start`` process, as
+``kill -9 PID`` or the kernel's OOM killer would, leaving its job's process group
+behind; ``session`` kills the worker and every process of its session, as losing the
+container or pod would.
+
+At the end it counts, for the submitted jobs: succeeded, failed (any terminal state but
+SUCCEEDED), lost (not terminal when the run ends, or SUCCEEDED with no completion line),
+and duplicated: jobs with more than one SUCCEEDED attempt in ``job_attempts`` or more
+than one line in the completions file (the command ran to its end twice).
+
+    .venv/bin/python benchmarks/chaos.py [--jobs 500] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _common as common
+
+JSON_KEYS = ("submitted", "succeeded", "failed", "lost", "duplicated", "workers_killed")
+LIVE = ("PROVISIONING", "REGISTERED", "READY", "BUSY", "DRAINING")
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED")
+
+
+@dataclass
+class Kill:
+    at: float
+    pid: int
+    worker_id: str
+
+
+@dataclass
+class Fleet:
+    """The worker processes of one run and the thread that kills them."""
+
+    args: argparse.Namespace
+    run_id: str
+    procs: common.Processes
+    client: Any
+    sql: sa.Engine
+    rng: random.Random
+    kills: list[Kill] = field(default_factory=list)
+    launched: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    errors: list[str] = field(default_factory=list)
+
+    # -- workers started by the benchmark (--relaunch bench) --------------------------
+
+    def start_worker(self) -> None:
+        from hodei.services.workers import create_worker_token
+
+        c = self.client.container
+        issued = create_worker_token(
+            c.store, c.clock, provider_name="local", ttl_s=120, actor="bench:chaos"
+        )
+        self.launched += 1
+        env = {**os.environ, "HODEI_OTP_TOKEN": issued.secret}
+        self.procs.start(f"worker-{self.launched:03d}", common.hodei_cli("worker", "start"), env)
+
+    def keep_workers(self) -> None:
+        """Relaunch a worker as soon as one of ours has exited."""
+        while not self.stop.wait(0.2):
+            running = sum(1 for p in self.procs.running("worker-"))
+            for _ in range(self.args.workers - running):
+                self.start_worker()
+
+    # -- the killer -------------------------------------------------------------------
+
+    def live_workers(self) -> list[tuple[int, str]]:
+        """(pid, worker id) of this run's worker processes that are alive now."""
+        with self.sql.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT id, infra_ref FROM workers WHERE state IN :live").bindparams(
+                    sa.bindparam("live", expanding=True)
+                ),
+                {"live": list(LIVE)},
+            ).all()
+        found = []
+        for worker_id, infra_ref in rows:
+            pid = _pid(infra_ref)
+            if pid is not None and _is_our_worker(pid, self.run_id):
+                found.append((pid, str(worker_id)))
+        return found
+
+    def kill_loop(self) -> None:
+        low, high = self.args.kill_every
+        while not self.stop.wait(self.rng.uniform(low, high)):
+            try:
+                victims = self.live_workers()
+            except Exception as exc:  # the run goes on; the summary says what happened
+                self.errors.append(f"killer: {exc}")
+                continue
+            if not victims:
+                continue
+            pid, worker_id = self.rng.choice(victims)
+            for target in _kill_targets(pid, self.args.kill_scope):
+                with suppress(ProcessLookupError, PermissionError):
+                    os.kill(target, signal.SIGKILL)
+            self.kills.append(Kill(time.monotonic(), pid, worker_id))
+
+
+def _pid(infra_ref: str | None) -> int | None:
+    if not infra_ref or not infra_ref.startswith("pid:"):
+        return None
+    try:
+        return int(infra_ref[4:].split("@", 1)[0])
+    except ValueError:
+        return None
+
+
+def _is_our_worker(pid: int, run_id: str) -> bool:
+    """Only ever signal a live ``hodei worker start`` of this very run (pids get reused)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    marked = f"{common.MARKER}={run_id}".encode() in environ
+    return state != "Z" and marked and b"worker" in argv and b"start" in argv
+
+
+def _kill_targets(pid: int, scope: str) -> list[int]:
+    if scope == "worker":
+        return [pid]
+    # The worker leads its session; its jobs run in process groups inside it.
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == pid:
+            members.append(int(entry.name))
+    return [pid, *(m for m in members if m != pid)]
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def hodei_environment(args: argparse.Namespace, database_url: str, home: Path) -> dict[str, str]:
+    return {
+        "HODEI_DATABASE_URL": database_url,
+        "HODEI_BROKER_URL": args.broker_url,
+        "HODEI_HOME": str(home),
+        "HODEI_HEARTBEAT_INTERVAL": str(args.heartbeat),
+        "HODEI_WORKER_STALE_AFTER": str(args.stale_after),
+        "HODEI_WORKER_LOST_REQUEUES": str(args.lost_requeues),
+        "HODEI_WORKER_IDLE_TIMEOUT": "60",
+        "HODEI_TOKEN_TTL": "120",
+        "HODEI_LOG_LEVEL": "INFO",
+    }
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in os.environ for the run: the SDK, and the local workers hodei
+    launches from this process, read them from there."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def job_specs(
+    args: argparse.Namespace, run_id: str, completions: Path, rng: random.Random
+) -> list[Any]:
+    from hodei.domain.specs import JobSpec
+
+    line = f'echo "$HODEI_JOB_ID $HODEI_ATTEMPT" >> {completions}'
+    return [
+        JobSpec.create(
+            f"sleep {rng.uniform(args.min_s, args.max_s):.2f} && {line}",
+            name=f"chaos-{i}",
+            env={common.MARKER: run_id},
+            correlation_id=run_id,
+            timeout_s=300,
+        )
+        for i in range(args.jobs)
+    ]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:12]
+    rng = random.Random(args.seed)
+    common.flush_redis(args.broker_url)
+    with (
+        common.scratch_home("hodei-bench-chaos-") as home,
+        common.scratch_database(args.database_url) as database_url,
+    ):
+        values = {**hodei_environment(args, database_url, home), common.MARKER: run_id}
+        with environment(values):
+            return _run_in(args, run_id, rng, home, database_url)
+
+
+def _run_in(
+    args: argparse.Namespace, run_id: str, rng: random.Random, home: Path, database_url: str
+) -> dict[str, Any]:
+    from hodei.sdk import Client
+
+    procs = common.Processes(home)
+    sql = common.sql_engine(database_url)
+    client = Client.from_env()
+    fleet = Fleet(args, run_id, procs, client, sql, rng)
+    threads: list[threading.Thread] = []
+    try:
+        _cap_local_provider(sql, args.workers)
+        procs.start("scheduler", common.hodei_cli("scheduler"), dict(os.environ))
+        if args.relaunch == "bench":
+            for _ in range(args.workers):
+                fleet.start_worker()
+            threads.append(threading.Thread(target=fleet.keep_workers, daemon=True))
+        completions = home / "completions.log"
+        completions.touch()
+        started = time.monotonic()
+        client.submit_many(job_specs(args, run_id, completions, rng))
+        threads.append(threading.Thread(target=fleet.kill_loop, daemon=True))
+        for thread in threads:
+            thread.start()
+        timed_out = not _wait_all_terminal(sql, run_id, args.jobs, args.timeout)
+        elapsed = time.monotonic() - started
+        fleet.stop.set()
+        for thread in threads:
+            thread.join(10)
+        _wait_jobs_gone(run_id)
+        return {
+            **count(sql, run_id, args.jobs, completions),
+            "workers_killed": len(fleet.kills),
+            "workers_launched": _workers_launched(sql),
+            "elapsed_s": round(elapsed, 1),
+            "timed_out": timed_out,
+            "errors": fleet.errors,
+        }
+    finally:
+        fleet.stop.set()
+        procs.stop_all()
+        common.kill_marked(run_id)
+        client.close()
+        sql.dispose()
+        common.flush_redis(args.broker_url)
+
+
+def _cap_local_provider(sql: sa.Engine, workers: int) -> None:
+    with sql.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE provider_configs SET max_workers = :n WHERE name = 'local'"),
+            {"n": workers},
+        )
+
+
+def _wait_all_terminal(sql: sa.Engine, run_id: str, n: int, timeout: float) -> bool:
+    query = sa.text(
+        "SELECT count(*) FROM jobs WHERE correlation_id = :r AND state IN :terminal"
+    ).bindparams(sa.bindparam("terminal", expanding=True))
+    deadline = time.monotonic() + timeout
+    last_report = time.monotonic()
+    while time.monotonic() < deadline:
+        with sql.connect() as conn:
+            done = int(conn.execute(query, {"r": run_id, "terminal": list(TERMINAL)}).scalar_one())
+        if done >= n:
+            return True
+        if time.monotonic() - last_report >= 15:
+            print(f"chaos: {done}/{n} jobs terminal", file=sys.stderr)
+            last_report = time.monotonic()
+        time.sleep(1.0)
+    return False
+
+
+def _wait_jobs_gone(run_id: str, timeout: float = 15.0) -> None:
+    """Let job processes orphaned by killed workers finish (or not) before counting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _job_pids(run_id):
+        time.sleep(0.2)
+
+
+def _job_pids(run_id: str) -> list[int]:
+    pids = []
+    for pid in common.marked_pids(run_id):
+        with suppress(OSError):
+            if b"HODEI_JOB_ID=" in Path(f"/proc/{pid}/environ").read_bytes():
+                pids.append(pid)
+    return pids
+
+
+def _workers_launched(sql: sa.Engine) -> int:
+    with sql.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM workers")).scalar_one())
+
+
+def count(sql: sa.Engine, run_id: str, submitted: int, completions: Path) -> dict[str, Any]:
+    """The outcome of every submitted job, from the database and the completions file."""
+    with sql.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT id, state FROM jobs WHERE correlation_id = :r"), {"r": run_id}
+        ).all()
+        attempts = conn.execute(
+            sa.text(
+                "SELECT a.job_id, a.state FROM job_attempts a JOIN jobs j ON j.id = a.job_id"
+                " WHERE j.correlation_id = :r"
+            ),
+            {"r": run_id},
+        ).all()
+    states: dict[str, str] = {str(j): str(s) for j, s in rows}
+    succeeded_attempts = collections.Counter(str(j) for j, s in attempts if s == "SUCCEEDED")
+    lost_attempts = collections.Counter(str(j) for j, s in attempts if s == "LOST")
+    ran = collections.Counter(
+        line.split()[0] for line in completions.read_text().splitlines() if line.strip()
+    )
+    succeeded = {j for j, s in states.items() if s == "SUCCEEDED"}
+    unfinished = {j for j, s in states.items() if s not in TERMINAL}
+    never_ran = {j for j in succeeded if ran[j] == 0}
+    twice_recorded = {j for j, n in succeeded_attempts.items() if n > 1}
+    twice_ran = {j for j, n in ran.items() if n > 1 and j in states}
+    failed = collections.Counter(s for s in states.values() if s in TERMINAL and s != "SUCCEEDED")
+    return {
+        "submitted": submitted,
+        "succeeded": len(succeeded),
+        "failed": sum(failed.values()),
+        "lost": len(unfinished | never_ran) + (submitted - len(states)),
+        "duplicated": len(twice_recorded | twice_ran),
+        "failed_by_state": dict(failed),
+        "unfinished_by_state": dict(collections.Counter(states[j] for j in unfinished)),
+        "succeeded_without_completion_line": len(never_ran),
+        "duplicated_succeeded_attempts": len(twice_recorded),
+        "duplicated_completion_lines": len(twice_ran),
+        "attempts_lost": sum(lost_attempts.values()),
+        "jobs_requeued": len(lost_attempts),
+        "max_losses_per_job": max(lost_attempts.values(), default=0),
+    }
+
+
+def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"chaos: {args.jobs} jobs of {args.min_s:g}-{args.max_s:g} s on {args.workers} workers, "
+        f"SIGKILL every {args.kill_every[0]:g}-{args.kill_every[1]:g} s "
+        f"(scope {args.kill_scope}, relaunch by {args.relaunch})",
+    ]
+    for key in (*JSON_KEYS, *(k for k in result if k not in JSON_KEYS)):
+        lines.append(f"  {key:36} {result[key]}")
+    lines.append(
+        f"  settings: HODEI_HEARTBEAT_INTERVAL={args.heartbeat} "
+        f"HODEI_WORKER_STALE_AFTER={args.stale_after} "
+        f"HODEI_WORKER_LOST_REQUEUES={args.lost_requeues}"
+    )
+    lines.append(f"reproduce: {common.command_line()}")
+    return "\n".join(lines)
+
+
+def _interval(text: str) -> tuple[float, float]:
+    low, _, high = text.partition(":")
+    values = (float(low), float(high or low))
+    if not 0 < values[0] <= values[1]:
+        raise argparse.ArgumentTypeError("use MIN:MAX seconds, 0 < MIN <= MAX")
+    return values
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--database-url", help="default: a scratch database, dropped afterwards")
+    parser.add_argument(
+        "--broker-url",
+        default=common.DEFAULT_BROKER_URL,
+        help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
+    )
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--kill-every", type=_interval, default=(2.0, 6.0), metavar="MIN:MAX")
+    parser.add_argument("--kill-scope", choices=("worker", "session"), default="worker")
+    parser.add_argument("--relaunch", choices=("bench", "hodei"), default="bench")
+    parser.add_argument("--min-s", type=float, default=0.2, help="shortest job")
+    parser.add_argument("--max-s", type=float, default=2.0, help="longest job")
+    parser.add_argument("--heartbeat", type=float, default=1.0, help="HODEI_HEARTBEAT_INTERVAL")
+    parser.add_argument("--stale-after", type=float, default=5.0, help="HODEI_WORKER_STALE_AFTER")
+    parser.add_argument(
+        "--lost-requeues", type=int, default=10, help="HODEI_WORKER_LOST_REQUEUES (default 3)"
+    )
+    parser.add_argument("--timeout", type=float, default=1800, help="give up after this many s")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    with common.exit_on_signals():
+        result = run(args)
+    if args.json:
+        print(render(result, args), file=sys.stderr)
+        print(json.dumps({key: result[key] for key in JSON_KEYS}))
+    else:
+        print(render(result, args))
+    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
