@@ -10,9 +10,10 @@ each with 4 events of its own, one attempt and 20 log lines; one worker per 6 jo
 with its bootstrap token and 6 events (TokenIssued, WorkerProvisioning, TokenConsumed,
 WorkerRegistered, WorkerReady, WorkerTerminated): 5 events per job on average. 90%
 SUCCEEDED, 8% FAILED, 1% TIMED_OUT, 1% CANCELLED; workflows of 10 jobs share a
-correlation id. On top, the current load: N/5000 (at least 2) jobs each PENDING,
-QUEUED and RUNNING (each RUNNING one on its own BUSY worker), 2 idle workers per
-provider, three providers.
+correlation id. On top, the current load, the same at every size so that the sizes
+differ only in history: ``--active`` (default 100) jobs each PENDING, QUEUED and
+RUNNING (each RUNNING one on its own BUSY worker), 2 idle workers per provider, three
+providers.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000] [--repeat 30]
         [--json] [--explain FILE]
@@ -65,6 +66,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=30, help="runs per measurement")
     parser.add_argument("--json", action="store_true", help="one JSON object per size")
     parser.add_argument("--explain", type=Path, help="write EXPLAIN ANALYZE at the largest size")
+    parser.add_argument(
+        "--active",
+        type=int,
+        default=100,
+        help="jobs each PENDING, QUEUED and RUNNING now, the same at every size (default 100)",
+    )
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
     args.size_list = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -162,7 +169,7 @@ def run_size(n: int, args: argparse.Namespace, explain_to: Path | None) -> Measu
         log(f"{n} jobs: loading into {sa.engine.make_url(url).database}")
         started = time.monotonic()
         with psycopg.connect(url, autocommit=True) as conn:
-            history = scale_data.load(conn, n, seed=args.seed, log=log)
+            history = scale_data.load(conn, n, seed=args.seed, active=args.active, log=log)
         load_s = time.monotonic() - started
         log(f"{n} jobs: loaded in {load_s:.0f}s; measuring")
         client = Client(Container(Settings(home=Path(home), database_url=url)))

@@ -66,11 +66,17 @@ def ts(epoch: float) -> str:
 
 
 def load(
-    conn: psycopg.Connection[Any], n: int, *, seed: int, log: Callable[[str], None]
+    conn: psycopg.Connection[Any],
+    n: int,
+    *,
+    seed: int,
+    active: int,
+    log: Callable[[str], None],
 ) -> History:
+    """Load ``n`` jobs, ``active`` of them each PENDING, QUEUED and RUNNING."""
     rng = random.Random(seed)
     end = datetime.now(UTC)
-    jobs, workers = _plan(n, end.timestamp(), rng)
+    jobs, workers = _plan(n, end.timestamp(), rng, active)
     _providers(conn, end)
     log(f"  {len(jobs)} jobs, {len(workers)} workers planned")
     _copy(conn, "workers", WORKER_COLUMNS, (_worker_row(w) for w in workers))
@@ -116,8 +122,9 @@ def refresh_live(engine: sa.Engine) -> None:
 # -- planning -------------------------------------------------------------------------
 
 
-def _plan(n: int, end: float, rng: random.Random) -> tuple[list[Job], list[Worker]]:
-    active_each = max(2, n // 5000)
+def _plan(
+    n: int, end: float, rng: random.Random, active_each: int
+) -> tuple[list[Job], list[Worker]]:
     terminal = n - 3 * active_each
     start = end - HISTORY.total_seconds()
     step = HISTORY.total_seconds() / max(terminal, 1)

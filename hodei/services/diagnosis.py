@@ -79,8 +79,9 @@ def _gather(reads: ReadStore, clock: Clock, job_id: UUID, stale_after: timedelta
         if job is None:
             raise JobNotFound(f"no job {job_id}")
         providers = r.providers()
-        live = r.live_workers(limit=100_000)
-        counts = Counter(w.provider_id for w in live)
+        counts: Counter[UUID | None] = Counter()
+        for (provider_id, _state), n in r.live_worker_counts().items():
+            counts[provider_id] += n
         newest = r.events(EventQuery(aggregate_ids=[job.id], limit=LAST_EVENTS, newest_first=True))
         return Facts(
             now=now,
@@ -91,7 +92,7 @@ def _gather(reads: ReadStore, clock: Clock, job_id: UUID, stale_after: timedelta
                 Requirements(job.spec.labels, job.spec.regions, job.spec.provider),
                 [Candidate(p, counts.get(p.id, 0)) for p in providers],
             ),
-            queue_workers=[w for w in live if job.queue and w.queue == job.queue],
+            queue_workers=r.live_workers(queue=job.queue) if job.queue else [],
             job_worker=r.worker(job.worker_id) if job.worker_id else None,
             position=r.queue_position(job) if job.state is JobState.QUEUED else 0,
             last_events=list(reversed(newest)),

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from hodei.domain.states import JobState, WorkerState
 from hodei.services.ports import Clock
@@ -76,14 +77,18 @@ def system_status(reads: ReadStore, clock: Clock) -> SystemStatus:
         counts = r.state_counts()
         depths = r.queue_depths()
         providers = r.providers()
-        live = r.live_workers(limit=100_000)
+        live = r.live_worker_counts()
         tokens = r.tokens_outstanding(now)
         unfolded = r.tally_rows()
     if unfolded > FOLD_THRESHOLD:
         folded = reads.fold_state_counts()
         logger.debug("folded %d state count rows", folded)
-    by_provider = Counter(w.provider_id for w in live)
-    busy = Counter(w.provider_id for w in live if w.state is WorkerState.BUSY)
+    by_provider: Counter[UUID | None] = Counter()
+    busy: Counter[UUID | None] = Counter()
+    for (provider_id, state), n in live.items():
+        by_provider[provider_id] += n
+        if state == WorkerState.BUSY:
+            busy[provider_id] += n
     names = {p.queue: p.name for p in providers}
     return SystemStatus(
         generated_at=now,

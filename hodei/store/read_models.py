@@ -26,7 +26,7 @@ from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
 from hodei.store.mapping import event_from_row, job_from_row
 from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.tables import domain_events as events
-from hodei.store.tables import job_attempts, jobs, state_counts
+from hodei.store.tables import job_attempts, jobs, state_counts, workers
 from hodei.store.tables import worker_bootstrap_tokens as tokens
 from hodei.store.worker_repository import SqlTokenRepository, SqlWorkerRepository
 
@@ -92,6 +92,14 @@ class SqlOperatorReads:
 
     def live_workers(self, *, queue: str | None = None, limit: int = 1000) -> list[Worker]:
         return self._workers.search(states=LIVE_WORKER_STATES, queue=queue, limit=limit)
+
+    def live_worker_counts(self) -> dict[tuple[UUID | None, str], int]:
+        stmt = (
+            sa.select(workers.c.provider_id, workers.c.state, sa.func.count())
+            .where(workers.c.state.in_([str(s) for s in LIVE_WORKER_STATES]))
+            .group_by(workers.c.provider_id, workers.c.state)
+        )
+        return {(pid, state): int(n) for pid, state, n in self._c.execute(stmt).all()}
 
     def tokens_outstanding(self, now: datetime) -> int:
         return SqlTokenRepository(self._c).count_outstanding(now)
