@@ -37,8 +37,9 @@ def _current() -> Container:
 
 
 def run_dispatch_pending(c: Container) -> Report:
-    published = dispatch_pending(c.store, c.clock, c.publisher,
-                                 republish_after_s=c.settings.republish_after_s)
+    published = dispatch_pending(
+        c.store, c.clock, c.publisher, republish_after_s=c.settings.republish_after_s
+    )
     return {"published": published}
 
 
