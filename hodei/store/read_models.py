@@ -161,9 +161,11 @@ class SqlOperatorReads:
     def events(self, query: EventQuery) -> list[DomainEvent]:
         if query.since is not None and query.after_id is None:
             # Start from the first id at or after ``since`` (ix_domain_events_occurred_at),
-            # so the id-ordered read below never walks the history before it.
+            # so the id-ordered read below never walks the history before it. ``id + 0``
+            # keeps PostgreSQL from answering min(id) by walking the primary key from the
+            # oldest event and filtering on time, which reads the whole history.
             first = self._c.execute(
-                sa.select(sa.func.min(events.c.id)).where(events.c.occurred_at >= query.since)
+                sa.select(sa.func.min(events.c.id + 0)).where(events.c.occurred_at >= query.since)
             ).scalar()
             if first is None:
                 return []
