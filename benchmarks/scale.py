@@ -17,6 +17,7 @@ providers.
 
     .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000] [--repeat 30]
         [--json] [--explain FILE]
+    .venv/bin/python benchmarks/scale.py --write-cost 4000
 
 ``--json`` prints one object per size: jobs, timeline_ms, list_ms, status_ms,
 events_ms, doctor_ms (medians). ``--explain FILE`` writes EXPLAIN (ANALYZE, BUFFERS)
@@ -73,6 +74,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="jobs each PENDING, QUEUED and RUNNING now, the same at every size (default 100)",
     )
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--write-cost",
+        type=int,
+        metavar="N",
+        help="instead: time N job state changes with and without the state_counts trigger",
+    )
     args = parser.parse_args(argv)
     args.size_list = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     return args
@@ -187,6 +194,48 @@ def run_size(n: int, args: argparse.Namespace, explain_to: Path | None) -> Measu
         return result
 
 
+def write_cost(transactions: int) -> dict[str, float]:
+    """What the state_counts trigger adds to hodei's write path: the median time of one
+    job state change (conditional UPDATE plus its event, one transaction), with the
+    trigger and without, in alternating blocks so drift hits both alike."""
+    from hodei.domain.events import EventType
+    from hodei.domain.states import JobState
+    from hodei.services.timeline import job_event
+    from hodei.store.engine import create_engine
+    from hodei.store.sql_store import SqlStore
+
+    with common.scratch_database(None) as url:
+        store = SqlStore(create_engine(url))
+        client = Client(Container(Settings(home=Path(tempfile.mkdtemp()), database_url=url)))
+        job = client.submit("true", labels={"nowhere": "true"})  # stays PENDING: no provider
+        states = [JobState.PENDING, JobState.QUEUED]
+        runs: dict[str, list[float]] = {"with_tally_ms": [], "without_tally_ms": []}
+        for block in range(20):
+            name = "with_tally_ms" if block % 2 == 0 else "without_tally_ms"
+            mode = "ENABLE" if block % 2 == 0 else "DISABLE"
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE jobs {mode} TRIGGER jobs_count_changed")
+            for i in range(transactions // 20):
+                old, new = states[i % 2], states[(i + 1) % 2]
+                start = time.perf_counter()
+                with store.transaction() as tx:
+                    tx.jobs.compare_and_set(job.id, states=[old], state=new)
+                    tx.events.add(
+                        job_event(
+                            job,
+                            EventType.JOB_QUEUED,
+                            actor="bench",
+                            now=job.created_at,
+                            new_state=new,
+                            old_state=old,
+                        )
+                    )
+                runs[name].append((time.perf_counter() - start) * 1000)
+        client.close()
+        store.engine.dispose()
+    return {k: round(statistics.median(v), 3) for k, v in runs.items()}
+
+
 def render(results: list[Measured]) -> str:
     head = "| jobs | timeline | job list FAILED | status | events --since 1m | doctor |"
     lines = [head, "|---:|---:|---:|---:|---:|---:|"]
@@ -201,6 +250,9 @@ def render(results: list[Measured]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.write_cost:
+        print(json.dumps(write_cost(args.write_cost)))
+        return 0
     results = []
     with common.exit_on_signals():
         for n in args.size_list:
