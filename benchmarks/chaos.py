@@ -184,6 +184,7 @@ def hodei_environment(args: argparse.Namespace, database_url: str, home: Path) -
         "HODEI_HEARTBEAT_INTERVAL": str(args.heartbeat),
         "HODEI_WORKER_STALE_AFTER": str(args.stale_after),
         "HODEI_WORKER_LOST_REQUEUES": str(args.lost_requeues),
+        "HODEI_REPUBLISH_AFTER": str(args.republish_after),
         "HODEI_WORKER_IDLE_TIMEOUT": "60",
         "HODEI_TOKEN_TTL": "120",
         "HODEI_LOG_LEVEL": "INFO",
@@ -337,6 +338,13 @@ def count(sql: sa.Engine, run_id: str, submitted: int, completions: Path) -> dic
         rows = conn.execute(
             sa.text("SELECT id, state FROM jobs WHERE correlation_id = :r"), {"r": run_id}
         ).all()
+        republished = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM domain_events e JOIN jobs j ON j.id = e.aggregate_id"
+                " WHERE j.correlation_id = :r AND e.event_type = 'JobRepublished'"
+            ),
+            {"r": run_id},
+        ).scalar_one()
         attempts = conn.execute(
             sa.text(
                 "SELECT a.job_id, a.state FROM job_attempts a JOIN jobs j ON j.id = a.job_id"
@@ -370,6 +378,7 @@ def count(sql: sa.Engine, run_id: str, submitted: int, completions: Path) -> dic
         "attempts_lost": sum(lost_attempts.values()),
         "jobs_requeued": len(lost_attempts),
         "max_losses_per_job": max(lost_attempts.values(), default=0),
+        "jobs_republished": int(republished),
     }
 
 
@@ -384,7 +393,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     lines.append(
         f"  settings: HODEI_HEARTBEAT_INTERVAL={args.heartbeat} "
         f"HODEI_WORKER_STALE_AFTER={args.stale_after} "
-        f"HODEI_WORKER_LOST_REQUEUES={args.lost_requeues}"
+        f"HODEI_WORKER_LOST_REQUEUES={args.lost_requeues} "
+        f"HODEI_REPUBLISH_AFTER={args.republish_after}"
     )
     lines.append(f"reproduce: {common.command_line()}")
     return "\n".join(lines)
@@ -417,6 +427,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--stale-after", type=float, default=5.0, help="HODEI_WORKER_STALE_AFTER")
     parser.add_argument(
         "--lost-requeues", type=int, default=10, help="HODEI_WORKER_LOST_REQUEUES (default 3)"
+    )
+    parser.add_argument(
+        "--republish-after",
+        type=float,
+        default=30.0,
+        help="HODEI_REPUBLISH_AFTER: a QUEUED job whose message died with its worker "
+        "before the claim is published again after this many seconds (default 300)",
     )
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many s")
     parser.add_argument("--seed", type=int, default=None)
