@@ -85,6 +85,23 @@ def sql_engine(database_url: str) -> sa.Engine:
     return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
+@contextlib.contextmanager
+def broker_lock(url: str) -> Iterator[None]:
+    """Refuse to run while another benchmark on this machine uses the same broker: both
+    flush it and consume the same hodei queues, which would spoil both."""
+    import fcntl
+    import hashlib
+
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"hodei-bench-{digest}.lock"
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another benchmark is using the broker {url}; wait for it") from None
+        yield
+
+
 def flush_redis(url: str) -> None:
     """Empty the broker's Redis database so no message of an earlier run is left."""
     if not url.startswith(("redis://", "rediss://")):
@@ -257,6 +274,16 @@ def wait_for(
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+def process_cpu_s(pid: int, *, children: bool = True) -> float:
+    """CPU seconds (user + system) a process used, with its reaped children's."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    ticks = sum(int(f) for f in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], pct: float) -> float:

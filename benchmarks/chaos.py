@@ -53,6 +53,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as common
 
+# Not throughput.py's database: each flushes its own.
+CHAOS_BROKER_URL = "redis://127.0.0.1:6379/6"
 JSON_KEYS = ("submitted", "succeeded", "failed", "lost", "duplicated", "workers_killed")
 LIVE = ("PROVISIONING", "REGISTERED", "READY", "BUSY", "DRAINING")
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED")
@@ -414,7 +416,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--database-url", help="default: a scratch database, dropped afterwards")
     parser.add_argument(
         "--broker-url",
-        default=common.DEFAULT_BROKER_URL,
+        default=CHAOS_BROKER_URL,
         help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=3)
@@ -443,7 +445,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    with common.exit_on_signals():
+    with common.exit_on_signals(), common.broker_lock(args.broker_url):
         result = run(args)
     if args.json:
         print(render(result, args), file=sys.stderr)

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -120,10 +120,23 @@ def raw_worker_main(argv: list[str]) -> int:
 
 
 @dataclass
+class Cpu:
+    """CPU seconds spent by each side during a measurement (negative while running)."""
+
+    client_s: float = 0.0
+    worker_s: float = 0.0
+    postgres_s: float = 0.0
+
+    def per_job_ms(self, n: int) -> dict[str, float]:
+        return {k.removesuffix("_s"): v / n * 1000 for k, v in vars(self).items()}
+
+
+@dataclass
 class RawResult:
     jobs_per_s: float
     p50_start_ms: float
     p95_start_ms: float
+    cpu_ms: dict[str, float]
 
 
 def measure_raw(n: int, broker_url: str, procs: common.Processes, work: Path) -> RawResult:
@@ -135,10 +148,14 @@ def measure_raw(n: int, broker_url: str, procs: common.Processes, work: Path) ->
     task = app.tasks[RAW_TASK]
     task.apply_async(args=[None])
     common.wait_for(result_file.with_suffix(".warm").exists, timeout=60, what="raw warm-up")
+    worker = procs.running("raw-worker")[0].pid
+    cpu = Cpu(worker_s=-common.process_cpu_s(worker), client_s=-time.process_time())
     started = time.time()
     for _ in range(n):
         task.apply_async(args=[time.time()])
+    cpu.client_s += time.process_time()
     common.wait_for(result_file.exists, timeout=60 + n * 0.1, interval=0.05, what="raw tasks")
+    cpu.worker_s += common.process_cpu_s(worker)
     procs.stop("raw-worker")
     app.close()
     result = json.loads(result_file.read_text())
@@ -147,6 +164,7 @@ def measure_raw(n: int, broker_url: str, procs: common.Processes, work: Path) ->
         n / (result["done_at"] - started),
         common.percentile(latencies, 50),
         common.percentile(latencies, 95),
+        cpu.per_job_ms(n),
     )
 
 
@@ -161,8 +179,9 @@ class HodeiResult:
     p95_start_ms: float
     submit_many_jobs_per_s: float
     drain_jobs_per_s: float
+    cpu_ms: dict[str, float]
+    drain_cpu_ms: dict[str, float]
     failed: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class HodeiBench:
@@ -220,6 +239,24 @@ class HodeiBench:
             ).scalar()
         return str(state) if state is not None else None
 
+    def postgres_cpu_s(self) -> float:
+        """CPU used so far by the PostgreSQL backends serving this database."""
+        with self.sql.connect() as conn:
+            pids = conn.execute(
+                sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            ).scalars()
+            return sum(common.process_cpu_s(int(pid), children=False) for pid in pids)
+
+    def cpu_start(self, worker: str) -> tuple[Cpu, int]:
+        pid = self.procs.running(worker)[0].pid
+        cpu = Cpu(-time.process_time(), -common.process_cpu_s(pid), -self.postgres_cpu_s())
+        return cpu, pid
+
+    def cpu_end(self, cpu: Cpu, pid: int, client_done: float) -> None:
+        cpu.client_s += client_done
+        cpu.worker_s += common.process_cpu_s(pid)
+        cpu.postgres_s += self.postgres_cpu_s()
+
     def wait_terminal(self, correlation_id: str, n: int, timeout: float) -> list[Any]:
         """Poll until the n jobs of ``correlation_id`` are terminal; their timestamps."""
         query = sa.text(
@@ -260,11 +297,13 @@ def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
 
         # (b) one by one, while the worker runs them.
         one_by_one = f"{bench.run_id}-one"
+        cpu, pid = bench.cpu_start("hodei-worker")
         started = time.time()
         for i in range(n):
             bench.client.submit(["true"], name=f"bench-{i}", correlation_id=one_by_one)
-        submitted = time.time()
+        submitted, client_done = time.time(), time.process_time()
         rows = bench.wait_terminal(one_by_one, n, timeout=120 + n * 0.5)
+        bench.cpu_end(cpu, pid, client_done)
         bench.procs.stop("hodei-worker")
         end_to_end = max(_ts(r.finished_at) for r in rows) - started
         latencies = [(_ts(r.started_at) - _ts(r.created_at)) * 1000 for r in rows if r.started_at]
@@ -278,7 +317,9 @@ def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
         bench.client.submit_many(specs)
         submit_many_s = time.perf_counter() - t0
         bench.start_worker("hodei-drain", secret, worker_id)
+        drain_cpu, pid = bench.cpu_start("hodei-drain")
         drained = bench.wait_terminal(bulk, n, timeout=120 + n * 0.5)
+        bench.cpu_end(drain_cpu, pid, -drain_cpu.client_s)  # this process only polls
         bench.procs.stop("hodei-drain")
         drain_s = max(_ts(r.finished_at) for r in drained) - min(
             _ts(r.started_at) for r in drained if r.started_at
@@ -293,6 +334,8 @@ def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
         p95_start_ms=common.percentile(latencies, 95),
         submit_many_jobs_per_s=n / submit_many_s,
         drain_jobs_per_s=n / drain_s,
+        cpu_ms=cpu.per_job_ms(n),
+        drain_cpu_ms=drain_cpu.per_job_ms(n),
         failed=failed,
     )
 
@@ -336,7 +379,14 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
         "hodei_drain_jobs_per_s": hodei.drain_jobs_per_s,
         "raw_p50_start_ms": raw.p50_start_ms,
         "raw_p95_start_ms": raw.p95_start_ms,
+        **_prefixed("raw_cpu_ms_", raw.cpu_ms),
+        **_prefixed("hodei_cpu_ms_", hodei.cpu_ms),
+        **_prefixed("drain_cpu_ms_", hodei.drain_cpu_ms),
     }
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {prefix + key: value for key, value in values.items()}
 
 
 def summarize(n: int, runs: list[dict[str, float]]) -> dict[str, float]:
@@ -357,23 +407,32 @@ JSON_KEYS = (
 
 def render_table(result: dict[str, float], repeat: int) -> str:
     s = result
-    raw_latency = f"{s['raw_p50_start_ms']:.1f} / {s['raw_p95_start_ms']:.1f}"
-    latency = f"{s['p50_start_ms']:.1f} / {s['p95_start_ms']:.1f}"
     rows = [
-        ("raw Celery, end to end", s["raw_jobs_per_s"], raw_latency),
-        ("hodei, end to end (submit one by one)", s["hodei_jobs_per_s"], latency),
-        ("hodei, submit one by one (rate)", s["hodei_submit_jobs_per_s"], ""),
-        ("hodei, submit_many (rate)", s["submit_many_jobs_per_s"], ""),
-        ("hodei, drain of a pre-filled queue", s["hodei_drain_jobs_per_s"], ""),
+        ("raw Celery, end to end", "raw_jobs_per_s", "raw_", "raw_cpu_ms_"),
+        ("hodei, end to end (submit one by one)", "hodei_jobs_per_s", "", "hodei_cpu_ms_"),
+        ("hodei, submit one by one (rate)", "hodei_submit_jobs_per_s", None, None),
+        ("hodei, submit_many (rate)", "submit_many_jobs_per_s", None, None),
+        ("hodei, drain of a pre-filled queue", "hodei_drain_jobs_per_s", None, "drain_cpu_ms_"),
     ]
     what = f"median of {repeat} runs" if repeat > 1 else "1 run"
     lines = [
         f"N = {int(s['n'])} jobs, one worker process, pool threads, "
         f"concurrency {CONCURRENCY} ({what})",
-        f"{'':40} {'jobs/s':>9}  {'start latency p50 / p95 ms':>27}",
+        f"{'':38} {'jobs/s':>7}  {'start p50/p95 ms':>17}  "
+        f"{'CPU ms/job: client / worker / PostgreSQL':>40}",
     ]
-    lines += [f"{name:40} {rate:9.1f}  {lat:>27}" for name, rate, lat in rows]
-    lines.append(f"{'ratio hodei / raw Celery (end to end)':40} {s['ratio']:9.2f}")
+    for name, rate, latency, cpu in rows:
+        lat = ""
+        if latency is not None:
+            lat = f"{s[latency + 'p50_start_ms']:.1f} / {s[latency + 'p95_start_ms']:.1f}"
+        cpu_text = ""
+        if cpu is not None:
+            cpu_text = " / ".join(
+                f"{s[cpu + part]:.2f}" if s.get(cpu + part) else "-"
+                for part in ("client", "worker", "postgres")
+            )
+        lines.append(f"{name:38} {s[rate]:7.1f}  {lat:>17}  {cpu_text:>40}")
+    lines.append(f"{'ratio hodei / raw Celery (end to end)':38} {s['ratio']:7.2f}")
     lines.append(f"reproduce: {common.command_line()}")
     return "\n".join(lines)
 
@@ -403,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["raw-worker"]:
         return raw_worker_main(argv[1:])
     args = parse_args(argv)
-    with common.exit_on_signals():
+    with common.exit_on_signals(), common.broker_lock(args.broker_url):
         runs = []
         for i in range(args.repeat):
             runs.append(run_once(args))
