@@ -280,6 +280,13 @@ class HodeiBench:
                 )
             )
 
+    def check_no_extra_workers(self, expected: int) -> None:
+        """Fail if hodei launched workers of its own: the measurement would be void."""
+        with self.sql.connect() as conn:
+            count = int(conn.execute(sa.text("SELECT count(*) FROM workers")).scalar_one())
+        if count != expected:
+            raise RuntimeError(f"{count} worker rows, expected the benchmark's {expected}")
+
     def close(self) -> None:
         self.client.close()
         self.sql.dispose()
@@ -326,6 +333,7 @@ def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
         )
     finally:
         bench.limit_local_workers(old_cap)
+    bench.check_no_extra_workers(expected=2)
     failed = sum(1 for r in (*rows, *drained) if r.state != "SUCCEEDED")
     return HodeiResult(
         jobs_per_s=n / end_to_end,
