@@ -85,43 +85,65 @@ def follow_events(
     the output never goes back, resuming from the last id seen is exact. A lost
     database connection is retried with backoff from the same cursor.
     """
-    cursor = after_id
-    settled_upto = 0  # missing ids at or below this are final (rolled back or purged)
-    gap: _Gap | None = None
+    cursor = _Cursor(after_id)
     backoff = options.retry_s
     try:
         while True:
             try:
-                feed.listen()
-                if cursor is None:
-                    cursor = feed.last_id()
-                if gap is not None and _settle(feed, gap, monotonic(), options.gap_timeout_s):
-                    settled_upto, gap = max(settled_upto, gap.mark), None
-                rows = feed.read_after(cursor, options.batch)
-                new_gap = False
-                for event in rows:
-                    assert event.id is not None
-                    if event.id != cursor + 1 and event.id - 1 > settled_upto:
-                        if gap is None:
-                            gap, new_gap = _Gap(mark=feed.last_id(), seen=monotonic()), True
-                            logger.debug("waiting for in-flight events after id %d", cursor)
-                        break
-                    cursor = event.id
-                    if matches is None or matches(event):
-                        yield event
-                backoff = options.retry_s
-                if gap is not None:
-                    # A new gap may settle at once (SQLite); an old one waits for commits.
-                    if feed.settle_delay_s > 0 or not new_gap:
-                        feed.wait(min(options.idle_wait_s, 0.05))
-                elif len(rows) < options.batch:
-                    feed.wait(options.idle_wait_s)
+                ready, again = _advance(feed, cursor, options, monotonic)
             except ServiceUnavailable as exc:
-                logger.warning("event feed: %s; retrying in %.1fs from id %s", exc, backoff, cursor)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, options.max_retry_s)
+                backoff = _back_off(exc, backoff, cursor, options)
+                continue
+            backoff = options.retry_s
+            # Passed on before any wait: the cursor has already moved past them.
+            yield from (e for e in ready if matches is None or matches(e))
+            if again:
+                continue
+            try:
+                feed.wait(min(options.idle_wait_s, 0.05) if cursor.gap else options.idle_wait_s)
+            except ServiceUnavailable as exc:
+                backoff = _back_off(exc, backoff, cursor, options)
     finally:
         feed.close()
+
+
+def _back_off(
+    exc: ServiceUnavailable, backoff: float, cursor: _Cursor, options: FollowOptions
+) -> float:
+    logger.warning("event feed: %s; retrying in %.1fs from id %s", exc, backoff, cursor.after)
+    time.sleep(backoff)
+    return min(backoff * 2, options.max_retry_s)
+
+
+@dataclass
+class _Cursor:
+    after: int | None  # every event up to this id has been passed on
+    settled_upto: int = 0  # missing ids at or below this are final (rolled back, purged)
+    gap: _Gap | None = None
+
+
+def _advance(
+    feed: EventFeed, c: _Cursor, options: FollowOptions, monotonic: Callable[[], float]
+) -> tuple[list[DomainEvent], bool]:
+    """The events that certainly come next, and whether to read again without waiting."""
+    feed.listen()
+    if c.after is None:
+        c.after = feed.last_id()
+    if c.gap is not None and _settle(feed, c.gap, monotonic(), options.gap_timeout_s):
+        c.settled_upto, c.gap = max(c.settled_upto, c.gap.mark), None
+    rows = feed.read_after(c.after, options.batch)
+    ready: list[DomainEvent] = []
+    for event in rows:
+        assert event.id is not None
+        if event.id != c.after + 1 and event.id - 1 > c.settled_upto:
+            if c.gap is not None:
+                return ready, False  # still waiting for transactions in flight
+            c.gap = _Gap(mark=feed.last_id(), seen=monotonic())
+            logger.debug("waiting for in-flight events after id %d", c.after)
+            return ready, feed.settle_delay_s == 0  # SQLite: it settles at once
+        c.after = event.id
+        ready.append(event)
+    return ready, len(rows) == options.batch
 
 
 def _settle(feed: EventFeed, gap: _Gap, now: float, timeout_s: float) -> bool:

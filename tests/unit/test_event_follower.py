@@ -177,3 +177,15 @@ def test_batches_of_any_size_give_the_same_stream(batch: int) -> None:
     feed.on_wait = [lambda: feed.commit(late)] + [lambda: None] * 10
     options = FollowOptions(batch=batch, idle_wait_s=0.0)
     assert ids(follow_events(feed, after_id=0, options=options), 5) == [1, 2, 3, 4, 5]
+
+
+def test_a_wait_that_loses_its_connection_loses_no_event() -> None:
+    feed = FakeFeed()
+    feed.insert(3)
+
+    def listen_lost() -> None:
+        feed.insert(2)
+        raise DatabaseUnavailable("lost LISTEN hodei_events: terminating connection")
+
+    feed.on_wait = [listen_lost]
+    assert ids(follow_events(feed, after_id=0, options=FAST), 5) == [1, 2, 3, 4, 5]
