@@ -290,69 +290,36 @@ def _worker_events(w: Worker) -> Iterator[tuple[object, ...]]:
 
 
 def _job_events(j: Job) -> Iterator[tuple[object, ...]]:
+    """The job's own chain: as far as its state, each step from the one before."""
     queued, started, finished = _times(j)
-    c = j.correlation
-    yield _event(
-        "JobCreated",
-        "job",
-        j.id,
-        "cli:bench",
-        j.created,
-        {"old_state": None, "new_state": "PENDING", "provider": PROVIDERS[j.provider][0]},
-        c,
-    )
-    if j.state == "PENDING":
-        return
-    yield _event(
-        "JobQueued",
-        "job",
-        j.id,
-        "system:dispatcher",
-        queued,
-        {
-            "old_state": "PENDING",
-            "new_state": "QUEUED",
-            "attempt": 1,
-            "queue": queue_of(j.provider),
-        },
-        c,
-    )
-    if j.state == "QUEUED" or j.worker is None:
-        return
-    actor = f"worker:{j.worker.id}"
-    yield _event(
-        "JobStarted",
-        "job",
-        j.id,
-        actor,
-        started,
-        {
-            "old_state": "QUEUED",
-            "new_state": "RUNNING",
-            "attempt": 1,
-            "worker_id": str(j.worker.id),
-        },
-        c,
-    )
-    if j.state == "RUNNING":
-        return
-    event = next(e for s, _, e in ENDS if s == j.state)
-    yield _event(
-        event,
-        "job",
-        j.id,
-        actor,
-        finished,
-        {
-            "old_state": "RUNNING",
-            "new_state": j.state,
-            "attempt": 1,
-            "exit_code": _EXIT[j.state],
-            "reason": _REASON.get(j.state),
-            "duration_ms": int(j.duration * 1000),
-        },
-        c,
-    )
+    worker = f"worker:{j.worker.id}" if j.worker else ""
+    created = {"provider": PROVIDERS[j.provider][0]}
+    queue_info = {"attempt": 1, "queue": queue_of(j.provider)}
+    started_by = {"worker_id": str(j.worker.id) if j.worker else None}
+    steps = [
+        _Step("JobCreated", "cli:bench", j.created, None, "PENDING", created),
+        _Step("JobQueued", "system:dispatcher", queued, "PENDING", "QUEUED", queue_info),
+        _Step("JobStarted", worker, started, "QUEUED", "RUNNING", {"attempt": 1, **started_by}),
+    ]
+    end = next((e for s, _, e in ENDS if s == j.state), None)
+    if end is not None:
+        result = {"exit_code": _EXIT[j.state], "reason": _REASON.get(j.state)}
+        duration = {"attempt": 1, "duration_ms": int(j.duration * 1000)}
+        steps.append(_Step(end, worker, finished, "RUNNING", j.state, {**result, **duration}))
+    reached = {"PENDING": 1, "QUEUED": 2, "RUNNING": 3}.get(j.state, 4)
+    for step in steps[:reached]:
+        payload = {"old_state": step.old, "new_state": step.new, **step.extra}
+        yield _event(step.event_type, "job", j.id, step.actor, step.at, payload, j.correlation)
+
+
+@dataclass(frozen=True)
+class _Step:
+    event_type: str
+    actor: str
+    at: float
+    old: str | None
+    new: str
+    extra: dict[str, object]
 
 
 def logs(jobs: list[Job]) -> Iterator[tuple[object, ...]]:
