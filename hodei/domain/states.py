@@ -30,7 +30,14 @@ ACTIVE_STATES = frozenset({JobState.PENDING, JobState.QUEUED, JobState.RUNNING})
 
 _TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.PENDING}),
+    JobState.QUEUED: frozenset(
+        {
+            JobState.RUNNING,
+            JobState.CANCELLED,
+            JobState.PENDING,
+            JobState.FAILED,  # its provider cannot start a worker (a permanent error)
+        }
+    ),
     JobState.RUNNING: frozenset(
         {
             JobState.SUCCEEDED,

@@ -82,6 +82,7 @@ def _beat_schedule() -> dict[str, Any]:
         "expire_tokens": 60.0,
         "enforce_deadlines": 10.0,
         "purge": 3600.0,
+        "fold_state_counts": 60.0,
         "provision": 5.0,
         "check_provider_health": 5.0,  # each provider on its own health_check interval
         "reconcile_providers": 5.0,

@@ -14,6 +14,7 @@ LEGAL = {
     (JobState.QUEUED, JobState.RUNNING),
     (JobState.QUEUED, JobState.CANCELLED),
     (JobState.QUEUED, JobState.PENDING),
+    (JobState.QUEUED, JobState.FAILED),  # provisioning failed permanently
     (JobState.RUNNING, JobState.SUCCEEDED),
     (JobState.RUNNING, JobState.FAILED),
     (JobState.RUNNING, JobState.TIMED_OUT),
