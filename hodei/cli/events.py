@@ -10,9 +10,10 @@ import click
 
 from hodei.cli.jobs import timeline_row
 from hodei.cli.output import OUTPUT_OPTION, print_json, print_table
+from hodei.cli.serialize import event_to_dict
 from hodei.domain.events import DomainEvent
 from hodei.errors import InvalidInput
-from hodei.sdk import Client, event_to_dict
+from hodei.sdk import Client
 from hodei.settings import Settings
 
 

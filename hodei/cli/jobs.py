@@ -10,12 +10,13 @@ from typing import Any
 import click
 
 from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
+from hodei.cli.serialize import event_to_dict, job_to_dict, mapping_from_pairs
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import InvalidInput
-from hodei.sdk import Client, event_to_dict, job_to_dict, mapping_from_pairs
+from hodei.sdk import Client
 from hodei.services.events_feed import summarize as summarize_event
 from hodei.settings import Settings
 

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
+from hodei.cli.serialize import mapping_from_pairs, provider_to_dict
 from hodei.errors import InvalidConfiguration
-from hodei.sdk import Client, mapping_from_pairs, provider_to_dict
+from hodei.sdk import Client
 from hodei.services.providers import ProviderView
 from hodei.settings import Settings
 
@@ -124,7 +125,7 @@ def provider() -> None:
 @_settings_options
 @OUTPUT_OPTION
 @click.pass_context
-def add(ctx: click.Context, name: str, provider_type: str, output: str, **given: Any) -> None:
+def add(ctx: click.Context, /, name: str, provider_type: str, output: str, **given: Any) -> None:
     """Register a provider (its config is validated for its type)."""
     client = _client(ctx)
     client.add_provider(name, provider_type, **_fields(**given))
@@ -136,7 +137,7 @@ def add(ctx: click.Context, name: str, provider_type: str, output: str, **given:
 @_settings_options
 @OUTPUT_OPTION
 @click.pass_context
-def update(ctx: click.Context, name: str, output: str, **given: Any) -> None:
+def update(ctx: click.Context, /, name: str, output: str, **given: Any) -> None:
     """Change some settings (--config replaces the whole config)."""
     changes = _fields(**given)
     if not changes:
