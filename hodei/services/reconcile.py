@@ -36,6 +36,7 @@ from hodei.services.timeline import job_event, worker_event
 logger = logging.getLogger(__name__)
 
 # A worker row exists a moment before its container does: give a launch this long.
+EXIT_GRACE = timedelta(seconds=30)
 LAUNCH_GRACE = timedelta(seconds=20)
 
 
@@ -68,7 +69,7 @@ def reconcile_provider(
         worker = rows.get(item.worker_id) if item.worker_id else None
         requeued += _reconcile_one(store, clock, provider, item, worker, lost_requeues, report)
         worker = _reload(store, worker)
-        if worker is None or not worker.state.is_live:
+        if (worker is None or not worker.state.is_live) and not _exiting(item, worker, clock):
             _remove(inspector, item, worker, report)
     now = clock.now()
     for worker in rows.values():
@@ -87,6 +88,15 @@ def reconcile_provider(
             {j.id: "requeued after worker_lost" for j in requeued},
         )
     return report
+
+
+def _exiting(item: InfraWorker, worker: Worker | None, clock: Clock) -> bool:
+    """A worker that just terminated itself is still shutting down: let its container exit
+    on its own, so the exit is recorded, unless it takes longer than EXIT_GRACE."""
+    if worker is None or worker.state is not WorkerState.TERMINATED or item.finished:
+        return False
+    ended = worker.terminated_at or worker.updated_at
+    return clock.now() - ended < EXIT_GRACE
 
 
 def _reconcile_one(
@@ -128,6 +138,9 @@ def _record(
     kind = item.problem or ("oom_killed" if item.oom_killed else "exited")
     now = clock.now()
     with store.transaction() as tx:
+        # Touch the worker's row first: concurrent passes queue behind it, so the check
+        # below sees the other pass's event and each kind is recorded once.
+        tx.workers.compare_and_set(worker.id, states=list(WorkerState), updated_at=now)
         if already_recorded(tx, worker.id, kind):
             return
         jobs = tx.jobs.running_on_workers([worker.id])

@@ -187,7 +187,12 @@ def test_a_killed_container_shows_on_the_job_s_timeline(
 
     done = client.get(job.id)
     assert (done.state, done.failure_reason) == (JobState.FAILED, "worker_lost")
-    infra = [e for e in client.timeline(job.id) if e.event_type == "InfrastructureEvent"]
+    # On the job's own timeline (its worker's copy is interleaved in the full view).
+    infra = [
+        e
+        for e in client.timeline(job.id)
+        if e.event_type == "InfrastructureEvent" and e.aggregate_type == "job"
+    ]
     assert [(e.payload["kind"], e.payload["exit_code"]) for e in infra] == [("exited", 137)]
     assert _events(client, running.worker_id, "WorkerLost")
     assert not _provider_containers(docker_client, "dock")
