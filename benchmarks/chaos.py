@@ -62,7 +62,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED")
 
 @dataclass
 class Kill:
-    at: float
+    at: float  # wall clock, as the jobs' completion lines
     pid: int
     worker_id: str
 
@@ -134,7 +134,7 @@ class Fleet:
             for target in _kill_targets(pid, self.args.kill_scope):
                 with suppress(ProcessLookupError, PermissionError):
                     os.kill(target, signal.SIGKILL)
-            self.kills.append(Kill(time.monotonic(), pid, worker_id))
+            self.kills.append(Kill(time.time(), pid, worker_id))
 
 
 def _pid(infra_ref: str | None) -> int | None:
@@ -214,7 +214,7 @@ def job_specs(
 ) -> list[Any]:
     from hodei.domain.specs import JobSpec
 
-    line = f'echo "$HODEI_JOB_ID $HODEI_ATTEMPT" >> {completions}'
+    line = f'echo "$HODEI_JOB_ID $HODEI_ATTEMPT $(date +%s.%N)" >> {completions}'
     return [
         JobSpec.create(
             f"sleep {rng.uniform(args.min_s, args.max_s):.2f} && {line}",
@@ -271,7 +271,7 @@ def _run_in(
             thread.join(10)
         _wait_jobs_gone(run_id)
         return {
-            **count(sql, run_id, args.jobs, completions),
+            **count(sql, run_id, args.jobs, completions, fleet.kills),
             "workers_killed": len(fleet.kills),
             "workers_launched": _workers_launched(sql),
             "elapsed_s": round(elapsed, 1),
@@ -334,32 +334,33 @@ def _workers_launched(sql: sa.Engine) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM workers")).scalar_one())
 
 
-def count(sql: sa.Engine, run_id: str, submitted: int, completions: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Completion:
+    """One line of the completions file: the job's command ran to its end."""
+
+    job_id: str
+    attempt: int
+    at: float
+
+
+def read_completions(path: Path) -> list[Completion]:
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            out.append(Completion(parts[0], int(parts[1]), float(parts[2])))
+    return out
+
+
+def count(
+    sql: sa.Engine, run_id: str, submitted: int, completions: Path, kills: list[Kill]
+) -> dict[str, Any]:
     """The outcome of every submitted job, from the database and the completions file."""
-    with sql.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT id, state FROM jobs WHERE correlation_id = :r"), {"r": run_id}
-        ).all()
-        republished = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM domain_events e JOIN jobs j ON j.id = e.aggregate_id"
-                " WHERE j.correlation_id = :r AND e.event_type = 'JobRepublished'"
-            ),
-            {"r": run_id},
-        ).scalar_one()
-        attempts = conn.execute(
-            sa.text(
-                "SELECT a.job_id, a.state FROM job_attempts a JOIN jobs j ON j.id = a.job_id"
-                " WHERE j.correlation_id = :r"
-            ),
-            {"r": run_id},
-        ).all()
-    states: dict[str, str] = {str(j): str(s) for j, s in rows}
-    succeeded_attempts = collections.Counter(str(j) for j, s in attempts if s == "SUCCEEDED")
-    lost_attempts = collections.Counter(str(j) for j, s in attempts if s == "LOST")
-    ran = collections.Counter(
-        line.split()[0] for line in completions.read_text().splitlines() if line.strip()
-    )
+    states, attempts, republished = _load(sql, run_id)
+    succeeded_attempts = collections.Counter(j for j, _, s, _ in attempts if s == "SUCCEEDED")
+    lost_attempts = collections.Counter(j for j, _, s, _ in attempts if s == "LOST")
+    lines = read_completions(completions)
+    ran = collections.Counter(c.job_id for c in lines)
     succeeded = {j for j, s in states.items() if s == "SUCCEEDED"}
     unfinished = {j for j, s in states.items() if s not in TERMINAL}
     never_ran = {j for j in succeeded if ran[j] == 0}
@@ -377,11 +378,66 @@ def count(sql: sa.Engine, run_id: str, submitted: int, completions: Path) -> dic
         "succeeded_without_completion_line": len(never_ran),
         "duplicated_succeeded_attempts": len(twice_recorded),
         "duplicated_completion_lines": len(twice_ran),
+        "extra_runs_by_cause": _extra_run_causes(lines, twice_ran, attempts, kills),
         "attempts_lost": sum(lost_attempts.values()),
         "jobs_requeued": len(lost_attempts),
         "max_losses_per_job": max(lost_attempts.values(), default=0),
-        "jobs_republished": int(republished),
+        "jobs_republished": republished,
     }
+
+
+AttemptRow = tuple[str, int, str, str | None]  # job id, attempt, state, worker id
+
+
+def _load(sql: sa.Engine, run_id: str) -> tuple[dict[str, str], list[AttemptRow], int]:
+    with sql.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT id, state FROM jobs WHERE correlation_id = :r"), {"r": run_id}
+        ).all()
+        republished = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM domain_events e JOIN jobs j ON j.id = e.aggregate_id"
+                " WHERE j.correlation_id = :r AND e.event_type = 'JobRepublished'"
+            ),
+            {"r": run_id},
+        ).scalar_one()
+        attempts = conn.execute(
+            sa.text(
+                "SELECT a.job_id, a.attempt_no, a.state, a.worker_id FROM job_attempts a"
+                " JOIN jobs j ON j.id = a.job_id WHERE j.correlation_id = :r"
+            ),
+            {"r": run_id},
+        ).all()
+    return (
+        {str(j): str(s) for j, s in rows},
+        [(str(j), int(n), str(s), str(w) if w else None) for j, n, s, w in attempts],
+        int(republished),
+    )
+
+
+def _extra_run_causes(
+    lines: list[Completion], jobs: set[str], attempts: list[AttemptRow], kills: list[Kill]
+) -> dict[str, int]:
+    """Why a command ran to its end more than once: for each completion of an attempt
+    hodei did not record as SUCCEEDED, when it ended against when its worker was killed.
+
+    ``after_kill``: it ran on, orphaned, after its worker was SIGKILLed; ``before_kill``:
+    it ended but the worker died before recording it (hodei cannot tell it from a job
+    that never ran; only an idempotent job is safe there); ``worker_not_killed``: its
+    worker was declared lost while alive."""
+    rows = {(j, n): (s, w) for j, n, s, w in attempts}
+    killed_at = {k.worker_id: k.at for k in kills}
+    causes: collections.Counter[str] = collections.Counter()
+    for line in lines:
+        state, worker = rows.get((line.job_id, line.attempt), ("?", None))
+        if line.job_id not in jobs or state == "SUCCEEDED":
+            continue
+        kill = killed_at.get(worker or "")
+        if kill is None:
+            causes["worker_not_killed"] += 1
+        else:
+            causes["after_kill" if line.at > kill else "before_kill"] += 1
+    return dict(causes)
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
