@@ -165,6 +165,6 @@ def breaker_for(name: str, listener: Listener | None = None) -> CircuitBreaker:
         breaker = _registry.get(name)
         if breaker is None:
             breaker = _registry[name] = CircuitBreaker(name, listener=listener)
-        elif listener is not None and breaker.listener is None:
-            breaker.listener = listener
+        elif listener is not None:
+            breaker.listener = listener  # the newest wiring records the transitions
         return breaker

@@ -17,7 +17,6 @@ from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
 from hodei.services.ports import EventQuery
 from hodei.settings import Settings
-from tests.conftest import stop_workers
 from tests.docker_engine import build_test_image, engine, worker_config
 from tests.support import wait_for
 
@@ -41,7 +40,7 @@ def client(pg_settings: Settings, docker_client: Any) -> Iterator[Client]:
     settings = dataclasses.replace(pg_settings, worker_idle_timeout_s=2.0, worker_lost_requeues=0)
     c = Client.from_env(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)})
     yield c
-    stop_workers(c)
+    # Worker pids live in the containers' pid namespaces: remove the containers instead.
     for container in _containers(docker_client, c):
         container.remove(force=True)
     c.close()
