@@ -94,7 +94,8 @@ def record_health(
         provider = tx.providers.get_by_name(name)
         if provider is None:
             return False
-        changed = provider.health is not report.health
+        # A breaker transition is always worth an event, even when health stays the same.
+        changed = provider.health is not report.health or bool(payload)
         tx.providers.update(
             provider.id,
             health=report.health,
