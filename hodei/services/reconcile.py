@@ -30,7 +30,7 @@ from hodei.services.infrastructure import (
     fail_waiting_jobs,
     infrastructure_event,
 )
-from hodei.services.ports import Clock, JobQuery, Store, TaskPublisher, Transaction
+from hodei.services.ports import Clock, EventQuery, JobQuery, Store, TaskPublisher, Transaction
 from hodei.services.timeline import job_event, worker_event
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def _record(
         tx.workers.compare_and_set(worker.id, states=list(WorkerState), updated_at=now)
         if already_recorded(tx, worker.id, kind):
             return
-        jobs = tx.jobs.running_on_workers([worker.id])
+        jobs = tx.jobs.running_on_workers([worker.id]) or _oom_victim(tx, worker, kind)
         infrastructure_event(
             tx,
             now,
@@ -164,6 +164,26 @@ def _record(
             item.detail or _exit_text(item),
             extra={"worker_id": str(worker.id)},
         )
+
+
+def _oom_victim(tx: Transaction, worker: Worker, kind: str) -> list[Job]:
+    """The kernel usually OOM-kills the job (the biggest process), not the worker, so the
+    job has already ended when the container's OOM flag is seen: its last job."""
+    if kind != "oom_killed":
+        return []
+    started = tx.events.search(
+        EventQuery(
+            event_types=[str(EventType.JOB_STARTED)],
+            since=worker.created_at,
+            newest_first=True,
+            limit=500,
+        )
+    )
+    for event in started:
+        if event.payload.get("worker_id") == str(worker.id):
+            job = tx.jobs.get(event.aggregate_id)
+            return [job] if job is not None else []
+    return []
 
 
 def _exit_text(item: InfraWorker) -> str:

@@ -5,6 +5,7 @@ a killed container shows on the job's timeline."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -195,3 +196,28 @@ def test_a_killed_container_shows_on_the_job_s_timeline(
     assert [(e.payload["kind"], e.payload["exit_code"]) for e in infra] == [("exited", 137)]
     assert _events(client, running.worker_id, "WorkerLost")
     assert not _provider_containers(docker_client, "dock")
+
+
+def test_an_oom_killed_job_shows_on_its_timeline(
+    client: Client, docker_client: Any, image: str
+) -> None:
+    client.add_provider(
+        "dock", "docker", config=worker_config(image, mem_limit="256m"), priority=10
+    )
+    hog = f"{sys.executable} -c 'bytearray(1024 * 1024 * 1024)'"
+    job = client.submit(hog, provider="dock")
+
+    done = client.wait(job.id, timeout=90)
+    assert done.state is JobState.FAILED
+
+    def oom_recorded() -> list[Any]:
+        _reconcile(client)
+        return [
+            e
+            for e in client.timeline(job.id)
+            if e.event_type == "InfrastructureEvent" and e.aggregate_type == "job"
+        ]
+
+    (event,) = wait_for(oom_recorded, timeout=30, interval=0.5, message="the OOM kill recorded")
+    assert (event.payload["kind"], event.payload["oom_killed"]) == ("oom_killed", True)
+    assert event.payload["worker_id"] == str(done.worker_id)
