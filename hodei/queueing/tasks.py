@@ -58,5 +58,6 @@ def execute(task: Task, job_id: str, attempt: int) -> dict[str, Any]:
         claim.job,
         max_log_lines=settings.max_log_lines,
         grace_s=settings.cancel_grace_s,
+        guard=ctx.guard,
     )
     return {"job_id": job_id, "attempt": attempt, "outcome": outcome.__dict__}

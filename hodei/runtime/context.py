@@ -8,6 +8,7 @@ from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.domain.records import Worker
+from hodei.runtime.runner import GroupGuard
 
 
 @dataclass
@@ -18,6 +19,7 @@ class WorkerContext:
     worker: Worker
     stop_reason: str = "SIGTERM"
     stopping: threading.Event = field(default_factory=threading.Event)
+    guard: GroupGuard | None = None
 
     @property
     def worker_id(self) -> UUID:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from hodei.domain.records import Job, LogLine
 from hodei.errors import HodeiError
-from hodei.runtime.runner import CommandRunner, OutputLine, build_job_env
+from hodei.runtime.runner import CommandRunner, GroupGuard, OutputLine, build_job_env
 from hodei.services.execution import Outcome
 from hodei.services.ports import Store
 
@@ -65,7 +65,14 @@ class LogSink:
         return {"job_id": str(self.job.id), "correlation_id": self.job.correlation_id or ""}
 
 
-def run_attempt(store: Store, job: Job, *, max_log_lines: int, grace_s: float) -> Outcome:
+def run_attempt(
+    store: Store,
+    job: Job,
+    *,
+    max_log_lines: int,
+    grace_s: float,
+    guard: GroupGuard | None = None,
+) -> Outcome:
     """Run ``job``'s command for its current attempt and say how it ended."""
     sink = LogSink(store, job, max_log_lines)
     extra = {
@@ -80,7 +87,7 @@ def run_attempt(store: Store, job: Job, *, max_log_lines: int, grace_s: float) -
         with store.transaction() as tx:
             return tx.jobs.is_cancel_requested(job.id)
 
-    runner = CommandRunner(grace_s=grace_s, cancel_check_interval_s=0.5)
+    runner = CommandRunner(grace_s=grace_s, cancel_check_interval_s=0.5, guard=guard)
     result = runner.run(
         job.spec.argv,
         env=build_job_env(job.spec.env, extra),

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Final
+from typing import IO, Final, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,14 @@ def build_job_env(
     return env
 
 
+class GroupGuard(Protocol):
+    """Kills a job's process group if the worker dies while it runs (see orphan_guard)."""
+
+    def watch(self, pgid: int) -> None: ...
+
+    def release(self, pgid: int) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class CommandRunner:
     """Runs commands; it holds only immutable settings, so many threads may share one."""
@@ -86,6 +94,7 @@ class CommandRunner:
     flush_max_lines: int = 100
     grace_s: float = 5.0
     cancel_check_interval_s: float = 0.5
+    guard: GroupGuard | None = None
 
     def __post_init__(self) -> None:
         if self.flush_max_lines < 1:
@@ -149,6 +158,9 @@ class _Run:
             proc = _spawn(argv, env, cwd)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return self._spawn_failed(_spawn_error_message(exc, argv, cwd), started)
+        guard = self._cfg.guard
+        if guard is not None:
+            guard.watch(proc.pid)
         try:
             threads = self._start_threads(proc)
             self._supervise(proc.pid, started + timeout_s, timeout_s)
@@ -158,6 +170,8 @@ class _Run:
             self._abandoned.set()
             if proc.returncode is None:  # leaving on an exception: the job must not outlive us
                 _end_group(proc)
+            if guard is not None:
+                guard.release(proc.pid)
         self._flush()
         return CommandOutcome(
             exit_code=returncode if returncode >= 0 else None,

@@ -16,6 +16,7 @@ from hodei.bootstrap import Container
 from hodei.errors import HodeiError
 from hodei.runtime import context
 from hodei.runtime.context import WorkerContext
+from hodei.runtime.orphan_guard import OrphanGuard
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.workers import heartbeat, register_worker, terminate_worker
 
@@ -38,7 +39,8 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
     if options.queue and options.queue != worker.queue:
         logger.warning("token is for queue %s; ignoring --queue %s", worker.queue, options.queue)
-    ctx = WorkerContext(container, worker)
+    guard = OrphanGuard()
+    ctx = WorkerContext(container, worker, guard=guard)
     context.install(ctx)
     extra = {"worker_id": str(worker.id)}
     logger.info("worker %s ready on %s", worker.id, worker.queue, extra=extra)
@@ -61,6 +63,7 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         celery_worker.start()
     finally:
         ctx.stopping.set()
+        guard.close()
         terminate_worker(container.store, container.clock, worker.id, reason=ctx.stop_reason)
     return 0
 

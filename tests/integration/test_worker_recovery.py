@@ -93,6 +93,21 @@ def test_a_sigkilled_worker_s_job_runs_again_once(pg_client: Client, tmp_path: P
     assert states == [(1, "LOST"), (2, "SUCCEEDED")]
 
 
+def test_a_sigkilled_worker_s_job_dies_with_it(pg_client: Client, tmp_path: Path) -> None:
+    """No reaper and no provider involved: the worker's orphan guard kills the job group,
+    children of the shell included, as soon as the worker process is gone."""
+    done_file = tmp_path / "completions"
+    job = pg_client.submit(f"echo $$; sleep 3 & wait; echo done >> {done_file}")
+    running = _running(pg_client, job)
+    wait_for(lambda: pg_client.logs(job.id), message="the job printed its pgid")
+    pgid = int(pg_client.logs(job.id)[0].line)
+    os.kill(pid_of(_worker(pg_client, running.worker_id).infra_ref) or 0, signal.SIGKILL)
+
+    wait_for(lambda: not process_group_alive(pgid), timeout=2, message="job group killed")
+    time.sleep(3.5)  # past the point where the sleep would have ended
+    assert not done_file.exists()
+
+
 def test_heartbeats_continue_while_a_job_holds_the_cpu(pg_client: Client) -> None:
     job = pg_client.submit("python3 -c 'while True: pass'", timeout_s=4)
     running = _running(pg_client, job)
