@@ -98,9 +98,17 @@ class SqlJobRepository:
         return [job_from_row(r) for r in self._c.execute(stmt).mappings()]
 
     def stranded_queued(self, *, queued_before: datetime, limit: int) -> list[Job]:
+        # Idle all along: a worker that is READY for a moment between two jobs of a
+        # backlog must not make the jobs still waiting behind them look stranded.
+        recent = sa.alias(jobs, "recent")
+        busy_since = sa.exists().where(
+            recent.c.worker_id == workers.c.id,
+            sa.or_(recent.c.started_at >= queued_before, recent.c.finished_at >= queued_before),
+        )
         idle = sa.select(workers.c.queue).where(
             workers.c.state == str(WorkerState.READY),
             workers.c.registered_at < queued_before,
+            ~busy_since,
         )
         stmt = (
             sa.select(jobs)
