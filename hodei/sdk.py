@@ -93,13 +93,16 @@ class Client:
         results = submit_jobs(
             self._c.store, self._c.clock, self._c.publisher, specs, actor=self.actor
         )
-        self._provision({r.job.provider_id for r in results if not r.existing})
+        self._provision_names({r.may_scale for r in results if r.may_scale})
         return [r.job for r in results]
 
     def _provision(self, provider_ids: set[UUID | None]) -> None:
         with self._c.store.transaction() as tx:
-            names = [p.name for p in tx.providers.search() if p.id in provider_ids]
-        for name in names:
+            names = {p.name for p in tx.providers.search() if p.id in provider_ids}
+        self._provision_names(names)
+
+    def _provision_names(self, names: set[str]) -> None:
+        for name in sorted(names):
             try:
                 provision(
                     self._c.store,

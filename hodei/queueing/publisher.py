@@ -47,10 +47,13 @@ class CeleryPublisher:
     def publish_many(
         self, publications: Sequence[Publication]
     ) -> Iterator[tuple[Publication, str]]:
-        """Publish over one connection; QUEUED is confirmed for all in one transaction."""
+        """Publish over one pooled connection; QUEUED is confirmed for all in one transaction."""
         token = _sending.set(self)
         try:
-            with self._app.connection_for_write() as connection:
+            # The app's producer pool keeps the connection (and kombu's record of the
+            # queues it already declared) from one submit to the next.
+            with self._app.producer_pool.acquire(block=True) as producer:
+                connection = producer.connection
                 errors = (
                     KombuError,
                     OSError,
@@ -58,7 +61,6 @@ class CeleryPublisher:
                     *connection.channel_errors,
                 )
                 try:
-                    producer = self._app.amqp.Producer(connection)
                     for publication in publications:
                         yield publication, self._send(publication, producer)
                 except errors as exc:

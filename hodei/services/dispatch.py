@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from hodei.domain.events import Actor, EventType
+from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Attempt, Job
 from hodei.domain.states import AttemptState, JobState
 from hodei.errors import BrokerUnavailable
@@ -37,18 +37,32 @@ def publication_for(job: Job, reason: str = "") -> Publication:
 
 
 def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmation]) -> int:
-    """PENDING -> QUEUED for each confirmed publication, in one transaction.
+    """PENDING -> QUEUED for each confirmed publication, in one transaction and a few
+    set-based statements (a ``submit_many`` of thousands confirms them all at once).
 
     Conditional on the attempt, so a late confirmation (the worker already claimed,
     or the job was cancelled) changes nothing. Returns how many jobs moved.
     """
-    moved = 0
+    if not confirmations:
+        return 0
+    by_job = {c.job_id: c for c in confirmations}
+    now = clock.now()
     with store.transaction() as tx:
-        for confirmation in confirmations:
-            job = tx.jobs.get(confirmation.job_id)
-            if job is not None and mark_queued(tx, clock, job, confirmation):
-                moved += 1
-    return moved
+        moved = tx.jobs.compare_and_set_many(
+            [(c.job_id, c.attempt) for c in by_job.values()],
+            states=[JobState.PENDING],
+            state=JobState.QUEUED,
+            queued_at=now,
+            next_attempt_at=None,
+            updated_at=now,
+        )
+        if moved:
+            providers: dict[UUID | None, str] = {p.id: p.name for p in tx.providers.search()}
+            tx.attempts.add(*(_queued_attempt(by_job[j.id]) for j in moved))
+            tx.events.add(
+                *(_queued_event(j, by_job[j.id], now, providers.get(j.provider_id)) for j in moved)
+            )
+    return len(moved)
 
 
 def mark_queued(tx: Transaction, clock: Clock, job: Job, confirmation: Confirmation) -> bool:
@@ -65,25 +79,37 @@ def mark_queued(tx: Transaction, clock: Clock, job: Job, confirmation: Confirmat
     )
     if not won:
         return False
-    tx.attempts.add(
-        Attempt(job.id, confirmation.attempt, AttemptState.QUEUED, task_id=confirmation.task_id)
-    )
     provider = tx.providers.get(job.provider_id) if job.provider_id else None
-    tx.events.add(
-        job_event(
-            job,
-            EventType.JOB_QUEUED,
-            actor=Actor.DISPATCHER,
-            now=now,
-            new_state=JobState.QUEUED,
-            provider=provider.name if provider else None,
-            queue=job.queue,
-            attempt=confirmation.attempt,
-            task_id=confirmation.task_id,
-            selection=confirmation.reason or None,
-        )
-    )
+    tx.attempts.add(_queued_attempt(confirmation))
+    tx.events.add(_queued_event(job, confirmation, now, provider.name if provider else None))
     return True
+
+
+def _queued_attempt(confirmation: Confirmation) -> Attempt:
+    return Attempt(
+        confirmation.job_id,
+        confirmation.attempt,
+        AttemptState.QUEUED,
+        task_id=confirmation.task_id,
+    )
+
+
+def _queued_event(
+    job: Job, confirmation: Confirmation, now: datetime, provider: str | None
+) -> DomainEvent:
+    return job_event(
+        job,
+        EventType.JOB_QUEUED,
+        actor=Actor.DISPATCHER,
+        now=now,
+        new_state=JobState.QUEUED,
+        old_state=JobState.PENDING,  # the only state a job is queued from
+        provider=provider,
+        queue=job.queue,
+        attempt=confirmation.attempt,
+        task_id=confirmation.task_id,
+        selection=confirmation.reason or None,
+    )
 
 
 def publish_jobs(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from hodei.domain.events import Actor, EventType
+from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Job
 from hodei.domain.states import AttemptState, FailureReason, JobState, WorkerState
 from hodei.services.attempts import reopen_as_next_attempt
@@ -139,14 +139,16 @@ def finish_attempt(
     job has attempts left. Returns the job as it is now (None if the attempt was no
     longer this worker's to finish, e.g. the reaper requeued it)."""
     now = clock.now()
+    verdict = _verdict(outcome)
     with store.transaction() as tx:
-        job = tx.jobs.get(job_id)
-        if (
-            job is None
-            or job.state is not JobState.RUNNING
-            or job.attempt != attempt
-            or job.worker_id != worker_id
-        ):
+        # One finish at a time per worker, so the last one to commit sees that none of
+        # the worker's jobs is RUNNING any more and sets it READY.
+        tx.workers.lock(worker_id)
+        if verdict.reason in _MAY_RETRY:
+            finished = _finish_or_retry(tx, now, job_id, attempt, worker_id, outcome, verdict)
+        else:
+            finished = _finish_final(tx, now, job_id, attempt, worker_id, outcome, verdict)
+        if finished is None:
             logger.warning(
                 "finish of job %s attempt %d ignored: no longer this worker's",
                 job_id,
@@ -154,9 +156,8 @@ def finish_attempt(
                 extra={"job_id": str(job_id), "worker_id": str(worker_id)},
             )
             return None
-        verdict = _verdict(outcome)
         tx.attempts.update(
-            job.id,
+            job_id,
             attempt,
             state=verdict.attempt_state,
             finished_at=now,
@@ -164,21 +165,68 @@ def finish_attempt(
             signal=outcome.signal,
             error=outcome.error,
         )
-        failures = sum(
-            1
-            for a in tx.attempts.search(job.id)
-            if a.state in (AttemptState.FAILED, AttemptState.TIMED_OUT)
-        )
-        retry = verdict.reason in (FailureReason.NONZERO_EXIT, FailureReason.TIMEOUT) and (
-            failures < job.max_attempts
-        )
-        finished = (
-            _schedule_retry(tx, now, job, outcome, verdict, worker_id)
-            if retry
-            else _finish(tx, now, job, outcome, verdict, worker_id)
-        )
-        _release_worker(tx, now, worker_id)
+        tx.workers.job_done(worker_id, now)
     return finished
+
+
+# Only these end in a retry while attempts remain; every other ending is final.
+_MAY_RETRY = (FailureReason.NONZERO_EXIT, FailureReason.TIMEOUT)
+
+
+def _finish_final(
+    tx: Transaction,
+    now: datetime,
+    job_id: UUID,
+    attempt: int,
+    worker_id: UUID,
+    outcome: Outcome,
+    verdict: _Verdict,
+) -> Job | None:
+    """The common case in one conditional statement: no need to read the job first."""
+    reason = str(verdict.reason) if verdict.reason else None
+    moved = tx.jobs.compare_and_set_many(
+        [(job_id, attempt)],
+        states=[JobState.RUNNING],
+        held_by=worker_id,
+        state=verdict.state,
+        exit_code=outcome.exit_code,
+        failure_reason=reason,
+        error=outcome.error,
+        finished_at=now,
+        updated_at=now,
+    )
+    if not moved:
+        return None
+    tx.events.add(_end_event(moved[0], verdict, outcome, worker_id, now))
+    return moved[0]
+
+
+def _finish_or_retry(
+    tx: Transaction,
+    now: datetime,
+    job_id: UUID,
+    attempt: int,
+    worker_id: UUID,
+    outcome: Outcome,
+    verdict: _Verdict,
+) -> Job | None:
+    """A failure: schedule the next attempt if the job has some left, else end it."""
+    job = tx.jobs.get(job_id)
+    if (
+        job is None
+        or job.state is not JobState.RUNNING
+        or job.attempt != attempt
+        or job.worker_id != worker_id
+    ):
+        return None
+    failures = 1 + sum(
+        1
+        for a in tx.attempts.search(job.id)
+        if a.attempt_no != attempt and a.state in (AttemptState.FAILED, AttemptState.TIMED_OUT)
+    )
+    if failures < job.max_attempts:
+        return _schedule_retry(tx, now, job, outcome, verdict, worker_id)
+    return _finish_final(tx, now, job_id, attempt, worker_id, outcome, verdict)
 
 
 def _verdict(outcome: Outcome) -> _Verdict:
@@ -210,47 +258,22 @@ def _verdict(outcome: Outcome) -> _Verdict:
     )
 
 
-def _finish(
-    tx: Transaction,
-    now: datetime,
-    job: Job,
-    outcome: Outcome,
-    verdict: _Verdict,
-    worker_id: UUID,
-) -> Job:
-    changes = {
-        "state": verdict.state,
-        "exit_code": outcome.exit_code,
-        "failure_reason": str(verdict.reason) if verdict.reason else None,
-        "error": outcome.error,
-        "finished_at": now,
-        "updated_at": now,
-    }
-    tx.jobs.compare_and_set(
-        job.id, states=[JobState.RUNNING], expected_attempt=job.attempt, **changes
-    )
-    tx.events.add(
-        job_event(
-            job,
-            verdict.event,
-            actor=Actor.worker(worker_id),
-            now=now,
-            new_state=verdict.state,
-            attempt=job.attempt,
-            exit_code=outcome.exit_code,
-            signal=outcome.signal,
-            reason=str(verdict.reason) if verdict.reason else None,
-            duration_ms=outcome.duration_ms,
-            error=outcome.error,
-        )
-    )
-    return replace(
+def _end_event(
+    job: Job, verdict: _Verdict, outcome: Outcome, worker_id: UUID, now: datetime
+) -> DomainEvent:
+    return job_event(
         job,
-        state=verdict.state,
+        verdict.event,
+        actor=Actor.worker(worker_id),
+        now=now,
+        new_state=verdict.state,
+        old_state=JobState.RUNNING,
+        attempt=job.attempt,
         exit_code=outcome.exit_code,
-        failure_reason=str(verdict.reason) if verdict.reason else None,
+        signal=outcome.signal,
+        reason=str(verdict.reason) if verdict.reason else None,
+        duration_ms=outcome.duration_ms,
         error=outcome.error,
-        finished_at=now,
     )
 
 
@@ -288,15 +311,3 @@ def _schedule_retry(
         )
     )
     return retried
-
-
-def _release_worker(tx: Transaction, now: datetime, worker_id: UUID) -> None:
-    tx.workers.count_jobs_executed(worker_id, 1)
-    if tx.jobs.count_running_for_worker(worker_id) == 0:
-        tx.workers.compare_and_set(
-            worker_id,
-            states=[WorkerState.BUSY],
-            state=WorkerState.READY,
-            current_job_id=None,
-            updated_at=now,
-        )

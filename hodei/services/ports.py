@@ -59,6 +59,19 @@ class JobRepository(Protocol):
         """Apply ``changes`` if the job is in one of ``states`` (and at ``expected_attempt``)."""
         ...
 
+    def compare_and_set_many(
+        self,
+        targets: Collection[tuple[UUID, int]],
+        *,
+        states: Collection[JobState],
+        held_by: UUID | None = None,
+        **changes: Any,
+    ) -> list[Job]:
+        """Apply ``changes`` to each (job id, attempt) still in one of ``states`` (and run
+        by worker ``held_by``), in one statement per chunk; returns the jobs changed, as
+        they are now."""
+        ...
+
     def search(self, query: JobQuery) -> list[Job]: ...
     def due_for_dispatch(
         self, *, now: datetime, created_before: datetime, limit: int, queue: str | None = None
@@ -80,7 +93,7 @@ class JobRepository(Protocol):
 
 
 class AttemptRepository(Protocol):
-    def add(self, attempt: Attempt) -> None: ...
+    def add(self, *attempts: Attempt) -> None: ...
     def update(self, job_id: UUID, attempt_no: int, **changes: Any) -> None: ...
     def search(self, job_id: UUID) -> list[Attempt]: ...
 
@@ -107,7 +120,13 @@ class WorkerRepository(Protocol):
         """LOST if it is registered and still has no heartbeat since ``heartbeat_before``."""
         ...
 
-    def count_jobs_executed(self, worker_id: UUID, delta: int) -> None: ...
+    def lock(self, worker_id: UUID) -> None:
+        """Hold the worker's row until the transaction ends (serialises its finishes)."""
+        ...
+
+    def job_done(self, worker_id: UUID, now: datetime) -> None:
+        """Count a finished job; back to READY when none of its jobs is RUNNING any more."""
+        ...
 
 
 class TokenRepository(Protocol):

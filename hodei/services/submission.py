@@ -29,6 +29,9 @@ class Submitted:
     existing: bool = False
     published: bool = False
     reason: str = ""
+    # The chosen provider, when it had room for more workers at submit time: only then
+    # can provisioning launch one, so a provider at capacity is not asked.
+    may_scale: str | None = None
 
 
 def submit_jobs(
@@ -67,6 +70,7 @@ def _store_jobs(
     seen: dict[str, Job] = {}
     with store.transaction() as tx:
         candidates = _candidates(tx)
+        live = {c.provider.id: c.live_workers for c in candidates}
         new_jobs: list[Job] = []
         events = []
         for spec in specs:
@@ -84,7 +88,11 @@ def _store_jobs(
             new_jobs.append(job)
             if key:
                 seen[key] = job
-            results.append(Submitted(job, reason=selection.reason))
+            chosen = selection.chosen
+            may_scale = (
+                chosen.name if chosen and live.get(chosen.id, 0) < chosen.max_workers else None
+            )
+            results.append(Submitted(job, reason=selection.reason, may_scale=may_scale))
         tx.jobs.add(*new_jobs)
         tx.events.add(*events)
     return results

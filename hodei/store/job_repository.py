@@ -20,6 +20,9 @@ from hodei.store.mapping import (
 )
 from hodei.store.tables import domain_events, job_attempts, job_logs, jobs, workers
 
+# Rows per set-based statement: far below SQLite's limit on bound parameters.
+_SET_CHUNK = 500
+
 _TERMINAL = [
     str(s) for s in (JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED)
 ]
@@ -55,6 +58,32 @@ class SqlJobRepository:
             query = query.where(jobs.c.attempt == expected_attempt)
         result = self._c.execute(query.values(**normalise_changes(changes)))
         return result.rowcount == 1
+
+    def compare_and_set_many(
+        self,
+        targets: Collection[tuple[UUID, int]],
+        *,
+        states: Collection[JobState],
+        held_by: UUID | None = None,
+        **changes: Any,
+    ) -> list[Job]:
+        values = normalise_changes(changes)
+        moved: list[Job] = []
+        pairs = list(targets)
+        for start in range(0, len(pairs), _SET_CHUNK):
+            query = (
+                jobs.update()
+                .where(
+                    jobs.c.state.in_([str(s) for s in states]),
+                    sa.tuple_(jobs.c.id, jobs.c.attempt).in_(pairs[start : start + _SET_CHUNK]),
+                )
+                .values(**values)
+                .returning(*jobs.c)
+            )
+            if held_by is not None:
+                query = query.where(jobs.c.worker_id == held_by)
+            moved.extend(job_from_row(r) for r in self._c.execute(query).mappings())
+        return moved
 
     def search(self, query: JobQuery) -> list[Job]:
         stmt = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
@@ -183,21 +212,9 @@ class SqlAttemptRepository:
     def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
 
-    def add(self, attempt: Attempt) -> None:
-        row = {
-            "job_id": attempt.job_id,
-            "attempt_no": attempt.attempt_no,
-            "state": str(attempt.state),
-            "task_id": attempt.task_id,
-            "worker_id": attempt.worker_id,
-            "started_at": attempt.started_at,
-            "finished_at": attempt.finished_at,
-            "exit_code": attempt.exit_code,
-            "signal": attempt.signal,
-            "oom_killed": attempt.oom_killed,
-            "error": attempt.error,
-        }
-        self._c.execute(job_attempts.insert().values(**row))
+    def add(self, *new_attempts: Attempt) -> None:
+        if new_attempts:
+            self._c.execute(job_attempts.insert(), [_attempt_row(a) for a in new_attempts])
 
     def update(self, job_id: UUID, attempt_no: int, **changes: Any) -> None:
         self._c.execute(
@@ -213,3 +230,19 @@ class SqlAttemptRepository:
             .order_by(job_attempts.c.attempt_no)
         )
         return [attempt_from_row(r) for r in self._c.execute(stmt).mappings()]
+
+
+def _attempt_row(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "job_id": attempt.job_id,
+        "attempt_no": attempt.attempt_no,
+        "state": str(attempt.state),
+        "task_id": attempt.task_id,
+        "worker_id": attempt.worker_id,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "exit_code": attempt.exit_code,
+        "signal": attempt.signal,
+        "oom_killed": attempt.oom_killed,
+        "error": attempt.error,
+    }

@@ -10,15 +10,15 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from hodei.domain.records import BootstrapToken, Worker
-from hodei.domain.states import REGISTERED_WORKER_STATES, WorkerState
+from hodei.domain.states import REGISTERED_WORKER_STATES, JobState, WorkerState
 from hodei.store.mapping import (
     normalise_changes,
     token_from_row,
     worker_from_row,
     worker_to_row,
 )
+from hodei.store.tables import jobs, workers
 from hodei.store.tables import worker_bootstrap_tokens as tokens
-from hodei.store.tables import workers
 
 
 class SqlWorkerRepository:
@@ -97,11 +97,23 @@ class SqlWorkerRepository:
         )
         return self._c.execute(stmt).first() is not None
 
-    def count_jobs_executed(self, worker_id: UUID, delta: int) -> None:
+    def lock(self, worker_id: UUID) -> None:
+        self._c.execute(sa.select(workers.c.id).where(workers.c.id == worker_id).with_for_update())
+
+    def job_done(self, worker_id: UUID, now: datetime) -> None:
+        running = sa.exists().where(
+            jobs.c.worker_id == worker_id, jobs.c.state == str(JobState.RUNNING)
+        )
+        idle_now = sa.and_(workers.c.state == str(WorkerState.BUSY), ~running)
         self._c.execute(
             workers.update()
             .where(workers.c.id == worker_id)
-            .values(jobs_executed=workers.c.jobs_executed + delta)
+            .values(
+                jobs_executed=workers.c.jobs_executed + 1,
+                state=sa.case((idle_now, str(WorkerState.READY)), else_=workers.c.state),
+                current_job_id=sa.case((idle_now, None), else_=workers.c.current_job_id),
+                updated_at=now,
+            )
         )
 
 
