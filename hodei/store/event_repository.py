@@ -15,6 +15,8 @@ from hodei.store.mapping import event_from_row, event_to_row, log_from_row
 from hodei.store.tables import domain_events as events
 from hodei.store.tables import job_logs
 
+_INSERT_EVENT = events.insert()
+
 
 class SqlEventRepository:
     def __init__(self, connection: sa.Connection) -> None:
@@ -23,7 +25,9 @@ class SqlEventRepository:
     def add(self, *new_events: DomainEvent) -> None:
         # On PostgreSQL a statement trigger sends NOTIFY hodei_events in this transaction.
         if new_events:
-            self._c.execute(events.insert(), [event_to_row(e) for e in new_events])
+            rows = [event_to_row(e) for e in new_events]
+            # One row goes as a plain execute: executemany's batching only costs there.
+            self._c.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
 
     def search(self, query: EventQuery) -> list[DomainEvent]:
         stmt = sa.select(events)

@@ -12,12 +12,14 @@ import sqlalchemy as sa
 from hodei.domain.records import Attempt, Job
 from hodei.domain.states import JobState, WorkerState
 from hodei.services.ports import JobQuery
+from hodei.store import statements
 from hodei.store.mapping import (
     attempt_from_row,
     job_from_row,
     job_to_row,
     normalise_changes,
 )
+from hodei.store.statements import where_params
 from hodei.store.tables import domain_events, job_attempts, job_logs, jobs, workers
 
 # Rows per set-based statement: far below SQLite's limit on bound parameters.
@@ -37,7 +39,8 @@ class SqlJobRepository:
             self._c.execute(jobs.insert(), [job_to_row(j) for j in new_jobs])
 
     def get(self, job_id: UUID) -> Job | None:
-        row = self._c.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        stmt = statements.select_by(jobs, "id")
+        row = self._c.execute(stmt, where_params(id=job_id)).mappings().first()
         return job_from_row(row) if row else None
 
     def get_by_idempotency_key(self, key: str) -> Job | None:
@@ -53,11 +56,11 @@ class SqlJobRepository:
         expected_attempt: int | None = None,
         **changes: Any,
     ) -> bool:
-        query = jobs.update().where(jobs.c.id == job_id, jobs.c.state.in_([str(s) for s in states]))
+        where = where_params(id=job_id)
         if expected_attempt is not None:
-            query = query.where(jobs.c.attempt == expected_attempt)
-        result = self._c.execute(query.values(**normalise_changes(changes)))
-        return result.rowcount == 1
+            where["w_attempt"] = expected_attempt
+        stmt = statements.conditional_update(jobs, _names(states), _keys(where))
+        return self._c.execute(stmt, {**normalise_changes(changes), **where}).rowcount == 1
 
     def compare_and_set_many(
         self,
@@ -68,13 +71,20 @@ class SqlJobRepository:
         **changes: Any,
     ) -> list[Job]:
         values = normalise_changes(changes)
-        moved: list[Job] = []
         pairs = list(targets)
+        if len(pairs) == 1:  # a claim or a finish: the prepared statement, no IN list
+            (job_id, attempt), *_ = pairs
+            where = where_params(id=job_id, attempt=attempt)
+            if held_by is not None:
+                where["w_worker_id"] = held_by
+            stmt = statements.conditional_update(jobs, _names(states), _keys(where), True)
+            return [job_from_row(r) for r in self._c.execute(stmt, {**values, **where}).mappings()]
+        moved: list[Job] = []
         for start in range(0, len(pairs), _SET_CHUNK):
             query = (
                 jobs.update()
                 .where(
-                    jobs.c.state.in_([str(s) for s in states]),
+                    jobs.c.state.in_(_names(states)),
                     sa.tuple_(jobs.c.id, jobs.c.attempt).in_(pairs[start : start + _SET_CHUNK]),
                 )
                 .values(**values)
@@ -217,11 +227,9 @@ class SqlAttemptRepository:
             self._c.execute(job_attempts.insert(), [_attempt_row(a) for a in new_attempts])
 
     def update(self, job_id: UUID, attempt_no: int, **changes: Any) -> None:
-        self._c.execute(
-            job_attempts.update()
-            .where(job_attempts.c.job_id == job_id, job_attempts.c.attempt_no == attempt_no)
-            .values(**normalise_changes(changes))
-        )
+        stmt = statements.update_by(job_attempts, "job_id", "attempt_no")
+        where = where_params(job_id=job_id, attempt_no=attempt_no)
+        self._c.execute(stmt, {**normalise_changes(changes), **where})
 
     def search(self, job_id: UUID) -> list[Attempt]:
         stmt = (
@@ -246,3 +254,12 @@ def _attempt_row(attempt: Attempt) -> dict[str, Any]:
         "oom_killed": attempt.oom_killed,
         "error": attempt.error,
     }
+
+
+def _names(states: Collection[JobState]) -> tuple[str, ...]:
+    return tuple(str(s) for s in states)
+
+
+def _keys(where: dict[str, object]) -> tuple[str, ...]:
+    """The WHERE keys of a prepared statement besides its id, in a stable order."""
+    return tuple(k.removeprefix("w_") for k in where if k != "w_id")

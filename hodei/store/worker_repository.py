@@ -11,14 +11,40 @@ import sqlalchemy as sa
 
 from hodei.domain.records import BootstrapToken, Worker
 from hodei.domain.states import REGISTERED_WORKER_STATES, JobState, WorkerState
+from hodei.store import statements
 from hodei.store.mapping import (
     normalise_changes,
     token_from_row,
     worker_from_row,
     worker_to_row,
 )
+from hodei.store.statements import where_params
 from hodei.store.tables import jobs, workers
 from hodei.store.tables import worker_bootstrap_tokens as tokens
+
+_LOCK_WORKER = sa.select(workers.c.id).where(workers.c.id == sa.bindparam("w_id")).with_for_update()
+
+
+def _job_done_statement() -> sa.Update:
+    """Count a finished job; READY again once none of the worker's jobs is RUNNING."""
+    worker_id: sa.BindParameter[UUID] = sa.bindparam("w_id", type_=workers.c.id.type)
+    running = sa.exists().where(
+        jobs.c.worker_id == worker_id, jobs.c.state == str(JobState.RUNNING)
+    )
+    idle_now = sa.and_(workers.c.state == str(WorkerState.BUSY), ~running)
+    return (
+        workers.update()
+        .where(workers.c.id == worker_id)
+        .values(
+            jobs_executed=workers.c.jobs_executed + 1,
+            state=sa.case((idle_now, str(WorkerState.READY)), else_=workers.c.state),
+            current_job_id=sa.case((idle_now, None), else_=workers.c.current_job_id),
+            updated_at=sa.bindparam("w_now", type_=workers.c.updated_at.type),
+        )
+    )
+
+
+_JOB_DONE = _job_done_statement()
 
 
 class SqlWorkerRepository:
@@ -29,19 +55,16 @@ class SqlWorkerRepository:
         self._c.execute(workers.insert().values(**worker_to_row(worker)))
 
     def get(self, worker_id: UUID) -> Worker | None:
-        row = self._c.execute(sa.select(workers).where(workers.c.id == worker_id)).mappings()
-        first = row.first()
+        stmt = statements.select_by(workers, "id")
+        first = self._c.execute(stmt, where_params(id=worker_id)).mappings().first()
         return worker_from_row(first) if first else None
 
     def compare_and_set(
         self, worker_id: UUID, *, states: Collection[WorkerState], **changes: Any
     ) -> bool:
-        query = (
-            workers.update()
-            .where(workers.c.id == worker_id, workers.c.state.in_([str(s) for s in states]))
-            .values(**normalise_changes(changes))
-        )
-        return self._c.execute(query).rowcount == 1
+        stmt = statements.conditional_update(workers, tuple(str(s) for s in states))
+        params = {**normalise_changes(changes), **where_params(id=worker_id)}
+        return self._c.execute(stmt, params).rowcount == 1
 
     def search(
         self, *, states: Collection[WorkerState] = (), queue: str | None = None, limit: int = 100
@@ -98,23 +121,10 @@ class SqlWorkerRepository:
         return self._c.execute(stmt).first() is not None
 
     def lock(self, worker_id: UUID) -> None:
-        self._c.execute(sa.select(workers.c.id).where(workers.c.id == worker_id).with_for_update())
+        self._c.execute(_LOCK_WORKER, where_params(id=worker_id))
 
     def job_done(self, worker_id: UUID, now: datetime) -> None:
-        running = sa.exists().where(
-            jobs.c.worker_id == worker_id, jobs.c.state == str(JobState.RUNNING)
-        )
-        idle_now = sa.and_(workers.c.state == str(WorkerState.BUSY), ~running)
-        self._c.execute(
-            workers.update()
-            .where(workers.c.id == worker_id)
-            .values(
-                jobs_executed=workers.c.jobs_executed + 1,
-                state=sa.case((idle_now, str(WorkerState.READY)), else_=workers.c.state),
-                current_job_id=sa.case((idle_now, None), else_=workers.c.current_job_id),
-                updated_at=now,
-            )
-        )
+        self._c.execute(_JOB_DONE, {**where_params(id=worker_id), "w_now": now})
 
 
 class SqlTokenRepository:

@@ -1,0 +1,41 @@
+"""Statements built once and reused with bound parameters.
+
+Claim and finish run a handful of statements per job; building a SQLAlchemy statement
+(and its cache key) costs more than executing one that is already compiled and cached.
+An UPDATE built here has no VALUES: the columns to set are the parameter names, and the
+WHERE clause binds ``w_``-prefixed names so the two never collide.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sqlalchemy as sa
+
+
+@functools.cache
+def conditional_update(
+    table: sa.Table, states: tuple[str, ...], keys: tuple[str, ...] = (), returning: bool = False
+) -> sa.Update:
+    """``UPDATE table SET <params> WHERE id = :w_id AND state IN states AND key = :w_key...``"""
+    stmt = table.update().where(table.c.id == sa.bindparam("w_id"), table.c.state.in_(states))
+    for key in keys:
+        stmt = stmt.where(table.c[key] == sa.bindparam(f"w_{key}"))
+    return stmt.returning(*table.c) if returning else stmt
+
+
+@functools.cache
+def select_by(table: sa.Table, *keys: str) -> sa.Select[tuple[object, ...]]:
+    """``SELECT * FROM table WHERE key = :w_key...``"""
+    return sa.select(table).where(*(table.c[key] == sa.bindparam(f"w_{key}") for key in keys))
+
+
+@functools.cache
+def update_by(table: sa.Table, *keys: str) -> sa.Update:
+    """``UPDATE table SET <params> WHERE key = :w_key...``"""
+    return table.update().where(*(table.c[key] == sa.bindparam(f"w_{key}") for key in keys))
+
+
+def where_params(**values: object) -> dict[str, object]:
+    """Parameters for the WHERE clause of a statement built here."""
+    return {f"w_{key}": value for key, value in values.items()}
