@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
@@ -22,6 +23,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled PostgreSQL connection idle longer than this is pinged before use.
+PING_IDLE_AFTER_S = 2.0
 
 
 def create_engine(
@@ -54,14 +57,37 @@ def _postgres_engine(url: URL, pool_size: int, idle_tx_timeout_s: float | None) 
     if idle_tx_timeout_s:
         timeout_ms = int(idle_tx_timeout_s * 1000)
         connect_args["options"] = f"-c idle_in_transaction_session_timeout={timeout_ms}"
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle: ``pool_pre_ping`` costs a
+    round trip per transaction, a third of a job's when a worker is busy, while a
+    connection used a moment ago is almost surely still good. One that broke anyway fails
+    its statement, SQLAlchemy then discards the pool, and the caller's retry reconnects."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_IDLE_AFTER_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping runs
+        except Exception as exc:
+            # The pool replaces the connection and tries again.
+            raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
 def _sqlite_engine(url: URL) -> Engine:
