@@ -45,25 +45,19 @@ def reap_stale_workers(
         candidates = tx.workers.stale(heartbeat_before=threshold, limit=200)
     report = ReapReport([], [], [])
     for worker in candidates:
+        reason = f"no heartbeat since {(worker.last_heartbeat or worker.registered_at)}"
         with store.transaction() as tx:
-            reason = f"no heartbeat since {(worker.last_heartbeat or worker.registered_at)}"
-            if not tx.workers.mark_lost(
-                worker.id, heartbeat_before=threshold, now=now, reason=reason
-            ):
-                continue  # it heartbeated meanwhile, or another reaper got it
-            tx.events.add(
-                worker_event(
-                    worker,
-                    EventType.WORKER_LOST,
-                    actor=Actor.REAPER,
-                    now=now,
-                    new_state=WorkerState.LOST,
-                    last_heartbeat=worker.last_heartbeat,
-                )
+            lost = declare_lost(
+                tx,
+                now,
+                worker,
+                threshold,
+                reason=reason,
+                lost_requeues=lost_requeues,
+                report=report,
             )
-            report.lost_workers.append(worker)
-            for job in tx.jobs.running_on_workers([worker.id]):
-                _recover(tx, now, job, worker, lost_requeues, report)
+            if not lost:
+                continue  # it heartbeated meanwhile, or another reaper got it
         logger.warning(
             "worker %s is LOST: %s", worker.id, reason, extra={"worker_id": str(worker.id)}
         )
@@ -76,6 +70,39 @@ def reap_stale_workers(
             {j.id: "requeued after worker_lost" for j in report.requeued},
         )
     return report
+
+
+def declare_lost(
+    tx: Transaction,
+    now: datetime,
+    worker: Worker,
+    heartbeat_before: datetime,
+    *,
+    reason: str,
+    lost_requeues: int,
+    report: ReapReport,
+) -> bool:
+    """Within ``tx``: LOST (with WorkerLost) if ``worker`` has not heartbeated since
+    ``heartbeat_before``, and its running attempts recovered; False if it had."""
+    if not tx.workers.mark_lost(
+        worker.id, heartbeat_before=heartbeat_before, now=now, reason=reason
+    ):
+        return False
+    tx.events.add(
+        worker_event(
+            worker,
+            EventType.WORKER_LOST,
+            actor=Actor.REAPER,
+            now=now,
+            new_state=WorkerState.LOST,
+            last_heartbeat=worker.last_heartbeat,
+            reason=reason,
+        )
+    )
+    report.lost_workers.append(worker)
+    for job in tx.jobs.running_on_workers([worker.id]):
+        _recover(tx, now, job, worker, lost_requeues, report)
+    return True
 
 
 def _recover(

@@ -206,23 +206,16 @@ def _lose(
     outcome = maintenance.ReapReport([], [], [])
     with store.transaction() as tx:
         # Any heartbeat is "before" this moment: the container is gone whatever it said.
-        if not tx.workers.mark_lost(
-            worker.id, heartbeat_before=now + timedelta(days=1), now=now, reason=reason
+        if not maintenance.declare_lost(
+            tx,
+            now,
+            worker,
+            now + timedelta(days=1),
+            reason=reason,
+            lost_requeues=lost_requeues,
+            report=outcome,
         ):
             return []
-        tx.events.add(
-            worker_event(
-                worker,
-                EventType.WORKER_LOST,
-                actor=Actor.REAPER,
-                now=now,
-                new_state=WorkerState.LOST,
-                last_heartbeat=worker.last_heartbeat,
-                reason=reason,
-            )
-        )
-        for job in tx.jobs.running_on_workers([worker.id]):
-            maintenance._recover(tx, now, job, worker, lost_requeues, outcome)
     report.lost.append(worker.id)
     logger.warning("worker %s is LOST: %s", worker.id, reason, extra={"worker_id": str(worker.id)})
     return outcome.requeued
