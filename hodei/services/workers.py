@@ -49,7 +49,9 @@ def register_worker(
             state=WorkerState.READY,
             registered_at=now,
             last_heartbeat=now,
-            infra_ref=infra_ref or worker.infra_ref,
+            # The provider's handle (container id, pod name) wins over the worker's own
+            # view (a pid inside that container), which only matters when there is none.
+            infra_ref=worker.infra_ref or infra_ref,
             updated_at=now,
         )
         tx.events.add(
