@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hodei.domain.events import Actor, EventType
 from hodei.domain.records import Provider
-from hodei.domain.states import LIVE_WORKER_STATES, ProviderStatus, WorkerState
+from hodei.domain.states import LIVE_WORKER_STATES, ProviderHealth, ProviderStatus, WorkerState
 from hodei.errors import HodeiError
 from hodei.services.ports import Clock, LaunchRequest, Store, WorkerLauncher
 from hodei.services.timeline import worker_event
@@ -31,8 +31,10 @@ class ScalePlan:
 
 def plan_scale(provider: Provider, *, waiting: int, live: int, idle_or_starting: int) -> ScalePlan:
     """Launch while waiting work exceeds idle plus starting workers, within max_workers,
-    and keep min_workers warm."""
-    if provider.status is not ProviderStatus.ACTIVE:
+    and keep min_workers warm. Nothing for a provider that is not ACTIVE, or UNHEALTHY
+    (its health check failed, or its circuit breaker is open): a launch there would
+    fail and leave a PROVISION_FAILED worker behind every pass until it recovers."""
+    if provider.status is not ProviderStatus.ACTIVE or provider.health is ProviderHealth.UNHEALTHY:
         return ScalePlan(0, waiting, live, idle_or_starting)
     room = max(provider.max_workers - live, 0)
     wanted = max(waiting - idle_or_starting, provider.min_workers - live, 0)

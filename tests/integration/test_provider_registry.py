@@ -10,10 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from hodei import JobState
+from hodei import JobSpec, JobState
+from hodei.domain.states import ProviderHealth
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
 from hodei.services.ports import EventQuery
+from hodei.services.submission import submit_jobs
 from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.support import run_cli, wait_for
@@ -150,3 +152,21 @@ def test_an_unschedulable_job_fails_with_no_provider_after_the_queue_timeout(
     assert (done.state, done.failure_reason) == (JobState.FAILED, "no_provider")
     failed = next(e for e in c.timeline(job.id) if e.event_type == "JobFailed")
     assert failed.payload["reasons"] == {"local": "missing label os=plan9"}
+
+
+def test_provisioning_launches_nothing_for_an_unhealthy_provider(pg_client: Client) -> None:
+    c = pg_client.container
+    # Queued on `local` by the service, which (unlike the SDK) does not provision.
+    [queued] = submit_jobs(c.store, c.clock, c.publisher, [JobSpec.create("echo later")], actor="t")
+    local = pg_client.provider("local").provider
+    with c.store.transaction() as tx:
+        tx.providers.update(local.id, health=ProviderHealth.UNHEALTHY)
+
+    TASKS["provision"](c)
+    with c.store.transaction() as tx:
+        assert tx.workers.search(limit=10) == []
+
+    with c.store.transaction() as tx:
+        tx.providers.update(local.id, health=ProviderHealth.HEALTHY)
+    TASKS["provision"](c)
+    assert pg_client.wait(queued.job.id, timeout=60).state is JobState.SUCCEEDED
