@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.errors import HodeiError
@@ -39,7 +40,7 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
     if options.queue and options.queue != worker.queue:
         logger.warning("token is for queue %s; ignoring --queue %s", worker.queue, options.queue)
-    guard = OrphanGuard()
+    guard = _start_guard(worker.id)
     ctx = WorkerContext(container, worker, guard=guard)
     context.install(ctx)
     extra = {"worker_id": str(worker.id)}
@@ -63,9 +64,21 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         celery_worker.start()
     finally:
         ctx.stopping.set()
-        guard.close()
+        if guard is not None:
+            guard.close()
         terminate_worker(container.store, container.clock, worker.id, reason=ctx.stop_reason)
     return 0
+
+
+def _start_guard(worker_id: UUID) -> OrphanGuard | None:
+    try:
+        return OrphanGuard()
+    except OSError as exc:
+        # Jobs still run; they just may outlive a worker that is killed outright.
+        logger.warning(
+            "could not start the orphan guard: %s", exc, extra={"worker_id": str(worker_id)}
+        )
+        return None
 
 
 def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
