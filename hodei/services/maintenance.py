@@ -18,6 +18,7 @@ from hodei.services.attempts import reopen_as_next_attempt
 from hodei.services.dispatch import publish_jobs
 from hodei.services.ports import Clock, Store, TaskPublisher, Transaction
 from hodei.services.timeline import job_event, worker_event
+from hodei.services.workers import fail_provisioning
 
 logger = logging.getLogger(__name__)
 
@@ -180,27 +181,12 @@ def expire_tokens(store: Store, clock: Clock) -> list[Worker]:
     with store.transaction() as tx:
         for token in tx.tokens.expired_unconsumed(now, limit=500):
             worker = tx.workers.get(token.worker_id)
-            if worker is None or not tx.workers.compare_and_set(
-                worker.id,
-                states=[WorkerState.PROVISIONING],
-                state=WorkerState.PROVISION_FAILED,
-                terminated_at=now,
-                updated_at=now,
-                termination_reason="never registered before its token expired",
-            ):
+            reason = "never registered before its token expired"
+            if worker is None:
                 continue
-            tx.events.add(
-                _token_expired(token.id, worker, now),
-                worker_event(
-                    worker,
-                    EventType.WORKER_PROVISION_FAILED,
-                    actor=Actor.REAPER,
-                    now=now,
-                    new_state=WorkerState.PROVISION_FAILED,
-                    reason="never registered before its token expired",
-                ),
-            )
-            failed.append(worker)
+            expired = _token_expired(token.id, worker, now)
+            if fail_provisioning(tx, now, worker, reason, actor=Actor.REAPER, cause=expired):
+                failed.append(worker)
     if failed:
         logger.warning("expired %d token(s) of workers that never registered", len(failed))
     return failed

@@ -6,13 +6,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hodei.domain.events import Actor, EventType
+from hodei.domain.events import Actor
 from hodei.domain.records import Provider
 from hodei.domain.states import LIVE_WORKER_STATES, ProviderHealth, ProviderStatus, WorkerState
 from hodei.errors import HodeiError
 from hodei.services.ports import Clock, LaunchRequest, Store, WorkerLauncher
-from hodei.services.timeline import worker_event
 from hodei.services.tokens import IssuedToken, issue_token
+from hodei.services.workers import fail_provisioning
 
 logger = logging.getLogger(__name__)
 
@@ -130,22 +130,4 @@ def _launch_failed(store: Store, clock: Clock, token: IssuedToken, error: str) -
         "could not launch worker %s: %s", worker.id, error, extra={"worker_id": str(worker.id)}
     )
     with store.transaction() as tx:
-        won = tx.workers.compare_and_set(
-            worker.id,
-            states=[WorkerState.PROVISIONING],
-            state=WorkerState.PROVISION_FAILED,
-            termination_reason=error,
-            terminated_at=now,
-            updated_at=now,
-        )
-        if won:
-            tx.events.add(
-                worker_event(
-                    worker,
-                    EventType.WORKER_PROVISION_FAILED,
-                    actor=Actor.PROVISIONER,
-                    now=now,
-                    new_state=WorkerState.PROVISION_FAILED,
-                    reason=error,
-                )
-            )
+        fail_provisioning(tx, now, worker, error, actor=Actor.PROVISIONER)

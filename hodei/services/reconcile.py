@@ -31,7 +31,8 @@ from hodei.services.infrastructure import (
     infrastructure_event,
 )
 from hodei.services.ports import Clock, EventQuery, JobQuery, Store, TaskPublisher, Transaction
-from hodei.services.timeline import job_event, worker_event
+from hodei.services.timeline import job_event
+from hodei.services.workers import fail_provisioning
 
 logger = logging.getLogger(__name__)
 
@@ -226,25 +227,8 @@ def _provision_failed(
 ) -> None:
     now = clock.now()
     with store.transaction() as tx:
-        if not tx.workers.compare_and_set(
-            worker.id,
-            states=[WorkerState.PROVISIONING],
-            state=WorkerState.PROVISION_FAILED,
-            termination_reason=reason,
-            terminated_at=now,
-            updated_at=now,
-        ):
+        if not fail_provisioning(tx, now, worker, reason, actor=Actor.PROVISIONER):
             return
-        tx.events.add(
-            worker_event(
-                worker,
-                EventType.WORKER_PROVISION_FAILED,
-                actor=Actor.PROVISIONER,
-                now=now,
-                new_state=WorkerState.PROVISION_FAILED,
-                reason=reason,
-            )
-        )
     report.provision_failed.append(worker.id)
     logger.error(
         "worker %s could not start: %s", worker.id, reason, extra={"worker_id": str(worker.id)}

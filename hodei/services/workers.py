@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
 from uuid import UUID
 
-from hodei.domain.events import Actor, EventType
+from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Worker
 from hodei.domain.states import LIVE_WORKER_STATES, REGISTERED_WORKER_STATES, WorkerState
 from hodei.errors import Conflict, ProviderNotFound, WorkerNotFound
-from hodei.services.ports import Clock, Store
+from hodei.services.ports import Clock, Store, Transaction
 from hodei.services.timeline import worker_event
 from hodei.services.tokens import IssuedToken, consume_token, issue_token
 
@@ -168,3 +169,38 @@ def terminate_worker(store: Store, clock: Clock, worker_id: UUID, *, reason: str
             )
     logger.info("worker %s terminated: %s", worker_id, reason, extra={"worker_id": str(worker_id)})
     return won
+
+
+def fail_provisioning(
+    tx: Transaction,
+    now: datetime,
+    worker: Worker,
+    reason: str,
+    *,
+    actor: str,
+    cause: DomainEvent | None = None,
+) -> bool:
+    """Within ``tx``: a worker that never registered becomes PROVISION_FAILED, with its
+    event (after ``cause``'s, when given); False if it is no longer PROVISIONING (it
+    registered, or another pass won)."""
+    if not tx.workers.compare_and_set(
+        worker.id,
+        states=[WorkerState.PROVISIONING],
+        state=WorkerState.PROVISION_FAILED,
+        termination_reason=reason,
+        terminated_at=now,
+        updated_at=now,
+    ):
+        return False
+    tx.events.add(
+        *([cause] if cause else []),
+        worker_event(
+            worker,
+            EventType.WORKER_PROVISION_FAILED,
+            actor=actor,
+            now=now,
+            new_state=WorkerState.PROVISION_FAILED,
+            reason=reason,
+        ),
+    )
+    return True
