@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from hodei.cli.jobs import timeline_row
-from hodei.cli.output import OUTPUT_OPTION, print_json, print_table
+from hodei.cli.output import OUTPUT_OPTION, print_json, print_table, text_or_json_option
 from hodei.cli.serialize import event_to_dict
 from hodei.domain.events import DomainEvent
 from hodei.errors import InvalidInput
@@ -114,14 +114,7 @@ def list_events(
     help="Start with this event id (default: only new events). To resume after a "
     "follower stopped, pass the last id it printed plus one.",
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one JSON object per line.",
-)
+@text_or_json_option("json: one JSON object per line.")
 @click.pass_context
 def follow(
     ctx: click.Context,

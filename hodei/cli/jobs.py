@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
+from hodei.cli.output import (
+    OUTPUT_OPTION,
+    print_fields,
+    print_json,
+    print_table,
+    text_or_json_option,
+)
 from hodei.cli.serialize import event_to_dict, job_to_dict, mapping_from_pairs
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Job, LogLine
@@ -102,9 +108,7 @@ def job() -> None:
 @job.command("run", context_settings={"ignore_unknown_options": False})
 @spec_options
 @click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
-@click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@text_or_json_option()
 @click.pass_context
 def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> None:
     """Submit a job, stream its output and exit with its exit code.
@@ -164,9 +168,7 @@ def _why(job: Job) -> str:
 
 @job.command("submit")
 @spec_options
-@click.option(
-    "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@text_or_json_option()
 @click.pass_context
 def submit(ctx: click.Context, /, output: str, **params: Any) -> None:
     """Submit a job and print its id."""
@@ -232,14 +234,7 @@ def show(ctx: click.Context, job_id: str, output: str) -> None:
     help="Only these streams.",
 )
 @click.option("--prefix", is_flag=True, help="Start each line with its stream name.")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one object per line on stdout (id, ts, attempt, stream, line).",
-)
+@text_or_json_option("json: one object per line on stdout (id, ts, attempt, stream, line).")
 @click.pass_context
 def logs(
     ctx: click.Context,

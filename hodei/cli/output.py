@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 OUTPUT_OPTION = click.option(
     "--output",
@@ -17,6 +19,18 @@ OUTPUT_OPTION = click.option(
     show_default=True,
     help="Print a table for people or JSON for programs.",
 )
+
+
+def text_or_json_option(help: str | None = None) -> Callable[[F], F]:
+    """``--output text|json`` for commands that print text (streams, one id) by default."""
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=help,
+    )
 
 
 def print_json(value: Any) -> None:
