@@ -89,6 +89,22 @@ class CircuitBreaker:
         self._success()
         return result
 
+    def call_translated(
+        self,
+        fn: Callable[[], T],
+        *,
+        counts: Callable[[BaseException], bool],
+        translate: Callable[[Exception], Exception],
+    ) -> T:
+        """:meth:`call`, with any error that is not already a ProviderUnavailable (which
+        includes ProvisionFailed) turned into hodei's own by ``translate``."""
+        try:
+            return self.call(fn, counts=counts)
+        except ProviderUnavailable:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+
     def reset(self) -> None:
         """Close the breaker by hand."""
         with self._lock:

@@ -200,12 +200,9 @@ class DockerLauncher:
     def _call(self, fn: Callable[[], T]) -> T:
         """One API call through the breaker; transport errors become ProviderUnavailable,
         refusals (missing image, permission, bad config) a permanent ProvisionFailed."""
-        try:
-            return self._breaker.call(fn, counts=_is_outage)
-        except (ProvisionFailed, ProviderUnavailable):
-            raise
-        except Exception as exc:
-            raise _translate(self.provider.name, exc) from exc
+        return self._breaker.call_translated(
+            fn, counts=_is_outage, translate=lambda exc: _translate(self.provider.name, exc)
+        )
 
 
 def _is_outage(exc: BaseException) -> bool:

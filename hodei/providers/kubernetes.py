@@ -202,12 +202,9 @@ class KubernetesLauncher:
         return HealthReport(ProviderHealth.HEALTHY, f"listed pods in {self.config.namespace}")
 
     def _call(self, fn: Callable[[], T]) -> T:
-        try:
-            return self._breaker.call(fn, counts=_is_outage)
-        except (ProvisionFailed, ProviderUnavailable):
-            raise
-        except Exception as exc:
-            raise _translate(self.provider.name, exc) from exc
+        return self._breaker.call_translated(
+            fn, counts=_is_outage, translate=lambda exc: _translate(self.provider.name, exc)
+        )
 
 
 def _is_outage(exc: BaseException) -> bool:
