@@ -75,6 +75,16 @@ def wait_for(
         time.sleep(interval)
 
 
+def terminate(process: subprocess.Popen[Any], timeout: float = 10) -> int:
+    """SIGTERM a process the test started, SIGKILL it after ``timeout``; its exit code."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 def pid_of(infra_ref: str | None) -> int | None:
     if not infra_ref or not infra_ref.startswith("pid:"):
         return None

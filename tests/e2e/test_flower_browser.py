@@ -7,7 +7,6 @@ import base64
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from hodei.sdk import Client
 from hodei.settings import Settings
 from tests.integration.test_observability_metrics import free_port, http_get
 from tests.services import IN_CI
-from tests.support import REPO, hodei_env, wait_for
+from tests.support import REPO, hodei_env, terminate, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -81,12 +80,7 @@ def _flower(settings: Settings, log: IO[str]) -> Iterator[str]:
         wait_for(up, timeout=30, message="Flower to answer")
         yield base
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)
 
 
 def _browser(url: str, profile: Path, *mode: str) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
 from hodei.settings import Settings
 from tests.conftest import stop_workers
-from tests.support import alive, hodei_env, kill_tree, pid_of, wait_for
+from tests.support import alive, hodei_env, kill_tree, pid_of, terminate, wait_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -82,12 +82,7 @@ def _serve(settings: Settings, env: dict[str, str], log: IO[str]) -> Iterator[st
         wait_for(up, timeout=30, message="hodei serve to answer")
         yield base
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)
         assert process.returncode == 0, output()
 
 
