@@ -15,9 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.services import IN_CI
+from tests.services import unavailable
 from tests.support import REPO
 
 TEST_IMAGE = "hodei-test-rootfs:1"
@@ -35,10 +33,9 @@ def engine() -> Any:
         run = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120)
         problem = _ping() and f"{problem}; .ci/start-dockerd said: {run.stdout}{run.stderr}"
     if problem:
-        message = f"no Docker engine: {problem.strip()}"
-        if IN_CI:
-            pytest.fail(f"{message} (CI is set, and .ci/run starts one)")
-        pytest.skip(message)
+        unavailable(
+            f"no Docker engine: {problem.strip()}", in_ci="CI is set, and .ci/run starts one"
+        )
     return docker.from_env(timeout=60)
 
 

@@ -21,7 +21,7 @@ from hodei import JobState
 from hodei.sdk import Client
 from hodei.settings import Settings
 from tests.integration.test_observability_metrics import free_port, http_get
-from tests.services import IN_CI
+from tests.services import unavailable
 from tests.support import REPO, hodei_env, terminate, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -36,9 +36,10 @@ def chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    if IN_CI:
-        pytest.fail("chromium is not installed (CI must run the browser tests)")
-    pytest.skip("chromium is not installed: apt-get install -y chromium")
+    unavailable(
+        "chromium is not installed: apt-get install -y chromium",
+        in_ci="CI must run the browser tests",
+    )
 
 
 def _authorized_get(url: str) -> tuple[int, str]:

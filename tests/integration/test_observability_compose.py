@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.services import unavailable
 from tests.support import REPO
 
 COMPOSE = REPO / "compose.yaml"
@@ -41,7 +42,7 @@ def compose() -> dict[str, Any]:
 def test_compose_config_passes() -> None:
     command = _compose_command()
     if command is None:
-        pytest.skip("no docker compose here; the structural tests below still run")
+        unavailable("no docker compose here; the structural tests below still run")
     result = subprocess.run(
         [*command, "-f", str(COMPOSE), "config", "--quiet"],
         capture_output=True,
@@ -56,7 +57,7 @@ def test_compose_config_passes() -> None:
 def test_compose_refuses_to_start_flower_without_a_password() -> None:
     command = _compose_command()
     if command is None:
-        pytest.skip("no docker compose here")
+        unavailable("no docker compose here")
     env = {k: v for k, v in ENV.items() if k != "HODEI_FLOWER_BASIC_AUTH"}
     result = subprocess.run(
         [*command, "-f", str(COMPOSE), "config", "--quiet"],

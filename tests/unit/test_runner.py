@@ -23,6 +23,7 @@ from hodei.runtime.runner import (
     OutputLine,
     build_job_env,
 )
+from tests.services import unavailable
 
 ENV = build_job_env({}, {})
 FAST = CommandRunner(flush_interval_s=0.05, grace_s=1.0, cancel_check_interval_s=0.05)
@@ -90,7 +91,7 @@ def subreaper() -> Iterator[None]:
     them as zombies, and a zombie still counts as a member of its process group.
     """
     if not sys.platform.startswith("linux"):
-        pytest.skip("PR_SET_CHILD_SUBREAPER is Linux only")
+        unavailable("PR_SET_CHILD_SUBREAPER is Linux only")
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_child_subreaper = 36
     assert libc.prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
@@ -231,7 +232,7 @@ def test_background_child_is_killed_even_when_orphans_go_to_init() -> None:
     # Without a subreaper the killed child may linger as a zombie under init, so look at its
     # state rather than its existence.
     if not Path("/proc/self/stat").exists():
-        pytest.skip("needs /proc")
+        unavailable("needs /proc")
     outcome, out = run("sleep 100 & echo $!")
     assert outcome.exit_code == 0
     stat = Path(f"/proc/{out.texts('stdout')[0]}/stat")
