@@ -15,9 +15,10 @@ RUN_JOB_TASK = "hodei.run_job"
 
 def create_app(settings: Settings) -> Celery:
     """A Celery app on ``settings.broker_url``, with hodei's tasks registered."""
-    from hodei.queueing import sqlite_transport
+    from hodei.queueing import redis_transport, sqlite_transport
 
     sqlite_transport.install()
+    redis_transport.install()
     app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
     app.conf.update(_config(settings))
     # Importing registers the tasks and signal handlers on this app.
