@@ -145,3 +145,12 @@ def stop_workers(client: Client) -> None:
         time.sleep(0.1)
     for pid in pids:
         kill_tree(pid, signal.SIGKILL)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis])]
+)
+def client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    """The same test on the embedded SQLite default and on PostgreSQL + Redis."""
+    name = "embedded_client" if request.param == "sqlite" else "pg_client"
+    yield request.getfixturevalue(name)

@@ -18,6 +18,7 @@ from celery.signals import (
 )
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from hodei.domain.records import Job
 from hodei.domain.states import JobState
 from hodei.errors import DatabaseUnavailable
 from hodei.queueing.app import RUN_JOB_TASK
@@ -94,11 +95,12 @@ def _on_prerun(
 
 def _on_success(sender: Task | None = None, result: Any = None, **_: Any) -> None:
     ctx = context.current()
-    if not _is_run_job(sender) or ctx is None or not isinstance(result, dict):
+    if not _is_run_job(sender) or ctx is None or sender is None or not isinstance(result, dict):
         return
-    if "outcome" not in result:
+    claim: Claim | None = getattr(sender.request, "hodei_claim", None)
+    if "outcome" not in result or claim is None or claim.job is None:
         return
-    _finish(UUID(result["job_id"]), int(result["attempt"]), Outcome(**result["outcome"]))
+    _finish(claim.job, Outcome(**result["outcome"]))
 
 
 def _on_failure(
@@ -111,7 +113,7 @@ def _on_failure(
     if not _is_run_job(sender) or ctx is None or sender is None or not args:
         return
     claim: Claim | None = getattr(sender.request, "hodei_claim", None)
-    if claim is None or not claim.won:
+    if claim is None or not claim.won or claim.job is None:
         return
     logger.error(
         "job %s: the worker failed while running it: %s",
@@ -119,22 +121,17 @@ def _on_failure(
         exception,
         extra={"job_id": str(args[0]), "worker_id": str(ctx.worker_id)},
     )
-    _finish(
-        UUID(str(args[0])),
-        int(args[1]),
-        Outcome(exit_code=None, error=f"worker error: {exception}"),
-    )
+    _finish(claim.job, Outcome(exit_code=None, error=f"worker error: {exception}"))
 
 
-def _finish(job_id: UUID, attempt: int, outcome: Outcome) -> None:
+def _finish(claimed: Job, outcome: Outcome) -> None:
     ctx = context.current()
     assert ctx is not None
     container = ctx.container
     job = _db_retry(finish_attempt)(
         container.store,
         container.clock,
-        job_id=job_id,
-        attempt=attempt,
+        job=claimed,
         worker_id=ctx.worker_id,
         outcome=outcome,
     )
@@ -142,10 +139,10 @@ def _finish(job_id: UUID, attempt: int, outcome: Outcome) -> None:
         return
     logger.info(
         "job %s attempt %d ended %s",
-        job_id,
-        attempt,
+        claimed.id,
+        claimed.attempt,
         job.state,
-        extra=_extra(job_id, attempt, ctx.worker_id, None, job.correlation_id),
+        extra=_extra(claimed.id, claimed.attempt, ctx.worker_id, None, job.correlation_id),
     )
     due = job.next_attempt_at is not None and job.next_attempt_at <= container.clock.now()
     if job.state is JobState.PENDING and due:

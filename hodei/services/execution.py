@@ -9,7 +9,7 @@ from uuid import UUID
 
 from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Job
-from hodei.domain.states import AttemptState, FailureReason, JobState, WorkerState
+from hodei.domain.states import AttemptState, FailureReason, JobState
 from hodei.services.attempts import reopen_as_next_attempt
 from hodei.services.dispatch import Confirmation, mark_queued
 from hodei.services.ports import Clock, Store, Transaction
@@ -75,35 +75,14 @@ def _refusal(job: Job | None, attempt: int, now: datetime) -> str | None:
 
 def _start(tx: Transaction, now: datetime, job: Job, worker_id: UUID, task_id: str) -> Job | None:
     deadline = now + timedelta(seconds=job.spec.timeout_s)
-    won = tx.jobs.compare_and_set(
-        job.id,
-        states=[JobState.QUEUED],
-        expected_attempt=job.attempt,
-        state=JobState.RUNNING,
-        worker_id=worker_id,
-        started_at=now,
-        deadline_at=deadline,
-        updated_at=now,
-    )
-    if not won:
-        return None
-    tx.attempts.update(
+    started = tx.runs.start(
         job.id,
         job.attempt,
-        state=AttemptState.RUNNING,
         worker_id=worker_id,
-        started_at=now,
         task_id=task_id,
-    )
-    tx.workers.compare_and_set(
-        worker_id,
-        states=[WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED],
-        state=WorkerState.BUSY,
-        current_job_id=job.id,
-        updated_at=now,
-    )
-    tx.events.add(
-        job_event(
+        now=now,
+        deadline=deadline,
+        event=job_event(
             job,
             EventType.JOB_STARTED,
             actor=Actor.worker(worker_id),
@@ -111,8 +90,10 @@ def _start(tx: Transaction, now: datetime, job: Job, worker_id: UUID, task_id: s
             new_state=JobState.RUNNING,
             worker_id=worker_id,
             attempt=job.attempt,
-        )
+        ),
     )
+    if not started:
+        return None
     return replace(
         job, state=JobState.RUNNING, worker_id=worker_id, started_at=now, deadline_at=deadline
     )
@@ -130,14 +111,14 @@ def finish_attempt(
     store: Store,
     clock: Clock,
     *,
-    job_id: UUID,
-    attempt: int,
+    job: Job,
     worker_id: UUID,
     outcome: Outcome,
 ) -> Job | None:
-    """Record the end of a RUNNING attempt: its terminal state, or a retry when the
-    job has attempts left. Returns the job as it is now (None if the attempt was no
-    longer this worker's to finish, e.g. the reaper requeued it)."""
+    """Record the end of ``job``'s RUNNING attempt (``job`` as claimed): its terminal
+    state, or a retry when the job has attempts left. Returns the job as it is now
+    (None if the attempt was no longer this worker's to finish, e.g. the reaper
+    requeued it)."""
     now = clock.now()
     verdict = _verdict(outcome)
     with store.transaction() as tx:
@@ -145,27 +126,16 @@ def finish_attempt(
         # the worker's jobs is RUNNING any more and sets it READY.
         tx.workers.lock(worker_id)
         if verdict.reason in _MAY_RETRY:
-            finished = _finish_or_retry(tx, now, job_id, attempt, worker_id, outcome, verdict)
+            finished = _finish_or_retry(tx, now, job, worker_id, outcome, verdict)
         else:
-            finished = _finish_final(tx, now, job_id, attempt, worker_id, outcome, verdict)
-        if finished is None:
-            logger.warning(
-                "finish of job %s attempt %d ignored: no longer this worker's",
-                job_id,
-                attempt,
-                extra={"job_id": str(job_id), "worker_id": str(worker_id)},
-            )
-            return None
-        tx.attempts.update(
-            job_id,
-            attempt,
-            state=verdict.attempt_state,
-            finished_at=now,
-            exit_code=outcome.exit_code,
-            signal=outcome.signal,
-            error=outcome.error,
+            finished = _finish_final(tx, now, job, worker_id, outcome, verdict)
+    if finished is None:
+        logger.warning(
+            "finish of job %s attempt %d ignored: no longer this worker's",
+            job.id,
+            job.attempt,
+            extra={"job_id": str(job.id), "worker_id": str(worker_id)},
         )
-        tx.workers.job_done(worker_id, now)
     return finished
 
 
@@ -174,59 +144,55 @@ _MAY_RETRY = (FailureReason.NONZERO_EXIT, FailureReason.TIMEOUT)
 
 
 def _finish_final(
-    tx: Transaction,
-    now: datetime,
-    job_id: UUID,
-    attempt: int,
-    worker_id: UUID,
-    outcome: Outcome,
-    verdict: _Verdict,
+    tx: Transaction, now: datetime, job: Job, worker_id: UUID, outcome: Outcome, verdict: _Verdict
 ) -> Job | None:
-    """The common case in one conditional statement: no need to read the job first."""
-    reason = str(verdict.reason) if verdict.reason else None
-    moved = tx.jobs.compare_and_set_many(
-        [(job_id, attempt)],
-        states=[JobState.RUNNING],
-        held_by=worker_id,
+    """The job, its attempt, the worker and the event in one guarded write; no read."""
+    return tx.runs.finish(
+        job.id,
+        job.attempt,
+        worker_id=worker_id,
+        now=now,
         state=verdict.state,
+        attempt_state=verdict.attempt_state,
         exit_code=outcome.exit_code,
-        failure_reason=reason,
+        signal=outcome.signal,
+        failure_reason=str(verdict.reason) if verdict.reason else None,
         error=outcome.error,
-        finished_at=now,
-        updated_at=now,
+        event=_end_event(job, verdict, outcome, worker_id, now),
     )
-    if not moved:
-        return None
-    tx.events.add(_end_event(moved[0], verdict, outcome, worker_id, now))
-    return moved[0]
 
 
 def _finish_or_retry(
-    tx: Transaction,
-    now: datetime,
-    job_id: UUID,
-    attempt: int,
-    worker_id: UUID,
-    outcome: Outcome,
-    verdict: _Verdict,
+    tx: Transaction, now: datetime, job: Job, worker_id: UUID, outcome: Outcome, verdict: _Verdict
 ) -> Job | None:
     """A failure: schedule the next attempt if the job has some left, else end it."""
-    job = tx.jobs.get(job_id)
+    current = tx.jobs.get(job.id)
     if (
-        job is None
-        or job.state is not JobState.RUNNING
-        or job.attempt != attempt
-        or job.worker_id != worker_id
+        current is None
+        or current.state is not JobState.RUNNING
+        or current.attempt != job.attempt
+        or current.worker_id != worker_id
     ):
         return None
     failures = 1 + sum(
         1
         for a in tx.attempts.search(job.id)
-        if a.attempt_no != attempt and a.state in (AttemptState.FAILED, AttemptState.TIMED_OUT)
+        if a.attempt_no != job.attempt and a.state in (AttemptState.FAILED, AttemptState.TIMED_OUT)
     )
-    if failures < job.max_attempts:
-        return _schedule_retry(tx, now, job, outcome, verdict, worker_id)
-    return _finish_final(tx, now, job_id, attempt, worker_id, outcome, verdict)
+    if failures >= current.max_attempts:
+        return _finish_final(tx, now, current, worker_id, outcome, verdict)
+    retried = _schedule_retry(tx, now, current, outcome, verdict, worker_id)
+    tx.attempts.update(
+        job.id,
+        job.attempt,
+        state=verdict.attempt_state,
+        finished_at=now,
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        error=outcome.error,
+    )
+    tx.workers.job_done(worker_id, job.id, now)
+    return retried
 
 
 def _verdict(outcome: Outcome) -> _Verdict:

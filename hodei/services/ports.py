@@ -12,7 +12,7 @@ from uuid import UUID
 
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
-from hodei.domain.states import JobState, WorkerState
+from hodei.domain.states import AttemptState, JobState, WorkerState
 
 
 class Clock(Protocol):
@@ -124,8 +124,8 @@ class WorkerRepository(Protocol):
         """Hold the worker's row until the transaction ends (serialises its finishes)."""
         ...
 
-    def job_done(self, worker_id: UUID, now: datetime) -> None:
-        """Count a finished job; back to READY when none of its jobs is RUNNING any more."""
+    def job_done(self, worker_id: UUID, job_id: UUID, now: datetime) -> None:
+        """Count finished ``job_id``; back to READY when none of its other jobs is RUNNING."""
         ...
 
 
@@ -161,6 +161,46 @@ class LogRepository(Protocol):
     def count(self, job_id: UUID, attempt_no: int) -> int: ...
 
 
+class RunRepository(Protocol):
+    """Starting and finishing an attempt: four rows each, written all or nothing."""
+
+    def start(
+        self,
+        job_id: UUID,
+        attempt: int,
+        *,
+        worker_id: UUID,
+        task_id: str,
+        now: datetime,
+        deadline: datetime,
+        event: DomainEvent,
+    ) -> bool:
+        """QUEUED -> RUNNING at ``attempt``: the job, its attempt row, the worker BUSY on
+        it, and ``event``. False, with nothing written, if the job is not QUEUED there."""
+        ...
+
+    def finish(
+        self,
+        job_id: UUID,
+        attempt: int,
+        *,
+        worker_id: UUID,
+        now: datetime,
+        state: JobState,
+        attempt_state: AttemptState,
+        exit_code: int | None,
+        signal: int | None,
+        failure_reason: str | None,
+        error: str | None,
+        event: DomainEvent,
+    ) -> Job | None:
+        """RUNNING on ``worker_id`` at ``attempt`` -> ``state``: the job, its attempt row,
+        the worker's job count (READY when it runs nothing else; the caller holds the
+        worker's lock), and ``event``. None, with nothing written, if the attempt is
+        no longer that worker's. Returns the job as it is now."""
+        ...
+
+
 class Transaction(Protocol):
     """One database transaction: every state change and its event commit together."""
 
@@ -171,6 +211,7 @@ class Transaction(Protocol):
     tokens: TokenRepository
     providers: ProviderRepository
     logs: LogRepository
+    runs: RunRepository
 
 
 class Store(Protocol):

@@ -14,6 +14,7 @@ from hodei.services.ports import (
     JobRepository,
     LogRepository,
     ProviderRepository,
+    RunRepository,
     TokenRepository,
     WorkerRepository,
 )
@@ -21,6 +22,7 @@ from hodei.store.engine import database_errors
 from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
 from hodei.store.provider_repository import SqlProviderRepository
+from hodei.store.run_repository import SqlRunRepository
 from hodei.store.worker_repository import SqlTokenRepository, SqlWorkerRepository
 
 
@@ -36,6 +38,7 @@ class SqlTransaction:
         self.tokens: TokenRepository = SqlTokenRepository(connection)
         self.providers: ProviderRepository = SqlProviderRepository(connection)
         self.logs: LogRepository = SqlLogRepository(connection)
+        self.runs: RunRepository = SqlRunRepository(connection)
 
 
 class SqlStore:

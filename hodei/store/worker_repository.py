@@ -25,11 +25,16 @@ from hodei.store.tables import worker_bootstrap_tokens as tokens
 _LOCK_WORKER = sa.select(workers.c.id).where(workers.c.id == sa.bindparam("w_id")).with_for_update()
 
 
-def _job_done_statement() -> sa.Update:
-    """Count a finished job; READY again once none of the worker's jobs is RUNNING."""
+def job_done_statement() -> sa.Update:
+    """Count a finished job (``w_job_id``); READY again once none of the worker's other
+    jobs is RUNNING. Parameters: ``w_id``, ``w_job_id``, ``w_now``.
+
+    The finished job is excluded by id rather than by its state, so this is right both
+    after the job's own update and in the same statement as it (see run_repository)."""
     worker_id: sa.BindParameter[UUID] = sa.bindparam("w_id", type_=workers.c.id.type)
+    job_id: sa.BindParameter[UUID] = sa.bindparam("w_job_id", type_=jobs.c.id.type)
     running = sa.exists().where(
-        jobs.c.worker_id == worker_id, jobs.c.state == str(JobState.RUNNING)
+        jobs.c.worker_id == worker_id, jobs.c.state == str(JobState.RUNNING), jobs.c.id != job_id
     )
     idle_now = sa.and_(workers.c.state == str(WorkerState.BUSY), ~running)
     return (
@@ -44,7 +49,7 @@ def _job_done_statement() -> sa.Update:
     )
 
 
-_JOB_DONE = _job_done_statement()
+_JOB_DONE = job_done_statement()
 
 
 class SqlWorkerRepository:
@@ -123,8 +128,8 @@ class SqlWorkerRepository:
     def lock(self, worker_id: UUID) -> None:
         self._c.execute(_LOCK_WORKER, where_params(id=worker_id))
 
-    def job_done(self, worker_id: UUID, now: datetime) -> None:
-        self._c.execute(_JOB_DONE, {**where_params(id=worker_id), "w_now": now})
+    def job_done(self, worker_id: UUID, job_id: UUID, now: datetime) -> None:
+        self._c.execute(_JOB_DONE, {**where_params(id=worker_id, job_id=job_id, now=now)})
 
 
 class SqlTokenRepository:

@@ -4,11 +4,9 @@ state, written through hodei's own repositories (so on PostgreSQL and SQLite ali
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
 from hodei.domain.records import Attempt, BootstrapToken, Job, Provider, Worker
@@ -25,15 +23,6 @@ HAPPY: list[Step] = [
     ("JobStarted", "QUEUED", "RUNNING"),
     ("JobSucceeded", "RUNNING", "SUCCEEDED"),
 ]
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis])]
-)
-def client(request: pytest.FixtureRequest) -> Iterator[Client]:
-    """The same test on the embedded SQLite default and on PostgreSQL + Redis."""
-    name = "embedded_client" if request.param == "sqlite" else "pg_client"
-    yield request.getfixturevalue(name)
 
 
 def now() -> datetime:

@@ -10,9 +10,8 @@ from datetime import timedelta
 from hodei import JobState
 from hodei.domain.states import WorkerState
 from hodei.sdk import Client
-from tests.integration.operators_plant import (  # noqa: F401
+from tests.integration.operators_plant import (
     HAPPY,
-    client,
     now,
     plant_job,
     plant_worker,
@@ -20,7 +19,7 @@ from tests.integration.operators_plant import (  # noqa: F401
 from tests.support import run_cli, wait_for
 
 
-def test_a_label_no_provider_has(client: Client) -> None:  # noqa: F811
+def test_a_label_no_provider_has(client: Client) -> None:
     job = client.submit("nvidia-smi", labels={"gpu": "true"})
     result = client.diagnose(job.id)
     assert result.code == "no_provider"
@@ -30,7 +29,7 @@ def test_a_label_no_provider_has(client: Client) -> None:  # noqa: F811
     assert providers.lines == ["local: missing label gpu=true"]
 
 
-def test_the_only_worker_stopped_heartbeating(client: Client) -> None:  # noqa: F811
+def test_the_only_worker_stopped_heartbeating(client: Client) -> None:
     worker = plant_worker(client, state=WorkerState.READY, heartbeat_age=timedelta(minutes=4))
     job = plant_job(
         client, state=JobState.QUEUED, steps=HAPPY[:2], queued_at=now() - timedelta(minutes=3)
@@ -49,7 +48,7 @@ def test_the_only_worker_stopped_heartbeating(client: Client) -> None:  # noqa: 
     )
 
 
-def test_waiting_for_its_retry(client: Client) -> None:  # noqa: F811
+def test_waiting_for_its_retry(client: Client) -> None:
     job = client.submit(
         "echo flaky >&2; exit 1", max_attempts=2, retry={"backoff_s": 600, "max_backoff_s": 600}
     )
@@ -68,7 +67,7 @@ def test_waiting_for_its_retry(client: Client) -> None:  # noqa: F811
     assert "attempt 1: FAILED exit 1" in attempts.lines[-1]
 
 
-def test_queued_with_no_worker(client: Client) -> None:  # noqa: F811
+def test_queued_with_no_worker(client: Client) -> None:
     job = plant_job(
         client, state=JobState.QUEUED, steps=HAPPY[:2], queued_at=now() - timedelta(minutes=2)
     )
@@ -81,7 +80,7 @@ def test_queued_with_no_worker(client: Client) -> None:  # noqa: F811
     assert queue.lines[0].startswith("in job_queue on hodei.local since 2m")
 
 
-def test_a_succeeded_job_and_the_cli(client: Client) -> None:  # noqa: F811
+def test_a_succeeded_job_and_the_cli(client: Client) -> None:
     job = client.submit("echo done")
     assert client.wait(job.id, timeout=60).state is JobState.SUCCEEDED
     result = client.diagnose(job.id)

@@ -10,10 +10,9 @@ from hodei import JobState
 from hodei.domain.states import WorkerState
 from hodei.sdk import Client
 from hodei.services.doctor import DoctorReport
-from tests.integration.operators_plant import (  # noqa: F401
+from tests.integration.operators_plant import (
     HAPPY,
     add_job_event,
-    client,
     plant_job,
     plant_token,
     plant_unhealthy_provider,
@@ -26,7 +25,7 @@ def findings(report: DoctorReport, check: str) -> list[dict[str, str]]:
     return [f.ids for f in report.findings if f.check == check]
 
 
-def test_a_healthy_system_with_real_jobs_has_no_findings(client: Client) -> None:  # noqa: F811
+def test_a_healthy_system_with_real_jobs_has_no_findings(client: Client) -> None:
     ok = client.submit("echo ok")
     failed = client.submit("exit 4")
     assert client.wait(failed.id, timeout=60).state is JobState.FAILED
@@ -43,7 +42,7 @@ def test_a_healthy_system_with_real_jobs_has_no_findings(client: Client) -> None
     assert "no problems found" in cli.stdout
 
 
-def test_history_problems_are_found_with_their_ids(client: Client) -> None:  # noqa: F811
+def test_history_problems_are_found_with_their_ids(client: Client) -> None:
     # QUEUED -> SUCCEEDED skips RUNNING: not an allowed transition.
     invalid = plant_job(
         client,
@@ -84,7 +83,7 @@ def test_history_problems_are_found_with_their_ids(client: Client) -> None:  # n
     )
 
 
-def test_state_problems_are_found_with_their_ids(client: Client) -> None:  # noqa: F811
+def test_state_problems_are_found_with_their_ids(client: Client) -> None:
     stuck = plant_job(client, state=JobState.PENDING, steps=HAPPY[:1], age=timedelta(minutes=10))
     lost = plant_worker(client, state=WorkerState.LOST, heartbeat_age=timedelta(minutes=5))
     orphan = plant_job(client, state=JobState.RUNNING, steps=HAPPY[:3], worker=lost)
@@ -128,7 +127,7 @@ def test_state_problems_are_found_with_their_ids(client: Client) -> None:  # noq
     assert f"job_id={stuck.id}" in text.stdout and "try: hodei job diagnose" in text.stdout
 
 
-def test_the_history_window_bounds_what_is_checked(client: Client) -> None:  # noqa: F811
+def test_the_history_window_bounds_what_is_checked(client: Client) -> None:
     old = plant_job(
         client,
         state=JobState.SUCCEEDED,

@@ -7,13 +7,12 @@ import json
 
 from hodei import JobState
 from hodei.sdk import Client
-from tests.integration.operators_plant import client  # noqa: F401
 from tests.support import run_cli
 
 SCRIPT = "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done"
 
 
-def test_follow_streams_until_the_job_ends(client: Client) -> None:  # noqa: F811
+def test_follow_streams_until_the_job_ends(client: Client) -> None:
     job = client.submit(SCRIPT)
     followed = run_cli(client.settings, "job", "logs", str(job.id), "--follow", timeout=60)
     assert followed.returncode == 0, followed.stderr

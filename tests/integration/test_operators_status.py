@@ -13,9 +13,8 @@ from hodei.domain.states import WorkerState
 from hodei.sdk import Client
 from hodei.services.status import NO_PROVIDER
 from hodei.store import tables
-from tests.integration.operators_plant import (  # noqa: F401
+from tests.integration.operators_plant import (
     HAPPY,
-    client,
     now,
     plant_job,
     plant_token,
@@ -35,7 +34,7 @@ def nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
-def test_status_shows_jobs_queues_workers_providers_and_tokens(client: Client) -> None:  # noqa: F811
+def test_status_shows_jobs_queues_workers_providers_and_tokens(client: Client) -> None:
     done = client.submit("echo done")
     failed = client.submit("exit 1")
     client.wait(done.id, timeout=60)
@@ -74,7 +73,7 @@ def test_status_shows_jobs_queues_workers_providers_and_tokens(client: Client) -
     assert "local  local  ACTIVE  HEALTHY" in text.stdout
 
 
-def test_the_tally_survives_deletes_and_folds(client: Client) -> None:  # noqa: F811
+def test_the_tally_survives_deletes_and_folds(client: Client) -> None:
     jobs = [plant_job(client, state=JobState.SUCCEEDED, steps=HAPPY) for _ in range(30)]
     with client.container.store.transaction() as tx:
         for job in jobs[:10]:

@@ -10,7 +10,6 @@ import uuid
 
 from hodei import JobState
 from hodei.sdk import Client
-from tests.integration.operators_plant import client  # noqa: F401
 from tests.support import run_cli
 
 JOB_EVENTS = ["JobCreated", "JobQueued", "JobStarted", "JobSucceeded"]
@@ -19,7 +18,7 @@ TOKEN_EVENTS = ["TokenIssued", "TokenConsumed"]
 
 
 def test_a_job_timeline_has_its_worker_and_token_and_a_workflow_has_all_jobs(
-    client: Client,  # noqa: F811
+    client: Client,
 ) -> None:
     flow = f"wf-{uuid.uuid4().hex[:8]}"
     first = client.submit("echo one", correlation_id=flow)
@@ -47,7 +46,7 @@ def test_a_job_timeline_has_its_worker_and_token_and_a_workflow_has_all_jobs(
     assert all(a.id < b.id for a, b in itertools.pairwise(workflow))  # type: ignore[operator]
 
 
-def test_the_timeline_cli_prints_milliseconds_and_json(client: Client) -> None:  # noqa: F811
+def test_the_timeline_cli_prints_milliseconds_and_json(client: Client) -> None:
     job = client.submit("echo hi", correlation_id="cli-flow")
     assert client.wait(job.id, timeout=60).state is JobState.SUCCEEDED
 
@@ -72,7 +71,7 @@ def test_the_timeline_cli_prints_milliseconds_and_json(client: Client) -> None: 
     assert str(job.id) in {e["aggregate_id"] for e in json.loads(flow.stdout)}
 
 
-def test_events_list_filters(client: Client) -> None:  # noqa: F811
+def test_events_list_filters(client: Client) -> None:
     ok = client.submit("true", correlation_id="list-flow")
     bad = client.submit("exit 2")
     client.wait(ok.id, timeout=60)

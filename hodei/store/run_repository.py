@@ -1,0 +1,239 @@
+"""The writes that start and finish an attempt, each all or nothing behind one guard.
+
+Starting an attempt changes four rows (the job, its attempt, the worker, a new event),
+and so does finishing one. Each is guarded by a conditional update of the job: if the
+job is not where the caller expects it, nothing is written. On PostgreSQL the four
+writes go as one statement, data-modifying CTEs that depend on the guard's RETURNING,
+so a claim or a finish is one round trip instead of four. Elsewhere (SQLite, where a
+statement costs no round trip) the same statements run one after another.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from hodei.domain.events import DomainEvent
+from hodei.domain.records import Job
+from hodei.domain.states import AttemptState, JobState, WorkerState
+from hodei.store.mapping import event_to_row, job_from_row
+from hodei.store.tables import domain_events, job_attempts, jobs, workers
+from hodei.store.worker_repository import job_done_statement
+
+_EVENT_COLUMNS = (
+    "event_id",
+    "event_type",
+    "aggregate_type",
+    "aggregate_id",
+    "correlation_id",
+    "actor",
+    "payload",
+    "occurred_at",
+)
+
+
+def _param(table: sa.Table, column: str, prefix: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(f"{prefix}{column}", type_=table.c[column].type)
+
+
+def _sets(table: sa.Table, columns: Sequence[str], prefix: str) -> dict[str, Any]:
+    return {column: _param(table, column, prefix) for column in columns}
+
+
+@dataclass(frozen=True)
+class _GuardedWrite:
+    """A conditional UPDATE of one job (the guard) and the writes that follow it.
+
+    Parameters are prefixed per statement (``g_`` guard, ``a_`` attempt, ``w_`` worker,
+    ``e_`` event), so one dictionary serves the combined statement and its parts.
+    """
+
+    guard: sa.Update  # ... RETURNING the job's columns
+    followers: tuple[sa.Update, ...]
+    event_insert: sa.Insert
+
+    @functools.cached_property
+    def combined(self) -> sa.Select[Any]:
+        """The whole write as one PostgreSQL statement."""
+        moved = self.guard.cte("moved")
+        matched = sa.exists(sa.select(moved.c.id))
+        ctes = [f.where(matched).cte(f"follow_{n}") for n, f in enumerate(self.followers)]
+        # psycopg's dialect casts every parameter to its column's type, which the
+        # SELECT list of INSERT ... SELECT needs.
+        values = [_param(domain_events, c, "e_") for c in _EVENT_COLUMNS]
+        event = domain_events.insert().from_select(
+            list(_EVENT_COLUMNS), sa.select(*values).select_from(moved)
+        )
+        return sa.select(moved).add_cte(*ctes, event.cte("event"))
+
+    def execute(self, connection: sa.Connection, params: Mapping[str, Any]) -> Job | None:
+        if connection.dialect.name == "postgresql":
+            row = connection.execute(self.combined, params).mappings().first()
+            return job_from_row(row) if row else None
+        row = connection.execute(self.guard, params).mappings().first()
+        if row is None:
+            return None
+        for follower in self.followers:
+            connection.execute(follower, params)
+        connection.execute(self.event_insert, params)
+        return job_from_row(row)
+
+
+def _guard(states: Sequence[JobState], sets: Sequence[str], *, held: bool) -> sa.Update:
+    stmt = (
+        jobs.update()
+        .where(
+            jobs.c.id == sa.bindparam("g_id"),
+            jobs.c.attempt == sa.bindparam("g_attempt"),
+            jobs.c.state.in_([str(s) for s in states]),
+        )
+        .values(_sets(jobs, sets, "g_"))
+        .returning(*jobs.c)
+    )
+    return stmt.where(jobs.c.worker_id == sa.bindparam("g_worker_id")) if held else stmt
+
+
+def _attempt_update(sets: Sequence[str]) -> sa.Update:
+    return (
+        job_attempts.update()
+        .where(
+            job_attempts.c.job_id == sa.bindparam("g_id"),
+            job_attempts.c.attempt_no == sa.bindparam("g_attempt"),
+        )
+        .values(_sets(job_attempts, sets, "a_"))
+    )
+
+
+def _event_insert() -> sa.Insert:
+    return domain_events.insert().values(_sets(domain_events, _EVENT_COLUMNS, "e_"))
+
+
+def _start_write() -> _GuardedWrite:
+    busy = (
+        workers.update()
+        .where(
+            workers.c.id == sa.bindparam("w_id"),
+            workers.c.state.in_(
+                [str(s) for s in (WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED)]
+            ),
+        )
+        .values(
+            state=str(WorkerState.BUSY),
+            current_job_id=sa.bindparam("w_job_id", type_=workers.c.current_job_id.type),
+            updated_at=sa.bindparam("w_now", type_=workers.c.updated_at.type),
+        )
+    )
+    return _GuardedWrite(
+        guard=_guard(
+            [JobState.QUEUED],
+            ("state", "worker_id", "started_at", "deadline_at", "updated_at"),
+            held=False,
+        ),
+        followers=(_attempt_update(("state", "worker_id", "started_at", "task_id")), busy),
+        event_insert=_event_insert(),
+    )
+
+
+def _finish_write() -> _GuardedWrite:
+    # The combined statement's parts share one snapshot, so there the worker's update
+    # still sees this job RUNNING: job_done_statement excludes it by id. The caller holds
+    # the worker's row lock, so of two jobs ending at once the second sees the first end.
+    job_done = job_done_statement()
+    return _GuardedWrite(
+        guard=_guard(
+            [JobState.RUNNING],
+            ("state", "exit_code", "failure_reason", "error", "finished_at", "updated_at"),
+            held=True,
+        ),
+        followers=(
+            _attempt_update(("state", "finished_at", "exit_code", "signal", "error")),
+            job_done,
+        ),
+        event_insert=_event_insert(),
+    )
+
+
+_START = _start_write()
+_FINISH = _finish_write()
+
+
+class SqlRunRepository:
+    def __init__(self, connection: sa.Connection) -> None:
+        self._c = connection
+
+    def start(
+        self,
+        job_id: UUID,
+        attempt: int,
+        *,
+        worker_id: UUID,
+        task_id: str,
+        now: datetime,
+        deadline: datetime,
+        event: DomainEvent,
+    ) -> bool:
+        params = {
+            "g_id": job_id,
+            "g_attempt": attempt,
+            "g_state": str(JobState.RUNNING),
+            "g_worker_id": worker_id,
+            "g_started_at": now,
+            "g_deadline_at": deadline,
+            "g_updated_at": now,
+            "a_state": str(AttemptState.RUNNING),
+            "a_worker_id": worker_id,
+            "a_started_at": now,
+            "a_task_id": task_id,
+            "w_id": worker_id,
+            "w_job_id": job_id,
+            "w_now": now,
+            **_event_params(event),
+        }
+        return _START.execute(self._c, params) is not None
+
+    def finish(
+        self,
+        job_id: UUID,
+        attempt: int,
+        *,
+        worker_id: UUID,
+        now: datetime,
+        state: JobState,
+        attempt_state: AttemptState,
+        exit_code: int | None,
+        signal: int | None,
+        failure_reason: str | None,
+        error: str | None,
+        event: DomainEvent,
+    ) -> Job | None:
+        params = {
+            "g_id": job_id,
+            "g_attempt": attempt,
+            "g_worker_id": worker_id,
+            "g_state": str(state),
+            "g_exit_code": exit_code,
+            "g_failure_reason": failure_reason,
+            "g_error": error,
+            "g_finished_at": now,
+            "g_updated_at": now,
+            "a_state": str(attempt_state),
+            "a_finished_at": now,
+            "a_exit_code": exit_code,
+            "a_signal": signal,
+            "a_error": error,
+            "w_id": worker_id,
+            "w_job_id": job_id,
+            "w_now": now,
+            **_event_params(event),
+        }
+        return _FINISH.execute(self._c, params)
+
+
+def _event_params(event: DomainEvent) -> dict[str, Any]:
+    return {f"e_{column}": value for column, value in event_to_row(event).items()}

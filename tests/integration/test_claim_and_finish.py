@@ -1,0 +1,120 @@
+"""Claim and finish write the job, its attempt, the worker and the event all or nothing,
+on SQLite (one statement after another) and on PostgreSQL (one combined statement)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+from hodei.domain.records import Job, Worker
+from hodei.domain.states import AttemptState, JobState, WorkerState
+from hodei.sdk import Client
+from hodei.services.execution import Outcome, claim_attempt, finish_attempt
+from hodei.services.workers import create_worker_token, register_worker
+from tests.integration.operators_plant import plant_job
+from tests.support import job_events
+
+
+def _worker(client: Client) -> Worker:
+    c = client.container
+    token = create_worker_token(c.store, c.clock, provider_name="local", ttl_s=60, actor="sdk:t")
+    return register_worker(c.store, c.clock, token.secret, infra_ref="test:none")
+
+
+def _queued(client: Client) -> Job:
+    return plant_job(client, state=JobState.QUEUED, correlation_id="order-7")
+
+
+def _claim(client: Client, job: Job, worker: Worker, task_id: str = "t-1") -> Job | None:
+    c = client.container
+    claim = claim_attempt(
+        c.store, c.clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id=task_id
+    )
+    return claim.job if claim.won else None
+
+
+def _finish(client: Client, job: Job, worker: Worker, exit_code: int = 0) -> Job | None:
+    c = client.container
+    return finish_attempt(
+        c.store, c.clock, job=job, worker_id=worker.id, outcome=Outcome(exit_code, duration_ms=5)
+    )
+
+
+def _worker_now(client: Client, worker: Worker) -> Worker:
+    with client.container.store.transaction() as tx:
+        found = tx.workers.get(worker.id)
+    assert found is not None
+    return found
+
+
+def _attempt_state(client: Client, job: Job) -> tuple[AttemptState, str | None]:
+    with client.container.store.transaction() as tx:
+        [attempt] = tx.attempts.search(job.id)
+    return attempt.state, attempt.task_id
+
+
+def test_a_claim_starts_the_job_its_attempt_and_the_worker(client: Client) -> None:
+    worker, job = _worker(client), _queued(client)
+    claimed = _claim(client, job, worker)
+    assert claimed is not None
+    stored = client.get(job.id)
+    assert (stored.state, stored.worker_id) == (JobState.RUNNING, worker.id)
+    assert stored.started_at is not None and stored.deadline_at is not None
+    assert stored.deadline_at - stored.started_at == timedelta(seconds=job.spec.timeout_s)
+    assert _attempt_state(client, job) == (AttemptState.RUNNING, "t-1")
+    busy = _worker_now(client, worker)
+    assert (busy.state, busy.current_job_id) == (WorkerState.BUSY, job.id)
+    started = job_events(client, job.id)[-1]
+    assert (started.event_type, started.correlation_id) == ("JobStarted", "order-7")
+    assert started.payload["worker_id"] == str(worker.id)
+
+
+def test_a_lost_claim_writes_nothing(client: Client) -> None:
+    first, second, job = _worker(client), _worker(client), _queued(client)
+    assert _claim(client, job, first, task_id="t-1") is not None
+    events = len(job_events(client, job.id))
+    assert _claim(client, job, second, task_id="t-2") is None
+    assert client.get(job.id).worker_id == first.id
+    assert _attempt_state(client, job) == (AttemptState.RUNNING, "t-1")
+    assert _worker_now(client, second).state is WorkerState.READY
+    assert len(job_events(client, job.id)) == events
+
+
+def test_the_worker_is_ready_again_only_when_its_last_job_ends(client: Client) -> None:
+    worker = _worker(client)
+    one, two = (_claim(client, _queued(client), worker) for _ in range(2))
+    assert one is not None and two is not None
+
+    assert _finish(client, one, worker) is not None
+    after_one = _worker_now(client, worker)
+    assert (after_one.state, after_one.jobs_executed) == (WorkerState.BUSY, 1)
+
+    ended = _finish(client, two, worker, exit_code=3)
+    assert ended is not None and ended.state is JobState.FAILED
+    after_two = _worker_now(client, worker)
+    assert (after_two.state, after_two.jobs_executed) == (WorkerState.READY, 2)
+    assert after_two.current_job_id is None
+
+    assert _attempt_state(client, one)[0] is AttemptState.SUCCEEDED
+    assert _attempt_state(client, two)[0] is AttemptState.FAILED
+    last = job_events(client, two.id)[-1]
+    assert (last.event_type, last.correlation_id) == ("JobFailed", "order-7")
+    assert (last.payload["exit_code"], last.payload["duration_ms"]) == (3, 5)
+    assert client.get(two.id).exit_code == 3
+
+
+def test_a_finish_by_another_worker_writes_nothing(client: Client) -> None:
+    worker, other = _worker(client), _worker(client)
+    claimed = _claim(client, _queued(client), worker)
+    assert claimed is not None
+    events = len(job_events(client, claimed.id))
+
+    assert _finish(client, claimed, other) is None
+    assert client.get(claimed.id).state is JobState.RUNNING
+    assert _attempt_state(client, claimed)[0] is AttemptState.RUNNING
+    assert _worker_now(client, other).jobs_executed == 0
+    assert len(job_events(client, claimed.id)) == events
+
+    stale = _claim(client, plant_job(client, state=JobState.QUEUED, attempt=2), worker)
+    assert stale is None  # a message for attempt 1 of a job at attempt 2
+    assert _finish(client, Job(**{**claimed.__dict__, "id": uuid4()}), worker) is None
