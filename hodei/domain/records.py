@@ -133,9 +133,19 @@ class Provider:
         return queue_for(self.name)
 
 
+_QUEUE_PREFIX = "hodei."
+
+
 def queue_for(provider_name: str) -> str:
     """The Celery queue a provider's workers consume."""
-    return f"hodei.{provider_name}"
+    return _QUEUE_PREFIX + provider_name
+
+
+def provider_of_queue(queue: str | None) -> str | None:
+    """The name of the provider whose queue this is (the inverse of :func:`queue_for`)."""
+    if queue is None or not queue.startswith(_QUEUE_PREFIX):
+        return None
+    return queue.removeprefix(_QUEUE_PREFIX)
 
 
 @dataclass(frozen=True)

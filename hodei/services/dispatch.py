@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from hodei.domain.events import Actor, DomainEvent, EventType
-from hodei.domain.records import Attempt, Job
+from hodei.domain.records import Attempt, Job, provider_of_queue
 from hodei.domain.states import AttemptState, JobState
 from hodei.errors import BrokerUnavailable
 from hodei.services.ports import Clock, Publication, Store, TaskPublisher, Transaction
@@ -57,11 +57,8 @@ def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmat
             updated_at=now,
         )
         if moved:
-            providers: dict[UUID | None, str] = {p.id: p.name for p in tx.providers.search()}
             tx.attempts.add(*(_queued_attempt(by_job[j.id]) for j in moved))
-            tx.events.add(
-                *(_queued_event(j, by_job[j.id], now, providers.get(j.provider_id)) for j in moved)
-            )
+            tx.events.add(*(_queued_event(j, by_job[j.id], now) for j in moved))
     return len(moved)
 
 
@@ -79,9 +76,8 @@ def mark_queued(tx: Transaction, clock: Clock, job: Job, confirmation: Confirmat
     )
     if not won:
         return False
-    provider = tx.providers.get(job.provider_id) if job.provider_id else None
     tx.attempts.add(_queued_attempt(confirmation))
-    tx.events.add(_queued_event(job, confirmation, now, provider.name if provider else None))
+    tx.events.add(_queued_event(job, confirmation, now))
     return True
 
 
@@ -94,9 +90,7 @@ def _queued_attempt(confirmation: Confirmation) -> Attempt:
     )
 
 
-def _queued_event(
-    job: Job, confirmation: Confirmation, now: datetime, provider: str | None
-) -> DomainEvent:
+def _queued_event(job: Job, confirmation: Confirmation, now: datetime) -> DomainEvent:
     return job_event(
         job,
         EventType.JOB_QUEUED,
@@ -104,7 +98,7 @@ def _queued_event(
         now=now,
         new_state=JobState.QUEUED,
         old_state=JobState.PENDING,  # the only state a job is queued from
-        provider=provider,
+        provider=provider_of_queue(job.queue),
         queue=job.queue,
         attempt=confirmation.attempt,
         task_id=confirmation.task_id,

@@ -151,6 +151,9 @@ class ProviderRepository(Protocol):
         ...
 
     def live_worker_counts(self) -> dict[UUID, int]: ...
+    def search_with_live_workers(self) -> list[tuple[Provider, int]]:
+        """Every provider, by name, with how many of its workers are live."""
+        ...
 
 
 class LogRepository(Protocol):

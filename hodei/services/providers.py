@@ -167,8 +167,7 @@ def get_provider(store: Store, name: str) -> ProviderView:
 
 def list_providers(store: Store) -> list[ProviderView]:
     with store.transaction() as tx:
-        counts = tx.providers.live_worker_counts()
-        return [ProviderView(p, counts.get(p.id, 0)) for p in tx.providers.search()]
+        return [ProviderView(p, n) for p, n in tx.providers.search_with_live_workers()]
 
 
 def provider_event(

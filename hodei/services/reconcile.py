@@ -293,8 +293,7 @@ def reschedule_unschedulable(
         ]
         if not waiting:
             return report
-        counts = tx.providers.live_worker_counts()
-        candidates = [Candidate(p, counts.get(p.id, 0)) for p in tx.providers.search()]
+        candidates = [Candidate(p, n) for p, n in tx.providers.search_with_live_workers()]
         for job in waiting:
             selection = select_provider(
                 Requirements(job.spec.labels, job.spec.regions, job.spec.provider), candidates

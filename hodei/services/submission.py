@@ -99,8 +99,7 @@ def _store_jobs(
 
 
 def _candidates(tx: Transaction) -> list[Candidate]:
-    counts = tx.providers.live_worker_counts()
-    return [Candidate(p, counts.get(p.id, 0)) for p in tx.providers.search()]
+    return [Candidate(p, live) for p, live in tx.providers.search_with_live_workers()]
 
 
 def _new_job(spec: JobSpec, selection: Selection, actor: str, now: datetime) -> Job:

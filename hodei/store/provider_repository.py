@@ -14,6 +14,23 @@ from hodei.store.tables import provider_configs as providers
 from hodei.store.tables import workers
 
 
+def _with_live_workers() -> sa.Select[Any]:
+    live = (
+        sa.select(workers.c.provider_id, sa.func.count().label("n"))
+        .where(workers.c.state.in_([str(s) for s in LIVE_WORKER_STATES]))
+        .group_by(workers.c.provider_id)
+        .subquery()
+    )
+    return (
+        sa.select(*providers.c, sa.func.coalesce(live.c.n, 0).label("live_workers"))
+        .select_from(providers.outerjoin(live, live.c.provider_id == providers.c.id))
+        .order_by(providers.c.name)
+    )
+
+
+_WITH_LIVE_WORKERS = _with_live_workers()
+
+
 class SqlProviderRepository:
     def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
@@ -34,6 +51,14 @@ class SqlProviderRepository:
     def search(self) -> list[Provider]:
         rows = self._c.execute(sa.select(providers).order_by(providers.c.name)).mappings()
         return [provider_from_row(r) for r in rows]
+
+    def search_with_live_workers(self) -> list[tuple[Provider, int]]:
+        found = []
+        for row in self._c.execute(_WITH_LIVE_WORKERS).mappings():
+            data = dict(row)
+            live = int(data.pop("live_workers"))
+            found.append((provider_from_row(data), live))
+        return found
 
     def update(self, provider_id: UUID, **changes: Any) -> None:
         values = {k: (str(v) if hasattr(v, "value") else v) for k, v in changes.items()}
