@@ -30,6 +30,12 @@ _sending: contextvars.ContextVar[CeleryPublisher | None] = contextvars.ContextVa
 
 _RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
+# Messages per broker round trip. On Redis, kombu's Producer.batch sends a batch's
+# commands (each message's LPUSH and its task-sent PUBLISH) as one pipeline; other
+# transports publish each message at once, as without a batch.
+_BATCH_MESSAGES = 250
+_COMMANDS_PER_MESSAGE = 2
+
 
 class CeleryPublisher:
     """The :class:`hodei.services.ports.TaskPublisher` on a Celery app."""
@@ -47,29 +53,39 @@ class CeleryPublisher:
     def publish_many(
         self, publications: Sequence[Publication]
     ) -> Iterator[tuple[Publication, str]]:
-        """Publish over one pooled connection; QUEUED is confirmed for all in one transaction."""
+        """Publish over one pooled connection, in batches; yields each publication once
+        the broker has it. QUEUED is confirmed for all in one transaction at the end."""
         token = _sending.set(self)
         try:
             # The app's producer pool keeps the connection (and kombu's record of the
             # queues it already declared) from one submit to the next.
             with self._app.producer_pool.acquire(block=True) as producer:
-                connection = producer.connection
-                errors = (
-                    KombuError,
-                    OSError,
-                    *connection.connection_errors,
-                    *connection.channel_errors,
-                )
-                try:
-                    for publication in publications:
-                        yield publication, self._send(publication, producer)
-                except errors as exc:
-                    raise BrokerUnavailable(
-                        f"broker unavailable at {mask_url(self._app.conf.broker_url)}: {exc}"
-                    ) from exc
+                for start in range(0, len(publications), _BATCH_MESSAGES):
+                    yield from self._send_batch(
+                        publications[start : start + _BATCH_MESSAGES], producer
+                    )
         finally:
             _sending.reset(token)
             self._flush()
+
+    def _send_batch(
+        self, publications: Sequence[Publication], producer: Any
+    ) -> list[tuple[Publication, str]]:
+        connection = producer.connection
+        errors = (KombuError, OSError, *connection.connection_errors, *connection.channel_errors)
+        confirmed_so_far = len(self._pending)
+        try:
+            with producer.batch(max_size=len(publications) * _COMMANDS_PER_MESSAGE + 1):
+                return [(p, self._send(p, producer)) for p in publications]
+        except errors as exc:
+            # after_task_publish ran as each message was buffered; the batch as a whole
+            # failed, so none of it counts as published. A part may have reached Redis
+            # all the same: those jobs stay PENDING, and the duplicate that
+            # dispatch_pending publishes later loses the claim.
+            del self._pending[confirmed_so_far:]
+            raise BrokerUnavailable(
+                f"broker unavailable at {mask_url(self._app.conf.broker_url)}: {exc}"
+            ) from exc
 
     def _send(self, publication: Publication, producer: Any) -> str:
         task_id = str(uuid.uuid4())
