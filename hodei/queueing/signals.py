@@ -4,7 +4,8 @@ task_failure. Every write goes through a service, so each state change carries i
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from celery import Task
@@ -28,6 +29,8 @@ from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attem
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # A database blip must not lose a claim or a result: retry for a while, then give up loudly.
 _db_retry = retry(
     retry=retry_if_exception_type(DatabaseUnavailable),
@@ -35,6 +38,16 @@ _db_retry = retry(
     stop=stop_after_delay(60),
     reraise=True,
 )
+
+
+def _retrying_db_blips(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, retried through a database blip. The first try runs outside
+    tenacity, whose per-call setup was ~3% of a worker's CPU on the path that never fails."""
+    try:
+        return fn(*args, **kwargs)
+    except DatabaseUnavailable:
+        return _db_retry(fn)(*args, **kwargs)
+
 
 _connected = False
 
@@ -75,7 +88,8 @@ def _on_prerun(
     if not _is_run_job(sender) or ctx is None or not args or sender is None:
         return
     job_id, attempt = UUID(str(args[0])), int(args[1])
-    claim: Claim = _db_retry(claim_attempt)(
+    claim: Claim = _retrying_db_blips(
+        claim_attempt,
         ctx.container.store,
         ctx.container.clock,
         job_id=job_id,
@@ -128,7 +142,8 @@ def _finish(claimed: Job, outcome: Outcome) -> None:
     ctx = context.current()
     assert ctx is not None
     container = ctx.container
-    job = _db_retry(finish_attempt)(
+    job = _retrying_db_blips(
+        finish_attempt,
         container.store,
         container.clock,
         job=claimed,
