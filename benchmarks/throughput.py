@@ -86,7 +86,7 @@ def raw_app(broker_url: str, recorder: _RawRecorder | None = None) -> Any:
         worker_hijack_root_logger=False,
     )
 
-    @app.task(name=RAW_TASK, acks_late=True)  # type: ignore[untyped-decorator]
+    @app.task(name=RAW_TASK, acks_late=True, shared=False)  # type: ignore[untyped-decorator]
     def run_true(sent_at: float | None) -> None:
         started = time.time()
         subprocess.run(["true"], check=True)

@@ -186,7 +186,9 @@ TASKS: dict[str, Callable[[Container], Report]] = {
 
 def register(app: Celery) -> None:
     for name, fn in TASKS.items():
-        app.task(name=f"hodei.{name}", ignore_result=True)(_as_task(name, fn))
+        # shared=False: these belong to this app; a shared task would be added to every
+        # app the process creates later, ahead of that app's own registration.
+        app.task(name=f"hodei.{name}", ignore_result=True, shared=False)(_as_task(name, fn))
 
 
 def _as_task(name: str, fn: Callable[[Container], Report]) -> Callable[[], Report]:

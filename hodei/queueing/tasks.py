@@ -26,7 +26,12 @@ def register(app: Celery) -> None:
     signals.connect()
 
     @app.task(
-        name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+        name=RUN_JOB_TASK,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        shared=False,  # this app's task, not added to apps created later (see maintenance_tasks)
     )
     def run_job(self: Task, job_id: str, attempt: int) -> dict[str, Any]:
         return execute(self, job_id, attempt)
