@@ -13,7 +13,7 @@ from hodei.domain.records import Attempt, Job, provider_of_queue
 from hodei.domain.states import AttemptState, JobState
 from hodei.errors import BrokerUnavailable
 from hodei.services.ports import Clock, Publication, Store, TaskPublisher, Transaction
-from hodei.services.timeline import job_event
+from hodei.services.timeline import job_event, job_event_for
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +28,25 @@ class Confirmation:
     job_id: UUID
     attempt: int
     task_id: str
+    queue: str
+    correlation_id: str | None
     reason: str = ""
+
+    @classmethod
+    def of(cls, publication: Publication, task_id: str) -> Confirmation:
+        return cls(
+            publication.job_id,
+            publication.attempt,
+            task_id,
+            publication.queue,
+            publication.correlation_id,
+            publication.reason,
+        )
 
 
 def publication_for(job: Job, reason: str = "") -> Publication:
     assert job.queue is not None, "only jobs with a provider are published"
-    return Publication(job.id, job.attempt, job.queue, job.name, reason)
+    return Publication(job.id, job.attempt, job.queue, job.name, reason, job.correlation_id)
 
 
 def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmation]) -> int:
@@ -47,6 +60,10 @@ def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmat
         return 0
     by_job = {c.job_id: c for c in confirmations}
     now = clock.now()
+    if len(by_job) == 1:  # a submit of one job: one guarded write, no set-based statements
+        [single] = by_job.values()
+        with store.transaction() as tx:
+            return int(_queue(tx, single, now))
     with store.transaction() as tx:
         moved = tx.jobs.compare_and_set_many(
             [(c.job_id, c.attempt) for c in by_job.values()],
@@ -58,27 +75,26 @@ def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmat
         )
         if moved:
             tx.attempts.add(*(_queued_attempt(by_job[j.id]) for j in moved))
-            tx.events.add(*(_queued_event(j, by_job[j.id], now) for j in moved))
+            tx.events.add(*(_queued_event(by_job[j.id], now) for j in moved))
     return len(moved)
 
 
-def mark_queued(tx: Transaction, clock: Clock, job: Job, confirmation: Confirmation) -> bool:
-    """Within ``tx``: move ``job`` to QUEUED for the confirmed attempt, if it is still PENDING."""
-    now = clock.now()
-    won = tx.jobs.compare_and_set(
-        job.id,
-        states=[JobState.PENDING],
-        expected_attempt=confirmation.attempt,
-        state=JobState.QUEUED,
-        queued_at=now,
-        next_attempt_at=None,
-        updated_at=now,
+def mark_queued(tx: Transaction, clock: Clock, job: Job, task_id: str) -> bool:
+    """Within ``tx``: move ``job`` to QUEUED for its current attempt, if it is still PENDING
+    (a worker got the message before the publisher confirmed it)."""
+    assert job.queue is not None, "only published jobs are queued"
+    confirmation = Confirmation(job.id, job.attempt, task_id, job.queue, job.correlation_id)
+    return _queue(tx, confirmation, clock.now())
+
+
+def _queue(tx: Transaction, confirmation: Confirmation, now: datetime) -> bool:
+    return tx.runs.queue(
+        confirmation.job_id,
+        confirmation.attempt,
+        task_id=confirmation.task_id,
+        now=now,
+        event=_queued_event(confirmation, now),
     )
-    if not won:
-        return False
-    tx.attempts.add(_queued_attempt(confirmation))
-    tx.events.add(_queued_event(job, confirmation, now))
-    return True
 
 
 def _queued_attempt(confirmation: Confirmation) -> Attempt:
@@ -90,16 +106,18 @@ def _queued_attempt(confirmation: Confirmation) -> Attempt:
     )
 
 
-def _queued_event(job: Job, confirmation: Confirmation, now: datetime) -> DomainEvent:
-    return job_event(
-        job,
+def _queued_event(confirmation: Confirmation, now: datetime) -> DomainEvent:
+    """JobQueued, from what the publisher knew: no need to read the job."""
+    return job_event_for(
+        confirmation.job_id,
+        confirmation.correlation_id,
         EventType.JOB_QUEUED,
         actor=Actor.DISPATCHER,
         now=now,
         new_state=JobState.QUEUED,
         old_state=JobState.PENDING,  # the only state a job is queued from
-        provider=provider_of_queue(job.queue),
-        queue=job.queue,
+        provider=provider_of_queue(confirmation.queue),
+        queue=confirmation.queue,
         attempt=confirmation.attempt,
         task_id=confirmation.task_id,
         selection=confirmation.reason or None,

@@ -11,7 +11,7 @@ from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Job
 from hodei.domain.states import AttemptState, FailureReason, JobState
 from hodei.services.attempts import reopen_as_next_attempt
-from hodei.services.dispatch import Confirmation, mark_queued
+from hodei.services.dispatch import mark_queued
 from hodei.services.ports import Clock, Store, Transaction
 from hodei.services.timeline import job_event
 
@@ -53,7 +53,7 @@ def claim_attempt(
         if job.state is JobState.PENDING:
             # The worker got the message before the publisher confirmed it: confirm here,
             # so the timeline still reads JobQueued before JobStarted.
-            mark_queued(tx, clock, job, Confirmation(job_id, attempt, task_id))
+            mark_queued(tx, clock, job, task_id)
             job = replace(job, state=JobState.QUEUED)
         started = _start(tx, clock.now(), job, worker_id, task_id)
     if started is None:

@@ -165,7 +165,15 @@ class LogRepository(Protocol):
 
 
 class RunRepository(Protocol):
-    """Starting and finishing an attempt: four rows each, written all or nothing."""
+    """Queueing, starting and finishing an attempt: each written all or nothing."""
+
+    def queue(
+        self, job_id: UUID, attempt: int, *, task_id: str, now: datetime, event: DomainEvent
+    ) -> bool:
+        """PENDING -> QUEUED at ``attempt``: the job, a new QUEUED attempt row with
+        ``task_id``, and ``event``. False, with nothing written, if the job is not PENDING
+        at that attempt."""
+        ...
 
     def start(
         self,
@@ -232,6 +240,7 @@ class Publication:
     queue: str
     job_name: str = ""
     reason: str = ""  # why this provider was chosen, for the JobQueued event
+    correlation_id: str | None = None  # the job's, for the JobQueued event
 
 
 class TaskPublisher(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from hodei.domain.events import Aggregate, DomainEvent, EventType
 from hodei.domain.records import Job, Worker
@@ -20,20 +21,39 @@ def job_event(
     **payload: Any,
 ) -> DomainEvent:
     """An event on a job's timeline; a state change carries old_state/new_state."""
+    if new_state is not None:
+        payload.setdefault("old_state", job.state)
+    return job_event_for(
+        job.id, job.correlation_id, event_type, actor=actor, now=now, new_state=new_state,
+        **payload,
+    )  # fmt: skip
+
+
+def job_event_for(
+    job_id: UUID,
+    correlation_id: str | None,
+    event_type: EventType,
+    *,
+    actor: str,
+    now: datetime,
+    new_state: JobState | None = None,
+    **payload: Any,
+) -> DomainEvent:
+    """:func:`job_event` without the job at hand (a state change must name old_state)."""
     body: dict[str, Any] = {}
     if new_state is not None:
-        old_state = payload.pop("old_state", job.state)
+        old_state = payload.pop("old_state")
         body["old_state"] = None if old_state is None else str(old_state)
         body["new_state"] = str(new_state)
     body.update(payload)
     return DomainEvent(
         event_type=str(event_type),
         aggregate_type=str(Aggregate.JOB),
-        aggregate_id=job.id,
+        aggregate_id=job_id,
         actor=actor,
         occurred_at=now,
         payload=_json_ready(body),
-        correlation_id=job.correlation_id,
+        correlation_id=correlation_id,
     )
 
 

@@ -1,7 +1,8 @@
-"""The writes that start and finish an attempt, each all or nothing behind one guard.
+"""The writes that queue, start and finish an attempt, each all or nothing behind one guard.
 
-Starting an attempt changes four rows (the job, its attempt, the worker, a new event),
-and so does finishing one. Each is guarded by a conditional update of the job: if the
+Queueing an attempt changes three rows (the job, a new attempt row, a new event);
+starting one changes four (the job, its attempt, the worker, a new event), and so does
+finishing one. Each is guarded by a conditional update of the job: if the
 job is not where the caller expects it, nothing is written. On PostgreSQL the four
 writes go as one statement, data-modifying CTEs that depend on the guard's RETURNING,
 so a claim or a finish is one round trip instead of four. Elsewhere (SQLite, where a
@@ -47,6 +48,32 @@ def _sets(table: sa.Table, columns: Sequence[str], prefix: str) -> dict[str, Any
 
 
 @dataclass(frozen=True)
+class _NewRow:
+    """A row to insert, its values the parameters ``<prefix><column>``."""
+
+    table: sa.Table
+    columns: tuple[str, ...]
+    prefix: str
+
+    @functools.cached_property
+    def insert(self) -> sa.Insert:
+        return self.table.insert().values(_sets(self.table, self.columns, self.prefix))
+
+    def insert_if(self, moved: sa.CTE) -> sa.Insert:
+        """INSERT ... SELECT <parameters> FROM moved: one row if the guard matched, else none.
+
+        psycopg's dialect casts every parameter to its column's type, which the SELECT
+        list of INSERT ... SELECT needs."""
+        values = [_param(self.table, c, self.prefix) for c in self.columns]
+        return self.table.insert().from_select(
+            list(self.columns), sa.select(*values).select_from(moved)
+        )
+
+
+_EVENT_ROW = _NewRow(domain_events, _EVENT_COLUMNS, "e_")
+
+
+@dataclass(frozen=True)
 class _GuardedWrite:
     """A conditional UPDATE of one job (the guard) and the writes that follow it.
 
@@ -56,7 +83,7 @@ class _GuardedWrite:
 
     guard: sa.Update  # ... RETURNING the job's columns
     followers: tuple[sa.Update, ...]
-    event_insert: sa.Insert
+    new_rows: tuple[_NewRow, ...]
 
     @functools.cached_property
     def combined(self) -> sa.Select[Any]:
@@ -64,13 +91,8 @@ class _GuardedWrite:
         moved = self.guard.cte("moved")
         matched = sa.exists(sa.select(moved.c.id))
         ctes = [f.where(matched).cte(f"follow_{n}") for n, f in enumerate(self.followers)]
-        # psycopg's dialect casts every parameter to its column's type, which the
-        # SELECT list of INSERT ... SELECT needs.
-        values = [_param(domain_events, c, "e_") for c in _EVENT_COLUMNS]
-        event = domain_events.insert().from_select(
-            list(_EVENT_COLUMNS), sa.select(*values).select_from(moved)
-        )
-        return sa.select(moved).add_cte(*ctes, event.cte("event"))
+        ctes += [row.insert_if(moved).cte(f"insert_{n}") for n, row in enumerate(self.new_rows)]
+        return sa.select(moved).add_cte(*ctes)
 
     def execute(self, connection: sa.Connection, params: Mapping[str, Any]) -> Job | None:
         if connection.dialect.name == "postgresql":
@@ -81,7 +103,8 @@ class _GuardedWrite:
             return None
         for follower in self.followers:
             connection.execute(follower, params)
-        connection.execute(self.event_insert, params)
+        for new_row in self.new_rows:
+            connection.execute(new_row.insert, params)
         return job_from_row(row)
 
 
@@ -110,8 +133,31 @@ def _attempt_update(sets: Sequence[str]) -> sa.Update:
     )
 
 
-def _event_insert() -> sa.Insert:
-    return domain_events.insert().values(_sets(domain_events, _EVENT_COLUMNS, "e_"))
+_ATTEMPT_COLUMNS = (
+    "job_id",
+    "attempt_no",
+    "state",
+    "task_id",
+    "worker_id",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "signal",
+    "oom_killed",
+    "error",
+)
+
+
+def _queue_write() -> _GuardedWrite:
+    return _GuardedWrite(
+        guard=_guard(
+            [JobState.PENDING],
+            ("state", "queued_at", "next_attempt_at", "updated_at"),
+            held=False,
+        ),
+        followers=(),
+        new_rows=(_NewRow(job_attempts, _ATTEMPT_COLUMNS, "a_"), _EVENT_ROW),
+    )
 
 
 def _start_write() -> _GuardedWrite:
@@ -136,7 +182,7 @@ def _start_write() -> _GuardedWrite:
             held=False,
         ),
         followers=(_attempt_update(("state", "worker_id", "started_at", "task_id")), busy),
-        event_insert=_event_insert(),
+        new_rows=(_EVENT_ROW,),
     )
 
 
@@ -155,10 +201,11 @@ def _finish_write() -> _GuardedWrite:
             _attempt_update(("state", "finished_at", "exit_code", "signal", "error")),
             job_done,
         ),
-        event_insert=_event_insert(),
+        new_rows=(_EVENT_ROW,),
     )
 
 
+_QUEUE = _queue_write()
 _START = _start_write()
 _FINISH = _finish_write()
 
@@ -166,6 +213,26 @@ _FINISH = _finish_write()
 class SqlRunRepository:
     def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
+
+    def queue(
+        self, job_id: UUID, attempt: int, *, task_id: str, now: datetime, event: DomainEvent
+    ) -> bool:
+        params = {
+            "g_id": job_id,
+            "g_attempt": attempt,
+            "g_state": str(JobState.QUEUED),
+            "g_queued_at": now,
+            "g_next_attempt_at": None,
+            "g_updated_at": now,
+            **{f"a_{column}": None for column in _ATTEMPT_COLUMNS},
+            "a_job_id": job_id,
+            "a_attempt_no": attempt,
+            "a_state": str(AttemptState.QUEUED),
+            "a_task_id": task_id,
+            "a_oom_killed": False,
+            **_event_params(event),
+        }
+        return _QUEUE.execute(self._c, params) is not None
 
     def start(
         self,

@@ -1,5 +1,6 @@
-"""Claim and finish write the job, its attempt, the worker and the event all or nothing,
-on SQLite (one statement after another) and on PostgreSQL (one combined statement)."""
+"""Queue, claim and finish write the job, its attempt, the worker and the event all or
+nothing, on SQLite (one statement after another) and on PostgreSQL (one combined
+statement)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from uuid import uuid4
 from hodei.domain.records import Job, Worker
 from hodei.domain.states import AttemptState, JobState, WorkerState
 from hodei.sdk import Client
+from hodei.services.dispatch import Confirmation, confirm_queued
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.workers import create_worker_token, register_worker
 from tests.integration.operators_plant import plant_job
@@ -118,3 +120,58 @@ def test_a_finish_by_another_worker_writes_nothing(client: Client) -> None:
     stale = _claim(client, plant_job(client, state=JobState.QUEUED, attempt=2), worker)
     assert stale is None  # a message for attempt 1 of a job at attempt 2
     assert _finish(client, Job(**{**claimed.__dict__, "id": uuid4()}), worker) is None
+
+
+def _pending(client: Client) -> Job:
+    return plant_job(client, state=JobState.PENDING, correlation_id="order-7")
+
+
+def _confirm(client: Client, *jobs: Job, attempt: int = 1) -> int:
+    c = client.container
+    return confirm_queued(
+        c.store,
+        c.clock,
+        [Confirmation(j.id, attempt, f"t-{j.id}", "hodei.local", "order-7", "only") for j in jobs],
+    )
+
+
+def _kinds(client: Client, job: Job) -> list[str]:
+    return [e.event_type for e in job_events(client, job.id)]
+
+
+def test_confirming_one_job_queues_it_with_its_attempt_and_event(client: Client) -> None:
+    job = _pending(client)
+    assert _confirm(client, job) == 1
+    stored = client.get(job.id)
+    assert stored.state is JobState.QUEUED and stored.queued_at is not None
+    assert _attempt_state(client, job) == (AttemptState.QUEUED, f"t-{job.id}")
+    queued = job_events(client, job.id)[-1]
+    assert (queued.event_type, queued.correlation_id) == ("JobQueued", "order-7")
+    assert queued.payload["provider"] == "local" and queued.payload["selection"] == "only"
+    assert (queued.payload["old_state"], queued.payload["new_state"]) == ("PENDING", "QUEUED")
+
+
+def test_a_late_or_stale_confirmation_writes_nothing(client: Client) -> None:
+    job = _pending(client)
+    assert _confirm(client, job, attempt=2) == 0  # not the job's attempt
+    assert client.get(job.id).state is JobState.PENDING
+    assert _confirm(client, job) == 1
+    assert _confirm(client, job) == 0  # already QUEUED: no second attempt row or event
+    assert _kinds(client, job).count("JobQueued") == 1
+
+
+def test_many_confirmations_take_the_set_based_path_alike(client: Client) -> None:
+    jobs = [_pending(client) for _ in range(3)]
+    assert _confirm(client, *jobs) == 3
+    for job in jobs:
+        assert client.get(job.id).state is JobState.QUEUED
+        assert _attempt_state(client, job) == (AttemptState.QUEUED, f"t-{job.id}")
+        assert job_events(client, job.id)[-1].payload["provider"] == "local"
+
+
+def test_a_claim_before_the_confirmation_queues_then_starts(client: Client) -> None:
+    worker, job = _worker(client), _pending(client)
+    assert _claim(client, job, worker, task_id="t-early") is not None
+    assert _kinds(client, job)[-2:] == ["JobQueued", "JobStarted"]
+    assert _attempt_state(client, job) == (AttemptState.RUNNING, "t-early")
+    assert _confirm(client, job) == 0  # the publisher's confirmation, arriving late
