@@ -2,10 +2,10 @@
 
 Queueing an attempt changes three rows (the job, a new attempt row, a new event);
 starting one changes four (the job, its attempt, the worker, a new event), and so does
-finishing one. Each is guarded by a conditional update of the job: if the
-job is not where the caller expects it, nothing is written. On PostgreSQL the four
-writes go as one statement, data-modifying CTEs that depend on the guard's RETURNING,
-so a claim or a finish is one round trip instead of four. Elsewhere (SQLite, where a
+finishing one. Each is guarded by a conditional update of the job: if the job is not
+where the caller expects it, nothing is written. On PostgreSQL the writes go as one
+statement, data-modifying CTEs that depend on the guard's RETURNING, so a claim or a
+finish is one round trip instead of four. Elsewhere (SQLite, where a
 statement costs no round trip) the same statements run one after another.
 """
 
@@ -27,16 +27,7 @@ from hodei.store.mapping import event_to_row, job_from_row
 from hodei.store.tables import domain_events, job_attempts, jobs, workers
 from hodei.store.worker_repository import job_done_statement
 
-_EVENT_COLUMNS = (
-    "event_id",
-    "event_type",
-    "aggregate_type",
-    "aggregate_id",
-    "correlation_id",
-    "actor",
-    "payload",
-    "occurred_at",
-)
+_EVENT_COLUMNS = tuple(c.name for c in domain_events.c if c.name != "id")  # id: a sequence
 
 
 def _param(table: sa.Table, column: str, prefix: str) -> sa.BindParameter[Any]:
@@ -133,19 +124,7 @@ def _attempt_update(sets: Sequence[str]) -> sa.Update:
     )
 
 
-_ATTEMPT_COLUMNS = (
-    "job_id",
-    "attempt_no",
-    "state",
-    "task_id",
-    "worker_id",
-    "started_at",
-    "finished_at",
-    "exit_code",
-    "signal",
-    "oom_killed",
-    "error",
-)
+_ATTEMPT_COLUMNS = tuple(c.name for c in job_attempts.c)
 
 
 def _queue_write() -> _GuardedWrite:
