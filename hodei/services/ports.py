@@ -64,12 +64,10 @@ class JobRepository(Protocol):
         targets: Collection[tuple[UUID, int]],
         *,
         states: Collection[JobState],
-        held_by: UUID | None = None,
         **changes: Any,
     ) -> list[Job]:
-        """Apply ``changes`` to each (job id, attempt) still in one of ``states`` (and run
-        by worker ``held_by``), in one statement per chunk; returns the jobs changed, as
-        they are now."""
+        """Apply ``changes`` to each (job id, attempt) still in one of ``states``, in one
+        statement per chunk; returns the jobs changed, as they are now."""
         ...
 
     def search(self, query: JobQuery) -> list[Job]: ...

@@ -67,18 +67,10 @@ class SqlJobRepository:
         targets: Collection[tuple[UUID, int]],
         *,
         states: Collection[JobState],
-        held_by: UUID | None = None,
         **changes: Any,
     ) -> list[Job]:
         values = normalise_changes(changes)
         pairs = list(targets)
-        if len(pairs) == 1:  # a claim or a finish: the prepared statement, no IN list
-            (job_id, attempt), *_ = pairs
-            where = where_params(id=job_id, attempt=attempt)
-            if held_by is not None:
-                where["w_worker_id"] = held_by
-            stmt = statements.conditional_update(jobs, _names(states), _keys(where), True)
-            return [job_from_row(r) for r in self._c.execute(stmt, {**values, **where}).mappings()]
         moved: list[Job] = []
         for start in range(0, len(pairs), _SET_CHUNK):
             query = (
@@ -90,8 +82,6 @@ class SqlJobRepository:
                 .values(**values)
                 .returning(*jobs.c)
             )
-            if held_by is not None:
-                query = query.where(jobs.c.worker_id == held_by)
             moved.extend(job_from_row(r) for r in self._c.execute(query).mappings())
         return moved
 

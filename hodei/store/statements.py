@@ -1,7 +1,8 @@
 """Statements built once and reused with bound parameters.
 
-Claim and finish run a handful of statements per job; building a SQLAlchemy statement
-(and its cache key) costs more than executing one that is already compiled and cached.
+Per-job paths (a retry, a late confirmation, worker updates) run these again and again;
+building a SQLAlchemy statement (and its cache key) costs more than executing one that
+is already compiled and cached.
 An UPDATE built here has no VALUES: the columns to set are the parameter names, and the
 WHERE clause binds ``w_``-prefixed names so the two never collide.
 """
@@ -15,13 +16,13 @@ import sqlalchemy as sa
 
 @functools.cache
 def conditional_update(
-    table: sa.Table, states: tuple[str, ...], keys: tuple[str, ...] = (), returning: bool = False
+    table: sa.Table, states: tuple[str, ...], keys: tuple[str, ...] = ()
 ) -> sa.Update:
     """``UPDATE table SET <params> WHERE id = :w_id AND state IN states AND key = :w_key...``"""
     stmt = table.update().where(table.c.id == sa.bindparam("w_id"), table.c.state.in_(states))
     for key in keys:
         stmt = stmt.where(table.c[key] == sa.bindparam(f"w_{key}"))
-    return stmt.returning(*table.c) if returning else stmt
+    return stmt
 
 
 @functools.cache
