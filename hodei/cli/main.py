@@ -14,8 +14,16 @@ from hodei.settings import Settings
 
 logger = logging.getLogger("hodei.cli")
 
-EXIT_CODES_HELP = "\b\nExit codes:\n" + "\n".join(
-    f"  {cls.exit_code}  {cls.__name__}: {(cls.__doc__ or '').strip()}" for cls in errors.EXIT_CODES
+
+INTERNAL_ERROR_EXIT_CODE = 70  # EX_SOFTWARE in sysexits.h
+
+EXIT_CODES_HELP = (
+    "\b\nExit codes:\n"
+    + "\n".join(
+        f"  {cls.exit_code}  {cls.__name__}: {(cls.__doc__ or '').strip()}"
+        for cls in errors.EXIT_CODES
+    )
+    + f"\n  {INTERNAL_ERROR_EXIT_CODE}  internal error: a bug in hodei or a broken installation"
 )
 
 
@@ -40,6 +48,14 @@ class HodeiGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("hodei: interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:
+            # A bug in hodei or a broken installation (a missing module): still one line.
+            click.echo(
+                f"hodei: internal error: {type(exc).__name__}: {exc} (-v prints the traceback)",
+                err=True,
+            )
+            logger.debug("traceback", exc_info=exc)
+            sys.exit(INTERNAL_ERROR_EXIT_CODE)
 
 
 def _report(exc: BaseException) -> None:

@@ -15,10 +15,14 @@ RUN_JOB_TASK = "hodei.run_job"
 
 def create_app(settings: Settings) -> Celery:
     """A Celery app on ``settings.broker_url``, with hodei's tasks registered."""
-    from hodei.queueing import redis_transport, sqlite_transport
+    from hodei.queueing import sqlite_transport
 
     sqlite_transport.install()
-    redis_transport.install()
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # Imported only when used: the embedded default must not load Redis's client.
+        from hodei.queueing import redis_transport
+
+        redis_transport.install()
     app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
     app.conf.update(_config(settings))
     # Importing registers the tasks and signal handlers on this app.
