@@ -89,11 +89,7 @@ def mark_queued(tx: Transaction, clock: Clock, job: Job, task_id: str) -> bool:
 
 def _queue(tx: Transaction, confirmation: Confirmation, now: datetime) -> bool:
     return tx.runs.queue(
-        confirmation.job_id,
-        confirmation.attempt,
-        task_id=confirmation.task_id,
-        now=now,
-        event=_queued_event(confirmation, now),
+        _queued_attempt(confirmation), now=now, event=_queued_event(confirmation, now)
     )
 
 

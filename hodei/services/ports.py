@@ -165,12 +165,10 @@ class LogRepository(Protocol):
 class RunRepository(Protocol):
     """Queueing, starting and finishing an attempt: each written all or nothing."""
 
-    def queue(
-        self, job_id: UUID, attempt: int, *, task_id: str, now: datetime, event: DomainEvent
-    ) -> bool:
-        """PENDING -> QUEUED at ``attempt``: the job, a new QUEUED attempt row with
-        ``task_id``, and ``event``. False, with nothing written, if the job is not PENDING
-        at that attempt."""
+    def queue(self, new_attempt: Attempt, *, now: datetime, event: DomainEvent) -> bool:
+        """PENDING -> QUEUED at ``new_attempt``'s number: the job, ``new_attempt``'s row,
+        and ``event``. False, with nothing written, if the job is not PENDING at that
+        attempt."""
         ...
 
     def start(

@@ -15,6 +15,7 @@ from hodei.services.ports import JobQuery
 from hodei.store import statements
 from hodei.store.mapping import (
     attempt_from_row,
+    attempt_to_row,
     job_from_row,
     job_to_row,
     normalise_changes,
@@ -214,7 +215,7 @@ class SqlAttemptRepository:
 
     def add(self, *new_attempts: Attempt) -> None:
         if new_attempts:
-            self._c.execute(job_attempts.insert(), [_attempt_row(a) for a in new_attempts])
+            self._c.execute(job_attempts.insert(), [attempt_to_row(a) for a in new_attempts])
 
     def update(self, job_id: UUID, attempt_no: int, **changes: Any) -> None:
         stmt = statements.update_by(job_attempts, "job_id", "attempt_no")
@@ -228,22 +229,6 @@ class SqlAttemptRepository:
             .order_by(job_attempts.c.attempt_no)
         )
         return [attempt_from_row(r) for r in self._c.execute(stmt).mappings()]
-
-
-def _attempt_row(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "job_id": attempt.job_id,
-        "attempt_no": attempt.attempt_no,
-        "state": str(attempt.state),
-        "task_id": attempt.task_id,
-        "worker_id": attempt.worker_id,
-        "started_at": attempt.started_at,
-        "finished_at": attempt.finished_at,
-        "exit_code": attempt.exit_code,
-        "signal": attempt.signal,
-        "oom_killed": attempt.oom_killed,
-        "error": attempt.error,
-    }
 
 
 def _names(states: Collection[JobState]) -> tuple[str, ...]:

@@ -141,6 +141,22 @@ def provider_to_row(provider: Provider) -> dict[str, Any]:
     }
 
 
+def attempt_to_row(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "job_id": attempt.job_id,
+        "attempt_no": attempt.attempt_no,
+        "state": str(attempt.state),
+        "task_id": attempt.task_id,
+        "worker_id": attempt.worker_id,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "exit_code": attempt.exit_code,
+        "signal": attempt.signal,
+        "oom_killed": attempt.oom_killed,
+        "error": attempt.error,
+    }
+
+
 def event_to_row(event: DomainEvent) -> dict[str, Any]:
     return {
         "event_id": event.event_id,

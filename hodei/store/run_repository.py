@@ -21,9 +21,9 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from hodei.domain.events import DomainEvent
-from hodei.domain.records import Job
+from hodei.domain.records import Attempt, Job
 from hodei.domain.states import AttemptState, JobState, WorkerState
-from hodei.store.mapping import event_to_row, job_from_row
+from hodei.store.mapping import attempt_to_row, event_to_row, job_from_row
 from hodei.store.tables import domain_events, job_attempts, jobs, workers
 from hodei.store.worker_repository import job_done_statement
 
@@ -193,22 +193,15 @@ class SqlRunRepository:
     def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
 
-    def queue(
-        self, job_id: UUID, attempt: int, *, task_id: str, now: datetime, event: DomainEvent
-    ) -> bool:
+    def queue(self, new_attempt: Attempt, *, now: datetime, event: DomainEvent) -> bool:
         params = {
-            "g_id": job_id,
-            "g_attempt": attempt,
+            "g_id": new_attempt.job_id,
+            "g_attempt": new_attempt.attempt_no,
             "g_state": str(JobState.QUEUED),
             "g_queued_at": now,
             "g_next_attempt_at": None,
             "g_updated_at": now,
-            **{f"a_{column}": None for column in _ATTEMPT_COLUMNS},
-            "a_job_id": job_id,
-            "a_attempt_no": attempt,
-            "a_state": str(AttemptState.QUEUED),
-            "a_task_id": task_id,
-            "a_oom_killed": False,
+            **{f"a_{column}": value for column, value in attempt_to_row(new_attempt).items()},
             **_event_params(event),
         }
         return _QUEUE.execute(self._c, params) is not None
