@@ -106,6 +106,11 @@ class _Verdict:
     reason: FailureReason | None
     attempt_state: AttemptState
 
+    @property
+    def failure_reason(self) -> str | None:
+        """The reason as stored and shown (None for a success)."""
+        return str(self.reason) if self.reason else None
+
 
 def finish_attempt(
     store: Store,
@@ -156,7 +161,7 @@ def _finish_final(
         attempt_state=verdict.attempt_state,
         exit_code=outcome.exit_code,
         signal=outcome.signal,
-        failure_reason=str(verdict.reason) if verdict.reason else None,
+        failure_reason=verdict.failure_reason,
         error=outcome.error,
         event=_end_event(job, verdict, outcome, worker_id, now),
     )
@@ -237,7 +242,7 @@ def _end_event(
         attempt=job.attempt,
         exit_code=outcome.exit_code,
         signal=outcome.signal,
-        reason=str(verdict.reason) if verdict.reason else None,
+        reason=verdict.failure_reason,
         duration_ms=outcome.duration_ms,
         error=outcome.error,
     )
@@ -273,7 +278,7 @@ def _schedule_retry(
             failed_attempt=job.attempt,
             next_attempt_at=due,
             exit_code=outcome.exit_code,
-            reason=str(verdict.reason),
+            reason=verdict.failure_reason,
         )
     )
     return retried
