@@ -114,7 +114,6 @@ class CeleryPublisher:
             producer=producer,
             retry=True,
             retry_policy=_RETRY_POLICY,
-            headers={"hodei_reason": publication.reason},
             argsrepr=_argsrepr(publication),
         )
         return task_id
