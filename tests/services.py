@@ -42,6 +42,6 @@ def require(name: str, url: str, default_port: int) -> None:
 def unavailable(message: str, *, in_ci: str = "CI is set, so this test must not skip") -> NoReturn:
     """Skip a test whose prerequisite is missing here; under CI, where every test must
     run, fail instead, so a skip can never pass for a green run."""
-    if IN_CI:
-        pytest.fail(f"{message} ({in_ci})")
-    pytest.skip(message)
+    if not IN_CI:
+        pytest.skip(message)
+    pytest.fail(f"{message} ({in_ci})")
