@@ -14,13 +14,16 @@ from hodei.store.tables import provider_configs as providers
 from hodei.store.tables import workers
 
 
+# Live workers per provider id.
+_LIVE_COUNTS = (
+    sa.select(workers.c.provider_id, sa.func.count().label("n"))
+    .where(workers.c.state.in_([str(s) for s in LIVE_WORKER_STATES]))
+    .group_by(workers.c.provider_id)
+)
+
+
 def _with_live_workers() -> sa.Select[Any]:
-    live = (
-        sa.select(workers.c.provider_id, sa.func.count().label("n"))
-        .where(workers.c.state.in_([str(s) for s in LIVE_WORKER_STATES]))
-        .group_by(workers.c.provider_id)
-        .subquery()
-    )
+    live = _LIVE_COUNTS.subquery()
     return (
         sa.select(*providers.c, sa.func.coalesce(live.c.n, 0).label("live_workers"))
         .select_from(providers.outerjoin(live, live.c.provider_id == providers.c.id))
@@ -74,9 +77,5 @@ class SqlProviderRepository:
         self._c.execute(stmt)
 
     def live_worker_counts(self) -> dict[UUID, int]:
-        stmt = (
-            sa.select(workers.c.provider_id, sa.func.count())
-            .where(workers.c.state.in_([str(s) for s in LIVE_WORKER_STATES]))
-            .group_by(workers.c.provider_id)
-        )
-        return {pid: int(n) for pid, n in self._c.execute(stmt).all() if pid is not None}
+        rows = self._c.execute(_LIVE_COUNTS).all()
+        return {pid: int(n) for pid, n in rows if pid is not None}
