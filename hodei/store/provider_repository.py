@@ -13,7 +13,6 @@ from hodei.store.mapping import provider_from_row, provider_to_row
 from hodei.store.tables import provider_configs as providers
 from hodei.store.tables import workers
 
-
 # Live workers per provider id.
 _LIVE_COUNTS = (
     sa.select(workers.c.provider_id, sa.func.count().label("n"))
