@@ -18,7 +18,7 @@ def create_app(settings: Settings) -> Celery:
     from hodei.queueing import sqlite_transport
 
     sqlite_transport.install()
-    if settings.broker_url.startswith(("redis://", "rediss://")):
+    if _is_redis(settings.broker_url):
         # Imported only when used: the embedded default must not load Redis's client.
         from hodei.queueing import redis_transport
 
@@ -70,10 +70,15 @@ def _config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _is_redis(broker_url: str) -> bool:
+    """redis://, rediss:// and kombu's other redis+... schemes."""
+    return broker_url.startswith("redis")
+
+
 def _transport_options(broker_url: str) -> dict[str, Any]:
     if broker_url.startswith(("sqla+", "sqlalchemy+")):
         return {"polling_interval": 0.1, "pool_pre_ping": True}
-    if broker_url.startswith(("redis", "rediss")):
+    if _is_redis(broker_url):
         # Unacked messages of a SIGKILLed worker come back after this; the claim then
         # drops them as stale, because the reaper has already requeued a new attempt.
         return {"visibility_timeout": 3600, "socket_connect_timeout": 4}
