@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from hodei.errors import InvalidJobSpec
@@ -108,12 +108,26 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_dict` reads it back."""
-        data = asdict(self)
-        data["command"] = self.command if isinstance(self.command, str) else list(self.command)
-        data["env"] = dict(self.env)
-        data["labels"] = dict(self.labels)
-        data["regions"] = list(self.regions)
-        return data
+        # Spelled out rather than dataclasses.asdict, whose deep copies cost a
+        # submit_many of thousands a noticeable share of its time.
+        return {
+            "name": self.name,
+            "command": self.command if isinstance(self.command, str) else list(self.command),
+            "env": dict(self.env),
+            "working_dir": self.working_dir,
+            "timeout_s": self.timeout_s,
+            "max_attempts": self.max_attempts,
+            "retry": {
+                "backoff_s": self.retry.backoff_s,
+                "factor": self.retry.factor,
+                "max_backoff_s": self.retry.max_backoff_s,
+            },
+            "labels": dict(self.labels),
+            "regions": list(self.regions),
+            "provider": self.provider,
+            "correlation_id": self.correlation_id,
+            "idempotency_key": self.idempotency_key,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:

@@ -1,5 +1,7 @@
 """JobSpec validation: good specs are accepted as given, bad ones name every problem."""
 
+import dataclasses
+
 import pytest
 
 from hodei.domain.specs import JobSpec, RetryPolicy
@@ -35,6 +37,13 @@ def test_every_field_round_trips_through_json() -> None:
         idempotency_key="k1",
     )
     assert JobSpec.from_dict(spec.to_dict()) == spec
+    # to_dict spells the fields out: a field added to JobSpec must be added there too.
+    assert spec.to_dict() == dataclasses.asdict(spec) | {
+        "command": ["true"],
+        "env": {"A": "1"},
+        "labels": {"gpu": "true"},
+        "regions": ["eu"],
+    }
 
 
 @pytest.mark.parametrize(
