@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -13,7 +13,7 @@ from hodei.domain.states import AttemptState, FailureReason, JobState
 from hodei.services.attempts import reopen_as_next_attempt
 from hodei.services.dispatch import mark_queued
 from hodei.services.ports import Clock, Store, Transaction
-from hodei.services.timeline import job_event
+from hodei.services.timeline import job_event, job_event_for
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,11 @@ def claim_attempt(
     """QUEUED -> RUNNING for ``attempt``, conditionally: a duplicate delivery, a message
     for an old attempt, or one for a cancelled job loses and must not run."""
     with store.transaction() as tx:
+        # The usual case, a QUEUED job, is one guarded write; only a delivery that loses
+        # it reads the job, to say why or to confirm a publish not yet confirmed.
+        started = _start(tx, clock.now(), job_id, attempt, worker_id, task_id)
+        if started is not None:
+            return Claim(True, "claimed", started)
         job = tx.jobs.get(job_id)
         refusal = _refusal(job, attempt, clock.now())
         if refusal is not None:
@@ -54,11 +59,10 @@ def claim_attempt(
             # The worker got the message before the publisher confirmed it: confirm here,
             # so the timeline still reads JobQueued before JobStarted.
             mark_queued(tx, clock, job, task_id)
-            job = replace(job, state=JobState.QUEUED)
-        started = _start(tx, clock.now(), job, worker_id, task_id)
-    if started is None:
-        return Claim(False, "another delivery claimed this attempt first", job)
-    return Claim(True, "claimed", started)
+            started = _start(tx, clock.now(), job_id, attempt, worker_id, task_id)
+            if started is not None:
+                return Claim(True, "claimed", started)
+    return Claim(False, "another delivery claimed this attempt first", job)
 
 
 def _refusal(job: Job | None, attempt: int, now: datetime) -> str | None:
@@ -73,29 +77,26 @@ def _refusal(job: Job | None, attempt: int, now: datetime) -> str | None:
     return None
 
 
-def _start(tx: Transaction, now: datetime, job: Job, worker_id: UUID, task_id: str) -> Job | None:
-    deadline = now + timedelta(seconds=job.spec.timeout_s)
-    started = tx.runs.start(
-        job.id,
-        job.attempt,
+def _start(
+    tx: Transaction, now: datetime, job_id: UUID, attempt: int, worker_id: UUID, task_id: str
+) -> Job | None:
+    return tx.runs.start(
+        job_id,
+        attempt,
         worker_id=worker_id,
         task_id=task_id,
         now=now,
-        deadline=deadline,
-        event=job_event(
-            job,
+        event=job_event_for(
+            job_id,
+            None,  # the store writes the job's own
             EventType.JOB_STARTED,
             actor=Actor.worker(worker_id),
             now=now,
             new_state=JobState.RUNNING,
+            old_state=JobState.QUEUED,  # the only state a job starts from
             worker_id=worker_id,
-            attempt=job.attempt,
+            attempt=attempt,
         ),
-    )
-    if not started:
-        return None
-    return replace(
-        job, state=JobState.RUNNING, worker_id=worker_id, started_at=now, deadline_at=deadline
     )
 
 

@@ -179,11 +179,12 @@ class RunRepository(Protocol):
         worker_id: UUID,
         task_id: str,
         now: datetime,
-        deadline: datetime,
         event: DomainEvent,
-    ) -> bool:
-        """QUEUED -> RUNNING at ``attempt``: the job, its attempt row, the worker BUSY on
-        it, and ``event``. False, with nothing written, if the job is not QUEUED there."""
+    ) -> Job | None:
+        """QUEUED -> RUNNING at ``attempt``: the job (its deadline ``now`` plus its
+        timeout), its attempt row, the worker BUSY on it, and ``event``, which gets the
+        job's correlation id, so the caller need not read the job first. Returns the
+        started job; None, with nothing written, if the job is not QUEUED there."""
         ...
 
     def finish(

@@ -7,6 +7,9 @@ where the caller expects it, nothing is written. On PostgreSQL the writes go as 
 statement, data-modifying CTEs that depend on the guard's RETURNING, so a claim or a
 finish is one round trip instead of four. Elsewhere (SQLite, where a
 statement costs no round trip) the same statements run one after another.
+
+Starting needs no read of the job beforehand: its deadline is computed in SQL from the
+job's timeout, and its event takes the job's correlation id from the guard's row.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sqlalchemy as sa
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, Job
 from hodei.domain.states import AttemptState, JobState, WorkerState
+from hodei.store.expressions import seconds_after
 from hodei.store.mapping import attempt_to_row, event_to_row, job_from_row
 from hodei.store.tables import domain_events, job_attempts, jobs, workers
 from hodei.store.worker_repository import job_done_statement
@@ -40,28 +44,40 @@ def _sets(table: sa.Table, columns: Sequence[str], prefix: str) -> dict[str, Any
 
 @dataclass(frozen=True)
 class _NewRow:
-    """A row to insert, its values the parameters ``<prefix><column>``."""
+    """A row to insert, its values the parameters ``<prefix><column>``, except the
+    ``from_job`` columns, copied from the job the guard moved (the caller need not have
+    read it)."""
 
     table: sa.Table
     columns: tuple[str, ...]
     prefix: str
+    from_job: tuple[str, ...] = ()
 
     @functools.cached_property
     def insert(self) -> sa.Insert:
         return self.table.insert().values(_sets(self.table, self.columns, self.prefix))
 
+    def params_from(self, job_row: Mapping[Any, Any]) -> dict[str, Any]:
+        """The parameters that :attr:`insert` takes from the moved job's row."""
+        return {f"{self.prefix}{column}": job_row[column] for column in self.from_job}
+
     def insert_if(self, moved: sa.CTE) -> sa.Insert:
-        """INSERT ... SELECT <parameters> FROM moved: one row if the guard matched, else none.
+        """INSERT ... SELECT <values> FROM moved: one row if the guard matched, else none.
 
         psycopg's dialect casts every parameter to its column's type, which the SELECT
         list of INSERT ... SELECT needs."""
-        values = [_param(self.table, c, self.prefix) for c in self.columns]
+        values = [
+            moved.c[c] if c in self.from_job else _param(self.table, c, self.prefix)
+            for c in self.columns
+        ]
         return self.table.insert().from_select(
             list(self.columns), sa.select(*values).select_from(moved)
         )
 
 
 _EVENT_ROW = _NewRow(domain_events, _EVENT_COLUMNS, "e_")
+# The event of a write whose caller did not read the job: its correlation id is the job's.
+_EVENT_ROW_OF_JOB = _NewRow(domain_events, _EVENT_COLUMNS, "e_", from_job=("correlation_id",))
 
 
 @dataclass(frozen=True)
@@ -95,11 +111,17 @@ class _GuardedWrite:
         for follower in self.followers:
             connection.execute(follower, params)
         for new_row in self.new_rows:
-            connection.execute(new_row.insert, params)
+            connection.execute(new_row.insert, {**params, **new_row.params_from(row)})
         return job_from_row(row)
 
 
-def _guard(states: Sequence[JobState], sets: Sequence[str], *, held: bool) -> sa.Update:
+def _guard(
+    states: Sequence[JobState],
+    sets: Sequence[str],
+    *,
+    held: bool,
+    computed: Mapping[str, sa.ColumnElement[Any]] | None = None,
+) -> sa.Update:
     stmt = (
         jobs.update()
         .where(
@@ -107,7 +129,7 @@ def _guard(states: Sequence[JobState], sets: Sequence[str], *, held: bool) -> sa
             jobs.c.attempt == sa.bindparam("g_attempt"),
             jobs.c.state.in_([str(s) for s in states]),
         )
-        .values(_sets(jobs, sets, "g_"))
+        .values({**_sets(jobs, sets, "g_"), **(computed or {})})
         .returning(*jobs.c)
     )
     return stmt.where(jobs.c.worker_id == sa.bindparam("g_worker_id")) if held else stmt
@@ -154,14 +176,21 @@ def _start_write() -> _GuardedWrite:
             updated_at=sa.bindparam("w_now", type_=workers.c.updated_at.type),
         )
     )
+    # The claim reads nothing first: the deadline comes from the job's own timeout and
+    # the event's correlation id from the job's row.
+    deadline = seconds_after(
+        sa.bindparam("g_started_at", type_=jobs.c.started_at.type),
+        jobs.c.spec["timeout_s"].as_integer(),
+    )
     return _GuardedWrite(
         guard=_guard(
             [JobState.QUEUED],
-            ("state", "worker_id", "started_at", "deadline_at", "updated_at"),
+            ("state", "worker_id", "started_at", "updated_at"),
             held=False,
+            computed={"deadline_at": deadline},
         ),
         followers=(_attempt_update(("state", "worker_id", "started_at", "task_id")), busy),
-        new_rows=(_EVENT_ROW,),
+        new_rows=(_EVENT_ROW_OF_JOB,),
     )
 
 
@@ -214,16 +243,14 @@ class SqlRunRepository:
         worker_id: UUID,
         task_id: str,
         now: datetime,
-        deadline: datetime,
         event: DomainEvent,
-    ) -> bool:
+    ) -> Job | None:
         params = {
             "g_id": job_id,
             "g_attempt": attempt,
             "g_state": str(JobState.RUNNING),
             "g_worker_id": worker_id,
             "g_started_at": now,
-            "g_deadline_at": deadline,
             "g_updated_at": now,
             "a_state": str(AttemptState.RUNNING),
             "a_worker_id": worker_id,
@@ -234,7 +261,7 @@ class SqlRunRepository:
             "w_now": now,
             **_event_params(event),
         }
-        return _START.execute(self._c, params) is not None
+        return _START.execute(self._c, params)
 
     def finish(
         self,

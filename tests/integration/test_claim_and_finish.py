@@ -63,6 +63,7 @@ def test_a_claim_starts_the_job_its_attempt_and_the_worker(client: Client) -> No
     assert (stored.state, stored.worker_id) == (JobState.RUNNING, worker.id)
     assert stored.started_at is not None and stored.deadline_at is not None
     assert stored.deadline_at - stored.started_at == timedelta(seconds=job.spec.timeout_s)
+    assert claimed == stored  # the claim hands the runner the job as stored, unread
     assert _attempt_state(client, job) == (AttemptState.RUNNING, "t-1")
     busy = _worker_now(client, worker)
     assert (busy.state, busy.current_job_id) == (WorkerState.BUSY, job.id)
