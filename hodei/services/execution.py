@@ -59,9 +59,11 @@ def claim_attempt(
             # The worker got the message before the publisher confirmed it: confirm here,
             # so the timeline still reads JobQueued before JobStarted.
             mark_queued(tx, clock, job, task_id)
-            started = _start(tx, clock.now(), job_id, attempt, worker_id, task_id)
-            if started is not None:
-                return Claim(True, "claimed", started)
+        # Try again: the job is QUEUED now, whether confirmed just above or by the
+        # publisher between the first try and the read.
+        started = _start(tx, clock.now(), job_id, attempt, worker_id, task_id)
+        if started is not None:
+            return Claim(True, "claimed", started)
     return Claim(False, "another delivery claimed this attempt first", job)
 
 

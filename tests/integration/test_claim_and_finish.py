@@ -4,8 +4,13 @@ statement)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
+
+import pytest
 
 from hodei.domain.records import Job, Worker
 from hodei.domain.states import AttemptState, JobState, WorkerState
@@ -176,3 +181,39 @@ def test_a_claim_before_the_confirmation_queues_then_starts(client: Client) -> N
     assert _kinds(client, job)[-2:] == ["JobQueued", "JobStarted"]
     assert _attempt_state(client, job) == (AttemptState.RUNNING, "t-early")
     assert _confirm(client, job) == 0  # the publisher's confirmation, arriving late
+
+
+class _ConfirmedMeanwhile:
+    """A store on which the publisher's confirmation commits (on a connection of its
+    own) just after the claim's first try found the job still PENDING."""
+
+    def __init__(self, client: Client, job: Job) -> None:
+        self._client, self._job, self.confirmed = client, job, 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._client.container.store.transaction() as tx:
+            start = tx.runs.start
+
+            def start_then_confirm(*args: Any, **kwargs: Any) -> Job | None:
+                started = start(*args, **kwargs)
+                if started is None and not self.confirmed:
+                    self.confirmed = _confirm(self._client, self._job)
+                return started
+
+            tx.runs.start = start_then_confirm  # type: ignore[method-assign]
+            yield tx
+
+
+@pytest.mark.postgres
+def test_a_claim_that_races_the_confirmation_still_wins(pg_client: Client) -> None:
+    # On SQLite the claim's transaction holds the write lock, so this cannot happen there.
+    worker, job = _worker(pg_client), _pending(pg_client)
+    store = _ConfirmedMeanwhile(pg_client, job)
+    c = pg_client.container
+    claim = claim_attempt(
+        store, c.clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t"
+    )
+    assert store.confirmed == 1  # the race did happen
+    assert claim.won, claim.reason
+    assert _kinds(pg_client, job)[-2:] == ["JobQueued", "JobStarted"]
