@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -155,7 +155,8 @@ def _finish_final(
     tx: Transaction, now: datetime, job: Job, worker_id: UUID, outcome: Outcome, verdict: _Verdict
 ) -> Job | None:
     """The job, its attempt, the worker and the event in one guarded write; no read."""
-    return tx.runs.finish(
+    failure_reason = verdict.failure_reason
+    finished = tx.runs.finish(
         job.id,
         job.attempt,
         worker_id=worker_id,
@@ -164,9 +165,20 @@ def _finish_final(
         attempt_state=verdict.attempt_state,
         exit_code=outcome.exit_code,
         signal=outcome.signal,
-        failure_reason=verdict.failure_reason,
+        failure_reason=failure_reason,
         error=outcome.error,
         event=_end_event(job, verdict, outcome, worker_id, now),
+    )
+    if not finished:
+        return None
+    return replace(
+        job,
+        state=verdict.state,
+        exit_code=outcome.exit_code,
+        failure_reason=failure_reason,
+        error=outcome.error,
+        finished_at=now,
+        updated_at=now,
     )
 
 

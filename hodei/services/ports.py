@@ -201,11 +201,11 @@ class RunRepository(Protocol):
         failure_reason: str | None,
         error: str | None,
         event: DomainEvent,
-    ) -> Job | None:
+    ) -> bool:
         """RUNNING on ``worker_id`` at ``attempt`` -> ``state``: the job, its attempt row,
         the worker's job count (READY when it runs nothing else; the caller holds the
-        worker's lock), and ``event``. None, with nothing written, if the attempt is
-        no longer that worker's. Returns the job as it is now."""
+        worker's lock), and ``event``. False, with nothing written, if the attempt is
+        no longer that worker's."""
         ...
 
 

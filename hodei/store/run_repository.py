@@ -28,6 +28,7 @@ from hodei.domain.records import Attempt, Job
 from hodei.domain.states import AttemptState, JobState, WorkerState
 from hodei.store.expressions import seconds_after
 from hodei.store.mapping import attempt_to_row, event_to_row, job_from_row
+from hodei.store.statements import one_of
 from hodei.store.tables import domain_events, job_attempts, jobs, workers
 from hodei.store.worker_repository import job_done_statement
 
@@ -101,10 +102,11 @@ class _GuardedWrite:
         ctes += [row.insert_if(moved).cte(f"insert_{n}") for n, row in enumerate(self.new_rows)]
         return sa.select(moved).add_cte(*ctes)
 
-    def execute(self, connection: sa.Connection, params: Mapping[str, Any]) -> Job | None:
+    def execute(self, connection: sa.Connection, params: Mapping[str, Any]) -> sa.RowMapping | None:
+        """The guard's RETURNING row once everything is written; None if it matched
+        nothing, and then nothing is written."""
         if connection.dialect.name == "postgresql":
-            row = connection.execute(self.combined, params).mappings().first()
-            return job_from_row(row) if row else None
+            return connection.execute(self.combined, params).mappings().first()
         row = connection.execute(self.guard, params).mappings().first()
         if row is None:
             return None
@@ -112,7 +114,7 @@ class _GuardedWrite:
             connection.execute(follower, params)
         for new_row in self.new_rows:
             connection.execute(new_row.insert, {**params, **new_row.params_from(row)})
-        return job_from_row(row)
+        return row
 
 
 def _guard(
@@ -121,16 +123,19 @@ def _guard(
     *,
     held: bool,
     computed: Mapping[str, sa.ColumnElement[Any]] | None = None,
+    returning: Sequence[sa.ColumnElement[Any]] = (jobs.c.id,),
 ) -> sa.Update:
+    """The conditional UPDATE of the job. It returns only the id unless asked for more:
+    each column returned costs the driver and SQLAlchemy work on every execution."""
     stmt = (
         jobs.update()
         .where(
             jobs.c.id == sa.bindparam("g_id"),
             jobs.c.attempt == sa.bindparam("g_attempt"),
-            jobs.c.state.in_([str(s) for s in states]),
+            one_of(jobs.c.state, [str(s) for s in states]),
         )
         .values({**_sets(jobs, sets, "g_"), **(computed or {})})
-        .returning(*jobs.c)
+        .returning(*returning)
     )
     return stmt.where(jobs.c.worker_id == sa.bindparam("g_worker_id")) if held else stmt
 
@@ -166,8 +171,9 @@ def _start_write() -> _GuardedWrite:
         workers.update()
         .where(
             workers.c.id == sa.bindparam("w_id"),
-            workers.c.state.in_(
-                [str(s) for s in (WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED)]
+            one_of(
+                workers.c.state,
+                [str(s) for s in (WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED)],
             ),
         )
         .values(
@@ -188,6 +194,7 @@ def _start_write() -> _GuardedWrite:
             ("state", "worker_id", "started_at", "updated_at"),
             held=False,
             computed={"deadline_at": deadline},
+            returning=list(jobs.c),  # the runner's job, as started
         ),
         followers=(_attempt_update(("state", "worker_id", "started_at", "task_id")), busy),
         new_rows=(_EVENT_ROW_OF_JOB,),
@@ -261,7 +268,8 @@ class SqlRunRepository:
             "w_now": now,
             **_event_params(event),
         }
-        return _START.execute(self._c, params)
+        row = _START.execute(self._c, params)
+        return job_from_row(row) if row else None
 
     def finish(
         self,
@@ -277,7 +285,7 @@ class SqlRunRepository:
         failure_reason: str | None,
         error: str | None,
         event: DomainEvent,
-    ) -> Job | None:
+    ) -> bool:
         params = {
             "g_id": job_id,
             "g_attempt": attempt,
@@ -298,7 +306,7 @@ class SqlRunRepository:
             "w_now": now,
             **_event_params(event),
         }
-        return _FINISH.execute(self._c, params)
+        return _FINISH.execute(self._c, params) is not None
 
 
 def _event_params(event: DomainEvent) -> dict[str, Any]:
