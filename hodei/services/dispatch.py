@@ -74,8 +74,8 @@ def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmat
             updated_at=now,
         )
         if moved:
-            tx.attempts.add(*(_queued_attempt(by_job[j.id]) for j in moved))
-            tx.events.add(*(_queued_event(by_job[j.id], now) for j in moved))
+            tx.attempts.add(*(_queued_attempt(by_job[job_id]) for job_id in moved))
+            tx.events.add(*(_queued_event(by_job[job_id], now) for job_id in moved))
     return len(moved)
 
 

@@ -65,9 +65,9 @@ class JobRepository(Protocol):
         *,
         states: Collection[JobState],
         **changes: Any,
-    ) -> list[Job]:
+    ) -> list[UUID]:
         """Apply ``changes`` to each (job id, attempt) still in one of ``states``, in one
-        statement per chunk; returns the jobs changed, as they are now."""
+        statement per chunk; returns the ids of the jobs changed."""
         ...
 
     def search(self, query: JobQuery) -> list[Job]: ...

@@ -69,10 +69,10 @@ class SqlJobRepository:
         *,
         states: Collection[JobState],
         **changes: Any,
-    ) -> list[Job]:
+    ) -> list[UUID]:
         values = normalise_changes(changes)
         pairs = list(targets)
-        moved: list[Job] = []
+        moved: list[UUID] = []
         for start in range(0, len(pairs), _SET_CHUNK):
             query = (
                 jobs.update()
@@ -81,9 +81,9 @@ class SqlJobRepository:
                     sa.tuple_(jobs.c.id, jobs.c.attempt).in_(pairs[start : start + _SET_CHUNK]),
                 )
                 .values(**values)
-                .returning(*jobs.c)
+                .returning(jobs.c.id)
             )
-            moved.extend(job_from_row(r) for r in self._c.execute(query).mappings())
+            moved.extend(self._c.execute(query).scalars())
         return moved
 
     def search(self, query: JobQuery) -> list[Job]:
