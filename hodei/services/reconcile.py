@@ -30,7 +30,7 @@ from hodei.services.infrastructure import (
     fail_waiting_jobs,
     infrastructure_event,
 )
-from hodei.services.ports import Clock, EventQuery, JobQuery, Store, TaskPublisher, Transaction
+from hodei.services.ports import Clock, EventQuery, Store, TaskPublisher, Transaction
 from hodei.services.timeline import job_event
 from hodei.services.workers import fail_provisioning
 
@@ -277,20 +277,22 @@ class RescheduleReport:
 
 
 def reschedule_unschedulable(
-    store: Store, clock: Clock, publisher: TaskPublisher, *, queue_timeout_s: float
+    store: Store,
+    clock: Clock,
+    publisher: TaskPublisher,
+    *,
+    queue_timeout_s: float,
+    limit: int = 1000,
 ) -> RescheduleReport:
-    """Match PENDING jobs that had no provider again; publish those that now have one,
-    and fail those older than the queue timeout with ``no_provider``."""
+    """Match PENDING jobs that had no provider again, oldest first (they are the first to
+    time out); publish those that now have one, and fail those older than the queue
+    timeout with ``no_provider``."""
     now = clock.now()
     report = RescheduleReport()
     scheduled: list[Job] = []
     reasons: dict[UUID, str] = {}
     with store.transaction() as tx:
-        waiting = [
-            j
-            for j in tx.jobs.search(JobQuery(states=[JobState.PENDING], limit=1000))
-            if j.queue is None
-        ]
+        waiting = tx.jobs.waiting_for_provider(limit=limit)
         if not waiting:
             return report
         candidates = [Candidate(p, n) for p, n in tx.providers.search_with_live_workers()]

@@ -127,6 +127,15 @@ class SqlJobRepository:
             stmt = stmt.where(jobs.c.queue == queue)
         return [job_from_row(r) for r in self._c.execute(stmt).mappings()]
 
+    def waiting_for_provider(self, *, limit: int) -> list[Job]:
+        stmt = (
+            sa.select(jobs)
+            .where(jobs.c.state == str(JobState.PENDING), jobs.c.queue.is_(None))
+            .order_by(jobs.c.created_at, jobs.c.id)
+            .limit(limit)
+        )
+        return [job_from_row(r) for r in self._c.execute(stmt).mappings()]
+
     def stranded_queued(self, *, queued_before: datetime, limit: int) -> list[Job]:
         # Idle all along: a worker that is READY for a moment between two jobs of a
         # backlog must not make the jobs still waiting behind them look stranded.
