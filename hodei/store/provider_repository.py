@@ -9,7 +9,9 @@ import sqlalchemy as sa
 
 from hodei.domain.records import Provider
 from hodei.domain.states import LIVE_WORKER_STATES
+from hodei.store import statements
 from hodei.store.mapping import provider_from_row, provider_to_row
+from hodei.store.statements import where_params
 from hodei.store.tables import provider_configs as providers
 from hodei.store.tables import workers
 
@@ -69,11 +71,7 @@ class SqlProviderRepository:
         self._c.execute(providers.update().where(providers.c.id == provider_id).values(**values))
 
     def lock(self, provider_id: UUID) -> None:
-        # SQLite already serialises writers (BEGIN IMMEDIATE); FOR UPDATE is PostgreSQL's way.
-        stmt = sa.select(providers.c.id).where(providers.c.id == provider_id)
-        if self._c.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        self._c.execute(stmt)
+        self._c.execute(statements.lock_by_id(providers), where_params(id=provider_id))
 
     def live_worker_counts(self) -> dict[UUID, int]:
         rows = self._c.execute(_LIVE_COUNTS).all()

@@ -39,6 +39,15 @@ def update_by(table: sa.Table, *keys: str) -> sa.Update:
     return table.update().where(*(table.c[key] == sa.bindparam(f"w_{key}") for key in keys))
 
 
+@functools.cache
+def lock_by_id(table: sa.Table) -> sa.Select[tuple[object]]:
+    """``SELECT id FROM table WHERE id = :w_id FOR UPDATE``: the row stays locked until
+    the transaction ends. SQLite has no row locks and SQLAlchemy leaves FOR UPDATE out
+    there; its writers are serialised anyway, each transaction starting with BEGIN
+    IMMEDIATE (store/engine.py)."""
+    return sa.select(table.c.id).where(table.c.id == sa.bindparam("w_id")).with_for_update()
+
+
 def one_of(column: sa.ColumnElement[Any], values: Iterable[str]) -> sa.ColumnElement[bool]:
     """``column IN ('a', 'b')`` with the values written into the statement: an IN of bound
     values is re-rendered on every execution (SQLAlchemy's "expanding" parameters),

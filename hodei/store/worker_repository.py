@@ -22,8 +22,6 @@ from hodei.store.statements import where_params
 from hodei.store.tables import jobs, workers
 from hodei.store.tables import worker_bootstrap_tokens as tokens
 
-_LOCK_WORKER = sa.select(workers.c.id).where(workers.c.id == sa.bindparam("w_id")).with_for_update()
-
 
 def job_done_statement() -> sa.Update:
     """Count a finished job (``w_job_id``); READY again once none of the worker's other
@@ -126,7 +124,7 @@ class SqlWorkerRepository:
         return self._c.execute(stmt).first() is not None
 
     def lock(self, worker_id: UUID) -> None:
-        self._c.execute(_LOCK_WORKER, where_params(id=worker_id))
+        self._c.execute(statements.lock_by_id(workers), where_params(id=worker_id))
 
     def job_done(self, worker_id: UUID, job_id: UUID, now: datetime) -> None:
         self._c.execute(_JOB_DONE, {**where_params(id=worker_id, job_id=job_id, now=now)})
