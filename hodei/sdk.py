@@ -97,7 +97,7 @@ class Client:
         return [r.job for r in results]
 
     def _provision(self, provider_ids: set[UUID | None]) -> None:
-        with self._c.store.transaction() as tx:
+        with self._c.store.reading() as tx:
             names = {p.name for p in tx.providers.search() if p.id in provider_ids}
         self._provision_names(names)
 
@@ -120,7 +120,7 @@ class Client:
     def get(self, job_id: str | UUID) -> Job:
         """The job as stored now."""
         job_uuid = parse_job_id(job_id)
-        with self._c.store.transaction() as tx:
+        with self._c.store.reading() as tx:
             job = tx.jobs.get(job_uuid)
         if job is None:
             raise JobNotFound(f"no job {job_uuid}")
@@ -143,7 +143,7 @@ class Client:
             limit=max(1, min(limit, 1000)),
             before=(before.created_at, before.id) if before else None,
         )
-        with self._c.store.transaction() as tx:
+        with self._c.store.reading() as tx:
             return tx.jobs.search(query)
 
     def wait(self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float = 0.2) -> Job:
@@ -162,7 +162,7 @@ class Client:
     ) -> builtins.list[LogLine]:
         """Stored output lines in order (``tail``: only the last N)."""
         job_uuid = self.get(job_id).id
-        with self._c.store.transaction() as tx:
+        with self._c.store.reading() as tx:
             return tx.logs.read(job_uuid, after_id=after_id, limit=limit, tail=tail)
 
     def follow_logs(
@@ -207,7 +207,7 @@ class Client:
             raise InvalidInput("give a job id or a correlation id")
         if job_id is not None and not related:
             query = EventQuery(aggregate_ids=[self.get(job_id).id], limit=limit)
-            with self._c.store.transaction() as tx:
+            with self._c.store.reading() as tx:
                 return tx.events.search(query)
         if job_id is not None:
             return job_timeline(self._c.reads, parse_job_id(job_id), limit=limit)
@@ -395,7 +395,7 @@ class Client:
             queue_timeout_s=self.settings.queue_timeout_s,
         )
         if report.scheduled:
-            with self._c.store.transaction() as tx:
+            with self._c.store.reading() as tx:
                 ids = {j.provider_id for i in report.scheduled if (j := tx.jobs.get(i))}
             self._provision(ids)
 

@@ -116,7 +116,7 @@ def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) ->
     from hodei.domain.states import LIVE_WORKER_STATES
 
     c = _container(ctx)
-    with c.store.transaction() as tx:
+    with c.store.reading() as tx:
         workers = tx.workers.search(states=() if show_all else LIVE_WORKER_STATES, limit=limit)
     rows = [worker_to_dict(w) for w in workers]
     if output == "json":
@@ -134,7 +134,7 @@ def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) ->
 def show(ctx: click.Context, worker_id: str, output: str) -> None:
     """One worker in full."""
     c = _container(ctx)
-    with c.store.transaction() as tx:
+    with c.store.reading() as tx:
         found = tx.workers.get(_parse_id(worker_id))
     if found is None:
         raise WorkerNotFound(f"no worker {worker_id}")

@@ -231,6 +231,11 @@ class Store(Protocol):
         """Commit on a clean exit, roll back on an exception."""
         ...
 
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A transaction that only reads (it is rolled back): on SQLite it neither waits
+        for a writer nor holds one up."""
+        ...
+
 
 @dataclass(frozen=True)
 class Publication:

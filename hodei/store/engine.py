@@ -23,6 +23,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The execution option that marks a connection's transactions as reads only.
+READ_ONLY = "hodei_read_only"
 # A pooled PostgreSQL connection idle longer than this is pinged before use.
 PING_IDLE_AFTER_S = 2.0
 
@@ -110,11 +112,27 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        # Take the write lock up front: a deferred transaction that later writes can fail
-        # with "database is locked" without waiting for the busy timeout.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction that writes takes the write lock up front: a deferred one that
+        # later writes can fail with "database is locked" without waiting for the busy
+        # timeout. One that only reads (WAL) needs no lock: it neither waits for the
+        # writer nor holds it up.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextlib.contextmanager
+def read_only(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection for one transaction that only reads, rolled back at the end. On
+    SQLite it takes no write lock (see ``_on_begin``)."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        try:
+            yield connection
+        finally:
+            connection.rollback()
 
 
 def translate_errors(func: Callable[P, R]) -> Callable[P, R]:

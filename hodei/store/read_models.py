@@ -20,7 +20,7 @@ from hodei.domain.states import LIVE_WORKER_STATES, JobState
 from hodei.services.ports import EventQuery
 from hodei.services.read_ports import ChainAnomaly, QueueDepth, TransitionRules
 from hodei.store import doctor_queries
-from hodei.store.engine import database_errors
+from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
 from hodei.store.mapping import event_from_row, job_from_row
@@ -231,11 +231,8 @@ class SqlReadStore:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[SqlOperatorReads]:
-        with database_errors(), self.engine.connect() as connection:
-            try:
-                yield SqlOperatorReads(connection)
-            finally:
-                connection.rollback()
+        with database_errors(), read_only(self.engine) as connection:
+            yield SqlOperatorReads(connection)
 
     def fold_state_counts(self) -> int:
         with database_errors(), self.engine.begin() as connection:

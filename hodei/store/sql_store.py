@@ -18,7 +18,7 @@ from hodei.services.ports import (
     TokenRepository,
     WorkerRepository,
 )
-from hodei.store.engine import database_errors
+from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
 from hodei.store.provider_repository import SqlProviderRepository
@@ -50,6 +50,11 @@ class SqlStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         with database_errors(), self.engine.begin() as connection:
+            yield SqlTransaction(connection)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[SqlTransaction]:
+        with database_errors(), read_only(self.engine) as connection:
             yield SqlTransaction(connection)
 
     def dispose(self) -> None:

@@ -204,6 +204,9 @@ class _ConfirmedMeanwhile:
             tx.runs.start = start_then_confirm  # type: ignore[method-assign]
             yield tx
 
+    def reading(self) -> contextlib.AbstractContextManager[Any]:
+        return self._client.container.store.reading()
+
 
 @pytest.mark.postgres
 def test_a_claim_that_races_the_confirmation_still_wins(pg_client: Client) -> None:
