@@ -62,7 +62,7 @@ def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmat
     now = clock.now()
     if len(by_job) == 1:  # a submit of one job: one guarded write, no set-based statements
         [single] = by_job.values()
-        with store.transaction() as tx:
+        with store.single_write() as tx:
             return int(_queue(tx, single, now))
     with store.transaction() as tx:
         moved = tx.jobs.compare_and_set_many(

@@ -44,12 +44,13 @@ def claim_attempt(
 ) -> Claim:
     """QUEUED -> RUNNING for ``attempt``, conditionally: a duplicate delivery, a message
     for an old attempt, or one for a cancelled job loses and must not run."""
-    with store.transaction() as tx:
-        # The usual case, a QUEUED job, is one guarded write; only a delivery that loses
-        # it reads the job, to say why or to confirm a publish not yet confirmed.
+    # The usual case, a QUEUED job, is one guarded write and nothing else.
+    with store.single_write() as tx:
         started = _start(tx, clock.now(), job_id, attempt, worker_id, task_id)
-        if started is not None:
-            return Claim(True, "claimed", started)
+    if started is not None:
+        return Claim(True, "claimed", started)
+    # Lost: read the job to say why, or to confirm a publish not confirmed yet.
+    with store.transaction() as tx:
         job = tx.jobs.get(job_id)
         refusal = _refusal(job, attempt, clock.now())
         if refusal is not None:

@@ -46,6 +46,11 @@ class EventQuery:
 
 class JobRepository(Protocol):
     def add(self, *jobs: Job) -> None: ...
+    def create(self, job: Job, events: Sequence[DomainEvent]) -> None:
+        """One new job and its creation events, all or nothing (one statement where
+        the database allows), so it is safe in :meth:`Store.single_write`."""
+        ...
+
     def get(self, job_id: UUID) -> Job | None: ...
     def get_by_idempotency_key(self, key: str) -> Job | None: ...
     def compare_and_set(
@@ -229,6 +234,13 @@ class Transaction(Protocol):
 class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Commit on a clean exit, roll back on an exception."""
+        ...
+
+    def single_write(self) -> AbstractContextManager[Transaction]:
+        """For a unit of work whose one write the store makes atomic by itself (a
+        ``tx.runs`` write, or ``tx.jobs.create``), plus any reads. Where that write is
+        one statement (PostgreSQL) there is no transaction around it, which spares
+        BEGIN and COMMIT their round trips; elsewhere it is an ordinary transaction."""
         ...
 
     def reading(self) -> AbstractContextManager[Transaction]:

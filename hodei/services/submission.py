@@ -65,10 +65,13 @@ def submit_jobs(
 def _store_jobs(
     store: Store, clock: Clock, specs: Sequence[JobSpec], actor: str
 ) -> list[Submitted]:
+    """Store the new jobs with their events: a single job as one write of its own (no
+    transaction around it on PostgreSQL), several in one transaction."""
     now = clock.now()
     results: list[Submitted] = []
     seen: dict[str, Job] = {}
-    with store.transaction() as tx:
+    single = len(specs) == 1
+    with store.single_write() if single else store.transaction() as tx:
         candidates = _candidates(tx)
         live = {c.provider.id: c.live_workers for c in candidates}
         new_jobs: list[Job] = []
@@ -93,8 +96,11 @@ def _store_jobs(
                 chosen.name if chosen and live.get(chosen.id, 0) < chosen.max_workers else None
             )
             results.append(Submitted(job, reason=selection.reason, may_scale=may_scale))
-        tx.jobs.add(*new_jobs)
-        tx.events.add(*events)
+        if single and new_jobs:
+            tx.jobs.create(new_jobs[0], events)
+        else:
+            tx.jobs.add(*new_jobs)
+            tx.events.add(*events)
     return results
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import contextlib
+import functools
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
+from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, Job
 from hodei.domain.states import JobState, WorkerState
+from hodei.errors import DuplicateIdempotencyKey
 from hodei.services.ports import JobQuery
 from hodei.store import statements
 from hodei.store.mapping import (
     attempt_from_row,
     attempt_to_row,
+    event_to_row,
     job_from_row,
     job_to_row,
     normalise_changes,
@@ -31,13 +36,58 @@ _TERMINAL = [
 ]
 
 
+def _prefixed(table: sa.Table, prefix: str, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Each column, but those in ``skip``, as the parameter ``<prefix><column>``."""
+    return {
+        c.name: sa.bindparam(f"{prefix}{c.name}", type_=c.type)
+        for c in table.c
+        if c.name not in skip
+    }
+
+
+@functools.cache
+def _create_with_events(event_count: int) -> sa.Insert:
+    """``WITH new_job AS (INSERT INTO jobs ...) INSERT INTO domain_events ...``: a job and
+    its events in one PostgreSQL statement. Parameters ``j_<column>``, ``e<n>_<column>``."""
+    new_job = jobs.insert().values(_prefixed(jobs, "j_")).cte("new_job")
+    rows = [_prefixed(domain_events, f"e{n}_", skip=("id",)) for n in range(event_count)]
+    return domain_events.insert().values(rows).add_cte(new_job)
+
+
+@contextlib.contextmanager
+def _idempotency_key_taken() -> Iterator[None]:
+    """A concurrent submit stored the same idempotency key first: say so, so the caller
+    can read that job instead."""
+    try:
+        yield
+    except sa.exc.IntegrityError as exc:
+        if "idempotency_key" in str(exc.orig):
+            raise DuplicateIdempotencyKey("another job was just submitted with this key") from exc
+        raise
+
+
 class SqlJobRepository:
     def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
 
     def add(self, *new_jobs: Job) -> None:
         if new_jobs:
-            self._c.execute(jobs.insert(), [job_to_row(j) for j in new_jobs])
+            with _idempotency_key_taken():
+                self._c.execute(jobs.insert(), [job_to_row(j) for j in new_jobs])
+
+    def create(self, job: Job, events: Sequence[DomainEvent]) -> None:
+        if self._c.dialect.name != "postgresql" or not events:
+            self.add(job)
+            if events:
+                self._c.execute(domain_events.insert(), [event_to_row(e) for e in events])
+            return
+        params = {f"j_{column}": value for column, value in job_to_row(job).items()}
+        for n, event in enumerate(events):
+            params.update(
+                {f"e{n}_{column}": value for column, value in event_to_row(event).items()}
+            )
+        with _idempotency_key_taken():
+            self._c.execute(_create_with_events(len(events)), params)
 
     def get(self, job_id: UUID) -> Job | None:
         stmt = statements.select_by(jobs, "id")

@@ -53,6 +53,18 @@ class SqlStore:
             yield SqlTransaction(connection)
 
     @contextlib.contextmanager
+    def single_write(self) -> Iterator[SqlTransaction]:
+        with database_errors():
+            if self.engine.dialect.name != "postgresql":
+                with self.engine.begin() as connection:
+                    yield SqlTransaction(connection)
+                return
+            # Each statement commits on its own: no BEGIN or COMMIT round trips.
+            autocommit = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            with autocommit as connection:
+                yield SqlTransaction(connection)
+
+    @contextlib.contextmanager
     def reading(self) -> Iterator[SqlTransaction]:
         with database_errors(), read_only(self.engine) as connection:
             yield SqlTransaction(connection)

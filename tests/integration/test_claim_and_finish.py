@@ -189,10 +189,11 @@ class _ConfirmedMeanwhile:
 
     def __init__(self, client: Client, job: Job) -> None:
         self._client, self._job, self.confirmed = client, job, 0
+        self._store = client.container.store
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
-        with self._client.container.store.transaction() as tx:
+    def _confirming_after_a_miss(self, unit: Any) -> Iterator[Any]:
+        with unit as tx:
             start = tx.runs.start
 
             def start_then_confirm(*args: Any, **kwargs: Any) -> Job | None:
@@ -201,11 +202,17 @@ class _ConfirmedMeanwhile:
                     self.confirmed = _confirm(self._client, self._job)
                 return started
 
-            tx.runs.start = start_then_confirm  # type: ignore[method-assign]
+            tx.runs.start = start_then_confirm
             yield tx
 
+    def single_write(self) -> contextlib.AbstractContextManager[Any]:
+        return self._confirming_after_a_miss(self._store.single_write())
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return self._confirming_after_a_miss(self._store.transaction())
+
     def reading(self) -> contextlib.AbstractContextManager[Any]:
-        return self._client.container.store.reading()
+        return self._store.reading()
 
 
 @pytest.mark.postgres
