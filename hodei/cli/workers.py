@@ -172,6 +172,7 @@ def worker_to_dict(w: Worker) -> dict[str, Any]:
         "provider_id": str(w.provider_id) if w.provider_id else None,
         "infra_ref": w.infra_ref,
         "current_job_id": str(w.current_job_id) if w.current_job_id else None,
+        "running_jobs": w.running_jobs,
         "last_heartbeat": w.last_heartbeat.isoformat() if w.last_heartbeat else None,
         "heartbeat_age_s": round(age, 1) if age is not None else None,
         "jobs_executed": w.jobs_executed,

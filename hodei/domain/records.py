@@ -89,6 +89,7 @@ class Worker:
     current_job_id: UUID | None = None
     last_heartbeat: datetime | None = None
     jobs_executed: int = 0
+    running_jobs: int = 0  # its BUSY/READY state follows this
     termination_reason: str | None = None
     registered_at: datetime | None = None
     terminated_at: datetime | None = None

@@ -130,13 +130,12 @@ def finish_attempt(
     requeued it)."""
     now = clock.now()
     verdict = _verdict(outcome)
-    with store.transaction() as tx:
-        # One finish at a time per worker, so the last one to commit sees that none of
-        # the worker's jobs is RUNNING any more and sets it READY.
-        tx.workers.lock(worker_id)
-        if verdict.reason in _MAY_RETRY:
+    if verdict.reason in _MAY_RETRY:
+        with store.transaction() as tx:
             finished = _finish_or_retry(tx, now, job, worker_id, outcome, verdict)
-        else:
+    else:
+        # An ending that cannot retry is one guarded write and nothing else.
+        with store.single_write() as tx:
             finished = _finish_final(tx, now, job, worker_id, outcome, verdict)
     if finished is None:
         logger.warning(
@@ -212,7 +211,7 @@ def _finish_or_retry(
         signal=outcome.signal,
         error=outcome.error,
     )
-    tx.workers.job_done(worker_id, job.id, now)
+    tx.workers.job_done(worker_id, now)
     return retried
 
 

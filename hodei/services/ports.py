@@ -127,12 +127,8 @@ class WorkerRepository(Protocol):
         """LOST if it is registered and still has no heartbeat since ``heartbeat_before``."""
         ...
 
-    def lock(self, worker_id: UUID) -> None:
-        """Hold the worker's row until the transaction ends (serialises its finishes)."""
-        ...
-
-    def job_done(self, worker_id: UUID, job_id: UUID, now: datetime) -> None:
-        """Count finished ``job_id``; back to READY when none of its other jobs is RUNNING."""
+    def job_done(self, worker_id: UUID, now: datetime) -> None:
+        """Count a finished job: one fewer running, READY again when it runs none."""
         ...
 
 
@@ -212,9 +208,8 @@ class RunRepository(Protocol):
         event: DomainEvent,
     ) -> bool:
         """RUNNING on ``worker_id`` at ``attempt`` -> ``state``: the job, its attempt row,
-        the worker's job count (READY when it runs nothing else; the caller holds the
-        worker's lock), and ``event``. False, with nothing written, if the attempt is
-        no longer that worker's."""
+        the worker's job counts (READY when it runs nothing else), and ``event``. False,
+        with nothing written, if the attempt is no longer that worker's."""
         ...
 
 

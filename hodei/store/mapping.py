@@ -96,6 +96,7 @@ def worker_to_row(worker: Worker) -> dict[str, Any]:
         "current_job_id": worker.current_job_id,
         "last_heartbeat": worker.last_heartbeat,
         "jobs_executed": worker.jobs_executed,
+        "running_jobs": worker.running_jobs,
         "termination_reason": worker.termination_reason,
         "created_at": worker.created_at,
         "registered_at": worker.registered_at,

@@ -178,6 +178,7 @@ def _start_write() -> _GuardedWrite:
         )
         .values(
             state=str(WorkerState.BUSY),
+            running_jobs=workers.c.running_jobs + 1,
             current_job_id=sa.bindparam("w_job_id", type_=workers.c.current_job_id.type),
             updated_at=sa.bindparam("w_now", type_=workers.c.updated_at.type),
         )
@@ -202,9 +203,6 @@ def _start_write() -> _GuardedWrite:
 
 
 def _finish_write() -> _GuardedWrite:
-    # The combined statement's parts share one snapshot, so there the worker's update
-    # still sees this job RUNNING: job_done_statement excludes it by id. The caller holds
-    # the worker's row lock, so of two jobs ending at once the second sees the first end.
     job_done = job_done_statement()
     return _GuardedWrite(
         guard=_guard(
@@ -302,7 +300,6 @@ class SqlRunRepository:
             "a_signal": signal,
             "a_error": error,
             "w_id": worker_id,
-            "w_job_id": job_id,
             "w_now": now,
             **_event_params(event),
         }

@@ -120,6 +120,7 @@ workers = sa.Table(
     sa.Column("current_job_id", sa.Uuid(), nullable=True),
     _ts("last_heartbeat"),
     sa.Column("jobs_executed", sa.Integer(), nullable=False),
+    sa.Column("running_jobs", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("termination_reason", sa.Text(), nullable=True),
     _ts("created_at", nullable=False),
     _ts("registered_at"),

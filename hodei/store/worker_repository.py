@@ -10,7 +10,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from hodei.domain.records import BootstrapToken, Worker
-from hodei.domain.states import REGISTERED_WORKER_STATES, JobState, WorkerState
+from hodei.domain.states import REGISTERED_WORKER_STATES, WorkerState
 from hodei.store import statements
 from hodei.store.mapping import (
     normalise_changes,
@@ -19,29 +19,26 @@ from hodei.store.mapping import (
     worker_to_row,
 )
 from hodei.store.statements import where_params
-from hodei.store.tables import jobs, workers
 from hodei.store.tables import worker_bootstrap_tokens as tokens
+from hodei.store.tables import workers
 
 
 def job_done_statement() -> sa.Update:
-    """Count a finished job (``w_job_id``); READY again once none of the worker's other
-    jobs is RUNNING. Parameters: ``w_id``, ``w_job_id``, ``w_now``.
+    """Count a finished job: one fewer running, one more executed, and READY again once
+    it runs nothing. Parameters: ``w_id``, ``w_now``.
 
-    The finished job is excluded by id rather than by its state, so this is right both
-    after the job's own update and in the same statement as it (see run_repository)."""
-    worker_id: sa.BindParameter[UUID] = sa.bindparam("w_id", type_=workers.c.id.type)
-    job_id: sa.BindParameter[UUID] = sa.bindparam("w_job_id", type_=jobs.c.id.type)
-    running = sa.exists().where(
-        jobs.c.worker_id == worker_id, jobs.c.state == str(JobState.RUNNING), jobs.c.id != job_id
-    )
-    idle_now = sa.and_(workers.c.state == str(WorkerState.BUSY), ~running)
+    No lock is needed first: two finishes of one worker's jobs update its row one after
+    the other, and the second computes from the row as the first left it (PostgreSQL
+    re-reads a row it had to wait for; SQLite runs one writer at a time)."""
+    last_one = sa.and_(workers.c.state == str(WorkerState.BUSY), workers.c.running_jobs <= 1)
     return (
         workers.update()
-        .where(workers.c.id == worker_id)
+        .where(workers.c.id == sa.bindparam("w_id", type_=workers.c.id.type))
         .values(
             jobs_executed=workers.c.jobs_executed + 1,
-            state=sa.case((idle_now, str(WorkerState.READY)), else_=workers.c.state),
-            current_job_id=sa.case((idle_now, None), else_=workers.c.current_job_id),
+            running_jobs=sa.case((workers.c.running_jobs > 0, workers.c.running_jobs - 1), else_=0),
+            state=sa.case((last_one, str(WorkerState.READY)), else_=workers.c.state),
+            current_job_id=sa.case((last_one, None), else_=workers.c.current_job_id),
             updated_at=sa.bindparam("w_now", type_=workers.c.updated_at.type),
         )
     )
@@ -123,11 +120,8 @@ class SqlWorkerRepository:
         )
         return self._c.execute(stmt).first() is not None
 
-    def lock(self, worker_id: UUID) -> None:
-        self._c.execute(statements.lock_by_id(workers), where_params(id=worker_id))
-
-    def job_done(self, worker_id: UUID, job_id: UUID, now: datetime) -> None:
-        self._c.execute(_JOB_DONE, {**where_params(id=worker_id, job_id=job_id, now=now)})
+    def job_done(self, worker_id: UUID, now: datetime) -> None:
+        self._c.execute(_JOB_DONE, where_params(id=worker_id, now=now))
 
 
 class SqlTokenRepository:

@@ -5,6 +5,7 @@ statement)."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -95,12 +96,20 @@ def test_the_worker_is_ready_again_only_when_its_last_job_ends(client: Client) -
 
     assert _finish(client, one, worker) is not None
     after_one = _worker_now(client, worker)
-    assert (after_one.state, after_one.jobs_executed) == (WorkerState.BUSY, 1)
+    assert (after_one.state, after_one.jobs_executed, after_one.running_jobs) == (
+        WorkerState.BUSY,
+        1,
+        1,
+    )
 
     ended = _finish(client, two, worker, exit_code=3)
     assert ended is not None and ended.state is JobState.FAILED
     after_two = _worker_now(client, worker)
-    assert (after_two.state, after_two.jobs_executed) == (WorkerState.READY, 2)
+    assert (after_two.state, after_two.jobs_executed, after_two.running_jobs) == (
+        WorkerState.READY,
+        2,
+        0,
+    )
     assert after_two.current_job_id is None
 
     assert _attempt_state(client, one)[0] is AttemptState.SUCCEEDED
@@ -227,3 +236,27 @@ def test_a_claim_that_races_the_confirmation_still_wins(pg_client: Client) -> No
     assert store.confirmed == 1  # the race did happen
     assert claim.won, claim.reason
     assert _kinds(pg_client, job)[-2:] == ["JobQueued", "JobStarted"]
+
+
+@pytest.mark.postgres
+def test_two_jobs_of_one_worker_ending_at_once_leave_it_ready(pg_client: Client) -> None:
+    # Nothing is locked first: the worker row's updates queue behind each other, and the
+    # second counts from what the first left. Repeated, so an overlap surely happens.
+    worker = _worker(pg_client)
+    for _ in range(15):
+        claimed = [_claim(pg_client, _queued(pg_client), worker) for _ in range(2)]
+        assert all(claimed)
+        both = threading.Barrier(2)
+
+        def finish(job: Job | None, together: threading.Barrier) -> None:
+            assert job is not None
+            together.wait()
+            _finish(pg_client, job, worker)
+
+        threads = [threading.Thread(target=finish, args=(job, both)) for job in claimed]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        now = _worker_now(pg_client, worker)
+        assert (now.state, now.running_jobs, now.current_job_id) == (WorkerState.READY, 0, None)
