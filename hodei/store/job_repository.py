@@ -51,7 +51,10 @@ def _create_with_events(event_count: int) -> sa.Insert:
     its events in one PostgreSQL statement. Parameters ``j_<column>``, ``e<n>_<column>``."""
     new_job = jobs.insert().values(_prefixed(jobs, "j_")).cte("new_job")
     rows = [_prefixed(domain_events, f"e{n}_", skip=("id",)) for n in range(event_count)]
-    return domain_events.insert().values(rows).add_cte(new_job)
+    # SQLAlchemy caches the compiled form of a single-row VALUES but not of a multi-row
+    # one: the usual case (JobCreated alone) must be the former, or every submit would
+    # compile the statement anew. The rows of one VALUES get their ids in order.
+    return domain_events.insert().values(rows[0] if event_count == 1 else rows).add_cte(new_job)
 
 
 @contextlib.contextmanager
