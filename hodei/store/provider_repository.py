@@ -18,7 +18,7 @@ from hodei.store.tables import workers
 # Live workers per provider id.
 _LIVE_COUNTS = (
     sa.select(workers.c.provider_id, sa.func.count().label("n"))
-    .where(workers.c.state.in_([str(s) for s in LIVE_WORKER_STATES]))
+    .where(statements.one_of(workers.c.state, [str(s) for s in LIVE_WORKER_STATES]))
     .group_by(workers.c.provider_id)
 )
 
