@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -221,3 +221,26 @@ def is_subsequence(wanted: list[str], events: list[str]) -> bool:
     """Whether ``wanted`` appears in ``events`` in order (other events may interleave)."""
     remaining = iter(events)
     return all(any(kind == seen for seen in remaining) for kind in wanted)
+
+
+class StoreWithHook:
+    """A store that hands each new unit of work's transaction to ``hook`` before use:
+    how a test puts a concurrent change at an exact point, on a real database."""
+
+    def __init__(self, store: Any, hook: Callable[[Any], None]) -> None:
+        self._store, self._hook = store, hook
+
+    @contextlib.contextmanager
+    def _hooked(self, unit: contextlib.AbstractContextManager[Any]) -> Iterator[Any]:
+        with unit as tx:
+            self._hook(tx)
+            yield tx
+
+    def single_write(self) -> contextlib.AbstractContextManager[Any]:
+        return self._hooked(self._store.single_write())
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return self._hooked(self._store.transaction())
+
+    def reading(self) -> contextlib.AbstractContextManager[Any]:
+        return self._store.reading()

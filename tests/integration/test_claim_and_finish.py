@@ -4,9 +4,7 @@ statement)."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -20,7 +18,7 @@ from hodei.services.dispatch import Confirmation, confirm_queued
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.workers import create_worker_token, register_worker
 from tests.integration.operators_plant import plant_job
-from tests.support import job_events
+from tests.support import StoreWithHook, job_events
 
 
 def _worker(client: Client) -> Worker:
@@ -192,48 +190,31 @@ def test_a_claim_before_the_confirmation_queues_then_starts(client: Client) -> N
     assert _confirm(client, job) == 0  # the publisher's confirmation, arriving late
 
 
-class _ConfirmedMeanwhile:
-    """A store on which the publisher's confirmation commits (on a connection of its
-    own) just after the claim's first try found the job still PENDING."""
-
-    def __init__(self, client: Client, job: Job) -> None:
-        self._client, self._job, self.confirmed = client, job, 0
-        self._store = client.container.store
-
-    @contextlib.contextmanager
-    def _confirming_after_a_miss(self, unit: Any) -> Iterator[Any]:
-        with unit as tx:
-            start = tx.runs.start
-
-            def start_then_confirm(*args: Any, **kwargs: Any) -> Job | None:
-                started = start(*args, **kwargs)
-                if started is None and not self.confirmed:
-                    self.confirmed = _confirm(self._client, self._job)
-                return started
-
-            tx.runs.start = start_then_confirm
-            yield tx
-
-    def single_write(self) -> contextlib.AbstractContextManager[Any]:
-        return self._confirming_after_a_miss(self._store.single_write())
-
-    def transaction(self) -> contextlib.AbstractContextManager[Any]:
-        return self._confirming_after_a_miss(self._store.transaction())
-
-    def reading(self) -> contextlib.AbstractContextManager[Any]:
-        return self._store.reading()
-
-
 @pytest.mark.postgres
 def test_a_claim_that_races_the_confirmation_still_wins(pg_client: Client) -> None:
     # On SQLite the claim's transaction holds the write lock, so this cannot happen there.
     worker, job = _worker(pg_client), _pending(pg_client)
-    store = _ConfirmedMeanwhile(pg_client, job)
+    confirmed: list[int] = []
+
+    def confirm_after_a_miss(tx: Any) -> None:
+        # The publisher's confirmation commits, on a connection of its own, just after
+        # the claim's first try found the job still PENDING.
+        start = tx.runs.start
+
+        def start_then_confirm(*args: Any, **kwargs: Any) -> Job | None:
+            started = start(*args, **kwargs)
+            if started is None and not confirmed:
+                confirmed.append(_confirm(pg_client, job))
+            return started
+
+        tx.runs.start = start_then_confirm
+
     c = pg_client.container
+    store = StoreWithHook(c.store, confirm_after_a_miss)
     claim = claim_attempt(
         store, c.clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t"
     )
-    assert store.confirmed == 1  # the race did happen
+    assert confirmed == [1]  # the race did happen
     assert claim.won, claim.reason
     assert _kinds(pg_client, job)[-2:] == ["JobQueued", "JobStarted"]
 

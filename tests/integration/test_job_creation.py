@@ -3,9 +3,7 @@ loses an idempotency-key race returns the job that won it."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -20,6 +18,7 @@ from hodei.domain.states import JobState
 from hodei.errors import JobNotFound
 from hodei.sdk import Client
 from hodei.services.submission import submit_jobs
+from tests.support import StoreWithHook
 
 
 def _job() -> Job:
@@ -49,47 +48,29 @@ def test_a_job_and_its_events_are_created_all_or_nothing(client: Client) -> None
         client.get(second.id)
 
 
-class _KeyNotVisibleYet:
-    """A store on which the first idempotency-key lookup misses, as it does while the
-    submit that stored the key is still committing."""
-
-    def __init__(self, client: Client) -> None:
-        self._store = client.container.store
-        self.missed = False
-
-    @contextlib.contextmanager
-    def _wrapped(self, unit: Any) -> Iterator[Any]:
-        with unit as tx:
-            lookup = tx.jobs.get_by_idempotency_key
-
-            def first_lookup_misses(key: str) -> Job | None:
-                if not self.missed:
-                    self.missed = True
-                    return None
-                return lookup(key)
-
-            tx.jobs.get_by_idempotency_key = first_lookup_misses
-            yield tx
-
-    def single_write(self) -> contextlib.AbstractContextManager[Any]:
-        return self._wrapped(self._store.single_write())
-
-    def transaction(self) -> contextlib.AbstractContextManager[Any]:
-        return self._wrapped(self._store.transaction())
-
-    def reading(self) -> contextlib.AbstractContextManager[Any]:
-        return self._store.reading()
-
-
 def test_a_submit_that_loses_the_key_race_returns_the_winner(client: Client) -> None:
     c = client.container
     key = f"nightly-{uuid4()}"
     [winner] = submit_jobs(
         c.store, c.clock, c.publisher, [JobSpec.create("true", idempotency_key=key)], actor="a"
     )
-    racing = _KeyNotVisibleYet(client)
+    missed: list[str] = []
+
+    def first_lookup_misses(tx: Any) -> None:
+        # As it does while the submit that stored the key is still committing.
+        lookup = tx.jobs.get_by_idempotency_key
+
+        def lookup_after_a_miss(key: str) -> Job | None:
+            if not missed:
+                missed.append(key)
+                return None
+            return lookup(key)
+
+        tx.jobs.get_by_idempotency_key = lookup_after_a_miss
+
+    racing = StoreWithHook(c.store, first_lookup_misses)
     [loser] = submit_jobs(
         racing, c.clock, c.publisher, [JobSpec.create("echo", idempotency_key=key)], actor="b"
     )
-    assert racing.missed  # the race did happen: the insert met the stored key
+    assert missed == [key]  # the race did happen: the insert met the stored key
     assert loser.existing and loser.job.id == winner.job.id
