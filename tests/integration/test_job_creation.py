@@ -18,6 +18,8 @@ from hodei.domain.states import JobState
 from hodei.errors import JobNotFound
 from hodei.sdk import Client
 from hodei.services.submission import submit_jobs
+from hodei.store.engine import create_engine
+from hodei.store.sql_store import SqlStore
 from tests.support import StoreWithHook
 
 
@@ -74,3 +76,25 @@ def test_a_submit_that_loses_the_key_race_returns_the_winner(client: Client) -> 
     )
     assert missed == [key]  # the race did happen: the insert met the stored key
     assert loser.existing and loser.job.id == winner.job.id
+
+
+@pytest.mark.postgres
+def test_a_transaction_on_a_connection_a_single_write_used_is_atomic_again(
+    postgres_url: str,
+) -> None:
+    # single_write puts its pooled connection in autocommit; the pool must take that
+    # back, or a later transaction would commit statement by statement.
+    store = SqlStore(create_engine(postgres_url, pool_size=1))
+    try:
+        with store.single_write() as tx:
+            used = tx.connection.connection.dbapi_connection
+            assert used is not None and used.autocommit
+        job = _job()
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            assert tx.connection.connection.dbapi_connection is used  # the same connection
+            tx.jobs.add(job)
+            raise RuntimeError("the unit of work fails after its first write")
+        with store.reading() as tx:
+            assert tx.jobs.get(job.id) is None
+    finally:
+        store.engine.dispose()
