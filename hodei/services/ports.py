@@ -12,6 +12,7 @@ from uuid import UUID
 
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
+from hodei.domain.selection import Candidate
 from hodei.domain.states import AttemptState, JobState, WorkerState
 
 
@@ -154,7 +155,7 @@ class ProviderRepository(Protocol):
         ...
 
     def live_worker_counts(self) -> dict[UUID, int]: ...
-    def search_with_live_workers(self) -> list[tuple[Provider, int]]:
+    def search_with_live_workers(self) -> list[Candidate]:
         """Every provider, by name, with how many of its workers are live."""
         ...
 

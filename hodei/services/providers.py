@@ -167,7 +167,10 @@ def get_provider(store: Store, name: str) -> ProviderView:
 
 def list_providers(store: Store) -> list[ProviderView]:
     with store.transaction() as tx:
-        return [ProviderView(p, n) for p, n in tx.providers.search_with_live_workers()]
+        return [
+            ProviderView(c.provider, c.live_workers)
+            for c in tx.providers.search_with_live_workers()
+        ]
 
 
 def provider_event(

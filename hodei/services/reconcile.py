@@ -19,7 +19,7 @@ from uuid import UUID
 
 from hodei.domain.events import Actor, EventType
 from hodei.domain.records import Job, Provider, Worker
-from hodei.domain.selection import Candidate, Requirements, select_provider
+from hodei.domain.selection import Requirements, select_provider
 from hodei.domain.states import FailureReason, JobState, WorkerState
 from hodei.services import maintenance
 from hodei.services.dispatch import publish_jobs
@@ -295,7 +295,7 @@ def reschedule_unschedulable(
         waiting = tx.jobs.waiting_for_provider(limit=limit)
         if not waiting:
             return report
-        candidates = [Candidate(p, n) for p, n in tx.providers.search_with_live_workers()]
+        candidates = tx.providers.search_with_live_workers()
         for job in waiting:
             selection = select_provider(
                 Requirements(job.spec.labels, job.spec.regions, job.spec.provider), candidates

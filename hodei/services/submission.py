@@ -10,12 +10,12 @@ from datetime import datetime
 
 from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Job
-from hodei.domain.selection import Candidate, Requirements, Selection, select_provider
+from hodei.domain.selection import Requirements, Selection, select_provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import DuplicateIdempotencyKey
 from hodei.services.dispatch import publish_jobs
-from hodei.services.ports import Clock, Store, TaskPublisher, Transaction
+from hodei.services.ports import Clock, Store, TaskPublisher
 from hodei.services.timeline import job_event
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _store_jobs(
     seen: dict[str, Job] = {}
     single = len(specs) == 1
     with store.single_write() if single else store.transaction() as tx:
-        candidates = _candidates(tx)
+        candidates = tx.providers.search_with_live_workers()
         live = {c.provider.id: c.live_workers for c in candidates}
         new_jobs: list[Job] = []
         events = []
@@ -102,10 +102,6 @@ def _store_jobs(
             tx.jobs.add(*new_jobs)
             tx.events.add(*events)
     return results
-
-
-def _candidates(tx: Transaction) -> list[Candidate]:
-    return [Candidate(p, live) for p, live in tx.providers.search_with_live_workers()]
 
 
 def _new_job(spec: JobSpec, selection: Selection, actor: str, now: datetime) -> Job:

@@ -8,6 +8,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from hodei.domain.records import Provider
+from hodei.domain.selection import Candidate
 from hodei.domain.states import LIVE_WORKER_STATES
 from hodei.store import statements
 from hodei.store.mapping import provider_from_row, provider_to_row
@@ -56,12 +57,12 @@ class SqlProviderRepository:
         rows = self._c.execute(sa.select(providers).order_by(providers.c.name)).mappings()
         return [provider_from_row(r) for r in rows]
 
-    def search_with_live_workers(self) -> list[tuple[Provider, int]]:
+    def search_with_live_workers(self) -> list[Candidate]:
         found = []
         for row in self._c.execute(_WITH_LIVE_WORKERS).mappings():
             data = dict(row)
             live = int(data.pop("live_workers"))
-            found.append((provider_from_row(data), live))
+            found.append(Candidate(provider_from_row(data), live))
         return found
 
     def update(self, provider_id: UUID, **changes: Any) -> None:

@@ -17,7 +17,7 @@ def test_every_provider_comes_with_its_live_workers(client: Client) -> None:
     for state in (WorkerState.TERMINATED, WorkerState.LOST):
         plant_worker(client, state=state, heartbeat_age=timedelta(minutes=5))
     with client.container.store.transaction() as tx:
-        found = {p.name: n for p, n in tx.providers.search_with_live_workers()}
+        found = {c.provider.name: c.live_workers for c in tx.providers.search_with_live_workers()}
         counts = tx.providers.live_worker_counts()
         local = tx.providers.get_by_name("local")
     assert found == {"local": 3, "spare": 0}
