@@ -17,6 +17,7 @@ from hodei.domain.states import JobState, WorkerState
 from hodei.errors import DuplicateIdempotencyKey
 from hodei.services.ports import JobQuery
 from hodei.store import statements
+from hodei.store.event_repository import SqlEventRepository
 from hodei.store.mapping import (
     attempt_from_row,
     attempt_to_row,
@@ -25,7 +26,7 @@ from hodei.store.mapping import (
     job_to_row,
     normalise_changes,
 )
-from hodei.store.statements import where_params
+from hodei.store.statements import NEW_EVENT_COLUMNS, bound_columns, prefixed, where_params
 from hodei.store.tables import domain_events, job_attempts, job_logs, jobs, workers
 
 # Rows per set-based statement: far below SQLite's limit on bound parameters.
@@ -36,21 +37,12 @@ _TERMINAL = [
 ]
 
 
-def _prefixed(table: sa.Table, prefix: str, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Each column, but those in ``skip``, as the parameter ``<prefix><column>``."""
-    return {
-        c.name: sa.bindparam(f"{prefix}{c.name}", type_=c.type)
-        for c in table.c
-        if c.name not in skip
-    }
-
-
 @functools.cache
 def _create_with_events(event_count: int) -> sa.Insert:
     """``WITH new_job AS (INSERT INTO jobs ...) INSERT INTO domain_events ...``: a job and
     its events in one PostgreSQL statement. Parameters ``j_<column>``, ``e<n>_<column>``."""
-    new_job = jobs.insert().values(_prefixed(jobs, "j_")).cte("new_job")
-    rows = [_prefixed(domain_events, f"e{n}_", skip=("id",)) for n in range(event_count)]
+    new_job = jobs.insert().values(bound_columns(jobs, jobs.c.keys(), "j_")).cte("new_job")
+    rows = [bound_columns(domain_events, NEW_EVENT_COLUMNS, f"e{n}_") for n in range(event_count)]
     # SQLAlchemy caches the compiled form of a single-row VALUES but not of a multi-row
     # one: the usual case (JobCreated alone) must be the former, or every submit would
     # compile the statement anew. The rows of one VALUES get their ids in order.
@@ -81,14 +73,11 @@ class SqlJobRepository:
     def create(self, job: Job, events: Sequence[DomainEvent]) -> None:
         if self._c.dialect.name != "postgresql" or not events:
             self.add(job)
-            if events:
-                self._c.execute(domain_events.insert(), [event_to_row(e) for e in events])
+            SqlEventRepository(self._c).add(*events)
             return
-        params = {f"j_{column}": value for column, value in job_to_row(job).items()}
+        params = prefixed(job_to_row(job), "j_")
         for n, event in enumerate(events):
-            params.update(
-                {f"e{n}_{column}": value for column, value in event_to_row(event).items()}
-            )
+            params.update(prefixed(event_to_row(event), f"e{n}_"))
         with _idempotency_key_taken():
             self._c.execute(_create_with_events(len(events)), params)
 

@@ -28,19 +28,9 @@ from hodei.domain.records import Attempt, Job
 from hodei.domain.states import AttemptState, JobState, WorkerState
 from hodei.store.expressions import seconds_after
 from hodei.store.mapping import attempt_to_row, event_to_row, job_from_row
-from hodei.store.statements import one_of
+from hodei.store.statements import NEW_EVENT_COLUMNS, bound_columns, one_of, prefixed
 from hodei.store.tables import domain_events, job_attempts, jobs, workers
 from hodei.store.worker_repository import job_done_statement
-
-_EVENT_COLUMNS = tuple(c.name for c in domain_events.c if c.name != "id")  # id: a sequence
-
-
-def _param(table: sa.Table, column: str, prefix: str) -> sa.BindParameter[Any]:
-    return sa.bindparam(f"{prefix}{column}", type_=table.c[column].type)
-
-
-def _sets(table: sa.Table, columns: Sequence[str], prefix: str) -> dict[str, Any]:
-    return {column: _param(table, column, prefix) for column in columns}
 
 
 @dataclass(frozen=True)
@@ -56,7 +46,7 @@ class _NewRow:
 
     @functools.cached_property
     def insert(self) -> sa.Insert:
-        return self.table.insert().values(_sets(self.table, self.columns, self.prefix))
+        return self.table.insert().values(bound_columns(self.table, self.columns, self.prefix))
 
     def params_from(self, job_row: Mapping[Any, Any]) -> dict[str, Any]:
         """The parameters that :attr:`insert` takes from the moved job's row."""
@@ -67,18 +57,16 @@ class _NewRow:
 
         psycopg's dialect casts every parameter to its column's type, which the SELECT
         list of INSERT ... SELECT needs."""
-        values = [
-            moved.c[c] if c in self.from_job else _param(self.table, c, self.prefix)
-            for c in self.columns
-        ]
+        bound = bound_columns(self.table, self.columns, self.prefix)
+        values = [moved.c[c] if c in self.from_job else bound[c] for c in self.columns]
         return self.table.insert().from_select(
             list(self.columns), sa.select(*values).select_from(moved)
         )
 
 
-_EVENT_ROW = _NewRow(domain_events, _EVENT_COLUMNS, "e_")
+_EVENT_ROW = _NewRow(domain_events, NEW_EVENT_COLUMNS, "e_")
 # The event of a write whose caller did not read the job: its correlation id is the job's.
-_EVENT_ROW_OF_JOB = _NewRow(domain_events, _EVENT_COLUMNS, "e_", from_job=("correlation_id",))
+_EVENT_ROW_OF_JOB = _NewRow(domain_events, NEW_EVENT_COLUMNS, "e_", from_job=("correlation_id",))
 
 
 @dataclass(frozen=True)
@@ -134,7 +122,7 @@ def _guard(
             jobs.c.attempt == sa.bindparam("g_attempt"),
             one_of(jobs.c.state, [str(s) for s in states]),
         )
-        .values({**_sets(jobs, sets, "g_"), **(computed or {})})
+        .values({**bound_columns(jobs, sets, "g_"), **(computed or {})})
         .returning(*returning)
     )
     return stmt.where(jobs.c.worker_id == sa.bindparam("g_worker_id")) if held else stmt
@@ -147,7 +135,7 @@ def _attempt_update(sets: Sequence[str]) -> sa.Update:
             job_attempts.c.job_id == sa.bindparam("g_id"),
             job_attempts.c.attempt_no == sa.bindparam("g_attempt"),
         )
-        .values(_sets(job_attempts, sets, "a_"))
+        .values(bound_columns(job_attempts, sets, "a_"))
     )
 
 
@@ -235,8 +223,8 @@ class SqlRunRepository:
             "g_queued_at": now,
             "g_next_attempt_at": None,
             "g_updated_at": now,
-            **{f"a_{column}": value for column, value in attempt_to_row(new_attempt).items()},
-            **_event_params(event),
+            **prefixed(attempt_to_row(new_attempt), "a_"),
+            **prefixed(event_to_row(event), "e_"),
         }
         return _QUEUE.execute(self._c, params) is not None
 
@@ -264,7 +252,7 @@ class SqlRunRepository:
             "w_id": worker_id,
             "w_job_id": job_id,
             "w_now": now,
-            **_event_params(event),
+            **prefixed(event_to_row(event), "e_"),
         }
         row = _START.execute(self._c, params)
         return job_from_row(row) if row else None
@@ -301,10 +289,6 @@ class SqlRunRepository:
             "a_error": error,
             "w_id": worker_id,
             "w_now": now,
-            **_event_params(event),
+            **prefixed(event_to_row(event), "e_"),
         }
         return _FINISH.execute(self._c, params) is not None
-
-
-def _event_params(event: DomainEvent) -> dict[str, Any]:
-    return {f"e_{column}": value for column, value in event_to_row(event).items()}

@@ -10,10 +10,15 @@ WHERE clause binds ``w_``-prefixed names so the two never collide.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+
+from hodei.store.tables import domain_events
+
+# The columns a new event is inserted with: its id comes from a sequence.
+NEW_EVENT_COLUMNS = tuple(c.name for c in domain_events.c if c.name != "id")
 
 
 @functools.cache
@@ -57,6 +62,20 @@ def one_of(column: sa.ColumnElement[Any], values: Iterable[str]) -> sa.ColumnEle
         sa.literal_column("'" + value.replace("'", "''") + "'") for value in values
     ]
     return column.in_(quoted)
+
+
+def bound_columns(
+    table: sa.Table, columns: Iterable[str], prefix: str
+) -> dict[str, sa.BindParameter[Any]]:
+    """``{column: :<prefix><column>}``, each parameter typed as its column. Prefixes let
+    several rows' values (a job, its attempt, its event) share one parameter dictionary
+    in one statement; :func:`prefixed` builds that dictionary."""
+    return {c: sa.bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in columns}
+
+
+def prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """A row's values as the parameters of :func:`bound_columns` with ``prefix``."""
+    return {f"{prefix}{name}": value for name, value in values.items()}
 
 
 def where_params(**values: object) -> dict[str, object]:
