@@ -1,26 +1,24 @@
 """Run one job's command on a worker machine.
 
 The command runs in its own process group so that a timeout, a cancellation or its own exit
-can take down everything it started. Output is read by one thread per stream and handed to
-the caller in batches, always on the thread that called :meth:`CommandRunner.run`.
+can take down everything it started. Output is read and handed to the caller in batches on
+the thread that called :meth:`CommandRunner.run`, which starts no threads of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
-import functools
 import logging
 import os
-import queue
+import selectors
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Final, Protocol
+from typing import Final, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +29,11 @@ ALLOWED_WORKER_ENV: Final = (
     "PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR",
 )  # fmt: skip
 
-# Bounded so a command that floods its output is slowed down by the pipe instead of
-# growing the worker's memory without limit.
-_QUEUE_MAX_ITEMS: Final = 4096
-# Items handled per wake-up before timers (timeout, cancel, flush) are looked at again.
-_MAX_ITEMS_PER_WAKEUP: Final = 1000
+# One read per wake-up, so timers (timeout, cancel, flush) are looked at between reads; a
+# command that floods its output waits on the pipe while its batches are written.
+_READ_BYTES: Final = 64 * 1024
 _MAX_IDLE_WAIT_S: Final = 0.5
 _READER_DRAIN_S: Final = 2.0
-_PUT_RETRY_S: Final = 0.1
 
 
 @dataclass(frozen=True)
@@ -119,16 +114,10 @@ class CommandRunner:
         return _Run(self, on_output, should_cancel).execute(argv, env, cwd, timeout_s)
 
 
-class _Marker(enum.Enum):
-    EOF = "eof"  # a reader reached the end of its pipe
-    EXITED = "exited"  # the main process exited (not reaped yet)
-
-
-_Item = OutputLine | _Marker
-
-
 class _Run:
-    """The state of one run(); only the queue and the event are shared with helper threads."""
+    """The state of one run(). One thread does everything: a selector waits on both pipes
+    and on the main process's exit, so a run starts no threads of its own (where pidfds
+    exist) and output is handed over on the caller's thread."""
 
     def __init__(
         self,
@@ -139,11 +128,9 @@ class _Run:
         self._cfg = cfg
         self._on_output = on_output
         self._should_cancel = should_cancel
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=_QUEUE_MAX_ITEMS)
-        self._abandoned = threading.Event()  # tells helper threads nobody listens any more
+        self._selector: selectors.BaseSelector = selectors.DefaultSelector()
         self._pending: list[OutputLine] = []
         self._last_flush = time.monotonic()
-        self._open_streams = 2
         self._exited_at: float | None = None
         self._stop_reason: str | None = None  # "timeout" or "cancel"
         self._kill_at: float | None = None  # when SIGTERM's grace runs out; None once killed
@@ -161,15 +148,17 @@ class _Run:
         guard = self._cfg.guard
         if guard is not None:
             guard.watch(proc.pid)
+        exit_watch = _ExitWatch(proc)
         try:
-            threads = self._start_threads(proc)
+            self._watch(proc, exit_watch)
             self._supervise(proc.pid, started + timeout_s, timeout_s)
             returncode = _end_group(proc)
-            self._drain(threads)
+            self._drain()
         finally:
-            self._abandoned.set()
             if proc.returncode is None:  # leaving on an exception: the job must not outlive us
                 _end_group(proc)
+            self._close_pipes()
+            exit_watch.close()
             if guard is not None:
                 guard.release(proc.pid)
         self._flush()
@@ -193,58 +182,12 @@ class _Run:
             error=message,
         )
 
-    def _start_threads(self, proc: subprocess.Popen[bytes]) -> list[threading.Thread]:
-        targets: list[tuple[str, Callable[[], None]]] = [
-            ("stdout", functools.partial(self._pump, proc.stdout, "stdout")),
-            ("stderr", functools.partial(self._pump, proc.stderr, "stderr")),
-            ("wait", functools.partial(self._await_exit, proc)),
-        ]
-        # Daemon threads: a reader stuck on a pipe held by an escaped process must not keep
-        # the worker from shutting down.
-        threads = [
-            threading.Thread(target=target, name=f"hodei-{proc.pid}-{name}", daemon=True)
-            for name, target in targets
-        ]
-        for thread in threads:
-            thread.start()
-        return threads
-
-    # The next three run on helper threads and touch nothing but the queue and the event.
-
-    def _pump(self, pipe: IO[bytes] | None, stream: str) -> None:
-        """Reader thread: queue each line of ``pipe``, then an EOF marker."""
-        assert pipe is not None
-        try:
-            with pipe:
-                for text in _read_lines(pipe):
-                    if not self._put(OutputLine(stream, text, datetime.now(UTC))):
-                        return  # closing the pipe gives an escaped writer EPIPE, not a block
-        except (OSError, ValueError):
-            logger.warning("reading the command's %s failed", stream, exc_info=True)
-        finally:
-            self._put(_Marker.EOF)
-
-    def _await_exit(self, proc: subprocess.Popen[bytes]) -> None:
-        """Waiter thread: report the main process's exit, without reaping it where possible."""
-        try:
-            if hasattr(os, "waitid"):
-                # WNOWAIT keeps the leader a zombie, which pins its process group id until
-                # run() has killed the rest of the group.
-                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-            else:
-                proc.wait()
-        except OSError:
-            proc.wait()  # someone else reaped it; Popen copes and reports 0
-        finally:
-            self._put(_Marker.EXITED)
-
-    def _put(self, item: _Item) -> bool:
-        """Queue ``item`` unless run() has stopped listening; False in that case."""
-        while not self._abandoned.is_set():
-            with contextlib.suppress(queue.Full):
-                self._queue.put(item, timeout=_PUT_RETRY_S)
-                return True
-        return False
+    def _watch(self, proc: subprocess.Popen[bytes], exit_watch: _ExitWatch) -> None:
+        for pipe, stream in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+            assert pipe is not None
+            os.set_blocking(pipe.fileno(), False)
+            self._selector.register(pipe, selectors.EVENT_READ, _LineReader(stream))
+        self._selector.register(exit_watch.fileno(), selectors.EVENT_READ, exit_watch)
 
     def _supervise(self, pid: int, deadline: float, timeout_s: float) -> None:
         """Pass output on and enforce timeout and cancellation until the main process exits."""
@@ -274,39 +217,55 @@ class _Run:
                 wakeups.append(self._kill_at)
             self._receive(max(0.0, min(*wakeups, self._flush_due()) - now))
 
-    def _drain(self, threads: list[threading.Thread]) -> None:
-        """Collect the readers' last lines, waiting a bounded time for their pipes to close."""
+    def _drain(self) -> None:
+        """Read the pipes to their end, waiting a bounded time for them to close."""
         give_up_at = time.monotonic() + _READER_DRAIN_S
-        while self._open_streams > 0:
+        while self._open_pipes():
             now = time.monotonic()
             if now >= give_up_at:
                 # Only a process that left the job's process group can still hold the pipes.
                 logger.warning("output pipes still open after the command ended; not waiting")
                 self._system("hodei: output still open after the command ended; stopped reading")
-                break
+                return
             self._receive(max(0.0, min(give_up_at, self._flush_due()) - now))
-        self._abandoned.set()
-        for thread in threads:
-            thread.join(timeout=max(0.05, give_up_at - time.monotonic()))
+
+    def _close_pipes(self) -> None:
+        # Closing gives a process that escaped the group and still writes EPIPE, not a block.
+        for key in list(self._selector.get_map().values()):
+            if isinstance(key.data, _LineReader):
+                key.fileobj.close()  # type: ignore[union-attr]
+        self._selector.close()
+
+    def _open_pipes(self) -> bool:
+        return any(isinstance(k.data, _LineReader) for k in self._selector.get_map().values())
 
     def _receive(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for queued items, handle what arrived, flush if due."""
-        try:
-            self._handle(self._queue.get(timeout=timeout))
-            for _ in range(_MAX_ITEMS_PER_WAKEUP):
-                self._handle(self._queue.get_nowait())
-        except queue.Empty:
-            pass
+        """Wait up to ``timeout`` for output or the exit, handle what came, flush if due."""
+        for key, _ in self._selector.select(timeout):
+            if isinstance(key.data, _LineReader):
+                self._read(key, key.data)
+            else:
+                self._selector.unregister(key.fileobj)
+                self._exited_at = time.monotonic()
         if time.monotonic() >= self._flush_due():
             self._flush()
 
-    def _handle(self, item: _Item) -> None:
-        if isinstance(item, OutputLine):
-            self._add(item)
-        elif item is _Marker.EOF:
-            self._open_streams -= 1
-        else:
-            self._exited_at = time.monotonic()
+    def _read(self, key: selectors.SelectorKey, reader: _LineReader) -> None:
+        pipe = key.fileobj
+        try:
+            chunk = os.read(key.fd, _READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            logger.warning("reading the command's %s failed", reader.stream, exc_info=True)
+            chunk = b""
+        now = datetime.now(UTC)
+        texts = reader.feed(chunk) if chunk else reader.finish()
+        for text in texts:
+            self._add(OutputLine(reader.stream, text, now))
+        if not chunk:
+            self._selector.unregister(pipe)
+            pipe.close()  # type: ignore[union-attr]
 
     def _add(self, line: OutputLine) -> None:
         self._pending.append(line)
@@ -344,6 +303,84 @@ class _Run:
             return False
 
 
+class _LineReader:
+    """Splits one stream's bytes into decoded lines without their newline; a line longer
+    than MAX_LINE_BYTES is cut there (with a marker) and the rest of it skipped."""
+
+    def __init__(self, stream: str) -> None:
+        self.stream = stream
+        self._partial = b""
+        self._skipping = False  # inside the rest of a line that was cut
+
+    def feed(self, chunk: bytes) -> list[str]:
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        texts = []
+        for line in lines:
+            if self._skipping:
+                self._skipping = False
+            elif len(line) > MAX_LINE_BYTES:
+                texts.append(_cut(line))
+            else:
+                texts.append(line.removesuffix(b"\r").decode("utf-8", errors="replace"))
+        if self._skipping:
+            self._partial = b""
+        elif len(self._partial) > MAX_LINE_BYTES:
+            texts.append(_cut(self._partial))
+            self._partial, self._skipping = b"", True
+        return texts
+
+    def finish(self) -> list[str]:
+        """The last line, if the stream did not end with a newline."""
+        rest, self._partial = self._partial, b""
+        return [rest.decode("utf-8", errors="replace")] if rest else []
+
+
+def _cut(line: bytes) -> str:
+    return line[:MAX_LINE_BYTES].decode("utf-8", errors="replace") + TRUNCATION_MARKER
+
+
+class _ExitWatch:
+    """A file descriptor that becomes readable when the main process exits, without
+    reaping it: the leader stays a zombie, which pins its process group id until run()
+    has killed the rest of the group. A pidfd where the kernel has them (Linux 5.3+);
+    elsewhere a thread waits and writes to a pipe."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._thread: threading.Thread | None = None
+        try:
+            self._fd = os.pidfd_open(proc.pid)
+            self._write_fd: int | None = None
+        except (AttributeError, OSError):
+            self._fd, self._write_fd = os.pipe()
+            self._thread = threading.Thread(
+                target=self._wait, args=(proc,), name=f"hodei-{proc.pid}-wait", daemon=True
+            )
+            self._thread.start()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> None:
+        try:
+            if hasattr(os, "waitid"):
+                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            else:
+                proc.wait()
+        except OSError:
+            proc.wait()  # someone else reaped it; Popen copes and reports 0
+        finally:
+            assert self._write_fd is not None
+            os.write(self._write_fd, b"x")
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join()  # the process is reaped by now, so this is immediate
+            assert self._write_fd is not None
+            os.close(self._write_fd)
+        os.close(self._fd)
+
+
 def _spawn(argv: list[str], env: Mapping[str, str], cwd: str | None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         argv,
@@ -374,21 +411,6 @@ def _spawn_error_message(exc: Exception, argv: list[str], cwd: str | None) -> st
     if isinstance(exc, PermissionError):
         return f"permission denied: {argv[0]}"
     return f"cannot start {argv[0]}: {exc.strerror or exc}"
-
-
-def _read_lines(pipe: IO[bytes]) -> Iterator[str]:
-    """Decoded lines without their newline; over-long ones are cut and the rest skipped."""
-    skipping = False
-    while chunk := pipe.readline(MAX_LINE_BYTES + 1):
-        complete = chunk.endswith(b"\n")
-        if skipping:
-            skipping = not complete
-        elif not complete and len(chunk) > MAX_LINE_BYTES:
-            skipping = True
-            yield chunk[:MAX_LINE_BYTES].decode("utf-8", errors="replace") + TRUNCATION_MARKER
-        else:
-            body = chunk.removesuffix(b"\n").removesuffix(b"\r") if complete else chunk
-            yield body.decode("utf-8", errors="replace")
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> int:

@@ -385,3 +385,49 @@ def test_a_short_command_is_not_checked_for_cancellation() -> None:
     outcome, _ = run("true", should_cancel=count)
     assert outcome.exit_code == 0
     assert calls == []
+
+
+def test_a_command_that_closes_its_output_is_still_timed_out(subreaper: None) -> None:
+    # Both pipes end long before the process does: the exit, not the pipes, ends the run.
+    started = time.monotonic()
+    outcome, out = run("echo bye; exec >&- 2>&-; sleep 30", timeout_s=1)
+    assert outcome.timed_out
+    assert out.texts("stdout") == ["bye"]
+    assert time.monotonic() - started < 10
+
+
+def test_without_pidfds_a_thread_watches_the_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where the kernel has no pidfd_open (macOS, Linux < 5.3), the exit comes from a thread.
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    before = threading.active_count()
+    outcome, out = run("echo out; echo err >&2; exit 3")
+    assert outcome.exit_code == 3
+    assert (out.texts("stdout"), out.texts("stderr")) == (["out"], ["err"])
+    timed, _ = run("sleep 30", timeout_s=1)
+    assert timed.timed_out
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 7, MAX_LINE_BYTES, 10 * MAX_LINE_BYTES])
+def test_lines_do_not_depend_on_how_the_pipe_cuts_the_bytes(chunk_size: int) -> None:
+    from hodei.runtime.runner import _LineReader
+
+    data = (
+        b"first\r\n"
+        + b"y" * (MAX_LINE_BYTES + 5)
+        + b"\nexact"
+        + b"z" * (MAX_LINE_BYTES - 5)
+        + b"\n\nlast \xff"
+    )
+    reader = _LineReader("stdout")
+    texts = []
+    for i in range(0, len(data), chunk_size):
+        texts += reader.feed(data[i : i + chunk_size])
+    texts += reader.finish()
+    assert texts == [
+        "first",
+        "y" * MAX_LINE_BYTES + TRUNCATION_MARKER,
+        "exact" + "z" * (MAX_LINE_BYTES - 5),
+        "",
+        "last \ufffd",
+    ]
