@@ -26,9 +26,10 @@ def create_app(settings: Settings) -> Celery:
     app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
     app.conf.update(_config(settings))
     # Importing registers the tasks and signal handlers on this app.
-    from hodei.queueing import tasks
+    from hodei.queueing import task_events, tasks
 
     tasks.register(app)
+    task_events.install(app)
     _use_hodei_logging()
     return app
 

@@ -119,7 +119,10 @@ def test_flower_tasks_page_shows_the_job(
         def flower_knows() -> bool:
             status, body = _authorized_get(base + "/api/tasks")
             tasks = json.loads(body).values() if status == 200 else []
-            return any(str(job.id) in str(t.get("args")) for t in tasks)
+            # SUCCESS comes from the worker's batched events (hodei/queueing/task_events.py).
+            return any(
+                str(job.id) in str(t.get("args")) and t.get("state") == "SUCCESS" for t in tasks
+            )
 
         wait_for(flower_knows, timeout=30, message="Flower to receive the task's events")
 
