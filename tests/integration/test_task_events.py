@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from kombu import Queue
 
 from hodei import JobState
 from hodei.sdk import Client
+from tests.conftest import stop_workers
+from tests.support import wait_for
 
 WORKER_EVENTS = ("task-received", "task-started", "task-succeeded")
 
@@ -23,27 +26,10 @@ WORKER_EVENTS = ("task-received", "task-started", "task-succeeded")
 @pytest.mark.redis
 @pytest.mark.slow
 def test_a_workers_task_events_arrive_complete_and_batched(pg_client: Client) -> None:
-    app = pg_client.container.app
     messages: list[list[dict[str, Any]]] = []  # each message's events (a batch is a list)
-
-    def on_message(body: Any, message: Any) -> None:
-        messages.append(body if isinstance(body, list) else [body])
-
-    with app.connection_for_read() as conn:
-        # What Flower does: a queue of its own on the event exchange (fanout on Redis).
-        queue = Queue(
-            f"test.events.{uuid.uuid4().hex}",
-            exchange=get_exchange(conn, name=app.conf.event_exchange),
-            routing_key="task.#",
-            auto_delete=True,
-            durable=False,
-        )
-        with conn.Consumer(queue, callbacks=[on_message], accept=["json"]):
-            jobs = [pg_client.submit("true", name=f"events-{i}") for i in range(6)]
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and not _all_seen(messages, len(jobs)):
-                with contextlib.suppress(TimeoutError):
-                    conn.drain_events(timeout=0.5)
+    with _listening(pg_client, messages) as drain:
+        jobs = [pg_client.submit("true", name=f"events-{i}") for i in range(6)]
+        drain(lambda: _succeeded(messages) >= len(jobs), 90)
     assert all(pg_client.get(job.id).state is JobState.SUCCEEDED for job in jobs)
 
     by_task: dict[str, set[str]] = defaultdict(set)
@@ -59,6 +45,53 @@ def test_a_workers_task_events_arrive_complete_and_batched(pg_client: Client) ->
     assert len(from_worker) <= sent // 2, [len(b) for b in from_worker]
 
 
-def _all_seen(messages: list[list[dict[str, Any]]], expected: int) -> bool:
-    done = {e["uuid"] for batch in messages for e in batch if e["type"] == "task-succeeded"}
-    return len(done) >= expected
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_task_that_ends_during_a_warm_shutdown_still_reports_success(
+    pg_client: Client,
+) -> None:
+    messages: list[list[dict[str, Any]]] = []
+    with _listening(pg_client, messages) as drain:
+        job = pg_client.submit("sleep 2", name="ends-while-stopping")
+        wait_for(lambda: pg_client.get(job.id).state is JobState.RUNNING, timeout=60)
+        stop_workers(pg_client)  # SIGTERM: Celery lets the running task finish
+        drain(lambda: _succeeded(messages) >= 1, 10)
+    assert pg_client.get(job.id).state is JobState.SUCCEEDED
+    assert _succeeded(messages) == 1
+
+
+@contextlib.contextmanager
+def _listening(
+    client: Client, messages: list[list[dict[str, Any]]]
+) -> Iterator[Callable[[Callable[[], bool], float], None]]:
+    """Collect task events as Flower does, with a queue of its own on the event exchange
+    (fanout on Redis); yields ``drain(until, timeout)``."""
+    app = client.container.app
+
+    def on_message(body: Any, message: Any) -> None:
+        messages.append(body if isinstance(body, list) else [body])
+
+    with app.connection_for_read() as conn:
+        queue = Queue(
+            f"test.events.{uuid.uuid4().hex}",
+            exchange=get_exchange(conn, name=app.conf.event_exchange),
+            routing_key="task.#",
+            auto_delete=True,
+            durable=False,
+        )
+
+        def drain(until: Callable[[], bool], timeout: float) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not until():
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=0.5)
+
+        with conn.Consumer(queue, callbacks=[on_message], accept=["json"]):
+            # kombu subscribes on the first drain; events published before it are lost.
+            drain(lambda: False, 0.2)
+            yield drain
+
+
+def _succeeded(messages: list[list[dict[str, Any]]]) -> int:
+    return len({e["uuid"] for batch in messages for e in batch if e["type"] == "task-succeeded"})
