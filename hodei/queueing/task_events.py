@@ -30,9 +30,11 @@ class BatchedTaskEvents(bootsteps.StartStopStep):  # type: ignore[misc]  # celer
 
     def start(self, parent: Any) -> None:
         # Called again after each reconnection, when Events has made a new dispatcher.
-        dispatcher = parent.event_dispatcher
-        if parent.hub is None or dispatcher is None or dispatcher.on_send_buffered is None:
+        dispatcher = getattr(parent, "event_dispatcher", None)
+        if getattr(parent, "hub", None) is None or dispatcher is None:
             return  # no event loop, so Celery does not buffer: nothing to batch
+        if getattr(dispatcher, "on_send_buffered", None) is None:
+            return  # buffering is off, or a Celery whose dispatcher works differently
         self._consumer = parent
         self._scheduled = False
         dispatcher.on_send_buffered = self._schedule

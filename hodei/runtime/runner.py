@@ -148,8 +148,9 @@ class _Run:
         guard = self._cfg.guard
         if guard is not None:
             guard.watch(proc.pid)
-        exit_watch = _ExitWatch(proc)
+        exit_watch: _ExitWatch | None = None
         try:
+            exit_watch = _ExitWatch(proc)
             self._watch(proc, exit_watch)
             self._supervise(proc.pid, started + timeout_s, timeout_s)
             returncode = _end_group(proc)
@@ -157,8 +158,14 @@ class _Run:
         finally:
             if proc.returncode is None:  # leaving on an exception: the job must not outlive us
                 _end_group(proc)
-            self._close_pipes()
-            exit_watch.close()
+            # Closing gives a process that escaped the group and still writes EPIPE, not a
+            # block. Closing a pipe twice (a reader closes it at its end) is harmless.
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            self._selector.close()
+            if exit_watch is not None:
+                exit_watch.close()
             if guard is not None:
                 guard.release(proc.pid)
         self._flush()
@@ -228,13 +235,6 @@ class _Run:
                 self._system("hodei: output still open after the command ended; stopped reading")
                 return
             self._receive(max(0.0, min(give_up_at, self._flush_due()) - now))
-
-    def _close_pipes(self) -> None:
-        # Closing gives a process that escaped the group and still writes EPIPE, not a block.
-        for key in list(self._selector.get_map().values()):
-            if isinstance(key.data, _LineReader):
-                key.fileobj.close()  # type: ignore[union-attr]
-        self._selector.close()
 
     def _open_pipes(self) -> bool:
         return any(isinstance(k.data, _LineReader) for k in self._selector.get_map().values())
