@@ -90,9 +90,14 @@ class CeleryPublisher:
         connection = producer.connection
         errors = (KombuError, OSError, *connection.connection_errors, *connection.channel_errors)
         confirmed_so_far = len(sending.confirmed)
+        # One message keeps its task-sent event in the pipeline; many send theirs together.
+        sent_events = _SentEvents(self._app, producer) if len(publications) > 1 else None
         try:
             with producer.batch(max_size=len(publications) * _COMMANDS_PER_MESSAGE + 1):
-                return [(p, self._send(p, producer, sending)) for p in publications]
+                sent = [(p, self._send(p, producer, sending, sent_events)) for p in publications]
+            if sent_events is not None:
+                sent_events.flush()
+            return sent
         except errors as exc:
             # after_task_publish ran as each message was buffered; the batch as a whole
             # failed, so none of it counts as published. A part may have reached Redis
@@ -103,7 +108,13 @@ class CeleryPublisher:
                 f"broker unavailable at {mask_url(self._app.conf.broker_url)}: {exc}"
             ) from exc
 
-    def _send(self, publication: Publication, producer: Any, sending: _Sending) -> str:
+    def _send(
+        self,
+        publication: Publication,
+        producer: Any,
+        sending: _Sending,
+        sent_events: _SentEvents | None,
+    ) -> str:
         task_id = str(uuid.uuid4())
         sending.in_flight[task_id] = publication
         self._app.send_task(
@@ -115,8 +126,28 @@ class CeleryPublisher:
             retry=True,
             retry_policy=_RETRY_POLICY,
             argsrepr=_argsrepr(publication),
+            event_dispatcher=sent_events,  # None: Celery's own, one message per event
         )
         return task_id
+
+
+class _SentEvents:
+    """Flower's task-sent events of a batch, published as one ``task.multi`` message
+    after the batch instead of one message per task: a fifth of a ``submit_many``'s CPU
+    went to those publishes. Celery hands each event to :meth:`publish`, which only
+    buffers it; event receivers, Flower's included, read the batch like single events."""
+
+    def __init__(self, app: Celery, producer: Any) -> None:
+        self._dispatcher = app.events.Dispatcher(
+            channel=producer.channel, buffer_group=["task"], buffer_limit=_BATCH_MESSAGES + 1
+        )
+
+    def publish(self, event_type: str, fields: dict[str, Any], producer: Any, **_: Any) -> None:
+        self._dispatcher.send(event_type, **fields)
+
+    def flush(self) -> None:
+        """Publish the buffered events, once the batch's messages are on the broker."""
+        self._dispatcher.flush()
 
 
 def _argsrepr(publication: Publication) -> str:

@@ -1,9 +1,11 @@
-"""Flower's task events: every run-job task's received, started and succeeded events
-reach an event receiver, and a worker sends them in batches, not one message each."""
+"""Flower's task events: every run-job task's sent, received, started and succeeded
+events reach an event receiver, and a worker (or a submit_many) sends them in batches,
+not one message each."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -15,6 +17,7 @@ from celery.events.event import get_exchange
 from kombu import Queue
 
 from hodei import JobState
+from hodei.domain.specs import JobSpec
 from hodei.sdk import Client
 from tests.conftest import stop_workers
 from tests.support import wait_for
@@ -59,6 +62,32 @@ def test_a_task_that_ends_during_a_warm_shutdown_still_reports_success(
         drain(lambda: _succeeded(messages) >= 1, 10)
     assert pg_client.get(job.id).state is JobState.SUCCEEDED
     assert _succeeded(messages) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_submit_many_sends_its_task_sent_events_in_one_message(pg_client: Client) -> None:
+    messages: list[list[dict[str, Any]]] = []
+    with _listening(pg_client, messages) as drain:
+        single = pg_client.submit("true", name="one")
+        jobs = pg_client.submit_many([JobSpec.create("true", name=f"many-{i}") for i in range(30)])
+        drain(lambda: len(_sent(messages)) >= len(jobs) + 1, 30)
+    sent = _sent(messages)
+    assert {str(job.id) for job in [single, *jobs]} <= {e["job_id"] for e in sent}
+    carrying = [batch for batch in messages if any(e["type"] == "task-sent" for e in batch)]
+    # The single submit's event on its own, the 30 of submit_many together.
+    assert sorted(len(batch) for batch in carrying) == [1, 30]
+
+
+def _sent(messages: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """task-sent events, each with the job id read from its arguments as Flower shows
+    them: "('<name>', id=<job id>, attempt=<n>)"."""
+    return [
+        {**e, "job_id": m[1] if (m := re.search(r"id=([0-9a-f-]{36})", e["args"])) else None}
+        for batch in messages
+        for e in batch
+        if e["type"] == "task-sent"
+    ]
 
 
 @contextlib.contextmanager
