@@ -98,3 +98,26 @@ def test_a_transaction_on_a_connection_a_single_write_used_is_atomic_again(
             assert tx.jobs.get(job.id) is None
     finally:
         store.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_single_write_whose_statement_fails_gives_back_a_transactional_connection(
+    postgres_url: str,
+) -> None:
+    store = SqlStore(create_engine(postgres_url, pool_size=1))
+    try:
+        job = _job()
+        with store.single_write() as tx:
+            tx.jobs.add(job)
+        with pytest.raises(Exception, match=r"(?i)duplicate|unique"), store.single_write() as tx:
+            used = tx.connection.connection.dbapi_connection
+            tx.jobs.add(job)  # the same id again: the statement fails
+        other = _job()
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            assert tx.connection.connection.dbapi_connection is used
+            tx.jobs.add(other)
+            raise RuntimeError("the unit of work fails after its first write")
+        with store.reading() as tx:
+            assert tx.jobs.get(other.id) is None
+    finally:
+        store.engine.dispose()
