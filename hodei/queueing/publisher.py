@@ -95,9 +95,6 @@ class CeleryPublisher:
         try:
             with producer.batch(max_size=len(publications) * _COMMANDS_PER_MESSAGE + 1):
                 sent = [(p, self._send(p, producer, sending, sent_events)) for p in publications]
-            if sent_events is not None:
-                sent_events.flush()
-            return sent
         except errors as exc:
             # after_task_publish ran as each message was buffered; the batch as a whole
             # failed, so none of it counts as published. A part may have reached Redis
@@ -107,6 +104,9 @@ class CeleryPublisher:
             raise BrokerUnavailable(
                 f"broker unavailable at {mask_url(self._app.conf.broker_url)}: {exc}"
             ) from exc
+        if sent_events is not None:
+            sent_events.flush()  # after the messages, and only for a batch that went out
+        return sent
 
     def _send(
         self,
@@ -146,7 +146,9 @@ class _SentEvents:
         self._dispatcher.send(event_type, **fields)
 
     def flush(self) -> None:
-        """Publish the buffered events, once the batch's messages are on the broker."""
+        """Publish the buffered events. Best effort, as Celery's own: the dispatcher keeps
+        an event it could not publish instead of raising, and this one is then dropped,
+        so the jobs, already on the broker, are not reported as unpublished."""
         self._dispatcher.flush()
 
 

@@ -61,9 +61,9 @@ class SqlStore:
                 return
             # Each statement commits on its own: no BEGIN or COMMIT round trips. psycopg's
             # autocommit is switched directly, for this use only: SQLAlchemy's isolation
-            # level option does the same with a fifth of a submit's CPU in bookkeeping.
-            # SQLAlchemy's implicit BEGIN is the driver's, so it sends none in autocommit,
-            # and its rollback on close finds no transaction to end.
+            # level option does the same with twice the CPU, in bookkeeping on checkout
+            # and check-in. SQLAlchemy's implicit BEGIN is the driver's, so none is sent
+            # in autocommit, and its rollback on close finds no transaction to end.
             with self.engine.connect() as connection:
                 driver = connection.connection.driver_connection
                 assert driver is not None, "a checked-out connection has its driver's"
