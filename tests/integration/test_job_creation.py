@@ -4,6 +4,7 @@ loses an idempotency-key race returns the job that won it."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -78,46 +79,46 @@ def test_a_submit_that_loses_the_key_race_returns_the_winner(client: Client) -> 
     assert loser.existing and loser.job.id == winner.job.id
 
 
+@pytest.fixture
+def one_connection_store(postgres_url: str) -> Iterator[SqlStore]:
+    """A store whose pool holds a single connection, so every unit of work reuses it."""
+    store = SqlStore(create_engine(postgres_url, pool_size=1))
+    yield store
+    store.engine.dispose()
+
+
+def _assert_transactional(store: SqlStore, connection: object) -> None:
+    """A unit of work on ``connection`` that fails after its first write leaves nothing."""
+    job = _job()
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        assert tx.connection.connection.dbapi_connection is connection  # the same one
+        tx.jobs.add(job)
+        raise RuntimeError("the unit of work fails after its first write")
+    with store.reading() as tx:
+        assert tx.jobs.get(job.id) is None
+
+
 @pytest.mark.postgres
 def test_a_transaction_on_a_connection_a_single_write_used_is_atomic_again(
-    postgres_url: str,
+    one_connection_store: SqlStore,
 ) -> None:
     # single_write puts its pooled connection in autocommit; the pool must take that
     # back, or a later transaction would commit statement by statement.
-    store = SqlStore(create_engine(postgres_url, pool_size=1))
-    try:
-        with store.single_write() as tx:
-            used = tx.connection.connection.dbapi_connection
-            assert used is not None and used.autocommit
-        job = _job()
-        with pytest.raises(RuntimeError), store.transaction() as tx:
-            assert tx.connection.connection.dbapi_connection is used  # the same connection
-            tx.jobs.add(job)
-            raise RuntimeError("the unit of work fails after its first write")
-        with store.reading() as tx:
-            assert tx.jobs.get(job.id) is None
-    finally:
-        store.engine.dispose()
+    with one_connection_store.single_write() as tx:
+        used = tx.connection.connection.dbapi_connection
+        assert used is not None and used.autocommit
+    _assert_transactional(one_connection_store, used)
 
 
 @pytest.mark.postgres
 def test_a_single_write_whose_statement_fails_gives_back_a_transactional_connection(
-    postgres_url: str,
+    one_connection_store: SqlStore,
 ) -> None:
-    store = SqlStore(create_engine(postgres_url, pool_size=1))
-    try:
-        job = _job()
-        with store.single_write() as tx:
-            tx.jobs.add(job)
-        with pytest.raises(Exception, match=r"(?i)duplicate|unique"), store.single_write() as tx:
-            used = tx.connection.connection.dbapi_connection
-            tx.jobs.add(job)  # the same id again: the statement fails
-        other = _job()
-        with pytest.raises(RuntimeError), store.transaction() as tx:
-            assert tx.connection.connection.dbapi_connection is used
-            tx.jobs.add(other)
-            raise RuntimeError("the unit of work fails after its first write")
-        with store.reading() as tx:
-            assert tx.jobs.get(other.id) is None
-    finally:
-        store.engine.dispose()
+    store = one_connection_store
+    job = _job()
+    with store.single_write() as tx:
+        tx.jobs.add(job)
+    with pytest.raises(Exception, match=r"(?i)duplicate|unique"), store.single_write() as tx:
+        used = tx.connection.connection.dbapi_connection
+        tx.jobs.add(job)  # the same id again: the statement fails
+    _assert_transactional(store, used)
