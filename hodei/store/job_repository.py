@@ -17,6 +17,7 @@ from hodei.domain.states import JobState, WorkerState
 from hodei.errors import DuplicateIdempotencyKey
 from hodei.services.ports import JobQuery
 from hodei.store import statements
+from hodei.store.driver_statement import driver_statement
 from hodei.store.event_repository import SqlEventRepository
 from hodei.store.mapping import (
     attempt_from_row,
@@ -78,8 +79,13 @@ class SqlJobRepository:
         params = prefixed(job_to_row(job), "j_")
         for n, event in enumerate(events):
             params.update(prefixed(event_to_row(event), f"e{n}_"))
+        statement = _create_with_events(len(events))
         with _idempotency_key_taken():
-            self._c.execute(_create_with_events(len(events)), params)
+            fast = driver_statement(statement, self._c)
+            if fast is not None:
+                fast.execute(self._c, params)
+            else:
+                self._c.execute(statement, params)
 
     def get(self, job_id: UUID) -> Job | None:
         stmt = statements.select_by(jobs, "id")

@@ -11,6 +11,7 @@ from hodei.domain.records import Provider
 from hodei.domain.selection import Candidate
 from hodei.domain.states import LIVE_WORKER_STATES
 from hodei.store import statements
+from hodei.store.driver_statement import driver_statement
 from hodei.store.mapping import provider_from_row, provider_to_row
 from hodei.store.statements import where_params
 from hodei.store.tables import provider_configs as providers
@@ -59,7 +60,9 @@ class SqlProviderRepository:
 
     def search_with_live_workers(self) -> list[Candidate]:
         found = []
-        for row in self._c.execute(_WITH_LIVE_WORKERS).mappings():
+        fast = driver_statement(_WITH_LIVE_WORKERS, self._c)
+        rows = fast.all(self._c, {}) if fast else self._c.execute(_WITH_LIVE_WORKERS).mappings()
+        for row in rows:
             data = dict(row)
             live = int(data.pop("live_workers"))
             found.append(Candidate(provider_from_row(data), live))

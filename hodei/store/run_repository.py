@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, Job
 from hodei.domain.states import AttemptState, JobState, WorkerState
+from hodei.store.driver_statement import driver_statement
 from hodei.store.expressions import seconds_after
 from hodei.store.mapping import attempt_to_row, event_to_row, job_from_row
 from hodei.store.statements import NEW_EVENT_COLUMNS, bound_columns, one_of, prefixed
@@ -90,11 +91,14 @@ class _GuardedWrite:
         ctes += [row.insert_if(moved).cte(f"insert_{n}") for n, row in enumerate(self.new_rows)]
         return sa.select(moved).add_cte(*ctes)
 
-    def execute(self, connection: sa.Connection, params: Mapping[str, Any]) -> sa.RowMapping | None:
+    def execute(
+        self, connection: sa.Connection, params: Mapping[str, Any]
+    ) -> Mapping[Any, Any] | None:
         """The guard's RETURNING row once everything is written; None if it matched
         nothing, and then nothing is written."""
-        if connection.dialect.name == "postgresql":
-            return connection.execute(self.combined, params).mappings().first()
+        combined = driver_statement(self.combined, connection)
+        if combined is not None:
+            return combined.first(connection, params)
         row = connection.execute(self.guard, params).mappings().first()
         if row is None:
             return None

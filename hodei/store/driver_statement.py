@@ -1,0 +1,121 @@
+"""A SQLAlchemy statement compiled once and run on psycopg's own connection.
+
+The statements every job makes on PostgreSQL (the provider read, the insert, the
+QUEUED confirmation, the claim and the finish) are already compiled and cached by
+SQLAlchemy, but its execution path still costs about as much CPU as psycopg's execute
+itself: the cache key of the statement, an execution context, the result wrapper. A job
+makes five such statements, in the client and in the worker, and the worker's CPU is
+what bounds a worker's throughput.
+
+:class:`DriverStatement` keeps SQLAlchemy where it is worth it, writing the SQL and
+converting the values (the same bind and result processors SQLAlchemy applies), and
+hands psycopg the compiled string. It runs on the connection SQLAlchemy checked out,
+inside whatever transaction that connection is in, and errors come out as SQLAlchemy's
+own exceptions, a lost connection invalidated as SQLAlchemy would. PostgreSQL only: on
+SQLite a statement costs no round trip and the ordinary path is kept.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_Processor = Callable[[Any], Any]
+
+
+class DriverStatement:
+    """``statement`` compiled for ``dialect`` (PostgreSQL), executed on psycopg directly."""
+
+    def __init__(self, statement: sa.ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler), "a statement compiles to SQL"
+        if compiled.positional:
+            raise ValueError("DriverStatement needs a dialect with named parameters")
+        self.sql = compiled.string
+        self._constants: dict[str, Any] = {}
+        self._binds: list[tuple[str, _Processor | None]] = []
+        for bind, name in compiled.bind_names.items():
+            if bind.expanding:
+                raise ValueError(f"parameter {name!r}: IN lists are rendered per execution")
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if bind.required:
+                self._binds.append((name, process))
+            else:  # a constant of the statement, such as a state name or a JSON path
+                self._constants[name] = process(bind.value) if process else bind.value
+        self._columns: list[tuple[str, _Processor | None]] = [
+            (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
+            for column in getattr(statement, "selected_columns", ())
+        ]
+        self._dialect = dialect
+
+    def _params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        values = dict(self._constants)
+        for name, process in self._binds:
+            value = params[name]
+            values[name] = process(value) if process else value
+        return values
+
+    def _row(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            name: (process(value) if process else value)
+            for (name, process), value in zip(self._columns, row, strict=True)
+        }
+
+    def _run(self, connection: sa.Connection, params: Mapping[str, Any], fetch: str) -> Any:
+        driver = connection.connection.driver_connection
+        assert driver is not None, "a checked-out connection has its driver's"
+        values = self._params(params)
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(self.sql, values)
+                if fetch == "first":
+                    row = cursor.fetchone()
+                    return self._row(row) if row is not None else None
+                if fetch == "all":
+                    return [self._row(r) for r in cursor.fetchall()]
+                return cursor.rowcount
+        except self._dialect.loaded_dbapi.Error as exc:
+            disconnected = self._dialect.is_disconnect(exc, driver, None)
+            if disconnected:
+                connection.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                self.sql,
+                values,
+                exc,
+                self._dialect.loaded_dbapi.Error,
+                connection_invalidated=disconnected,
+                dialect=self._dialect,
+            ) from exc
+
+    def first(self, connection: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row, by column name, or None."""
+        return self._run(connection, params, "first")  # type: ignore[no-any-return]
+
+    def all(self, connection: sa.Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every row, by column name."""
+        return self._run(connection, params, "all")  # type: ignore[no-any-return]
+
+    def execute(self, connection: sa.Connection, params: Mapping[str, Any]) -> int:
+        """The statement's row count."""
+        return self._run(connection, params, "rowcount")  # type: ignore[no-any-return]
+
+
+@functools.cache
+def _compiled(statement: sa.ClauseElement, dialect: Dialect) -> DriverStatement:
+    return DriverStatement(statement, dialect)
+
+
+def driver_statement(
+    statement: sa.ClauseElement, connection: sa.Connection
+) -> DriverStatement | None:
+    """The fast form of a statement built once at import, for this connection's database:
+    None where the ordinary execution path is kept (every database but PostgreSQL)."""
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
+        return None
+    return _compiled(statement, dialect)
