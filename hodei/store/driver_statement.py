@@ -1,4 +1,4 @@
-"""A SQLAlchemy statement compiled once and run on psycopg's own connection.
+"""Per-job and per-batch writes run on psycopg's own connection, on PostgreSQL.
 
 The statements every job makes on PostgreSQL (the provider read, the insert, the
 QUEUED confirmation, the claim and the finish) are already compiled and cached by
@@ -13,12 +13,15 @@ hands psycopg the compiled string. It runs on the connection SQLAlchemy checked 
 inside whatever transaction that connection is in, and errors come out as SQLAlchemy's
 own exceptions, a lost connection invalidated as SQLAlchemy would. PostgreSQL only: on
 SQLite a statement costs no round trip and the ordinary path is kept.
+
+:func:`insert_rows` sends a batch of rows with COPY (see :func:`copy_rows`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,7 +54,6 @@ class DriverStatement:
             (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
             for column in getattr(statement, "selected_columns", ())
         ]
-        self._dialect = dialect
 
     def _params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         values = dict(self._constants)
@@ -67,30 +69,16 @@ class DriverStatement:
         }
 
     def _run(self, connection: sa.Connection, params: Mapping[str, Any], fetch: str) -> Any:
-        driver = connection.connection.driver_connection
-        assert driver is not None, "a checked-out connection has its driver's"
+        driver = _driver(connection)
         values = self._params(params)
-        try:
-            with driver.cursor() as cursor:
-                cursor.execute(self.sql, values)
-                if fetch == "first":
-                    row = cursor.fetchone()
-                    return self._row(row) if row is not None else None
-                if fetch == "all":
-                    return [self._row(r) for r in cursor.fetchall()]
-                return cursor.rowcount
-        except self._dialect.loaded_dbapi.Error as exc:
-            disconnected = self._dialect.is_disconnect(exc, driver, None)
-            if disconnected:
-                connection.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                self.sql,
-                values,
-                exc,
-                self._dialect.loaded_dbapi.Error,
-                connection_invalidated=disconnected,
-                dialect=self._dialect,
-            ) from exc
+        with _as_sqlalchemy_errors(connection, self.sql, values), driver.cursor() as cursor:
+            cursor.execute(self.sql, values)
+            if fetch == "first":
+                row = cursor.fetchone()
+                return self._row(row) if row is not None else None
+            if fetch == "all":
+                return [self._row(r) for r in cursor.fetchall()]
+            return cursor.rowcount
 
     def first(self, connection: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row, by column name, or None."""
@@ -103,6 +91,78 @@ class DriverStatement:
     def execute(self, connection: sa.Connection, params: Mapping[str, Any]) -> int:
         """The statement's row count."""
         return self._run(connection, params, "rowcount")  # type: ignore[no-any-return]
+
+
+def insert_rows(
+    connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert ``rows`` (all with the same keys): several with COPY on PostgreSQL, else one
+    INSERT (executed for each row, where there are several)."""
+    if len(rows) > 1 and connection.dialect.name == "postgresql":
+        copy_rows(connection, table, rows)
+    elif rows:
+        connection.execute(_insert(table), rows[0] if len(rows) == 1 else list(rows))
+
+
+@functools.cache
+def _insert(table: sa.Table) -> sa.Insert:
+    return table.insert()
+
+
+def copy_rows(
+    connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert ``rows`` (all with the same keys, column names) with COPY on PostgreSQL.
+
+    For a batch (``submit_many``'s jobs and events, a job's output lines), COPY costs a
+    third of the CPU of the executemany it replaces, on both sides, and fires the
+    table's statement triggers once instead of once per row. Values go through the
+    columns' SQLAlchemy bind processors, as in an INSERT."""
+    if not rows:
+        return
+    dialect = connection.dialect
+    columns = list(rows[0])
+    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    with (
+        _as_sqlalchemy_errors(connection, sql, {}),
+        _driver(connection).cursor() as cursor,
+        cursor.copy(sql) as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                [p(row[c]) if p else row[c] for c, p in zip(columns, processors, strict=True)]
+            )
+
+
+def _driver(connection: sa.Connection) -> Any:
+    driver = connection.connection.driver_connection
+    assert driver is not None, "a checked-out connection has its driver's"
+    return driver
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_errors(
+    connection: sa.Connection, sql: str, params: Mapping[str, Any]
+) -> Iterator[None]:
+    """psycopg's errors as SQLAlchemy raises them, a lost connection invalidated as
+    SQLAlchemy would, so callers and ``database_errors()`` see no difference."""
+    dialect = connection.dialect
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        yield
+    except dbapi_error as exc:
+        disconnected = dialect.is_disconnect(exc, _driver(connection), None)
+        if disconnected:
+            connection.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            sql,
+            params,
+            exc,
+            dbapi_error,
+            connection_invalidated=disconnected,
+            dialect=dialect,
+        ) from exc
 
 
 @functools.cache

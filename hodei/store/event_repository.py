@@ -11,11 +11,10 @@ import sqlalchemy as sa
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import LogLine
 from hodei.services.ports import EventQuery
+from hodei.store.driver_statement import insert_rows
 from hodei.store.mapping import event_from_row, event_to_row, log_from_row
 from hodei.store.tables import domain_events as events
 from hodei.store.tables import job_logs
-
-_INSERT_EVENT = events.insert()
 
 
 class SqlEventRepository:
@@ -24,10 +23,7 @@ class SqlEventRepository:
 
     def add(self, *new_events: DomainEvent) -> None:
         # On PostgreSQL a statement trigger sends NOTIFY hodei_events in this transaction.
-        if new_events:
-            rows = [event_to_row(e) for e in new_events]
-            # One row goes as a plain execute: executemany's batching only costs there.
-            self._c.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+        insert_rows(self._c, events, [event_to_row(e) for e in new_events])
 
     def search(self, query: EventQuery) -> list[DomainEvent]:
         stmt = sa.select(events)
@@ -57,20 +53,17 @@ class SqlLogRepository:
         self._c = connection
 
     def append(self, lines: Sequence[LogLine]) -> None:
-        if lines:
-            self._c.execute(
-                job_logs.insert(),
-                [
-                    {
-                        "job_id": ln.job_id,
-                        "attempt_no": ln.attempt_no,
-                        "stream": ln.stream,
-                        "line": ln.line,
-                        "ts": ln.ts,
-                    }
-                    for ln in lines
-                ],
-            )
+        rows = [
+            {
+                "job_id": ln.job_id,
+                "attempt_no": ln.attempt_no,
+                "stream": ln.stream,
+                "line": ln.line,
+                "ts": ln.ts,
+            }
+            for ln in lines
+        ]
+        insert_rows(self._c, job_logs, rows)
 
     def read(
         self, job_id: UUID, *, after_id: int = 0, limit: int = 1000, tail: int | None = None

@@ -17,7 +17,7 @@ from hodei.domain.states import JobState, WorkerState
 from hodei.errors import DuplicateIdempotencyKey
 from hodei.services.ports import JobQuery
 from hodei.store import statements
-from hodei.store.driver_statement import driver_statement
+from hodei.store.driver_statement import driver_statement, insert_rows
 from hodei.store.event_repository import SqlEventRepository
 from hodei.store.mapping import (
     attempt_from_row,
@@ -67,9 +67,8 @@ class SqlJobRepository:
         self._c = connection
 
     def add(self, *new_jobs: Job) -> None:
-        if new_jobs:
-            with _idempotency_key_taken():
-                self._c.execute(jobs.insert(), [job_to_row(j) for j in new_jobs])
+        with _idempotency_key_taken():
+            insert_rows(self._c, jobs, [job_to_row(j) for j in new_jobs])
 
     def create(self, job: Job, events: Sequence[DomainEvent]) -> None:
         if self._c.dialect.name != "postgresql" or not events:
@@ -271,8 +270,7 @@ class SqlAttemptRepository:
         self._c = connection
 
     def add(self, *new_attempts: Attempt) -> None:
-        if new_attempts:
-            self._c.execute(job_attempts.insert(), [attempt_to_row(a) for a in new_attempts])
+        insert_rows(self._c, job_attempts, [attempt_to_row(a) for a in new_attempts])
 
     def update(self, job_id: UUID, attempt_no: int, **changes: Any) -> None:
         stmt = statements.update_by(job_attempts, "job_id", "attempt_no")

@@ -16,6 +16,7 @@ from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import DatabaseUnavailable
+from hodei.services.ports import EventQuery
 from hodei.store import statements
 from hodei.store.driver_statement import DriverStatement, driver_statement
 from hodei.store.engine import create_engine
@@ -117,3 +118,36 @@ def test_only_postgresql_takes_the_driver_path(tmp_path: Path, store: SqlStore) 
     with store.reading() as tx:
         assert driver_statement(select, tx.connection) is driver_statement(select, tx.connection)
     sqlite.dispose()
+
+
+def test_a_batch_is_copied_in_with_its_triggers_fired_once(store: SqlStore) -> None:
+    batch = [_job() for _ in range(3)]
+    created = [_created(j) for j in batch]
+    counts = sa.text("SELECT count(*), sum(delta) FROM state_counts WHERE state = 'PENDING'")
+    with store.reading() as tx:
+        rows_before, pending_before = tx.connection.execute(counts).one()
+    with store.transaction() as tx:
+        tx.jobs.add(*batch)
+        tx.events.add(*created)
+    with store.reading() as tx:
+        assert [tx.jobs.get(j.id) for j in batch] == batch
+        stored = [e for j in batch for e in tx.events.search(EventQuery(aggregate_ids=[j.id]))]
+        rows_after, pending_after = tx.connection.execute(counts).one()
+    # The events keep the batch's order in their ids, and their payloads as given.
+    assert [e.event_id for e in sorted(stored, key=lambda e: e.id or 0)] == [
+        e.event_id for e in created
+    ]
+    assert stored[0].payload == {"k": [1, "é"]}
+    # The statement trigger counted the three jobs, as one row.
+    assert (rows_after - rows_before, (pending_after or 0) - (pending_before or 0)) == (1, 3)
+
+
+def test_a_batch_that_breaks_a_constraint_is_not_stored_at_all(store: SqlStore) -> None:
+    first = _job()
+    with store.single_write() as tx:
+        tx.jobs.create(first, [_created(first)])
+    second = _job()
+    with pytest.raises(sa.exc.IntegrityError, match="pk_jobs"), store.transaction() as tx:
+        tx.jobs.add(second, first)  # the first one again
+    with store.reading() as tx:
+        assert tx.jobs.get(second.id) is None
