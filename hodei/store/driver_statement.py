@@ -14,6 +14,10 @@ inside whatever transaction that connection is in, and errors come out as SQLAlc
 own exceptions, a lost connection invalidated as SQLAlchemy would. PostgreSQL only: on
 SQLite a statement costs no round trip and the ordinary path is kept.
 
+Writes must run inside ``SqlStore.transaction()`` or ``single_write()``, as every
+repository's do: on a connection SQLAlchemy never began, psycopg's own implicit
+transaction would be rolled back when the connection goes back to the pool.
+
 :func:`insert_rows` sends a batch of rows with COPY (see :func:`copy_rows`).
 """
 
@@ -68,29 +72,32 @@ class DriverStatement:
             for (name, process), value in zip(self._columns, row, strict=True)
         }
 
-    def _run(self, connection: sa.Connection, params: Mapping[str, Any], fetch: str) -> Any:
-        driver = _driver(connection)
+    @contextlib.contextmanager
+    def _executed(self, connection: sa.Connection, params: Mapping[str, Any]) -> Iterator[Any]:
         values = self._params(params)
-        with _as_sqlalchemy_errors(connection, self.sql, values), driver.cursor() as cursor:
+        with (
+            _as_sqlalchemy_errors(connection, self.sql, values),
+            _driver(connection).cursor() as cursor,
+        ):
             cursor.execute(self.sql, values)
-            if fetch == "first":
-                row = cursor.fetchone()
-                return self._row(row) if row is not None else None
-            if fetch == "all":
-                return [self._row(r) for r in cursor.fetchall()]
-            return cursor.rowcount
+            yield cursor
 
     def first(self, connection: sa.Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row, by column name, or None."""
-        return self._run(connection, params, "first")  # type: ignore[no-any-return]
+        with self._executed(connection, params) as cursor:
+            row = cursor.fetchone()
+        return self._row(row) if row is not None else None
 
     def all(self, connection: sa.Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every row, by column name."""
-        return self._run(connection, params, "all")  # type: ignore[no-any-return]
+        with self._executed(connection, params) as cursor:
+            rows = cursor.fetchall()
+        return [self._row(r) for r in rows]
 
     def execute(self, connection: sa.Connection, params: Mapping[str, Any]) -> int:
         """The statement's row count."""
-        return self._run(connection, params, "rowcount")  # type: ignore[no-any-return]
+        with self._executed(connection, params) as cursor:
+            return int(cursor.rowcount)
 
 
 def insert_rows(
