@@ -77,7 +77,7 @@ class DriverStatement:
         values = self._params(params)
         with (
             _as_sqlalchemy_errors(connection, self.sql, values),
-            _driver(connection).cursor() as cursor,
+            driver_connection(connection).cursor() as cursor,
         ):
             cursor.execute(self.sql, values)
             yield cursor
@@ -133,7 +133,7 @@ def copy_rows(
     sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     with (
         _as_sqlalchemy_errors(connection, sql, {}),
-        _driver(connection).cursor() as cursor,
+        driver_connection(connection).cursor() as cursor,
         cursor.copy(sql) as copy,
     ):
         for row in rows:
@@ -142,7 +142,8 @@ def copy_rows(
             )
 
 
-def _driver(connection: sa.Connection) -> Any:
+def driver_connection(connection: sa.Connection) -> Any:
+    """psycopg's connection under SQLAlchemy's checked-out one."""
     driver = connection.connection.driver_connection
     assert driver is not None, "a checked-out connection has its driver's"
     return driver
@@ -159,7 +160,7 @@ def _as_sqlalchemy_errors(
     try:
         yield
     except dbapi_error as exc:
-        disconnected = dialect.is_disconnect(exc, _driver(connection), None)
+        disconnected = dialect.is_disconnect(exc, driver_connection(connection), None)
         if disconnected:
             connection.invalidate(exc)
         raise sa.exc.DBAPIError.instance(

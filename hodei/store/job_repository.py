@@ -78,13 +78,10 @@ class SqlJobRepository:
         params = prefixed(job_to_row(job), "j_")
         for n, event in enumerate(events):
             params.update(prefixed(event_to_row(event), f"e{n}_"))
-        statement = _create_with_events(len(events))
+        create = driver_statement(_create_with_events(len(events)), self._c)
+        assert create is not None, "on PostgreSQL, as checked above"
         with _idempotency_key_taken():
-            fast = driver_statement(statement, self._c)
-            if fast is not None:
-                fast.execute(self._c, params)
-            else:
-                self._c.execute(statement, params)
+            create.execute(self._c, params)
 
     def get(self, job_id: UUID) -> Job | None:
         stmt = statements.select_by(jobs, "id")

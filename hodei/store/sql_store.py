@@ -18,6 +18,7 @@ from hodei.services.ports import (
     TokenRepository,
     WorkerRepository,
 )
+from hodei.store.driver_statement import driver_connection
 from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
@@ -65,8 +66,7 @@ class SqlStore:
             # and check-in. SQLAlchemy's implicit BEGIN is the driver's, so none is sent
             # in autocommit, and its rollback on close finds no transaction to end.
             with self.engine.connect() as connection:
-                driver = connection.connection.driver_connection
-                assert driver is not None, "a checked-out connection has its driver's"
+                driver = driver_connection(connection)
                 driver.autocommit = True
                 try:
                     yield SqlTransaction(connection)
