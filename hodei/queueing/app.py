@@ -18,11 +18,6 @@ def create_app(settings: Settings) -> Celery:
     from hodei.queueing import sqlite_transport
 
     sqlite_transport.install()
-    if _is_redis(settings.broker_url):
-        # Imported only when used: the embedded default must not load Redis's client.
-        from hodei.queueing import redis_transport
-
-        redis_transport.install()
     app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
     app.conf.update(_config(settings))
     # Importing registers the tasks and signal handlers on this app.
@@ -62,6 +57,7 @@ def _config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
+        "broker_transport": _transport(settings.broker_url),
         "broker_transport_options": _transport_options(settings.broker_url),
         "broker_connection_timeout": 4,
         "enable_utc": True,
@@ -74,6 +70,14 @@ def _config(settings: Settings) -> dict[str, Any]:
 def _is_redis(broker_url: str) -> bool:
     """redis://, rediss:// and kombu's other redis+... schemes."""
     return broker_url.startswith("redis")
+
+
+def _transport(broker_url: str) -> str | None:
+    """hodei's own transport class for Redis URLs; None keeps kombu's choice by scheme."""
+    if _is_redis(broker_url):
+        # A path, not the class: the embedded default must not import Redis's client.
+        return "hodei.queueing.redis_transport:Transport"
+    return None
 
 
 def _transport_options(broker_url: str) -> dict[str, Any]:

@@ -10,6 +10,12 @@ submit does two, so this was some 13% of a worker's CPU and 5% of a submit's.
 A ``redis.Redis`` that only holds a connection pool is safe to share between threads:
 each command checks a connection out of the pool and back in. Pipelines and pub/sub
 objects are still made per use by the callers.
+
+hodei's app names this transport in its own configuration (Celery's ``broker_transport``,
+see :mod:`hodei.queueing.app`) instead of re-pointing kombu's ``redis`` alias: kombu caches what
+an alias resolved to, so a process that had already connected another Celery app to
+Redis kept the stock transport for hodei's too; and other apps in the process are left
+as they are.
 """
 
 from __future__ import annotations
@@ -35,11 +41,3 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
-
-
-def install() -> None:
-    """Make ``redis://`` and ``rediss://`` URLs use this transport (idempotent)."""
-    from kombu.transport import TRANSPORT_ALIASES
-
-    TRANSPORT_ALIASES["redis"] = "hodei.queueing.redis_transport:Transport"
-    TRANSPORT_ALIASES["rediss"] = "hodei.queueing.redis_transport:Transport"
