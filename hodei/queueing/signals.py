@@ -107,14 +107,15 @@ def _on_prerun(
         )
 
 
-def _on_success(sender: Task | None = None, result: Any = None, **_: Any) -> None:
+def _on_success(sender: Task | None = None, **_: Any) -> None:
     ctx = context.current()
-    if not _is_run_job(sender) or ctx is None or sender is None or not isinstance(result, dict):
+    if not _is_run_job(sender) or ctx is None or sender is None:
         return
     claim: Claim | None = getattr(sender.request, "hodei_claim", None)
-    if "outcome" not in result or claim is None or claim.job is None:
-        return
-    _finish(claim.job, Outcome(**result["outcome"]))
+    outcome: Outcome | None = getattr(sender.request, "hodei_outcome", None)
+    if outcome is None or claim is None or claim.job is None:
+        return  # a delivery that lost the claim ran nothing
+    _finish(claim.job, outcome)
 
 
 def _on_failure(

@@ -38,6 +38,18 @@ class Outcome:
     duration_ms: int = 0
     error: str | None = None
 
+    def summary(self) -> str:
+        """A few words on how it ended: "exit 0", "timed out", "signal 9", ..."""
+        if self.cancelled:
+            return "cancelled"
+        if self.timed_out:
+            return "timed out"
+        if self.error is not None:
+            return f"error: {self.error}"
+        if self.signal is not None:
+            return f"signal {self.signal}"
+        return f"exit {self.exit_code}"
+
 
 def claim_attempt(
     store: Store, clock: Clock, *, job_id: UUID, attempt: int, worker_id: UUID, task_id: str

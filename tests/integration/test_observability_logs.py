@@ -64,7 +64,11 @@ def test_a_jobs_records_are_selected_by_job_id(json_client: Client) -> None:
     assert any("ended SUCCEEDED" in m for m in messages), messages
     # Celery's own lines about the task carry the job too (setup_logging + task context).
     assert any(m.startswith("Task hodei.run_job[") and "received" in m for m in messages)
-    assert any(m.startswith("Task hodei.run_job[") and "succeeded" in m for m in messages)
+    # ...and say how the command ended, in a few words.
+    assert any(
+        m.startswith("Task hodei.run_job[") and "succeeded" in m and m.endswith(": 'exit 0'")
+        for m in messages
+    ), messages
     started = next(r for r in mine if "attempt 1 started" in r["message"])
     assert started["attempt"] == 1
     assert started["correlation_id"] == "order-42"
