@@ -11,11 +11,11 @@ A ``redis.Redis`` that only holds a connection pool is safe to share between thr
 each command checks a connection out of the pool and back in. Pipelines and pub/sub
 objects are still made per use by the callers.
 
-hodei's app names this transport in its own configuration (Celery's ``broker_transport``,
-see :mod:`hodei.queueing.app`) instead of re-pointing kombu's ``redis`` alias: kombu caches what
-an alias resolved to, so a process that had already connected another Celery app to
-Redis kept the stock transport for hodei's too; and other apps in the process are left
-as they are.
+hodei's app names this transport in its own configuration (Celery's
+``broker_transport``, see :mod:`hodei.queueing.app`) instead of re-pointing kombu's
+``redis`` alias: kombu caches what an alias resolved to, so a process that had already
+connected another Celery app to Redis kept the stock transport for hodei's too; and
+other apps in the process are left as they are.
 """
 
 from __future__ import annotations
