@@ -93,6 +93,7 @@ class CeleryPublisher:
         # One message keeps its task-sent event in the pipeline; many send theirs together.
         sent_events = _SentEvents(self._app, producer) if len(publications) > 1 else None
         try:
+            self._declare_queues(publications, producer)
             with producer.batch(max_size=len(publications) * _COMMANDS_PER_MESSAGE + 1):
                 sent = [(p, self._send(p, producer, sending, sent_events)) for p in publications]
         except errors as exc:
@@ -107,6 +108,14 @@ class CeleryPublisher:
         if sent_events is not None:
             sent_events.flush()  # after the messages, and only for a batch that went out
         return sent
+
+    def _declare_queues(self, publications: Sequence[Publication], producer: Any) -> None:
+        """Declare the batch's queues once (kombu remembers, per connection, what it has
+        declared), so its messages need not: Celery declares the queue with every message,
+        and kombu copies the queue to check its record each time, a seventh of a publish's
+        CPU."""
+        for name in sorted({p.queue for p in publications}):
+            producer.maybe_declare(self._app.amqp.queues[name], retry=True, **_RETRY_POLICY)
 
     def _send(
         self,
@@ -126,6 +135,7 @@ class CeleryPublisher:
             retry=True,
             retry_policy=_RETRY_POLICY,
             argsrepr=_argsrepr(publication),
+            declare=[],  # declared by _declare_queues
             event_dispatcher=sent_events,  # None: Celery's own, one message per event
         )
         return task_id
