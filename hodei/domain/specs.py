@@ -6,8 +6,9 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from hodei.domain.inputs import label_problem, number_problem, quoted, text_problem, utf8_size
 from hodei.errors import InvalidJobSpec
 
 MAX_NAME_LENGTH = 200
@@ -15,9 +16,23 @@ MIN_TIMEOUT_S = 1
 MAX_TIMEOUT_S = 7 * 24 * 3600
 DEFAULT_TIMEOUT_S = 3600
 MAX_ATTEMPTS = 20
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+MAX_LABEL_LENGTH = 63
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_WORKING_DIR_BYTES = 4096  # PATH_MAX
+MAX_RETRY_FACTOR = 10
+# The kernel refuses to exec a program when one argv or environ string is over 128 KiB
+# (MAX_ARG_STRLEN) or all of them together are over ARG_MAX (a quarter of the stack
+# limit, 2 MiB by default), with "Argument list too long". The worker adds its own
+# environment, so a job gets well under both, checked at submit rather than at spawn.
+MAX_ARG_BYTES = 64 * 1024
+"""Most UTF-8 bytes in one argument of the command (or the whole shell string) and in
+one ``KEY=value`` env entry."""
+MAX_COMMAND_ENV_BYTES = 512 * 1024
+"""Most UTF-8 bytes of the command and the env together."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}")
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+_RETRY_FIELDS = ("backoff_s", "factor", "max_backoff_s")
 
 
 @dataclass(frozen=True)
@@ -57,40 +72,72 @@ class JobSpec:
         command: str | Sequence[str],
         *,
         name: str | None = None,
-        env: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
         working_dir: str | None = None,
         timeout_s: float | None = None,
         max_attempts: int | None = None,
         retry: RetryPolicy | Mapping[str, float] | None = None,
-        labels: Mapping[str, Any] | None = None,
-        regions: Sequence[str] = (),
+        labels: Mapping[str, str] | None = None,
+        regions: Sequence[str] | str | None = None,
         provider: str | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> JobSpec:
         """Validate every field and return the spec, or raise :class:`InvalidJobSpec`
-        whose one-line message names each problem."""
+        whose one-line message names each problem.
+
+        Every field is type-checked; numbers must be finite and in range; text must
+        be valid UTF-8 without NUL bytes (and names, labels, regions, provider and
+        idempotency key without control characters); the command and env must fit
+        :data:`MAX_ARG_BYTES` per string and :data:`MAX_COMMAND_ENV_BYTES` together.
+        """
         problems: list[str] = []
         cmd = _check_command(command, problems)
+        checked_env = _check_env(env, problems)
+        _check_size(cmd, checked_env, problems)
         spec = cls(
             name=_check_name(name, cmd, problems),
             command=cmd,
-            env=_check_env(env or {}, problems),
+            env=checked_env,
             working_dir=_check_working_dir(working_dir, problems),
             timeout_s=_check_int(
                 "timeout", timeout_s, DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S, MAX_TIMEOUT_S, problems, "s"
             ),
             max_attempts=_check_int("max_attempts", max_attempts, 1, 1, MAX_ATTEMPTS, problems),
             retry=_check_retry(retry, problems),
-            labels=_check_labels(labels or {}, problems),
+            labels=_check_labels(labels, problems),
             regions=_check_regions(regions, problems),
-            provider=_check_optional_text("provider", provider, 63, problems),
+            provider=_check_label_text("provider", provider, MAX_LABEL_LENGTH, problems),
             correlation_id=_check_correlation_id(correlation_id, problems),
-            idempotency_key=_check_optional_text("idempotency_key", idempotency_key, 200, problems),
+            idempotency_key=_check_label_text(
+                "idempotency_key", idempotency_key, MAX_IDEMPOTENCY_KEY_LENGTH, problems
+            ),
         )
         if problems:
             raise InvalidJobSpec("invalid job: " + "; ".join(problems))
+        # Marks a spec create() checked, so submitting it does not check it again; a
+        # spec built by hand (or by dataclasses.replace) is checked at submit.
+        object.__setattr__(spec, "_checked", True)
         return spec
+
+    def validated(self) -> JobSpec:
+        """This spec if :meth:`create` built it, else the same fields validated."""
+        if self.__dict__.get("_checked"):
+            return self
+        return JobSpec.create(
+            self.command,
+            name=self.name,
+            env=self.env,
+            working_dir=self.working_dir,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            retry=self.retry,
+            labels=self.labels,
+            regions=self.regions,
+            provider=self.provider,
+            correlation_id=self.correlation_id,
+            idempotency_key=self.idempotency_key,
+        )
 
     @property
     def argv(self) -> list[str]:
@@ -132,8 +179,10 @@ class JobSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
         """Validate and rebuild a spec from :meth:`to_dict` output or user JSON."""
+        if not isinstance(data, Mapping):
+            raise InvalidJobSpec("invalid job: a job must be a JSON object")
         known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(quoted(k) for k in set(data) - known)
         if unknown:
             raise InvalidJobSpec(f"invalid job: unknown field(s) {', '.join(unknown)}")
         if "command" not in data:
@@ -159,62 +208,106 @@ def _check_command(command: object, problems: list[str]) -> str | tuple[str, ...
     if isinstance(command, str):
         if not command.strip():
             problems.append("command must not be empty")
-        elif "\x00" in command:
-            problems.append("command must not contain NUL bytes")
+        else:
+            _text("command", command, problems, limit=MAX_ARG_BYTES)
         return command
-    if isinstance(command, Sequence) and not isinstance(command, bytes):
+    if isinstance(command, Sequence) and not isinstance(command, bytes | bytearray):
         argv = tuple(command)
         if not argv:
             problems.append("command must not be empty")
-        elif not all(isinstance(a, str) for a in argv):
+            return ()
+        if not all(isinstance(a, str) for a in argv):
             problems.append("every argument of command must be a string")
-        elif not argv[0]:
+            return ()
+        if not argv[0]:
             problems.append("command's program must not be empty")
-        return tuple(str(a) for a in argv)
-    problems.append("command must be a string or a list of strings")
+        for i, arg in enumerate(argv):
+            if not _text(f"command argument {i}", arg, problems, limit=MAX_ARG_BYTES):
+                break  # one bad argument is enough to say
+        return argv
+    problems.append(f"command must be a string or a list of strings, got {type(command).__name__}")
     return ""
 
 
-def _check_name(name: str | None, command: str | tuple[str, ...], problems: list[str]) -> str:
+def _text(what: str, value: str, problems: list[str], *, limit: int | None = None) -> bool:
+    """Append why ``value`` is not storable text (or is over ``limit`` bytes)."""
+    problem = text_problem(value)
+    if problem is None and limit is not None and utf8_size(value) > limit:
+        problem = f"must be at most {limit // 1024} KiB, got {utf8_size(value) // 1024} KiB"
+    if problem is not None:
+        problems.append(f"{what} {problem}")
+        return False
+    return True
+
+
+def _check_size(
+    command: str | tuple[str, ...], env: Mapping[str, str], problems: list[str]
+) -> None:
+    args = [command] if isinstance(command, str) else list(command)
+    total = sum(utf8_size(a) + 1 for a in args) + sum(
+        len(k) + utf8_size(v) + 2 for k, v in env.items()
+    )
+    if total > MAX_COMMAND_ENV_BYTES:
+        problems.append(
+            f"command and env together must be at most {MAX_COMMAND_ENV_BYTES // 1024} KiB, "
+            f"got {total // 1024} KiB"
+        )
+
+
+def _check_name(name: object, command: str | tuple[str, ...], problems: list[str]) -> str:
     if name is None:
         text = command if isinstance(command, str) else " ".join(command)
-        return " ".join(text.split())[:MAX_NAME_LENGTH] or "job"
-    if not isinstance(name, str) or not name.strip():
+        # The default name is one printable line of the command.
+        derived = " ".join(_CONTROLS.sub(" ", text[: MAX_NAME_LENGTH * 4]).split())
+        return derived[:MAX_NAME_LENGTH] or "job"
+    if not isinstance(name, str):
+        problems.append(f"name must be a string, got {type(name).__name__}")
+        return ""
+    if not name.strip():
         problems.append("name must not be empty")
-        return str(name or "")
-    if len(name) > MAX_NAME_LENGTH:
+    elif len(name) > MAX_NAME_LENGTH:
         problems.append(f"name must be at most {MAX_NAME_LENGTH} characters, got {len(name)}")
+    elif (problem := label_problem(name)) is not None:
+        problems.append(f"name {problem}")
     return name
 
 
-def _check_env(env: Mapping[str, Any], problems: list[str]) -> dict[str, str]:
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_env(env: object, problems: list[str]) -> dict[str, str]:
+    if env is None:
+        return {}
     if not isinstance(env, Mapping):
-        problems.append("env must be a mapping of names to strings")
+        problems.append(f"env must be a mapping of names to strings, got {type(env).__name__}")
         return {}
     out: dict[str, str] = {}
     for key, value in env.items():
-        if not isinstance(key, str) or not _ENV_NAME.match(key):
-            problems.append(f"env name {key!r} is not a valid variable name")
+        if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+            problems.append(f"env name {quoted(key)} is not a valid variable name")
         elif not isinstance(value, str):
             problems.append(f"env {key} must be a string, got {type(value).__name__}")
-        elif "\x00" in value:
-            problems.append(f"env {key} must not contain NUL bytes")
-        else:
-            out[key] = value
+        elif _text(f"env {key}", value, problems):
+            if len(key) + 1 + utf8_size(value) > MAX_ARG_BYTES:
+                problems.append(f"env {key} must be at most {MAX_ARG_BYTES // 1024} KiB")
+            else:
+                out[key] = value
     return out
 
 
-def _check_working_dir(working_dir: str | None, problems: list[str]) -> str | None:
+def _check_working_dir(working_dir: object, problems: list[str]) -> str | None:
     if working_dir is None:
         return None
     if not isinstance(working_dir, str) or not working_dir.startswith("/"):
-        problems.append(f"working_dir must be an absolute path, got {working_dir!r}")
+        problems.append(f"working_dir must be an absolute path, got {quoted(working_dir)}")
+        return None
+    _text("working_dir", working_dir, problems, limit=MAX_WORKING_DIR_BYTES)
     return working_dir
 
 
 def _check_int(
     name: str,
-    value: float | None,
+    value: object,
     default: int,
     low: int,
     high: int,
@@ -223,64 +316,105 @@ def _check_int(
 ) -> int:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        problems.append(f"{name} must be a whole number, got {value!r}")
+    problem = number_problem(value, low, high, whole=True, unit=unit)
+    if problem is not None:
+        problems.append(f"{name} {problem}")
         return default
-    if not low <= value <= high:
-        problems.append(f"{name} must be between {low}{unit} and {high}{unit}, got {value:g}{unit}")
-    return int(value)
+    return int(cast(float, value))
 
 
-def _check_retry(
-    retry: RetryPolicy | Mapping[str, float] | None, problems: list[str]
-) -> RetryPolicy:
+def _check_retry(retry: object, problems: list[str]) -> RetryPolicy:
     if retry is None:
         return RetryPolicy()
-    if isinstance(retry, Mapping):
-        try:
-            retry = RetryPolicy(**retry)
-        except TypeError:
-            problems.append("retry accepts backoff_s, factor and max_backoff_s")
+    if isinstance(retry, RetryPolicy):
+        given: Mapping[Any, object] = {f: getattr(retry, f) for f in _RETRY_FIELDS}
+    elif isinstance(retry, Mapping):
+        given = retry
+    else:
+        problems.append(f"retry must be a RetryPolicy or a mapping, got {type(retry).__name__}")
+        return RetryPolicy()
+    unknown = [k for k in given if k not in _RETRY_FIELDS]
+    if unknown:
+        problems.append(
+            f"retry accepts backoff_s, factor and max_backoff_s, not {quoted(unknown[0])}"
+        )
+        return RetryPolicy()
+    defaults = RetryPolicy()
+    values: dict[str, float] = {}
+    limits = {"backoff_s": (0, MAX_TIMEOUT_S), "factor": (1, MAX_RETRY_FACTOR)}
+    limits["max_backoff_s"] = (0, MAX_TIMEOUT_S)
+    for key in _RETRY_FIELDS:
+        value = given.get(key)
+        if value is None:
+            values[key] = getattr(defaults, key)
+            continue
+        low, high = limits[key]
+        problem = number_problem(value, low, high, unit="" if key == "factor" else "s")
+        if problem is not None:
+            problems.append(f"retry {key} {problem}")
             return RetryPolicy()
-    if not (0 <= retry.backoff_s <= MAX_TIMEOUT_S and 1 <= retry.factor <= 10):
-        problems.append("retry backoff must be 0..604800 s with a factor of 1..10")
-    if retry.max_backoff_s < retry.backoff_s:
+        values[key] = float(cast(float, value))
+    if values["max_backoff_s"] < values["backoff_s"]:
         problems.append("retry max_backoff_s must be at least backoff_s")
-    return retry
+    return RetryPolicy(**values)
 
 
-def _check_labels(labels: Mapping[str, Any], problems: list[str]) -> dict[str, str]:
+def _check_labels(labels: object, problems: list[str]) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        problems.append(f"labels must be a mapping of keys to strings, got {type(labels).__name__}")
+        return {}
     out: dict[str, str] = {}
     for key, value in labels.items():
-        if not isinstance(key, str) or not _LABEL_KEY.match(key):
-            problems.append(f"label key {key!r} is not valid (letters, digits, . _ - /; max 63)")
-        elif not isinstance(value, str) or len(value) > 63:
+        if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
+            problems.append(
+                f"label key {quoted(key)} is not valid (letters, digits, . _ - /; max 63)"
+            )
+        elif not isinstance(value, str) or len(value) > MAX_LABEL_LENGTH:
             problems.append(f"label {key} must be a string of at most 63 characters")
+        elif (problem := label_problem(value)) is not None:
+            problems.append(f"label {key} {problem}")
         else:
             out[key] = value
     return out
 
 
-def _check_regions(regions: Sequence[str], problems: list[str]) -> tuple[str, ...]:
+def _check_regions(regions: object, problems: list[str]) -> tuple[str, ...]:
+    if regions is None:
+        return ()
     if isinstance(regions, str):
         regions = [regions]
-    out = tuple(dict.fromkeys(r.strip() for r in regions if isinstance(r, str) and r.strip()))
-    if len(out) != len([r for r in regions if r]):
-        problems.append("regions must be non-empty strings")
-    return out
+    if not isinstance(regions, Sequence) or isinstance(regions, bytes | bytearray):
+        problems.append(f"regions must be a list of strings, got {type(regions).__name__}")
+        return ()
+    out: list[str] = []
+    for region in regions:
+        if not isinstance(region, str) or not region.strip() or len(region) > MAX_LABEL_LENGTH:
+            problems.append("regions must be non-empty strings of at most 63 characters")
+            return ()
+        if (problem := label_problem(region)) is not None:
+            problems.append(f"region {quoted(region)} {problem}")
+            return ()
+        out.append(region.strip())
+    return tuple(dict.fromkeys(out))
 
 
-def _check_optional_text(
-    name: str, value: str | None, max_length: int, problems: list[str]
-) -> str | None:
+def _check_label_text(name: str, value: object, max_length: int, problems: list[str]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > max_length:
         problems.append(f"{name} must be 1..{max_length} characters")
+        return None
+    if (problem := label_problem(value)) is not None:
+        problems.append(f"{name} {problem}")
     return value
 
 
-def _check_correlation_id(value: str | None, problems: list[str]) -> str | None:
-    if value is not None and (not isinstance(value, str) or not _CORRELATION_ID.match(value)):
+def _check_correlation_id(value: object, problems: list[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _CORRELATION_ID.fullmatch(value):
         problems.append("correlation_id must be 1..128 letters, digits or . _ : -")
+        return None
     return value

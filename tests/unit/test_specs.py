@@ -91,3 +91,121 @@ def test_unknown_fields_in_json_are_rejected() -> None:
 def test_retry_backoff_doubles_up_to_the_cap() -> None:
     policy = RetryPolicy(backoff_s=1, factor=2, max_backoff_s=5)
     assert [policy.delay_s(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+
+
+# Each of these raised Python's own error (AttributeError, TypeError, ValueError,
+# OverflowError, UnicodeEncodeError) or was accepted and failed later in the database
+# or at spawn; each must be one InvalidJobSpec line instead.
+_NAN, _INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        # wrong types
+        ({"labels": ["a"]}, "labels must be a mapping of keys to strings, got list"),
+        ({"retry": 5}, "retry must be a RetryPolicy or a mapping, got int"),
+        ({"retry": {"backoff_s": "x"}}, "retry backoff_s must be a number, got str"),
+        ({"regions": 5}, "regions must be a list of strings, got int"),
+        ({"regions": [None]}, "regions must be non-empty strings"),
+        ({"env": {"A": None}}, "env A must be a string, got NoneType"),
+        ({"env": {1: "v"}}, "env name 1 is not a valid variable name"),
+        ({"name": 5}, "name must be a string, got int"),
+        ({"working_dir": 5}, "working_dir must be an absolute path, got 5"),
+        ({"provider": 5}, "provider must be 1..63 characters"),
+        ({"max_attempts": True}, "max_attempts must be a whole number, got bool"),
+        ({"timeout_s": "10"}, "timeout must be a whole number, got str"),
+        # numbers that are not finite or do not fit
+        ({"timeout_s": _NAN}, "timeout must be a finite number, got nan"),
+        ({"timeout_s": _INF}, "timeout must be a finite number, got inf"),
+        ({"timeout_s": 10**400}, "timeout must be between 1s and 604800s, got a number too large"),
+        ({"max_attempts": 10**400}, "max_attempts must be between 1 and 20"),
+        ({"max_attempts": _NAN}, "max_attempts must be a finite number"),
+        ({"retry": {"backoff_s": _NAN}}, "retry backoff_s must be a finite number"),
+        ({"retry": {"factor": _INF}}, "retry factor must be a finite number"),
+        ({"retry": {"max_backoff_s": -1}}, "retry max_backoff_s must be between 0s and"),
+        ({"retry": {"backoff_s": 10**400}}, "retry backoff_s must be between 0s and"),
+        # NUL bytes and lone surrogates in every text field
+        ({"name": "\x00"}, "name must not contain NUL bytes"),
+        ({"name": "\ud800"}, "name must be valid UTF-8 text (it has a lone surrogate)"),
+        ({"name": "a\nb"}, "name must not contain control characters"),
+        ({"idempotency_key": "\x00"}, "idempotency_key must not contain NUL bytes"),
+        ({"idempotency_key": "k\udcff"}, "idempotency_key must be valid UTF-8"),
+        ({"env": {"A": "\x00"}}, "env A must not contain NUL bytes"),
+        ({"env": {"A": "\udcff"}}, "env A must be valid UTF-8"),
+        ({"labels": {"a": "\x00"}}, "label a must not contain NUL bytes"),
+        ({"labels": {"a": "\ud800"}}, "label a must be valid UTF-8"),
+        ({"regions": ["\x00"]}, "region '\\x00' must not contain NUL bytes"),
+        ({"regions": ["eu\ud800"]}, "must be valid UTF-8"),
+        ({"provider": "\x00"}, "provider must not contain NUL bytes"),
+        ({"provider": "\ud800"}, "provider must be valid UTF-8"),
+        ({"working_dir": "/tmp/\x00"}, "working_dir must not contain NUL bytes"),
+        ({"working_dir": "/\udcff"}, "working_dir must be valid UTF-8"),
+        # an anchored `$` accepted a trailing newline
+        ({"correlation_id": "abc\n"}, "correlation_id must be 1..128"),
+        ({"labels": {"a\n": "v"}}, "label key 'a\\n' is not valid"),
+        ({"env": {"A\n": "v"}}, "env name 'A\\n' is not a valid variable name"),
+    ],
+)
+def test_every_field_is_type_checked_with_one_line(kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidJobSpec) as raised:
+        JobSpec.create("true", **kwargs)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("\ud800", "command must be valid UTF-8 text (it has a lone surrogate)"),
+        ("echo \x00", "command must not contain NUL bytes"),
+        (["\x00"], "command argument 0 must not contain NUL bytes"),
+        (["echo", "\udcff"], "command argument 1 must be valid UTF-8"),
+        (None, "command must be a string or a list of strings, got NoneType"),
+        (b"true", "command must be a string or a list of strings, got bytes"),
+        ({"a": 1}, "command must be a string or a list of strings, got dict"),
+    ],
+)
+def test_a_command_that_cannot_be_stored_or_run_is_refused(command: object, message: str) -> None:
+    with pytest.raises(InvalidJobSpec) as raised:
+        JobSpec.create(command)  # type: ignore[arg-type]
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_none_means_the_default_for_every_optional_field() -> None:
+    spec = JobSpec.create("true", env=None, labels=None, regions=None, retry=None)
+    assert (dict(spec.env), dict(spec.labels), spec.regions) == ({}, {}, ())
+
+
+def test_the_command_and_env_must_fit_what_the_kernel_execs() -> None:
+    from hodei.domain.specs import MAX_ARG_BYTES, MAX_COMMAND_ENV_BYTES
+
+    # One string over the per-string limit (the kernel's is 128 KiB)...
+    with pytest.raises(InvalidJobSpec, match="env BIG must be at most 64 KiB"):
+        JobSpec.create("true", env={"BIG": "x" * (1 << 20)})
+    with pytest.raises(InvalidJobSpec, match="command must be at most 64 KiB, got 1024 KiB"):
+        JobSpec.create("echo " + "x" * (1 << 20))
+    with pytest.raises(InvalidJobSpec, match="command argument 1 must be at most 64 KiB"):
+        JobSpec.create(["echo", "é" * MAX_ARG_BYTES])  # bytes count, not characters
+    # ...and many strings each under it but together over the total.
+    many = {f"V{i}": "x" * 60_000 for i in range(MAX_COMMAND_ENV_BYTES // 60_000 + 1)}
+    with pytest.raises(InvalidJobSpec, match="command and env together must be at most 512 KiB"):
+        JobSpec.create("true", env=many)
+    # Right at the limit is fine.
+    JobSpec.create("true", env={"OK": "x" * (MAX_ARG_BYTES - 3)})
+
+
+def test_a_spec_built_by_hand_is_validated_when_submitted() -> None:
+    bad = JobSpec(name="n\x00", command="true")
+    with pytest.raises(InvalidJobSpec, match="name must not contain NUL bytes"):
+        bad.validated()
+    good = JobSpec.create("true")
+    assert good.validated() is good
+    assert dataclasses.replace(good, name="x").validated().name == "x"
+
+
+def test_numbers_that_are_whole_and_in_range_are_kept() -> None:
+    spec = JobSpec.create("true", timeout_s=60.0, max_attempts=3, retry={"backoff_s": 0})
+    assert (spec.timeout_s, spec.max_attempts, spec.retry.backoff_s) == (60, 3, 0.0)
+    assert isinstance(spec.timeout_s, int)
