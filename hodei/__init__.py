@@ -4,29 +4,47 @@ The public API::
 
     from hodei import Client, JobSpec, JobState
     client = Client.from_env()
-    job = client.submit(JobSpec.create("echo hello"))
+    job = client.submit("echo hello", name="greet")
     client.wait(job.id)
+
+Errors are the classes of :mod:`hodei.errors`, all subclasses of :class:`HodeiError`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from hodei import errors
+from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState
+from hodei.errors import HodeiError
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from hodei.sdk import Client
 
-__all__ = ["Client", "JobSpec", "JobState", "RetryPolicy", "errors"]
+__all__ = [
+    "Client",
+    "HodeiError",
+    "Job",
+    "JobSpec",
+    "JobState",
+    "LogLine",
+    "RetryPolicy",
+    "errors",
+]
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     # The SDK pulls in Celery and SQLAlchemy; load it only when asked for.
     if name == "Client":
         from hodei.sdk import Client
 
         return Client
-    raise AttributeError(name)
+    raise AttributeError(f"module 'hodei' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The public API only, not the helpers and subpackages the import leaves behind.
+    return [*__all__, "__version__"]

@@ -58,6 +58,10 @@ class Conflict(HodeiError):
     exit_code = 4
 
 
+class ClientClosed(Conflict):
+    """This client is closed; make a new one with Client.from_env()."""
+
+
 class InvalidTransition(Conflict):
     """This state change is not allowed."""
 

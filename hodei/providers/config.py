@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hodei.errors import InvalidConfiguration
 
 PROVIDER_TYPES = ("local", "docker", "kubernetes")
-_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?([kKmMgG]|[kKmMgG]i?[bB]?)?$")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Used with fullmatch: `$` would also accept a trailing newline.
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?([kKmMgG]|[kKmMgG]i?[bB]?)?")
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class _Strict(BaseModel):
@@ -47,7 +48,7 @@ class DockerConfig(_Strict):
     @field_validator("mem_limit")
     @classmethod
     def _memory(cls, value: str | None) -> str | None:
-        if value is not None and not _MEMORY.match(value):
+        if value is not None and not _MEMORY.fullmatch(value):
             raise ValueError("must look like 512m or 2g")
         return value
 
@@ -88,7 +89,7 @@ class KubernetesConfig(_Strict):
     @field_validator("namespace")
     @classmethod
     def _dns_label(cls, value: str) -> str:
-        if not _K8S_NAME.match(value):
+        if not _K8S_NAME.fullmatch(value):
             raise ValueError("must be a DNS label (lowercase letters, digits and -)")
         return value
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from hodei.domain.events import Aggregate, DomainEvent, EventType
+from hodei.domain.inputs import label_problem, number_problem, quoted
 from hodei.domain.records import Provider
 from hodei.domain.states import ProviderHealth, ProviderStatus
 from hodei.errors import Conflict, InvalidConfiguration, ProviderNotFound
@@ -26,8 +27,9 @@ logger = logging.getLogger(__name__)
 ConfigValidator = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 # The name becomes a queue (hodei.<name>) and a Kubernetes label value.
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}$")
+# Used with fullmatch: `$` would also accept a trailing newline.
+_NAME = re.compile(r"[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}")
 DEFAULT_HEALTH_CHECK = {"timeout_s": 5.0, "interval_s": 30.0}
 EDITABLE = (
     "config",
@@ -205,10 +207,16 @@ def _checked(provider_type: str, f: Mapping[str, Any], validate: ConfigValidator
     min_workers = _int(f.get("min_workers", 0), "min_workers", 0, 10_000, problems)
     if not problems and min_workers > max_workers:
         problems.append(f"min_workers ({min_workers}) is more than max_workers ({max_workers})")
-    labels = dict(f.get("labels") or {})
-    problems += [f"label key {k!r} is not valid" for k in labels if not _LABEL_KEY.match(k)]
-    regions = tuple(dict.fromkeys(r.strip() for r in f.get("allowed_regions") or () if r.strip()))
-    preferred = (f.get("preferred_region") or "").strip() or None
+    labels = _labels(f.get("labels"), problems)
+    regions = tuple(
+        dict.fromkeys(
+            r.strip() for r in _texts("allowed region", f.get("allowed_regions"), problems)
+        )
+    )
+    preferred = (
+        "".join(_texts("preferred region", [f.get("preferred_region") or ""], problems)).strip()
+        or None
+    )
     if preferred and regions and preferred not in regions:
         problems.append(f"preferred region {preferred} is not among the allowed regions")
     health_check = _health_check(f.get("health_check") or {}, problems)
@@ -227,9 +235,9 @@ def _checked(provider_type: str, f: Mapping[str, Any], validate: ConfigValidator
 
 
 def _checked_name(name: str) -> str:
-    if not _NAME.match(name or ""):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidConfiguration(
-            f"provider name {name!r} is not valid: lowercase letters, digits, '.', '_' "
+            f"provider name {name!r:.60} is not valid: lowercase letters, digits, '.', '_' "
             "and '-', at most 63, starting and ending with a letter or digit"
         )
     return name
@@ -242,6 +250,33 @@ def _int(value: Any, name: str, low: int, high: int, problems: list[str]) -> int
     return value
 
 
+def _labels(value: Any, problems: list[str]) -> dict[str, str]:
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append("labels must be a mapping of keys to strings")
+        return {}
+    for key, label in value.items():
+        if not isinstance(key, str) or not _LABEL_KEY.fullmatch(key):
+            problems.append(f"label key {quoted(key)} is not valid")
+        elif not isinstance(label, str) or len(label) > 63 or label_problem(label):
+            problems.append(f"label {key} must be a printable string of at most 63 characters")
+    return dict(value)
+
+
+def _texts(what: str, value: Any, problems: list[str]) -> list[str]:
+    """The non-empty strings of ``value`` (a list), each one printable and at most 63."""
+    if not value:
+        return []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        value = [value]
+    for text in value:
+        if not isinstance(text, str) or len(text) > 63 or label_problem(text):
+            problems.append(f"{what} {quoted(text)} must be a printable string of at most 63")
+            return []
+    return [t for t in value if t.strip()]
+
+
 def _health_check(value: Mapping[str, Any], problems: list[str]) -> dict[str, float]:
     unknown = sorted(set(value) - set(DEFAULT_HEALTH_CHECK))
     if unknown:
@@ -250,7 +285,7 @@ def _health_check(value: Mapping[str, Any], problems: list[str]) -> dict[str, fl
     for key in DEFAULT_HEALTH_CHECK:
         if key in value:
             number = value[key]
-            if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
+            if number_problem(number, 0, 86400) is not None or number <= 0:
                 problems.append(f"health_check.{key} must be a positive number of seconds")
             else:
                 out[key] = float(number)

@@ -13,7 +13,7 @@ from hodei.domain.records import Job
 from hodei.domain.selection import Requirements, Selection, select_provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
-from hodei.errors import DuplicateIdempotencyKey
+from hodei.errors import DuplicateIdempotencyKey, InvalidJobSpec, ProviderNotFound
 from hodei.services.dispatch import publish_jobs
 from hodei.services.ports import Clock, Store, TaskPublisher
 from hodei.services.timeline import job_event
@@ -44,8 +44,11 @@ def submit_jobs(
 ) -> list[Submitted]:
     """Store every job in one transaction, then publish them over one connection.
 
-    A spec whose idempotency key is already stored returns that job instead.
+    A spec whose idempotency key is already stored returns that job instead. A spec
+    not built by :meth:`JobSpec.create` is validated first; one that names a provider
+    that does not exist is refused (:class:`ProviderNotFound`), and nothing is stored.
     """
+    specs = [_validated(spec) for spec in specs]
     try:
         results = _store_jobs(store, clock, specs, actor)
     except DuplicateIdempotencyKey:
@@ -62,6 +65,12 @@ def submit_jobs(
     ]
 
 
+def _validated(spec: object) -> JobSpec:
+    if not isinstance(spec, JobSpec):
+        raise InvalidJobSpec(f"invalid job: expected a JobSpec, got {type(spec).__name__}")
+    return spec.validated()
+
+
 def _store_jobs(
     store: Store, clock: Clock, specs: Sequence[JobSpec], actor: str
 ) -> list[Submitted]:
@@ -74,6 +83,7 @@ def _store_jobs(
     with store.single_write() if single else store.transaction() as tx:
         candidates = tx.providers.search_with_live_workers()
         live = {c.provider.id: c.live_workers for c in candidates}
+        names = {c.provider.name for c in candidates}
         new_jobs: list[Job] = []
         events = []
         for spec in specs:
@@ -83,6 +93,11 @@ def _store_jobs(
             if existing is not None:
                 results.append(Submitted(existing, existing=True))
                 continue
+            if spec.provider is not None and spec.provider not in names:
+                # It could never run: say so now rather than leave it PENDING.
+                raise ProviderNotFound(
+                    f"no provider named {spec.provider!r} (`hodei provider list` shows them)"
+                )
             selection = select_provider(
                 Requirements(spec.labels, spec.regions, spec.provider), candidates
             )
