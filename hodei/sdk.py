@@ -6,19 +6,22 @@ import builtins
 import dataclasses
 import getpass
 import logging
+import os
 import time
 import uuid
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.domain.events import DomainEvent
+from hodei.domain.inputs import number_problem, text_problem
 from hodei.domain.records import Job, LogLine, Provider
-from hodei.domain.specs import JobSpec
+from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState, ProviderStatus
-from hodei.errors import HodeiError, InvalidInput, JobNotFound, WaitTimeout
+from hodei.errors import ClientClosed, HodeiError, InvalidInput, JobNotFound, WaitTimeout
 from hodei.services.control import cancel_job, retry_job
 from hodei.services.diagnosis import Diagnosis, diagnose_job
 from hodei.services.doctor import DoctorOptions, DoctorReport, run_doctor
@@ -35,7 +38,7 @@ from hodei.services.providers import ProviderView
 from hodei.services.provisioning import provision
 from hodei.services.status import SystemStatus, system_status
 from hodei.services.submission import submit_jobs
-from hodei.settings import Settings
+from hodei.settings import Settings, mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,32 @@ def parse_job_id(value: str | UUID) -> UUID:
     try:
         return uuid.UUID(str(value).strip())
     except ValueError:
-        raise InvalidInput(f"not a job id: {value!r}") from None
+        raise InvalidInput(f"not a job id: {_short(value)}") from None
+
+
+# Ids and counts must fit the databases' 64-bit integers.
+_MAX_ID = 2**63 - 1
+
+
+def checked_text(value: str | None, what: str) -> str | None:
+    """A filter or name from the caller, or a one-line :class:`InvalidInput` if it is
+    not a string a database can be asked about (NUL bytes, lone surrogates)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, got {type(value).__name__}")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"{what} {problem}")
+    return value
+
+
+def checked_int(value: int, what: str, low: int = 0, high: int = _MAX_ID) -> int:
+    """A whole number in ``low..high`` from the caller, or a one-line InvalidInput."""
+    problem = number_problem(value, low, high, whole=True)
+    if problem is not None:
+        raise InvalidInput(f"{what} {problem}")
+    return int(value)
 
 
 class Client:
@@ -60,35 +88,100 @@ class Client:
     """
 
     def __init__(self, container: Container, *, interface: str = "sdk") -> None:
-        self._c = container
+        self._container = container
+        self._closed = False
         self.actor = f"{interface}:{_user()}"
 
     @classmethod
-    def from_env(cls, *, interface: str = "sdk", **overrides: Any) -> Client:
-        """A client configured from HODEI_* variables; keyword arguments override them."""
+    def from_env(
+        cls, *, interface: str = "sdk", home: str | os.PathLike[str] | None = None, **overrides: Any
+    ) -> Client:
+        """A client configured from HODEI_* variables; keyword arguments (the
+        :class:`~hodei.settings.Settings` fields) override them."""
+        if home is not None:
+            overrides["home"] = Path(home)
         return cls(Container(Settings.from_env(**overrides)), interface=interface)
 
     @property
+    def _c(self) -> Container:
+        if self._closed:
+            raise ClientClosed()
+        return self._container
+
+    @property
     def settings(self) -> Settings:
-        return self._c.settings
+        return self._container.settings
 
     @property
     def container(self) -> Container:
         return self._c
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        s = self._container.settings
+        state = " closed" if self._closed else ""
+        return (
+            f"<hodei.Client{state} database={mask_url(s.database_url)!r} "
+            f"broker={mask_url(s.broker_url)!r} actor={self.actor!r}>"
+        )
+
     # -- submitting ---------------------------------------------------------------
 
-    def submit(self, spec: JobSpec | str | Sequence[str], **spec_fields: Any) -> Job:
-        """Submit one job: a :class:`JobSpec`, or a command plus JobSpec.create fields.
+    def submit(
+        self,
+        spec: JobSpec | str | Sequence[str],
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        working_dir: str | None = None,
+        timeout_s: float | None = None,
+        max_attempts: int | None = None,
+        retry: RetryPolicy | Mapping[str, float] | None = None,
+        labels: Mapping[str, str] | None = None,
+        regions: Sequence[str] | str | None = None,
+        provider: str | None = None,
+        correlation_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit one job: a :class:`JobSpec`, or a command (a shell string, or an argv
+        list) plus the fields of :meth:`JobSpec.create`.
 
-        Returns the stored job (the existing one if its idempotency key was seen before).
+        Returns the stored job (the existing one if its idempotency key was seen
+        before). Bad input raises :class:`~hodei.errors.InvalidJobSpec`; an unknown
+        ``provider`` raises :class:`~hodei.errors.ProviderNotFound`.
         """
-        if not isinstance(spec, JobSpec):
-            spec = JobSpec.create(spec, **spec_fields)
+        fields: dict[str, Any] = {
+            "name": name,
+            "env": env,
+            "working_dir": working_dir,
+            "timeout_s": timeout_s,
+            "max_attempts": max_attempts,
+            "retry": retry,
+            "labels": labels,
+            "regions": regions,
+            "provider": provider,
+            "correlation_id": correlation_id,
+            "idempotency_key": idempotency_key,
+        }
+        if isinstance(spec, JobSpec):
+            given = sorted(k for k, v in fields.items() if v is not None)
+            if given:
+                raise InvalidInput(
+                    f"give either a JobSpec or a command with fields, not both ({given[0]})"
+                )
+        else:
+            spec = JobSpec.create(spec, **fields)
         return self.submit_many([spec])[0]
 
     def submit_many(self, specs: Iterable[JobSpec]) -> builtins.list[Job]:
-        """Submit many jobs in one transaction, published over one broker connection."""
+        """Submit many jobs in one transaction, published over one broker connection.
+
+        Nothing is stored if any spec is invalid or names an unknown provider."""
+        if isinstance(specs, JobSpec | str | bytes) or not isinstance(specs, Iterable):
+            raise InvalidInput(f"submit_many takes a list of JobSpec, got {type(specs).__name__}")
         specs = list(specs)
         results = submit_jobs(
             self._c.store, self._c.clock, self._c.publisher, specs, actor=self.actor
@@ -138,9 +231,9 @@ class Client:
         """Jobs, newest first; pass the last job of a page as ``before`` for the next."""
         query = JobQuery(
             states=_states(state),
-            name=name,
-            correlation_id=correlation_id,
-            limit=max(1, min(limit, 1000)),
+            name=checked_text(name, "name"),
+            correlation_id=checked_text(correlation_id, "correlation_id"),
+            limit=checked_int(limit, "limit", 1, 1000),
             before=(before.created_at, before.id) if before else None,
         )
         with self._c.store.reading() as tx:
@@ -161,6 +254,9 @@ class Client:
         self, job_id: str | UUID, *, after_id: int = 0, tail: int | None = None, limit: int = 1000
     ) -> builtins.list[LogLine]:
         """Stored output lines in order (``tail``: only the last N)."""
+        after_id = checked_int(after_id, "after_id")
+        limit = checked_int(limit, "limit", 1, _MAX_ID)
+        tail = None if tail is None else checked_int(tail, "tail")
         job_uuid = self.get(job_id).id
         with self._c.store.reading() as tx:
             return tx.logs.read(job_uuid, after_id=after_id, limit=limit, tail=tail)
@@ -205,6 +301,8 @@ class Client:
         """
         if job_id is None and correlation_id is None:
             raise InvalidInput("give a job id or a correlation id")
+        checked_text(correlation_id, "correlation_id")
+        limit = checked_int(limit, "limit", 1, _MAX_ID)
         if job_id is not None and not related:
             query = EventQuery(aggregate_ids=[self.get(job_id).id], limit=limit)
             with self._c.store.reading() as tx:
@@ -227,15 +325,15 @@ class Client:
         limit: int = 100,
     ) -> builtins.list[DomainEvent]:
         """Events in id order: from ``since`` or ``after_id`` on, else the latest ``limit``."""
-        if since is not None and since.tzinfo is None:
-            raise InvalidInput("since must be timezone-aware")
+        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+            raise InvalidInput("since must be a timezone-aware datetime")
         query = EventQuery(
-            event_types=list(types),
+            event_types=_types(types),
             aggregate_ids=[_parse_uuid(aggregate_id, "aggregate id")] if aggregate_id else (),
-            correlation_id=correlation_id,
+            correlation_id=checked_text(correlation_id, "correlation_id"),
             since=since,
-            after_id=after_id,
-            limit=max(1, min(limit, 10_000)),
+            after_id=None if after_id is None else checked_int(after_id, "after_id"),
+            limit=checked_int(limit, "limit", 1, 10_000),
         )
         return list_events(self._c.reads, query)
 
@@ -251,7 +349,9 @@ class Client:
         """Every event from id ``from_id`` (default: only new ones) as it is committed,
         in increasing id order, forever; close the iterator to stop. Each event comes
         exactly once, across database reconnects; resume with ``from_id=last.id + 1``."""
-        wanted = {str(t) for t in types}
+        wanted = set(_types(types))
+        checked_text(correlation_id, "correlation_id")
+        from_id = None if from_id is None else checked_int(from_id, "from_id")
         aggregate = _parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
 
         def matches(event: DomainEvent) -> bool:
@@ -331,7 +431,7 @@ class Client:
         provider = update_provider(
             self._c.store,
             self._c.clock,
-            name,
+            _provider_name(name),
             changes,
             validate=validate_config,
             actor=self.actor,
@@ -354,7 +454,7 @@ class Client:
         """A provider with its live worker count."""
         from hodei.services.providers import get_provider
 
-        return get_provider(self._c.store, name)
+        return get_provider(self._c.store, _provider_name(name))
 
     def providers(self) -> builtins.list[ProviderView]:
         from hodei.services.providers import list_providers
@@ -369,6 +469,7 @@ class Client:
         c = self._c
         if name is not None:
             self.provider(name)  # ProviderNotFound for a wrong name
+            name = _provider_name(name)
         return check_providers(
             c.store,
             c.clock,
@@ -380,7 +481,9 @@ class Client:
     def _set_provider_status(self, name: str, status: ProviderStatus) -> Provider:
         from hodei.services.providers import set_provider_status
 
-        provider = set_provider_status(self._c.store, self._c.clock, name, status, actor=self.actor)
+        provider = set_provider_status(
+            self._c.store, self._c.clock, _provider_name(name), status, actor=self.actor
+        )
         self._providers_changed()
         return provider
 
@@ -400,7 +503,10 @@ class Client:
             self._provision(ids)
 
     def close(self) -> None:
-        self._c.close()
+        """Release the database connections; later calls raise ClientClosed."""
+        if not self._closed:
+            self._closed = True
+            self._container.close()
 
     def __enter__(self) -> Client:
         return self
@@ -412,12 +518,14 @@ class Client:
 def _states(state: str | JobState | Sequence[str | JobState] | None) -> builtins.list[JobState]:
     if state is None:
         return []
+    if not isinstance(state, str | JobState | Sequence):
+        raise InvalidInput(f"state must be a state name or a list of them, not {_short(state)}")
     values = [state] if isinstance(state, str | JobState) else list(state)
-    try:
-        return [JobState(str(v).upper()) for v in values]
-    except ValueError:
-        allowed = ", ".join(s.value for s in JobState)
-        raise InvalidInput(f"unknown state in {values!r}; use one of {allowed}") from None
+    allowed = {s.value: s for s in JobState}
+    found = [allowed.get(v.upper()) if isinstance(v, str) else v for v in values]
+    if not all(isinstance(v, JobState) for v in found):
+        raise InvalidInput(f"unknown state in {_short(values)}; use one of {', '.join(allowed)}")
+    return [v for v in found if isinstance(v, JobState)]
 
 
 def _parse_uuid(value: str | UUID, what: str) -> UUID:
@@ -426,7 +534,25 @@ def _parse_uuid(value: str | UUID, what: str) -> UUID:
     try:
         return uuid.UUID(str(value).strip())
     except ValueError:
-        raise InvalidInput(f"not an {what}: {value!r}") from None
+        raise InvalidInput(f"not an {what}: {_short(value)}") from None
+
+
+def _provider_name(name: str) -> str:
+    checked = checked_text(name, "provider name")
+    if not checked:
+        raise InvalidInput("give a provider name")
+    return checked
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _types(types: Sequence[str]) -> builtins.list[str]:
+    if isinstance(types, str):
+        types = [types]
+    return [t for t in types if checked_text(t, "event type") is not None]
 
 
 def _user() -> str:

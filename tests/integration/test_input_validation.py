@@ -1,0 +1,80 @@
+"""Input the SDK and the CLI refuse with hodei's own one-line error (and exit code),
+on SQLite and on PostgreSQL: nothing reaches the database that it would refuse."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from hodei.domain.specs import JobSpec
+from hodei.errors import HodeiError, InvalidInput, InvalidJobSpec, ProviderNotFound
+from hodei.sdk import Client
+from tests.support import run_cli
+
+
+def test_an_unknown_provider_is_refused_at_submit_and_nothing_is_stored(client: Client) -> None:
+    with pytest.raises(ProviderNotFound) as raised:
+        client.submit("true", provider="nope")
+    assert raised.value.exit_code == 3
+    assert str(raised.value) == "no provider named 'nope' (`hodei provider list` shows them)"
+    with pytest.raises(ProviderNotFound):
+        client.submit_many([JobSpec.create("true"), JobSpec.create("true", provider="nope")])
+    assert client.list() == []
+    assert client.events(types=["JobCreated"]) == []
+
+
+def test_a_spec_built_by_hand_is_validated_at_submit(client: Client) -> None:
+    # Built without create(): on PostgreSQL the NUL reached the database (DataError).
+    with pytest.raises(InvalidJobSpec, match="name must not contain NUL bytes"):
+        client.submit(JobSpec(name="bad\x00", command="true"))
+    with pytest.raises(InvalidJobSpec, match="expected a JobSpec, got str"):
+        client.submit_many(["true"])  # type: ignore[list-item]
+    with pytest.raises(InvalidInput, match="not both"):
+        client.submit(JobSpec.create("true"), name="other")
+    assert client.list() == []
+
+
+_BAD_QUERIES: list[tuple[str, Callable[[Client], Any], str]] = [
+    ("list name", lambda c: c.list(name="a\x00"), "name must not contain NUL bytes"),
+    ("list cid", lambda c: c.list(correlation_id="\ud800"), "correlation_id must be valid"),
+    ("list state", lambda c: c.list(state=5), "state must be a state name"),  # type: ignore[arg-type]
+    ("list limit", lambda c: c.list(limit=float("nan")), "limit must be a finite number"),  # type: ignore[arg-type]
+    ("event type", lambda c: c.events(types=["Job\x00"]), "event type must not contain NUL"),
+    ("event id", lambda c: c.events(after_id=10**30), "after_id must be between"),
+    ("event limit", lambda c: c.events(limit=10**400), "limit must be between"),
+    ("since", lambda c: c.events(since="5m"), "since must be a timezone-aware datetime"),  # type: ignore[arg-type]
+    ("timeline", lambda c: c.timeline(correlation_id="\x00"), "correlation_id must not"),
+    ("provider", lambda c: c.provider("lo\x00cal"), "provider name must not contain NUL"),
+    ("disable", lambda c: c.disable_provider("\udcff"), "provider name must be valid UTF-8"),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"), [q[1:] for q in _BAD_QUERIES], ids=[q[0] for q in _BAD_QUERIES]
+)
+def test_a_query_the_database_cannot_take_is_refused(
+    client: Client, call: Callable[[Client], Any], message: str
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        call(client)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_provider_name_with_a_trailing_newline_is_refused(client: Client) -> None:
+    with pytest.raises(HodeiError, match="provider name 'dock\\\\n' is not valid"):
+        client.add_provider("dock\n", "local")
+    with pytest.raises(HodeiError, match=r"health_check\.interval_s must be a positive number"):
+        client.add_provider("nan", "local", health_check={"interval_s": float("nan")})
+    assert [p.provider.name for p in client.providers()] == ["local"]
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_an_unknown_provider_with_exit_3(client: Client) -> None:
+    done = run_cli(client.settings, "job", "submit", "--provider", "nope", "--", "true")
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr.splitlines() == [
+        "hodei: error: no provider named 'nope' (`hodei provider list` shows them)"
+    ]
