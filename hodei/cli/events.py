@@ -10,6 +10,7 @@ import click
 
 from hodei.cli.jobs import timeline_row
 from hodei.cli.output import OUTPUT_OPTION, print_json, print_table, text_or_json_option
+from hodei.cli.params import id_range
 from hodei.cli.serialize import event_to_dict
 from hodei.domain.events import DomainEvent
 from hodei.errors import InvalidInput
@@ -25,29 +26,37 @@ def client(ctx: click.Context) -> Client:
     return Client(Container(settings), interface="cli")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+# ASCII digits only (\d also matches other scripts' digits); fullmatch, so no newline.
+_DURATION = re.compile(r"\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*(ms|s|m|h|d|w)?\s*")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=100 * 365)
+"""The longest duration an option takes (``--since``, doctor's windows)."""
 
 
 def parse_duration(text: str, what: str = "duration") -> timedelta:
-    """``90s``, ``5m``, ``2h``, ``7d`` (a bare number is seconds)."""
-    match = _DURATION.match(text)
+    """``90s``, ``5m``, ``2h``, ``7d`` (a bare number is seconds), at most 100 years."""
+    match = _DURATION.fullmatch(text)
     if match is None:
-        raise InvalidInput(f"{what} must look like 30s, 5m, 2h or 7d, got {text!r}")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+        raise InvalidInput(f"{what} must look like 30s, 5m, 2h or 7d, got {text!r:.60}")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds > MAX_DURATION.total_seconds():
+        raise InvalidInput(f"{what} must be at most 100 years, got {text.strip()!r:.60}")
+    return timedelta(seconds=seconds)
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """A duration back from now (``5m``) or an ISO 8601 time (UTC if it has no zone)."""
-    if _DURATION.match(text):
+    if _DURATION.fullmatch(text):
         return (now or datetime.now(UTC)) - parse_duration(text, "--since")
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        # A time near year 1 or 9999 may not exist in UTC; the database needs UTC.
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidInput(
-            f"--since must be a duration (5m, 2h) or an ISO time, got {text!r}"
+            f"--since must be a duration (5m, 2h) or an ISO time, got {text!r:.60}"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 FILTERS = [
@@ -67,7 +76,7 @@ def events() -> None:
 @FILTERS[1]
 @FILTERS[2]
 @click.option("--since", help="From this long ago (30s, 5m, 2h, 1d) or this ISO time.")
-@click.option("--from-id", type=click.IntRange(1), help="From this event id on.")
+@click.option("--from-id", type=id_range(), help="From this event id on.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @OUTPUT_OPTION
 @click.pass_context
@@ -110,7 +119,7 @@ def list_events(
 @FILTERS[2]
 @click.option(
     "--from-id",
-    type=click.IntRange(1),
+    type=id_range(),
     help="Start with this event id (default: only new events). To resume after a "
     "follower stopped, pass the last id it printed plus one.",
 )

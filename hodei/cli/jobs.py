@@ -16,12 +16,12 @@ from hodei.cli.output import (
     print_table,
     text_or_json_option,
 )
+from hodei.cli.params import FiniteFloat, id_range
 from hodei.cli.serialize import event_to_dict, job_to_dict, mapping_from_pairs
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
-from hodei.errors import InvalidInput
 from hodei.sdk import Client
 from hodei.services.events_feed import summarize as summarize_event
 from hodei.settings import Settings
@@ -47,19 +47,19 @@ def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workdir", help="Absolute working directory for the command."),
         click.option(
             "--timeout",
-            type=float,
+            type=FiniteFloat(),
             help="Seconds before the job is TIMED_OUT (1..604800, default 3600).",
         ),
         click.option(
             "--retries",
-            type=int,
+            type=click.IntRange(0, 19),
             default=0,
             show_default=True,
             help="Extra attempts after a failure (0..19).",
         ),
         click.option(
             "--backoff",
-            type=float,
+            type=FiniteFloat(0),
             help="Seconds before the first retry (doubling after each, default 1).",
         ),
         click.option(
@@ -82,8 +82,6 @@ def build_spec(params: dict[str, Any]) -> JobSpec:
     """A JobSpec from CLI parameters; one argument is a shell string, several an argv."""
     command = params["command"]
     retries = params["retries"]
-    if retries < 0:
-        raise InvalidInput(f"--retries must be 0 or more, got {retries}")
     return JobSpec.create(
         command[0] if len(command) == 1 else list(command),
         name=params["name"],
@@ -225,7 +223,7 @@ def show(ctx: click.Context, job_id: str, output: str) -> None:
 @job.command("logs")
 @click.argument("job_id")
 @click.option("--follow", "-f", is_flag=True, help="Stream new lines until the job ends.")
-@click.option("--tail", type=click.IntRange(0), help="Only the last N lines.")
+@click.option("--tail", type=id_range(0), help="Only the last N lines.")
 @click.option(
     "--stream",
     "stream_filter",

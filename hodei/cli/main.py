@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from hodei import __version__, errors
+from hodei.domain.inputs import text_problem
 from hodei.logconfig import configure_logging
 from hodei.settings import Settings
 
@@ -23,25 +25,35 @@ EXIT_CODES_HELP = (
         f"  {cls.exit_code}  {cls.__name__}: {(cls.__doc__ or '').strip()}"
         for cls in errors.EXIT_CODES
     )
+    + "\n  2  usage errors: an unknown option or command, a bad option value"
     + f"\n  {INTERNAL_ERROR_EXIT_CODE}  internal error: a bug in hodei or a broken installation"
 )
+
+
+USAGE_ERROR_EXIT_CODE = 2  # click's own, the same as InvalidInput's
 
 
 class HodeiGroup(click.Group):
     """A group whose ``main`` is the CLI's single error boundary."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
         try:
-            return super().main(*args, **kwargs)
+            args = _checked_args(sys.argv[1:] if args is None else list(args))
+            return super().main(args, *rest, **kwargs)
         except errors.HodeiError as exc:
             _report(exc)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("hodei: aborted", err=True)
             sys.exit(130)
+        except click.UsageError as exc:
+            # click prints Usage / Try / Error on three lines; hodei's errors are one.
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            click.echo(f"hodei: error: {_one_line(exc.format_message())}{where}", err=True)
+            sys.exit(USAGE_ERROR_EXIT_CODE)
         except click.ClickException as exc:
-            exc.show()
+            click.echo(f"hodei: error: {_one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
@@ -56,6 +68,21 @@ class HodeiGroup(click.Group):
             )
             logger.debug("traceback", exc_info=exc)
             sys.exit(INTERNAL_ERROR_EXIT_CODE)
+
+
+def _checked_args(args: list[str]) -> list[str]:
+    """The arguments, or InvalidInput naming the first that is not text hodei can keep:
+    bytes that are not UTF-8 (Python hands them over as lone surrogates) or a NUL."""
+    for position, arg in enumerate(args, start=1):
+        if text_problem(arg) is not None:
+            what = "contains a NUL byte" if "\x00" in arg else "is not valid UTF-8"
+            shown = arg.encode("utf-8", "surrogateescape")[:40]
+            raise errors.InvalidInput(f"argument {position} {what}: {shown!r}")
+    return args
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
 
 
 def _report(exc: BaseException) -> None:

@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
+from hodei.cli.params import FiniteFloat
 from hodei.cli.serialize import mapping_from_pairs, provider_to_dict
-from hodei.errors import InvalidConfiguration
+from hodei.domain.states import ProviderHealth
+from hodei.errors import InvalidConfiguration, ProviderUnavailable
 from hodei.sdk import Client
 from hodei.services.providers import ProviderView
 from hodei.settings import Settings
@@ -62,9 +64,15 @@ def _settings_options(fn: Any) -> Any:
             type=click.Path(path_type=Path, dir_okay=False),
             help="Read the JSON config from a file.",
         ),
-        click.option("--priority", type=int, help="Higher wins when several providers match."),
-        click.option("--max-workers", type=int, help="Most workers alive at once."),
-        click.option("--min-workers", type=int, help="Workers kept warm."),
+        click.option(
+            "--priority",
+            type=click.IntRange(-1000, 1000),
+            help="Higher wins when several providers match.",
+        ),
+        click.option(
+            "--max-workers", type=click.IntRange(0, 10_000), help="Most workers alive at once."
+        ),
+        click.option("--min-workers", type=click.IntRange(0, 10_000), help="Workers kept warm."),
         click.option(
             "--label",
             "labels",
@@ -79,8 +87,16 @@ def _settings_options(fn: Any) -> Any:
             multiple=True,
             help="A region jobs may ask for (repeatable; none means any).",
         ),
-        click.option("--health-interval", type=float, help="Seconds between health checks."),
-        click.option("--health-timeout", type=float, help="Seconds a health check may take."),
+        click.option(
+            "--health-interval",
+            type=FiniteFloat(0, min_open=True),
+            help="Seconds between health checks.",
+        ),
+        click.option(
+            "--health-timeout",
+            type=FiniteFloat(0, min_open=True),
+            help="Seconds a health check may take.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -192,7 +208,14 @@ _status_command(
 @OUTPUT_OPTION
 @click.pass_context
 def health(ctx: click.Context, name: str | None, output: str) -> None:
-    """Check now (one provider, or all) and print the result."""
+    """Check now (one provider, or all) and print the result.
+
+    Exits 5 (ServiceUnavailable) when a provider checked is UNHEALTHY, so scripts can
+    rely on the exit code; DEGRADED and HEALTHY exit 0.
+    """
     results = _client(ctx).check_provider_health(name)
     rows = [{"name": n, "health": str(r.health), "message": r.message} for n, r in results.items()]
     print_json(rows) if output == "json" else print_table(rows, ["name", "health", "message"])
+    unhealthy = [n for n, r in results.items() if r.health is ProviderHealth.UNHEALTHY]
+    if unhealthy:
+        raise ProviderUnavailable(f"provider {', '.join(unhealthy)} is UNHEALTHY")

@@ -11,6 +11,7 @@ import click
 
 from hodei.bootstrap import Container
 from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
+from hodei.cli.params import FiniteFloat
 from hodei.domain.records import Worker
 from hodei.errors import InvalidInput, WorkerNotFound
 from hodei.services.workers import create_worker_token, drain_worker
@@ -36,7 +37,7 @@ def token() -> None:
 @click.option("--provider", default="local", show_default=True)
 @click.option(
     "--ttl",
-    type=click.FloatRange(1, 86400),
+    type=FiniteFloat(1, 86400),
     default=300,
     show_default=True,
     help="Seconds the token stays valid.",
@@ -80,7 +81,7 @@ def token_create(ctx: click.Context, provider: str, ttl: float, output: str) -> 
 @click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option(
     "--idle-timeout",
-    type=click.FloatRange(0.1),
+    type=FiniteFloat(0.1),
     help="Exit after this many seconds without work (default: HODEI_WORKER_IDLE_TIMEOUT or 60).",
 )
 @click.pass_context

@@ -1,0 +1,29 @@
+"""Option types whose bad values are refused by click with a one-line usage error
+(exit 2), before hodei sees them: finite numbers, and ids that fit 64 bits."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+MAX_ID = 2**63 - 1
+"""The largest id or count the databases' 64-bit integers hold."""
+
+
+class FiniteFloat(click.FloatRange):
+    """A float in a range; unlike click.FloatRange, ``nan`` and ``inf`` are refused."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def id_range(low: int = 1) -> click.IntRange:
+    """A whole number from ``low`` to the largest 64-bit id."""
+    return click.IntRange(low, MAX_ID)
