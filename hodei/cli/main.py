@@ -76,9 +76,17 @@ def _checked_args(args: list[str]) -> list[str]:
     for position, arg in enumerate(args, start=1):
         if text_problem(arg) is not None:
             what = "contains a NUL byte" if "\x00" in arg else "is not valid UTF-8"
-            shown = arg.encode("utf-8", "surrogateescape")[:40]
-            raise errors.InvalidInput(f"argument {position} {what}: {shown!r}")
+            raise errors.InvalidInput(f"argument {position} {what}: {_as_bytes(arg)!r}")
     return args
+
+
+def _as_bytes(arg: str) -> bytes:
+    """The bytes the argument came from (a lone surrogate Python did not make from a
+    byte, only possible in-process, as its escape)."""
+    try:
+        return arg.encode("utf-8", "surrogateescape")[:40]
+    except UnicodeEncodeError:
+        return arg.encode("utf-8", "backslashreplace")[:40]
 
 
 def _one_line(message: str) -> str:
