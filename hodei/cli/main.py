@@ -19,18 +19,24 @@ logger = logging.getLogger("hodei.cli")
 
 INTERNAL_ERROR_EXIT_CODE = 70  # EX_SOFTWARE in sysexits.h
 
-EXIT_CODES_HELP = (
-    "\b\nExit codes:\n"
-    + "\n".join(
-        f"  {cls.exit_code}  {cls.__name__}: {(cls.__doc__ or '').strip()}"
-        for cls in errors.EXIT_CODES
-    )
-    + "\n  2  usage errors: an unknown option or command, a bad option value"
-    + f"\n  {INTERNAL_ERROR_EXIT_CODE}  internal error: a bug in hodei or a broken installation"
-)
-
-
 USAGE_ERROR_EXIT_CODE = 2  # click's own, the same as InvalidInput's
+
+
+def _exit_codes_help() -> str:
+    lines = [
+        f"  {c.exit_code}  {c.__name__}: {(c.__doc__ or '').strip()}" for c in errors.EXIT_CODES
+    ]
+    usage = (
+        f"  {USAGE_ERROR_EXIT_CODE}  usage error: an unknown command or option, a bad option value"
+    )
+    lines.insert(errors.EXIT_CODES.index(errors.InvalidInput) + 1, usage)
+    lines.append(
+        f"  {INTERNAL_ERROR_EXIT_CODE}  internal error: a bug in hodei or a broken installation"
+    )
+    return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+EXIT_CODES_HELP = _exit_codes_help()
 
 
 class HodeiGroup(click.Group):
