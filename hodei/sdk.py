@@ -21,7 +21,14 @@ from hodei.domain.inputs import number_problem, text_problem
 from hodei.domain.records import Job, LogLine, Provider
 from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState, ProviderStatus
-from hodei.errors import ClientClosed, HodeiError, InvalidInput, JobNotFound, WaitTimeout
+from hodei.errors import (
+    ClientClosed,
+    HodeiError,
+    InvalidConfiguration,
+    InvalidInput,
+    JobNotFound,
+    WaitTimeout,
+)
 from hodei.services.control import cancel_job, retry_job
 from hodei.services.diagnosis import Diagnosis, diagnose_job
 from hodei.services.doctor import DoctorOptions, DoctorReport, run_doctor
@@ -241,6 +248,8 @@ class Client:
 
     def wait(self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float = 0.2) -> Job:
         """Block until the job is terminal; :class:`WaitTimeout` after ``timeout`` s."""
+        _check_seconds(timeout, "timeout", allow_none=True)
+        _check_seconds(poll_s, "poll_s")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.get(job_id)
@@ -266,6 +275,7 @@ class Client:
     ) -> Iterator[LogLine]:
         """Every line from the start (or the last ``tail``), then live lines, until the
         job is terminal and its output is drained."""
+        _check_seconds(poll_s, "poll_s")
         last_id = 0
         first = self.logs(job_id, tail=tail) if tail is not None else []
         if tail is not None and not first:
@@ -416,6 +426,12 @@ class Client:
         from hodei.providers.config import validate_config
         from hodei.services.providers import ProviderSpec, add_provider
 
+        known = {f.name for f in dataclasses.fields(ProviderSpec)} - {"name", "provider_type"}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise InvalidConfiguration(f"invalid provider: unknown field(s) {', '.join(unknown)}")
+        if not isinstance(provider_type, str):
+            raise InvalidConfiguration("invalid provider: its type must be a string")
         spec = ProviderSpec(name, provider_type, **fields)
         provider = add_provider(
             self._c.store, self._c.clock, spec, validate=validate_config, actor=self.actor
@@ -535,6 +551,14 @@ def _parse_uuid(value: str | UUID, what: str) -> UUID:
         return uuid.UUID(str(value).strip())
     except ValueError:
         raise InvalidInput(f"not an {what}: {_short(value)}") from None
+
+
+def _check_seconds(value: float | None, what: str, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    problem = number_problem(value, 0, 365 * 86400)
+    if problem is not None:
+        raise InvalidInput(f"{what} {problem}")
 
 
 def _provider_name(name: str) -> str:

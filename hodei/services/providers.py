@@ -8,6 +8,7 @@ injected (``validate``), because its pydantic models live in ``hodei.providers``
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from hodei.domain.events import Aggregate, DomainEvent, EventType
-from hodei.domain.inputs import label_problem, number_problem, quoted
+from hodei.domain.inputs import label_problem, number_problem, quoted, text_problem
 from hodei.domain.records import Provider
 from hodei.domain.states import ProviderHealth, ProviderStatus
 from hodei.errors import Conflict, InvalidConfiguration, ProviderNotFound
@@ -201,7 +202,15 @@ def _spec_fields(spec: ProviderSpec) -> dict[str, Any]:
 def _checked(provider_type: str, f: Mapping[str, Any], validate: ConfigValidator) -> dict[str, Any]:
     """Normalised, validated fields, or one InvalidConfiguration naming every problem."""
     problems: list[str] = []
-    config = validate(provider_type, dict(f.get("config") or {}))
+    raw_config = f.get("config") or {}
+    if not isinstance(raw_config, Mapping):
+        raise InvalidConfiguration(
+            f"invalid provider: config must be a mapping, got {type(raw_config).__name__}"
+        )
+    _storable("config", raw_config, problems)
+    if problems:
+        raise InvalidConfiguration("invalid provider: " + "; ".join(problems))
+    config = validate(provider_type, dict(raw_config))
     priority = _int(f.get("priority", 0), "priority", -1000, 1000, problems)
     max_workers = _int(f.get("max_workers", 2), "max_workers", 0, 10_000, problems)
     min_workers = _int(f.get("min_workers", 0), "min_workers", 0, 10_000, problems)
@@ -248,6 +257,24 @@ def _int(value: Any, name: str, low: int, high: int, problems: list[str]) -> int
         problems.append(f"{name} must be a whole number from {low} to {high}")
         return 0
     return value
+
+
+def _storable(where: str, value: Any, problems: list[str]) -> None:
+    """Config is stored as JSON: no NUL or lone surrogate in its text, no nan or inf
+    (JSON input may spell them NaN and Infinity)."""
+    if isinstance(value, str):
+        if (problem := text_problem(value)) is not None:
+            problems.append(f"{where} {problem}")
+    elif isinstance(value, float):
+        if number_problem(value, -math.inf, math.inf) is not None:
+            problems.append(f"{where} must be a finite number, got {value!r}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _storable(f"{where}.{quoted(key, 20).strip(chr(39))}", key, problems)
+            _storable(f"{where}.{quoted(key, 20).strip(chr(39))}", item, problems)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _storable(f"{where}[{i}]", item, problems)
 
 
 def _labels(value: Any, problems: list[str]) -> dict[str, str]:

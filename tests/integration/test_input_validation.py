@@ -48,6 +48,8 @@ _BAD_QUERIES: list[tuple[str, Callable[[Client], Any], str]] = [
     ("timeline", lambda c: c.timeline(correlation_id="\x00"), "correlation_id must not"),
     ("provider", lambda c: c.provider("lo\x00cal"), "provider name must not contain NUL"),
     ("disable", lambda c: c.disable_provider("\udcff"), "provider name must be valid UTF-8"),
+    ("wait", lambda c: c.wait(c.submit("true").id, timeout=float("nan")), "timeout must be"),
+    ("poll", lambda c: c.wait(c.submit("true").id, poll_s=float("inf")), "poll_s must be"),
 ]
 
 
@@ -68,6 +70,14 @@ def test_a_provider_name_with_a_trailing_newline_is_refused(client: Client) -> N
         client.add_provider("dock\n", "local")
     with pytest.raises(HodeiError, match=r"health_check\.interval_s must be a positive number"):
         client.add_provider("nan", "local", health_check={"interval_s": float("nan")})
+    with pytest.raises(HodeiError, match=r"config\.image must not contain NUL bytes"):
+        client.add_provider("nul", "docker", config={"image": "a\x00b"})
+    with pytest.raises(HodeiError, match=r"config\.n must be a finite number, got nan"):
+        client.add_provider("nan", "docker", config={"image": "a", "n": float("nan")})
+    with pytest.raises(HodeiError, match="config must be a mapping, got str"):
+        client.add_provider("str", "docker", config="image=a")
+    with pytest.raises(HodeiError, match="unknown field\\(s\\) max_wrokers"):
+        client.add_provider("typo", "local", max_wrokers=1)
     assert [p.provider.name for p in client.providers()] == ["local"]
 
 
