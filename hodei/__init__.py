@@ -15,12 +15,12 @@ from __future__ import annotations
 import typing as _typing
 
 from hodei import errors
-from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState
 from hodei.errors import HodeiError
 
 if _typing.TYPE_CHECKING:
+    from hodei.domain.records import Job, LogLine
     from hodei.sdk import Client
 
 __all__ = [
@@ -37,11 +37,16 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> _typing.Any:
-    # The SDK pulls in Celery and SQLAlchemy; load it only when asked for.
+    # The SDK pulls in Celery and SQLAlchemy, and the records uuid: load them only when
+    # asked for, so `hodei --help` does not pay for them.
     if name == "Client":
         from hodei.sdk import Client
 
         return Client
+    if name in ("Job", "LogLine"):
+        from hodei.domain import records
+
+        return getattr(records, name)
     raise AttributeError(f"module 'hodei' has no attribute {name!r}")
 
 
