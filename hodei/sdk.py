@@ -249,7 +249,7 @@ class Client:
     def wait(self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float = 0.2) -> Job:
         """Block until the job is terminal; :class:`WaitTimeout` after ``timeout`` s."""
         _check_seconds(timeout, "timeout", allow_none=True)
-        _check_seconds(poll_s, "poll_s")
+        _check_seconds(poll_s, "poll_s", allow_none=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.get(job_id)
@@ -275,7 +275,7 @@ class Client:
     ) -> Iterator[LogLine]:
         """Every line from the start (or the last ``tail``), then live lines, until the
         job is terminal and its output is drained."""
-        _check_seconds(poll_s, "poll_s")
+        _check_seconds(poll_s, "poll_s", allow_none=True)
         last_id = 0
         first = self.logs(job_id, tail=tail) if tail is not None else []
         if tail is not None and not first:

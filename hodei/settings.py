@@ -46,9 +46,6 @@ class Settings:
     serve_port: int = 9464
 
     def __post_init__(self) -> None:
-        if not isinstance(self.home, Path):
-            # A str (or any os.PathLike) from a library caller: Settings(home="~/x").
-            object.__setattr__(self, "home", Path(self.home))
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'hodei.sqlite'}")
         if not self.broker_url:
