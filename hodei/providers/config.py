@@ -144,11 +144,13 @@ def _checked(provider_type: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _problem(error: Any) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "config"
+    # A key with a newline or control in it is shown escaped: the error stays one line.
+    where = ".".join(p if isinstance(p, str) and p.isprintable() else repr(p) for p in error["loc"])
+    where = where or "config"
     kind = error["type"]
     if kind == "missing":
         return f"missing field {where}"
     if kind == "extra_forbidden":
         return f"unknown field {where}"
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
     return f"{where}: {message}"

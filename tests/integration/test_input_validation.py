@@ -77,6 +77,9 @@ def test_a_provider_name_with_a_trailing_newline_is_refused(client: Client) -> N
         client.add_provider("nul", "docker", config={"image": "a\x00b"})
     with pytest.raises(HodeiError, match=r"config\.n must be a finite number, got nan"):
         client.add_provider("nan", "docker", config={"image": "a", "n": float("nan")})
+    with pytest.raises(HodeiError) as raised:
+        client.add_provider("nl", "docker", config={"image": "a", "b\nc": 1})
+    assert str(raised.value) == "invalid docker config: unknown field 'b\\nc'"
     with pytest.raises(HodeiError, match="config must be a mapping, got str"):
         client.add_provider("str", "docker", config="image=a")
     with pytest.raises(HodeiError, match="unknown field\\(s\\) max_wrokers"):
