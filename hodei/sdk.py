@@ -49,6 +49,9 @@ from hodei.settings import Settings, mask_url
 
 logger = logging.getLogger(__name__)
 
+LOG_PAGE_LINES = 1000
+"""Lines :meth:`Client.iter_logs` reads per query."""
+
 
 def parse_job_id(value: str | UUID) -> UUID:
     """A job id from user input, or a one-line :class:`InvalidInput`."""
@@ -260,15 +263,52 @@ class Client:
             time.sleep(poll_s)
 
     def logs(
-        self, job_id: str | UUID, *, after_id: int = 0, tail: int | None = None, limit: int = 1000
+        self,
+        job_id: str | UUID,
+        *,
+        after_id: int = 0,
+        tail: int | None = None,
+        limit: int | None = None,
     ) -> builtins.list[LogLine]:
-        """Stored output lines in order (``tail``: only the last N)."""
+        """A job's stored output lines in order, all of them unless asked for fewer:
+        ``tail`` keeps only the last N, ``limit`` at most the first N (after ``after_id``).
+
+        Each line has ``line`` (readable text) and ``data`` (exactly the bytes written,
+        newline included). For output too large to hold in a list, iterate
+        :meth:`iter_logs`, which reads it page by page."""
+        return builtins.list(self.iter_logs(job_id, after_id=after_id, tail=tail, limit=limit))
+
+    def iter_logs(
+        self,
+        job_id: str | UUID,
+        *,
+        after_id: int = 0,
+        tail: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[LogLine]:
+        """:meth:`logs`, read lazily in pages of ``LOG_PAGE_LINES`` lines by id, so memory
+        stays constant however long the output is. The job is looked up at once."""
         after_id = checked_int(after_id, "after_id")
-        limit = checked_int(limit, "limit", 1, _MAX_ID)
+        limit = None if limit is None else checked_int(limit, "limit", 1, _MAX_ID)
         tail = None if tail is None else checked_int(tail, "tail")
         job_uuid = self.get(job_id).id
-        with self._c.store.reading() as tx:
-            return tx.logs.read(job_uuid, after_id=after_id, limit=limit, tail=tail)
+        if tail is not None:
+            with self._c.store.reading() as tx:
+                after_id = max(after_id, tx.logs.tail_start(job_uuid, tail))
+        return self._log_pages(job_uuid, after_id, limit)
+
+    def _log_pages(self, job_uuid: UUID, after_id: int, limit: int | None) -> Iterator[LogLine]:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page_size = LOG_PAGE_LINES if remaining is None else min(remaining, LOG_PAGE_LINES)
+            with self._c.store.reading() as tx:
+                page = tx.logs.read(job_uuid, after_id=after_id, limit=page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            after_id = page[-1].id or after_id
+            if remaining is not None:
+                remaining -= len(page)
 
     def follow_logs(
         self, job_id: str | UUID, *, tail: int | None = None, poll_s: float = 0.2
@@ -276,23 +316,22 @@ class Client:
         """Every line from the start (or the last ``tail``), then live lines, until the
         job is terminal and its output is drained."""
         _check_seconds(poll_s, "poll_s", allow_none=True)
+        tail = None if tail is None else checked_int(tail, "tail")
+        job_uuid = self.get(job_id).id
         last_id = 0
-        first = self.logs(job_id, tail=tail) if tail is not None else []
-        if tail is not None and not first:
-            # --tail 0: start at the end, not from the first line.
-            last_id = next((ln.id or 0 for ln in self.logs(job_id, tail=1)), 0)
-        for line in first:
-            last_id = line.id or last_id
-            yield line
+        if tail is not None:
+            with self._c.store.reading() as tx:
+                last_id = tx.logs.tail_start(job_uuid, tail)
         while True:
-            terminal = self.get(job_id).is_terminal
-            batch = self.logs(job_id, after_id=last_id)
-            for line in batch:
+            terminal = self.get(job_uuid).is_terminal
+            got = False
+            for line in self._log_pages(job_uuid, last_id, None):
                 last_id = line.id or last_id
+                got = True
                 yield line
-            if terminal and not batch:
+            if terminal and not got:
                 return
-            if not batch:
+            if not got:
                 time.sleep(poll_s)
 
     def timeline(

@@ -40,7 +40,8 @@ class Settings:
     queue_timeout_s: float = 3600.0
     republish_after_s: float = 300.0
     cancel_grace_s: float = 5.0
-    max_log_lines: int = 10_000
+    max_log_bytes: int = 64 * 1024 * 1024
+    max_log_lines: int = 0
     flower_basic_auth: str = field(default="", repr=False)
     serve_address: str = "127.0.0.1"
     serve_port: int = 9464
@@ -54,6 +55,11 @@ class Settings:
             raise InvalidConfiguration(
                 f"HODEI_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}"
             )
+        for name in ("max_log_bytes", "max_log_lines"):
+            if getattr(self, name) < 0:
+                raise InvalidConfiguration(
+                    f"{_env_name(name)} must be 0 (no limit) or more, not {getattr(self, name)}"
+                )
         if self.log_format not in _LOG_FORMATS:
             raise InvalidConfiguration(
                 f"HODEI_LOG_FORMAT must be text or json, not {self.log_format!r}"

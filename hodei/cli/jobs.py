@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from hodei.cli.log_output import LineWriter
 from hodei.cli.output import (
     OUTPUT_OPTION,
     print_fields,
@@ -19,7 +19,7 @@ from hodei.cli.output import (
 from hodei.cli.params import FiniteFloat, id_range
 from hodei.cli.serialize import event_to_dict, job_to_dict, mapping_from_pairs
 from hodei.domain.events import DomainEvent
-from hodei.domain.records import Job, LogLine
+from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.sdk import Client
@@ -125,10 +125,10 @@ def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> Non
         print_json(job_to_dict(client.wait(submitted.id)))
         sys.exit(exit_code_for(client.get(submitted.id)))
     click.echo(f"hodei: job {submitted.id} submitted ({submitted.state})", err=True)
+    writer = LineWriter(live=True)
     try:
         for line in client.follow_logs(submitted.id):
-            stream = sys.stderr if line.stream != "stdout" else sys.stdout
-            click.echo(line.line, file=stream)
+            writer.write(line)
     except KeyboardInterrupt:
         client.cancel(submitted.id)
         click.echo(f"hodei: cancelled job {submitted.id}", err=True)
@@ -225,6 +225,11 @@ def show(ctx: click.Context, job_id: str, output: str) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Stream new lines until the job ends.")
 @click.option("--tail", type=id_range(0), help="Only the last N lines.")
 @click.option(
+    "--limit",
+    type=click.IntRange(1),
+    help="At most N lines; a note on stderr says when there were more. Default: all.",
+)
+@click.option(
     "--stream",
     "stream_filter",
     type=click.Choice(["stdout", "stderr", "system"]),
@@ -232,42 +237,43 @@ def show(ctx: click.Context, job_id: str, output: str) -> None:
     help="Only these streams.",
 )
 @click.option("--prefix", is_flag=True, help="Start each line with its stream name.")
-@text_or_json_option("json: one object per line on stdout (id, ts, attempt, stream, line).")
+@text_or_json_option(
+    "json: one object per line on stdout (id, ts, attempt, stream, line, and data_base64"
+    " where the exact bytes differ from line)."
+)
 @click.pass_context
 def logs(
     ctx: click.Context,
     job_id: str,
     follow: bool,
     tail: int | None,
+    limit: int | None,
     stream_filter: tuple[str, ...],
     prefix: bool,
     output: str,
 ) -> None:
-    """Print a job's output (stdout to stdout, stderr and hodei's notes to stderr).
+    """Print a job's output (stdout to stdout, stderr and hodei's notes to stderr), all of
+    it, byte for byte as the command wrote it.
 
     With --follow it replays from the start (or the last --tail N lines), streams new
     lines as they are written and returns when the job has ended.
     """
     client = _client(ctx)
-    lines = client.follow_logs(job_id, tail=tail) if follow else client.logs(job_id, tail=tail)
+    lines = client.follow_logs(job_id, tail=tail) if follow else client.iter_logs(job_id, tail=tail)
+    writer = LineWriter(prefix=prefix, live=follow)
+    printed = 0
     for line in lines:
         if stream_filter and line.stream not in stream_filter:
             continue
-        if output == "json":
-            click.echo(json.dumps(_log_dict(line)))
-            continue
-        text = f"[{line.stream}] {line.line}" if prefix else line.line
-        click.echo(text, file=sys.stdout if line.stream == "stdout" else sys.stderr)
-
-
-def _log_dict(line: LogLine) -> dict[str, Any]:
-    return {
-        "id": line.id,
-        "ts": line.ts.isoformat(timespec="milliseconds"),
-        "attempt": line.attempt_no,
-        "stream": line.stream,
-        "line": line.line,
-    }
+        if limit is not None and printed == limit:
+            writer.flush()
+            click.echo(
+                f"hodei: output limited to {limit} lines by --limit; there is more", err=True
+            )
+            break
+        printed += 1
+        writer.write_json(line) if output == "json" else writer.write(line)
+    writer.flush()
 
 
 @job.command("cancel")

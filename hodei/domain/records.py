@@ -151,7 +151,14 @@ def provider_of_queue(queue: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class LogLine:
-    """One line of a job's output."""
+    """One line of a job's output.
+
+    ``data`` is exactly the bytes the command wrote, its newline included (a stream's last
+    line may have none): writing every line's ``data`` in order gives back the stream byte
+    for byte. ``line`` is their readable text, without the line ending, with bytes that
+    are not UTF-8 and NUL bytes shown as U+FFFD. Left out, ``data`` is ``line`` and a
+    newline in UTF-8, as for hodei's own notes in the "system" stream.
+    """
 
     job_id: UUID
     attempt_no: int
@@ -159,3 +166,13 @@ class LogLine:
     line: str
     ts: datetime
     id: int | None = None
+    data: bytes = field(default=b"", kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            object.__setattr__(self, "data", self.plain_data)
+
+    @property
+    def plain_data(self) -> bytes:
+        """What ``data`` is for a plain line: ``line`` and a newline, in UTF-8."""
+        return (self.line + "\n").encode()

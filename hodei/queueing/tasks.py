@@ -15,6 +15,7 @@ from hodei.queueing import maintenance_tasks, signals
 from hodei.queueing.app import RUN_JOB_TASK
 from hodei.runtime import context
 from hodei.runtime.delivery import run_attempt
+from hodei.runtime.retention import Budget
 from hodei.services.execution import Claim
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
     outcome = run_attempt(
         ctx.container.store,
         claim.job,
-        max_log_lines=settings.max_log_lines,
+        budget=Budget(settings.max_log_bytes, settings.max_log_lines),
         grace_s=settings.cancel_grace_s,
         guard=ctx.guard,
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from hodei.domain.records import Job, LogLine
-from hodei.errors import HodeiError
+from hodei.errors import DatabaseUnavailable
+from hodei.runtime.retention import Budget, Retention
 from hodei.runtime.runner import CommandRunner, GroupGuard, OutputLine, build_job_env
 from hodei.services.execution import Outcome
 from hodei.services.ports import Store
@@ -15,66 +19,175 @@ from hodei.services.ports import Store
 logger = logging.getLogger(__name__)
 
 
+# How long writing a batch of output is retried before its lines are given up (seconds
+# between tries). While the command runs, the runner's thread waits through them, and
+# the command waits on its full pipe: a little back-pressure, bounded. Once a write has
+# failed, the lines waiting for the database are tried once per batch, and again with
+# the longer schedule when the attempt ends.
+_RETRY_DELAYS_S = (0.05, 0.25, 1.0)
+_FINAL_RETRY_DELAYS_S = (0.25, 1.0, 2.0, 4.0)
+# Output held for a database that failed, at most; older lines past it are lost (and
+# said to be).
+_MAX_UNWRITTEN_BYTES = 8 * 1024 * 1024
+
+
 @dataclass
 class LogSink:
-    """Writes batches of output lines; past ``max_lines`` it writes one truncation line."""
+    """Writes an attempt's output to ``job_logs`` as the runner hands it over, keeping what
+    ``budget`` allows (see :mod:`hodei.runtime.retention`).
+
+    Output is never dropped silently: a write that fails is retried, lines that still
+    cannot be written are counted, logged as a warning with the job's id, and said in a
+    note in the job's "system" stream. :meth:`close` writes the tail and any such note
+    when the command has ended.
+    """
 
     store: Store
     job: Job
-    max_lines: int
-    written: int = 0
-    truncated: bool = False
-    _extra: dict[str, str] = field(default_factory=dict)
+    budget: Budget
+    _retention: Retention = field(init=False)
+    _unwritten: deque[LogLine] = field(init=False, default_factory=deque)
+    _unwritten_bytes: int = field(init=False, default=0)
+    _lost_lines: int = field(init=False, default=0)
+    _lost_bytes: int = field(init=False, default=0)
+    _lost_reason: str = field(init=False, default="")
+    _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    def __post_init__(self) -> None:
+        self._retention = Retention(self.budget)
 
     def write(self, batch: Sequence[OutputLine]) -> None:
-        room = self.max_lines - self.written
-        keep = list(batch[: max(room, 0)])
-        rows = [self._row(line) for line in keep]
-        if len(keep) < len(batch) and not self.truncated:
-            self.truncated = True
-            rows.append(
-                self._row(
-                    OutputLine(
-                        "system",
-                        f"hodei: output truncated after {self.max_lines} lines",
-                        batch[len(keep)].ts,
-                    )
-                )
-            )
-        if not rows:
+        """The runner's ``on_output``: never raises, whatever the database does."""
+        # Lines still waiting from an earlier failure: the database is known to be in
+        # trouble, so try once now and leave the long retries to close().
+        delays = () if self._unwritten else _RETRY_DELAYS_S
+        self._queue(self._retention.admit(batch))
+        self._write_unwritten(delays)
+
+    def close(self) -> None:
+        """Write the held tail (after the marker, if lines were dropped), then what is still
+        unwritten, then a note of anything lost."""
+        self._queue(self._retention.finish())
+        self._write_unwritten(_FINAL_RETRY_DELAYS_S)
+        if self._unwritten:
+            self._lose(list(self._unwritten), self._lost_reason)
+            self._unwritten.clear()
+            self._unwritten_bytes = 0
+        self._note_losses(_FINAL_RETRY_DELAYS_S)
+
+    def _queue(self, lines: Sequence[OutputLine]) -> None:
+        for line in lines:
+            self._unwritten.append(self._row(line))
+            self._unwritten_bytes += len(line.data)
+        while self._unwritten_bytes > _MAX_UNWRITTEN_BYTES and len(self._unwritten) > 1:
+            old = self._unwritten.popleft()
+            self._unwritten_bytes -= len(old.data)
+            self._lose([old], self._lost_reason or "the database refused output")
+
+    def _write_unwritten(self, delays: Sequence[float]) -> None:
+        if not self._unwritten:
             return
-        try:
-            with self.store.transaction() as tx:
-                tx.logs.append(rows)
-        except HodeiError as exc:
-            # Output is best effort: losing lines must not fail or hang the job.
+        rows = list(self._unwritten)
+        error = self._append(rows, delays)
+        if error is None:
+            self._unwritten.clear()
+            self._unwritten_bytes = 0
+            self._note_losses(())
+            return
+        self._lost_reason = _reason(error)
+        if isinstance(error, DatabaseUnavailable):
+            return  # keep them for the next batch or the end: no row could be written now
+        # The database refuses this batch: write its lines one by one and lose only the
+        # ones it refuses.
+        self._unwritten.clear()
+        self._unwritten_bytes = 0
+        for row in rows:
+            if self._append([row], ()) is not None:
+                self._lose([row], self._lost_reason)
+        self._note_losses(())
+
+    def _append(self, rows: Sequence[LogLine], delays: Sequence[float]) -> Exception | None:
+        """Write ``rows`` in one transaction, trying again after each of ``delays``; the
+        last error, or None once written."""
+        for delay in (*delays, None):
+            try:
+                with self.store.transaction() as tx:
+                    tx.logs.append(rows)
+                return None
+            except Exception as exc:  # whatever the driver raises, output is not dropped
+                error = exc
+                logger.info(
+                    "writing %d output line(s) of job %s failed: %s",
+                    len(rows),
+                    self.job.id,
+                    _reason(exc),
+                    extra=self._log_extra(),
+                )
+            if delay is not None:
+                self._sleep(delay)
+        return error
+
+    def _lose(self, rows: Sequence[LogLine], reason: str) -> None:
+        self._lost_lines += len(rows)
+        self._lost_bytes += sum(len(r.data) for r in rows)
+        logger.warning(
+            "could not store %d output line(s) of job %s: %s",
+            len(rows),
+            self.job.id,
+            reason,
+            extra=self._log_extra(),
+        )
+
+    def _note_losses(self, delays: Sequence[float]) -> None:
+        """Say in the job's "system" stream what could not be stored (once written, the
+        count starts again)."""
+        if not self._lost_lines:
+            return
+        note = self._row(
+            OutputLine(
+                "system",
+                f"hodei: {self._lost_lines} output line(s) ({self._lost_bytes} bytes) of"
+                f" this attempt could not be stored: {self._lost_reason}",
+                datetime.now(UTC),
+            )
+        )
+        if self._append([note], delays) is None:
+            self._lost_lines = self._lost_bytes = 0
+        else:
             logger.warning(
-                "dropped %d log line(s) of job %s: %s",
-                len(rows),
+                "could not note in job %s's output that %d line(s) were lost",
                 self.job.id,
-                exc,
+                self._lost_lines,
                 extra=self._log_extra(),
             )
-            return
-        self.written += len(keep)
 
     def _row(self, line: OutputLine) -> LogLine:
-        return LogLine(self.job.id, self.job.attempt, line.stream, line.line, line.ts)
+        return LogLine(
+            self.job.id, self.job.attempt, line.stream, line.line, line.ts, data=line.data
+        )
 
     def _log_extra(self) -> dict[str, str]:
         return {"job_id": str(self.job.id), "correlation_id": self.job.correlation_id or ""}
+
+
+def _reason(exc: Exception) -> str:
+    """One line about a failed write, without SQL or parameters (which hold output)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first[:200]
 
 
 def run_attempt(
     store: Store,
     job: Job,
     *,
-    max_log_lines: int,
+    budget: Budget,
     grace_s: float,
     guard: GroupGuard | None = None,
 ) -> Outcome:
     """Run ``job``'s command for its current attempt and say how it ended."""
-    sink = LogSink(store, job, max_log_lines)
+    sink = LogSink(store, job, budget)
     extra = {
         "HODEI_JOB_ID": str(job.id),
         "HODEI_ATTEMPT": str(job.attempt),
@@ -88,14 +201,17 @@ def run_attempt(
             return tx.jobs.is_cancel_requested(job.id)
 
     runner = CommandRunner(grace_s=grace_s, cancel_check_interval_s=0.5, guard=guard)
-    result = runner.run(
-        job.spec.argv,
-        env=build_job_env(job.spec.env, extra),
-        cwd=job.spec.working_dir,
-        timeout_s=job.spec.timeout_s,
-        on_output=sink.write,
-        should_cancel=should_cancel,
-    )
+    try:
+        result = runner.run(
+            job.spec.argv,
+            env=build_job_env(job.spec.env, extra),
+            cwd=job.spec.working_dir,
+            timeout_s=job.spec.timeout_s,
+            on_output=sink.write,
+            should_cancel=should_cancel,
+        )
+    finally:
+        sink.close()  # before the attempt's end is written: followers drain it all
     return Outcome(
         exit_code=result.exit_code,
         signal=result.signal,

@@ -16,14 +16,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
 logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES: Final = 64 * 1024
-TRUNCATION_MARKER: Final = f" [hodei: line truncated at {MAX_LINE_BYTES} bytes]"
 SPAWN_ERROR_EXIT_CODE: Final = 127
 ALLOWED_WORKER_ENV: Final = (
     "PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "SHELL", "TMPDIR",
@@ -38,11 +37,33 @@ _READER_DRAIN_S: Final = 2.0
 
 @dataclass(frozen=True)
 class OutputLine:
-    """One line of output: ``stream`` is "stdout", "stderr" or "system" (hodei's own notes)."""
+    """One line of output: ``stream`` is "stdout", "stderr" or "system" (hodei's own notes).
+
+    ``data`` is exactly the bytes the command wrote, its newline included (the last line of
+    a stream may have none); ``line`` is their readable text (see :func:`readable`). A line
+    made from text alone (hodei's notes) gets ``line`` and a newline, in UTF-8, as its data.
+    """
 
     stream: str
     line: str
     ts: datetime
+    data: bytes = field(default=b"", kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            object.__setattr__(self, "data", (self.line + "\n").encode())
+
+    @classmethod
+    def of_bytes(cls, stream: str, data: bytes, ts: datetime) -> OutputLine:
+        return cls(stream, readable(data), ts, data=data)
+
+
+def readable(data: bytes) -> str:
+    """A line's bytes as text that any database column holds: without its line ending
+    (newline, or CR LF), bytes that are not UTF-8 and NUL as U+FFFD. Lossy on purpose: the
+    exact bytes are kept beside it."""
+    text = data.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8", errors="replace")
+    return text.replace("\x00", "\ufffd")
 
 
 @dataclass(frozen=True)
@@ -109,7 +130,8 @@ class CommandRunner:
     ) -> CommandOutcome:
         """Run ``command`` (a string goes through ``/bin/sh -c``) to the end; never raises for
         a command that cannot start. Exceptions from ``on_output`` are logged and the batch is
-        dropped, so the callback should do its own retrying."""
+        dropped, so the callback should do its own retrying and say what it lost (as
+        ``delivery.LogSink`` does)."""
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         return _Run(self, on_output, should_cancel).execute(argv, env, cwd, timeout_s)
 
@@ -260,9 +282,8 @@ class _Run:
             logger.warning("reading the command's %s failed", reader.stream, exc_info=True)
             chunk = b""
         now = datetime.now(UTC)
-        texts = reader.feed(chunk) if chunk else reader.finish()
-        for text in texts:
-            self._add(OutputLine(reader.stream, text, now))
+        for stream, data in reader.feed(chunk) if chunk else reader.finish():
+            self._add(OutputLine.of_bytes(stream, data, now))
         if not chunk:
             self._selector.unregister(pipe)
             pipe.close()  # type: ignore[union-attr]
@@ -304,40 +325,52 @@ class _Run:
 
 
 class _LineReader:
-    """Splits one stream's bytes into decoded lines without their newline; a line longer
-    than MAX_LINE_BYTES is cut there (with a marker) and the rest of it skipped."""
+    """Splits one stream's bytes into lines, each with its newline, as ``(stream, bytes)``.
+
+    A line longer than MAX_LINE_BYTES keeps its first MAX_LINE_BYTES (given a newline, so
+    what follows starts a line of its own); the rest is skipped, and when the line ends a
+    note in the "system" stream says how long it was, so the job's own stream holds only
+    what the command wrote."""
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
         self._partial = b""
-        self._skipping = False  # inside the rest of a line that was cut
+        self._cut_length: int | None = None  # bytes so far of a line that was cut
 
-    def feed(self, chunk: bytes) -> list[str]:
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
         lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()
-        texts = []
+        out: list[tuple[str, bytes]] = []
         for line in lines:
-            if self._skipping:
-                self._skipping = False
+            if self._cut_length is not None:
+                out.append(self._cut_note(self._cut_length + len(line)))
+                self._cut_length = None
             elif len(line) > MAX_LINE_BYTES:
-                texts.append(_cut(line))
+                out += [(self.stream, line[:MAX_LINE_BYTES] + b"\n"), self._cut_note(len(line))]
             else:
-                texts.append(line.removesuffix(b"\r").decode("utf-8", errors="replace"))
-        if self._skipping:
+                out.append((self.stream, line + b"\n"))
+        if self._cut_length is not None:
+            self._cut_length += len(self._partial)
             self._partial = b""
         elif len(self._partial) > MAX_LINE_BYTES:
-            texts.append(_cut(self._partial))
-            self._partial, self._skipping = b"", True
-        return texts
+            out.append((self.stream, self._partial[:MAX_LINE_BYTES] + b"\n"))
+            self._cut_length, self._partial = len(self._partial), b""
+        return out
 
-    def finish(self) -> list[str]:
-        """The last line, if the stream did not end with a newline."""
+    def finish(self) -> list[tuple[str, bytes]]:
+        """The last line, if the stream did not end with a newline (kept without one)."""
         rest, self._partial = self._partial, b""
-        return [rest.decode("utf-8", errors="replace")] if rest else []
+        if self._cut_length is not None:
+            length, self._cut_length = self._cut_length, None
+            return [self._cut_note(length)]
+        return [(self.stream, rest)] if rest else []
 
-
-def _cut(line: bytes) -> str:
-    return line[:MAX_LINE_BYTES].decode("utf-8", errors="replace") + TRUNCATION_MARKER
+    def _cut_note(self, length: int) -> tuple[str, bytes]:
+        note = (
+            f"hodei: a {self.stream} line of {length} bytes was cut to its first"
+            f" {MAX_LINE_BYTES} bytes (longer lines are not kept whole)\n"
+        )
+        return ("system", note.encode())
 
 
 class _ExitWatch:

@@ -12,7 +12,7 @@ from hodei.domain.events import DomainEvent
 from hodei.domain.records import LogLine
 from hodei.services.ports import EventQuery
 from hodei.store.driver_statement import insert_rows
-from hodei.store.mapping import event_from_row, event_to_row, log_from_row
+from hodei.store.mapping import event_from_row, event_to_row, log_from_row, log_to_row
 from hodei.store.tables import domain_events as events
 from hodei.store.tables import job_logs
 
@@ -53,17 +53,9 @@ class SqlLogRepository:
         self._c = connection
 
     def append(self, lines: Sequence[LogLine]) -> None:
-        rows = [
-            {
-                "job_id": ln.job_id,
-                "attempt_no": ln.attempt_no,
-                "stream": ln.stream,
-                "line": ln.line,
-                "ts": ln.ts,
-            }
-            for ln in lines
-        ]
-        insert_rows(self._c, job_logs, rows)
+        # Several rows go in with one COPY on PostgreSQL (insert_rows); ``data`` is bytea
+        # there and a BLOB on SQLite, NULL for most lines (see mapping.log_to_row).
+        insert_rows(self._c, job_logs, [log_to_row(ln) for ln in lines])
 
     def read(
         self, job_id: UUID, *, after_id: int = 0, limit: int = 1000, tail: int | None = None
@@ -74,6 +66,16 @@ class SqlLogRepository:
             return [log_from_row(r) for r in reversed(list(rows))]
         rows = self._c.execute(stmt.order_by(job_logs.c.id).limit(limit)).mappings()
         return [log_from_row(r) for r in rows]
+
+    def tail_start(self, job_id: UUID, lines: int) -> int:
+        stmt = (
+            sa.select(job_logs.c.id)
+            .where(job_logs.c.job_id == job_id)
+            .order_by(job_logs.c.id.desc())
+            .offset(lines)
+            .limit(1)
+        )
+        return int(self._c.execute(stmt).scalar() or 0)
 
     def count(self, job_id: UUID, attempt_no: int) -> int:
         stmt = sa.select(sa.func.count()).where(

@@ -176,7 +176,22 @@ def event_from_row(row: Mapping[Any, Any]) -> DomainEvent:
 
 
 def log_from_row(row: Mapping[Any, Any]) -> LogLine:
-    return LogLine(**dict(row))
+    values = dict(row)
+    # NULL: the line's bytes are its text and a newline (most lines), see log_to_row.
+    data = values.pop("data") or b""
+    return LogLine(**values, data=data)
+
+
+def log_to_row(line: LogLine) -> dict[str, Any]:
+    return {
+        "job_id": line.job_id,
+        "attempt_no": line.attempt_no,
+        "stream": line.stream,
+        "line": line.line,
+        "ts": line.ts,
+        # Only a line whose text does not give back its bytes stores them.
+        "data": None if line.data == line.plain_data else line.data,
+    }
 
 
 def _enum_value(value: Any) -> Any:

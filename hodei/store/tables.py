@@ -104,6 +104,9 @@ job_logs = sa.Table(
     sa.Column("stream", sa.String(10), nullable=False),
     sa.Column("line", sa.Text(), nullable=False),
     _ts("ts", nullable=False),
+    # The line's exact bytes where ``line`` (readable text) and a newline are not them:
+    # NUL bytes, bytes that are not UTF-8, CR LF, a last line without newline.
+    sa.Column("data", sa.LargeBinary(), nullable=True),
     sa.Index("ix_job_logs_job_id_id", "job_id", "id"),
 )
 

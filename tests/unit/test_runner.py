@@ -17,7 +17,6 @@ import pytest
 
 from hodei.runtime.runner import (
     MAX_LINE_BYTES,
-    TRUNCATION_MARKER,
     CommandOutcome,
     CommandRunner,
     OutputLine,
@@ -283,14 +282,24 @@ def test_output_without_trailing_newline_is_delivered() -> None:
     assert out.texts("stderr") == ["err"]
 
 
-def test_long_lines_are_cut_and_bad_utf8_is_replaced() -> None:
+def test_long_lines_are_cut_with_a_note_in_system_and_bytes_are_kept() -> None:
     script = (
-        "import sys; sys.stdout.buffer.write(b'x' * 200000 + b'\\nafter\\n\\xff\\r\\n');"
+        "import sys; sys.stdout.buffer.write(b'x' * 200000 + b'\\nafter\\n\\xff\\r\\na\\x00b');"
         "sys.stdout.flush()"
     )
     outcome, out = run([sys.executable, "-c", script])
     assert outcome.exit_code == 0
-    assert out.texts("stdout") == ["x" * MAX_LINE_BYTES + TRUNCATION_MARKER, "after", "\ufffd"]
+    assert out.texts("stdout") == ["x" * MAX_LINE_BYTES, "after", "\ufffd", "a\ufffdb"]
+    assert [ln.data for ln in out.lines if ln.stream == "stdout"] == [
+        b"x" * MAX_LINE_BYTES + b"\n",
+        b"after\n",
+        b"\xff\r\n",
+        b"a\x00b",
+    ]
+    assert out.texts("system") == [
+        f"hodei: a stdout line of 200000 bytes was cut to its first {MAX_LINE_BYTES} bytes"
+        " (longer lines are not kept whole)"
+    ]
 
 
 def test_parallel_runs_do_not_mix_output() -> None:
@@ -420,14 +429,19 @@ def test_lines_do_not_depend_on_how_the_pipe_cuts_the_bytes(chunk_size: int) -> 
         + b"\n\nlast \xff"
     )
     reader = _LineReader("stdout")
-    texts = []
+    out = []
     for i in range(0, len(data), chunk_size):
-        texts += reader.feed(data[i : i + chunk_size])
-    texts += reader.finish()
-    assert texts == [
-        "first",
-        "y" * MAX_LINE_BYTES + TRUNCATION_MARKER,
-        "exact" + "z" * (MAX_LINE_BYTES - 5),
-        "",
-        "last \ufffd",
+        out += reader.feed(data[i : i + chunk_size])
+    out += reader.finish()
+    assert out == [
+        ("stdout", b"first\r\n"),
+        ("stdout", b"y" * MAX_LINE_BYTES + b"\n"),
+        (
+            "system",
+            f"hodei: a stdout line of {MAX_LINE_BYTES + 5} bytes was cut to its first"
+            f" {MAX_LINE_BYTES} bytes (longer lines are not kept whole)\n".encode(),
+        ),
+        ("stdout", b"exact" + b"z" * (MAX_LINE_BYTES - 5) + b"\n"),
+        ("stdout", b"\n"),
+        ("stdout", b"last \xff"),
     ]

@@ -41,6 +41,17 @@ def test_log_format_and_level_are_checked() -> None:
         Settings.from_env({"HODEI_LOG_FORMAT": "xml"})
 
 
+def test_output_limits_are_zero_for_none_and_never_negative() -> None:
+    default = Settings.from_env({})
+    assert (default.max_log_bytes, default.max_log_lines) == (64 * 1024 * 1024, 0)
+    assert Settings.from_env({"HODEI_MAX_LOG_LINES": "0"}).max_log_lines == 0
+    for name in ("HODEI_MAX_LOG_LINES", "HODEI_MAX_LOG_BYTES"):
+        with pytest.raises(
+            InvalidConfiguration, match=f"^{name} must be 0 .no limit. or more, not -1$"
+        ):
+            Settings.from_env({name: "-1"})
+
+
 def test_child_environment_reproduces_the_settings(tmp_path: Path) -> None:
     settings = Settings.from_env({"HODEI_HOME": str(tmp_path), "HODEI_WORKER_STALE_AFTER": "7"})
     assert Settings.from_env(settings.child_environment()) == settings
