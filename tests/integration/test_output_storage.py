@@ -3,7 +3,9 @@ budget, and never dropped silently, with real workers on SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import random
 import subprocess
 import sys
@@ -55,6 +57,13 @@ def test_nul_bytes_round_trip_through_job_logs_and_the_sdk(client: Client) -> No
         ("stdout", "a\ufffdb", b"a\x00b\n"),
         ("stdout", "after-nul", b"after-nul\n"),
         ("stdout", "no newline", b"no newline\r"),
+    ]
+    as_json = cli_bytes(client.settings, "job", "logs", job_id, "--output", "json")
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [(r["line"], r.get("data_base64")) for r in records] == [
+        ("a\ufffdb", base64.b64encode(b"a\x00b\n").decode()),
+        ("after-nul", None),
+        ("no newline", base64.b64encode(b"no newline\r").decode()),
     ]
 
 

@@ -1,0 +1,82 @@
+"""The worker's output sink while PostgreSQL is unreachable (a TCP proxy cut, not a mock):
+lines wait and are written once it is back; what is finally lost is logged with the
+job's id, never dropped silently."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from hodei.domain.records import Job
+from hodei.domain.specs import JobSpec
+from hodei.runtime.delivery import LogSink
+from hodei.runtime.retention import Budget
+from hodei.runtime.runner import OutputLine
+from hodei.services.clock import SystemClock
+from hodei.services.submission import _store_jobs
+from hodei.store.engine import create_engine
+from hodei.store.sql_store import SqlStore
+from tests.support import TcpProxy
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def proxied(postgres_url: str) -> Iterator[tuple[TcpProxy, SqlStore, Job]]:
+    """A store that reaches the test's database through a proxy the test can cut."""
+    proxy = TcpProxy(sa.engine.make_url(postgres_url).port or 5432)
+    proxy.start()
+    url = sa.engine.make_url(postgres_url).set(port=proxy.port)
+    engine = create_engine(url.render_as_string(hide_password=False))
+    store = SqlStore(engine)
+    job = _store_jobs(store, SystemClock(), [JobSpec.create("true")], "test")[0].job
+    yield proxy, store, job
+    proxy.stop()
+    engine.dispose()
+
+
+def batch(*texts: str) -> list[OutputLine]:
+    return [OutputLine("stdout", t, datetime.now(UTC)) for t in texts]
+
+
+def stored(store: SqlStore, job: Job) -> list[tuple[str, str]]:
+    with store.reading() as tx:
+        return [(ln.stream, ln.line) for ln in tx.logs.read(job.id)]
+
+
+def test_lines_wait_for_the_database_and_are_written_when_it_is_back(
+    proxied: tuple[TcpProxy, SqlStore, Job],
+) -> None:
+    proxy, store, job = proxied
+    sink = LogSink(store, job, Budget(0), _sleep=lambda _s: None)
+    sink.write(batch("one"))
+    proxy.stop()
+    sink.write(batch("two", "three"))  # unreachable: kept
+    proxy.start()
+    sink.write(batch("four"))
+    sink.close()
+    assert stored(store, job) == [("stdout", t) for t in ("one", "two", "three", "four")]
+
+
+def test_lines_still_unwritten_at_the_end_are_logged_with_the_job_id(
+    proxied: tuple[TcpProxy, SqlStore, Job], caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy, store, job = proxied
+    sink = LogSink(store, job, Budget(0), _sleep=lambda _s: None)
+    sink.write(batch("one"))
+    proxy.stop()
+    with caplog.at_level(logging.WARNING, logger="hodei.runtime.delivery"):
+        sink.write(batch("two"))
+        sink.close()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage().split(":")[0] for r in warnings] == [
+        f"could not store 1 output line(s) of job {job.id}",
+        f"could not note in job {job.id}'s output that 1 line(s) were lost",
+    ]
+    assert all(getattr(r, "job_id", None) == str(job.id) for r in warnings)
+    proxy.start()
+    assert stored(store, job) == [("stdout", "one")]
