@@ -51,6 +51,8 @@ class LogSink:
     _lost_lines: int = field(init=False, default=0)
     _lost_bytes: int = field(init=False, default=0)
     _lost_reason: str = field(init=False, default="")
+    _holding: bool = field(init=False, default=False)  # lines wait for the database
+    # How to wait between tries; a test may make it instant.
     _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,10 +81,12 @@ class LogSink:
         for line in lines:
             self._unwritten.append(self._row(line))
             self._unwritten_bytes += len(line.data)
+        overflow: list[LogLine] = []
         while self._unwritten_bytes > _MAX_UNWRITTEN_BYTES and len(self._unwritten) > 1:
-            old = self._unwritten.popleft()
-            self._unwritten_bytes -= len(old.data)
-            self._lose([old], self._lost_reason or "the database refused output")
+            overflow.append(self._unwritten.popleft())
+            self._unwritten_bytes -= len(overflow[-1].data)
+        if overflow:
+            self._lose(overflow, f"{self._lost_reason} (more than the worker holds)")
 
     def _write_unwritten(self, delays: Sequence[float]) -> None:
         if not self._unwritten:
@@ -90,13 +94,31 @@ class LogSink:
         rows = list(self._unwritten)
         error = self._append(rows, delays)
         if error is None:
+            if self._holding:
+                self._holding = False
+                logger.info(
+                    "wrote %d held output line(s) of job %s",
+                    len(rows),
+                    self.job.id,
+                    extra=self._log_extra(),
+                )
             self._unwritten.clear()
             self._unwritten_bytes = 0
             self._note_losses(())
             return
         self._lost_reason = _reason(error)
         if isinstance(error, DatabaseUnavailable):
-            return  # keep them for the next batch or the end: no row could be written now
+            # Keep them for the next batch or the end: no row could be written now. One
+            # warning when holding starts, one line when it ends, not one per batch.
+            if not self._holding:
+                self._holding = True
+                logger.warning(
+                    "holding output of job %s until the database is back: %s",
+                    self.job.id,
+                    self._lost_reason,
+                    extra=self._log_extra(),
+                )
+            return
         # The database refuses this batch: write its lines one by one and lose only the
         # ones it refuses.
         self._unwritten.clear()
@@ -116,7 +138,7 @@ class LogSink:
                 return None
             except Exception as exc:  # whatever the driver raises, output is not dropped
                 error = exc
-                logger.info(
+                logger.debug(
                     "writing %d output line(s) of job %s failed: %s",
                     len(rows),
                     self.job.id,

@@ -74,6 +74,7 @@ def test_lines_still_unwritten_at_the_end_are_logged_with_the_job_id(
         sink.close()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage().split(":")[0] for r in warnings] == [
+        f"holding output of job {job.id} until the database is back",
         f"could not store 1 output line(s) of job {job.id}",
         f"could not note in job {job.id}'s output that 1 line(s) were lost",
     ]

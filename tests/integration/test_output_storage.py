@@ -78,6 +78,7 @@ def test_random_binary_output_round_trips_byte_exact(client: Client, tmp_path: P
     assert cli.stdout == data
 
 
+@pytest.mark.slow
 def test_long_output_comes_back_in_full_and_a_limit_says_so(client: Client) -> None:
     # More than the old 1000-line read limit and the old 10,000-line retention.
     job_id = run_job(client, "seq 1 12000")
