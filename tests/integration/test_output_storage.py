@@ -67,6 +67,13 @@ def test_nul_bytes_round_trip_through_job_logs_and_the_sdk(client: Client) -> No
     ]
 
 
+def test_job_run_streams_the_exact_bytes(client: Client) -> None:
+    ran = cli_bytes(client.settings, "job", "run", "--", "printf 'a\\000b\\n\\377'; echo e >&2")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == b"a\x00b\n\xff"
+    assert b"\ne\n" in ran.stderr
+
+
 def test_random_binary_output_round_trips_byte_exact(client: Client, tmp_path: Path) -> None:
     data = random.Random(15).randbytes(200_000)
     assert max(len(part) for part in data.split(b"\n")) < MAX_LINE_BYTES
