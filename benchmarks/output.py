@@ -68,7 +68,7 @@ def new_split(data: bytes, chunk: int) -> int:
     for i in range(0, len(data), chunk):
         now = datetime.now(UTC)
         for stream, raw in reader.feed(data[i : i + chunk]):
-            OutputLine.of_bytes(stream, raw, now)
+            OutputLine.of_bytes(stream, now, raw)
             count += 1
     return count
 

@@ -54,7 +54,7 @@ class OutputLine:
             object.__setattr__(self, "data", (self.line + "\n").encode())
 
     @classmethod
-    def of_bytes(cls, stream: str, data: bytes, ts: datetime) -> OutputLine:
+    def of_bytes(cls, stream: str, ts: datetime, data: bytes) -> OutputLine:
         return cls(stream, readable(data), ts, data=data)
 
 
@@ -283,7 +283,7 @@ class _Run:
             chunk = b""
         now = datetime.now(UTC)
         for stream, data in reader.feed(chunk) if chunk else reader.finish():
-            self._add(OutputLine.of_bytes(stream, data, now))
+            self._add(OutputLine.of_bytes(stream, now, data))
         if not chunk:
             self._selector.unregister(pipe)
             pipe.close()  # type: ignore[union-attr]

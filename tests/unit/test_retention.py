@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hodei.runtime import retention
 from hodei.runtime.retention import Budget, Retention
 from hodei.runtime.runner import OutputLine
 
@@ -96,3 +97,24 @@ def test_system_notes_are_never_dropped_nor_counted() -> None:
 def test_a_negative_budget_is_refused() -> None:
     with pytest.raises(ValueError):
         Budget(max_bytes=-1)
+
+
+def test_the_tail_is_half_the_budget_within_its_own_bounds() -> None:
+    mib = 1024 * 1024
+    assert (Budget(64 * mib).head(), Budget(64 * mib).tail()) == (
+        (56 * mib, None),
+        (8 * mib, 100_000),
+    )
+    assert (Budget(10_000).head(), Budget(10_000).tail()) == ((5_000, None), (5_000, 100_000))
+    assert (Budget(0, 10).head(), Budget(0, 10).tail()) == ((None, 5), (8 * mib, 5))
+
+
+def test_the_held_tail_never_grows_past_its_line_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retention, "TAIL_MAX_LINES", 3)
+    got = kept(Retention(Budget(max_bytes=20)), [lines(*"abcdefghijkl")])
+    assert [text for _, text in got] == [
+        *"abcde",
+        "hodei: output over this attempt's limit of 20 bytes: 4 lines (8 bytes) dropped here,"
+        " between the first and the last lines",
+        *"jkl",
+    ]
