@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 _RETRY_DELAYS_S = (0.05, 0.25, 1.0)
 _FINAL_RETRY_DELAYS_S = (0.25, 1.0, 2.0, 4.0)
 # Output held for a database that failed, at most; older lines past it are lost (and
-# said to be).
+# said to be). Lines too, as each costs a few hundred bytes of bookkeeping.
 _MAX_UNWRITTEN_BYTES = 8 * 1024 * 1024
+_MAX_UNWRITTEN_LINES = 50_000
 
 
 @dataclass
@@ -50,7 +51,8 @@ class LogSink:
     _unwritten_bytes: int = field(init=False, default=0)
     _lost_lines: int = field(init=False, default=0)
     _lost_bytes: int = field(init=False, default=0)
-    _lost_reason: str = field(init=False, default="")
+    _lost_reason: str = field(init=False, default="")  # of the last failed write
+    _loss_reason: str = field(init=False, default="")  # of the last lines given up
     _holding: bool = field(init=False, default=False)  # lines wait for the database
     # How to wait between tries; a test may make it instant.
     _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
@@ -82,7 +84,10 @@ class LogSink:
             self._unwritten.append(self._row(line))
             self._unwritten_bytes += len(line.data)
         overflow: list[LogLine] = []
-        while self._unwritten_bytes > _MAX_UNWRITTEN_BYTES and len(self._unwritten) > 1:
+        while len(self._unwritten) > 1 and (
+            self._unwritten_bytes > _MAX_UNWRITTEN_BYTES
+            or len(self._unwritten) > _MAX_UNWRITTEN_LINES
+        ):
             overflow.append(self._unwritten.popleft())
             self._unwritten_bytes -= len(overflow[-1].data)
         if overflow:
@@ -150,6 +155,7 @@ class LogSink:
         return error
 
     def _lose(self, rows: Sequence[LogLine], reason: str) -> None:
+        self._loss_reason = reason
         self._lost_lines += len(rows)
         self._lost_bytes += sum(len(r.data) for r in rows)
         logger.warning(
@@ -169,7 +175,7 @@ class LogSink:
             OutputLine(
                 "system",
                 f"hodei: {self._lost_lines} output line(s) ({self._lost_bytes} bytes) of"
-                f" this attempt could not be stored: {self._lost_reason}",
+                f" this attempt could not be stored: {self._loss_reason}",
                 datetime.now(UTC),
             )
         )

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
+from hodei.runtime import delivery
 from hodei.runtime.delivery import LogSink
 from hodei.runtime.retention import Budget
 from hodei.runtime.runner import OutputLine
@@ -81,3 +82,21 @@ def test_lines_still_unwritten_at_the_end_are_logged_with_the_job_id(
     assert all(getattr(r, "job_id", None) == str(job.id) for r in warnings)
     proxy.start()
     assert stored(store, job) == [("stdout", "one")]
+
+
+def test_past_what_the_sink_holds_the_oldest_lines_are_lost_and_said_to_be(
+    proxied: tuple[TcpProxy, SqlStore, Job], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy, store, job = proxied
+    monkeypatch.setattr(delivery, "_MAX_UNWRITTEN_LINES", 2)
+    sink = LogSink(store, job, Budget(0), _sleep=lambda _s: None)
+    proxy.stop()
+    for text in ("one", "two", "three", "four"):
+        sink.write(batch(text))
+    proxy.start()
+    sink.close()
+    got = stored(store, job)
+    assert got[:2] == [("stdout", "three"), ("stdout", "four")]
+    assert len(got) == 3 and got[2][0] == "system"
+    assert got[2][1].startswith("hodei: 2 output line(s) (8 bytes) of this attempt could not")
+    assert got[2][1].endswith("(more than the worker holds)")
