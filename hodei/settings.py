@@ -45,6 +45,7 @@ class Settings:
     flower_basic_auth: str = field(default="", repr=False)
     serve_address: str = "127.0.0.1"
     serve_port: int = 9464
+    job_cgroup: str = "auto"  # "off": no cgroup per job even where one could be made
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -63,6 +64,10 @@ class Settings:
         if self.log_format not in _LOG_FORMATS:
             raise InvalidConfiguration(
                 f"HODEI_LOG_FORMAT must be text or json, not {self.log_format!r}"
+            )
+        if self.job_cgroup not in ("auto", "off"):
+            raise InvalidConfiguration(
+                f"HODEI_JOB_CGROUP must be auto or off, not {self.job_cgroup!r}"
             )
 
     @classmethod

@@ -244,3 +244,44 @@ class StoreWithHook:
 
     def reading(self) -> contextlib.AbstractContextManager[Any]:
         return self._store.reading()
+
+
+# Commands that leave the job's process group: each process carries a unique argv marker
+# (a sleep of 1000.<tag>) so that a scan of /proc finds exactly the ones a test started.
+ESCAPES = (
+    "setsid sleep 1000.{t}1 > /dev/null 2>&1 &",  # a new session
+    "sh -c '(setsid sleep 1000.{t}2 > /dev/null 2>&1 &) &'",  # a daemon's double fork
+    "nohup sleep 1000.{t}3 > /dev/null 2>&1 &",  # stays in the group
+    "nohup setsid sleep 1000.{t}4 > /dev/null 2>&1 &",  # and leaves it
+    "env -i setsid sleep 1000.{t}6 > /dev/null 2>&1 &",  # and without hodei's environment
+)
+
+
+def escaping_command(tag: str, then: str, *, marked_only: bool = False) -> str:
+    """A command that starts ESCAPES (``marked_only``: not those that drop the
+    environment), waits until they are started, then runs ``then``."""
+    escapes = ESCAPES[:-1] if marked_only else ESCAPES
+    return "\n".join([*(e.format(t=tag) for e in escapes), "sleep 0.3", then])
+
+
+def survivors(tag: str) -> list[str]:
+    """Live processes (not zombies) whose argv holds the test's marker."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+            argv = raw.replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"sleep 1000.{tag}" in argv and state != "Z":
+            found.append(f"{entry}: {argv.strip()}")
+    return found
+
+
+def kill_survivors(tag: str) -> None:
+    for line in survivors(tag):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)

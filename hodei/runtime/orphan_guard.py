@@ -1,4 +1,4 @@
-"""Make a job's process group die with its worker, however the worker dies.
+"""Make a job's processes die with their worker, however the worker dies.
 
 A SIGKILLed worker (``kill -9``, the OOM killer) cannot clean up, and its jobs' process
 groups would run on as orphans: their commands finish after the reaper has requeued them,
@@ -6,10 +6,12 @@ so they complete twice. ``PR_SET_PDEATHSIG`` does not cover this, as it reaches 
 direct child (``/bin/sh``), not what the shell started.
 
 So every worker starts a small guard process and keeps the write end of a pipe to it.
-The worker tells the guard each job group it starts and ends. When the pipe reaches end
-of file, which the kernel guarantees when the worker exits in any way, the guard SIGKILLs
-the groups still open and exits. The guard is this file run as a script (``python -I``),
-so it loads only the standard library.
+The worker tells the guard each job it starts and ends: its process group, its run marker
+and its cgroup if it has one. When the pipe reaches end of file, which the kernel
+guarantees when the worker exits in any way, the guard SIGKILLs the groups still open, the
+processes of their cgroups and every process that carries one of their markers (those
+that left the group; with the worker gone they are init's), and exits. The guard is this
+file run as a script (``python -I``), so it loads only the standard library.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ import subprocess
 import sys
 import threading
 from typing import IO
+
+if __package__:
+    from hodei.runtime import proctree
+else:  # run as the guard script: load the sibling module alone, not hodei's package
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import proctree  # type: ignore[import-not-found,no-redef]
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +50,12 @@ class OrphanGuard:
         )
         self._pipe: IO[bytes] | None = self._proc.stdin
         self.pid = self._proc.pid
+        proctree.TRACKER.add_helper(self.pid)  # a child of the worker, but no job's
 
-    def watch(self, pgid: int) -> None:
-        """Kill group ``pgid`` if this process dies before :meth:`release`."""
-        self._send(f"+{pgid}\n")
+    def watch(self, pgid: int, run_id: str = "", cgroup: str | None = None) -> None:
+        """Kill group ``pgid``, cgroup ``cgroup`` and the processes marked ``run_id`` if
+        this process dies before :meth:`release`."""
+        self._send(f"+{pgid} {run_id or '-'} {cgroup or '-'}\n")
 
     def release(self, pgid: int) -> None:
         """Group ``pgid`` has ended (its leader is reaped); forget it."""
@@ -75,20 +85,48 @@ class OrphanGuard:
 
 
 def _guard_main() -> None:
-    """The guard process: track groups from stdin; at end of file, kill the ones left."""
+    """The guard process: track jobs from stdin; at end of file, kill the ones left."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    groups: set[int] = set()
+    jobs: dict[int, tuple[str, str]] = {}  # pgid -> (run id, cgroup path), "-" for none
+    bases: set[str] = set()  # the worker's cgroup directories, removed at the end
     with contextlib.suppress(OSError):
         for raw in sys.stdin.buffer:
-            line = raw.strip()
-            if line[:1] == b"+":
-                groups.add(int(line[1:]))
-            elif line[:1] == b"-":
-                groups.discard(int(line[1:]))
-    for pgid in groups:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line[:1] == "+":
+                pgid, run_id, cgroup = ([*line[1:].split(" ", 2), "-", "-"])[:3]
+                jobs[int(pgid)] = (run_id, cgroup)
+                if cgroup != "-":
+                    bases.add(os.path.dirname(cgroup))
+            elif line[:1] == "-":
+                jobs.pop(int(line[1:]), None)
+    for pgid in jobs:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+    cgroups = [cg for _, cg in jobs.values() if cg != "-"]
+    for cgroup in cgroups:
+        proctree.kill_cgroup(cgroup)
+    markers = {run_id for run_id, _ in jobs.values() if run_id != "-"}
+    if markers:
+        _kill_marked(markers)
+    for cgroup in cgroups:
+        proctree.remove_cgroup(cgroup)
+    for base in bases:
+        with contextlib.suppress(OSError):  # empty once its runs' are gone
+            os.rmdir(base)
+
+
+def _kill_marked(markers: set[str]) -> None:
+    """SIGKILL every process whose run marker is one of ``markers``, until none is left."""
+    for _ in range(10):
+        found = 0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and proctree.run_marker(int(entry)) in markers:
+                found += 1
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry), signal.SIGKILL)
+        if not found:
+            return
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Run one job's command on a worker machine.
 
-The command runs in its own process group so that a timeout, a cancellation or its own exit
-can take down everything it started. Output is read and handed to the caller in batches on
-the thread that called :meth:`CommandRunner.run`, which starts no threads of its own.
+The command runs in its own process group, and in a cgroup of its own where the worker may
+create one (``proctree``), so that a timeout, a cancellation or its own exit can take down
+everything it started, also what left the group. Output is read and handed to the caller
+in batches on the thread that called :meth:`CommandRunner.run`, which starts no threads of
+its own.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Protocol
+
+from hodei.runtime import proctree
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +100,10 @@ def build_job_env(
 
 
 class GroupGuard(Protocol):
-    """Kills a job's process group if the worker dies while it runs (see orphan_guard)."""
+    """Kills a job's processes if the worker dies while it runs (see orphan_guard): its
+    process group, its cgroup (if any) and every process with its run marker."""
 
-    def watch(self, pgid: int) -> None: ...
+    def watch(self, pgid: int, run_id: str = "", cgroup: str | None = None) -> None: ...
 
     def release(self, pgid: int) -> None: ...
 
@@ -111,6 +117,7 @@ class CommandRunner:
     grace_s: float = 5.0
     cancel_check_interval_s: float = 0.5
     guard: GroupGuard | None = None
+    use_cgroup: bool = True  # where possible (proctree.RunCgroup); the sweep runs anyway
 
     def __post_init__(self) -> None:
         if self.flush_max_lines < 1:
@@ -129,9 +136,10 @@ class CommandRunner:
         should_cancel: Callable[[], bool],
     ) -> CommandOutcome:
         """Run ``command`` (a string goes through ``/bin/sh -c``) to the end; never raises for
-        a command that cannot start. Exceptions from ``on_output`` are logged and the batch is
-        dropped, so the callback should do its own retrying and say what it lost (as
-        ``delivery.LogSink`` does)."""
+        a command that cannot start. The command's env gets ``HODEI_RUN_ID``, the marker by
+        which its processes are found however they detach. Exceptions from ``on_output``
+        are logged and the batch is dropped, so the callback should do its own retrying
+        and say what it lost (as ``delivery.LogSink`` does)."""
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         return _Run(self, on_output, should_cancel).execute(argv, env, cwd, timeout_s)
 
@@ -156,6 +164,7 @@ class _Run:
         self._exited_at: float | None = None
         self._stop_reason: str | None = None  # "timeout" or "cancel"
         self._kill_at: float | None = None  # when SIGTERM's grace runs out; None once killed
+        self._cgroup: proctree.RunCgroup | None = None
 
     def execute(
         self, argv: list[str], env: Mapping[str, str], cwd: str | None, timeout_s: float
@@ -163,23 +172,43 @@ class _Run:
         started = time.monotonic()
         if not argv:
             return self._spawn_failed("empty command", started)
+        run_id = uuid.uuid4().hex
+        env = {**env, proctree.RUN_ID_ENV: run_id}
+        self._cgroup = proctree.RunCgroup.create(run_id) if self._cfg.use_cgroup else None
         try:
-            proc = _spawn(argv, env, cwd)
+            with proctree.TRACKER.spawning():
+                with (
+                    self._cgroup.entered()
+                    if self._cgroup
+                    else contextlib.nullcontext(True) as inside
+                ):
+                    proc = _spawn(argv, env, cwd)
+                proctree.TRACKER.started(proc.pid, run_id)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            if self._cgroup is not None:
+                self._cgroup.remove()
             return self._spawn_failed(_spawn_error_message(exc, argv, cwd), started)
+        if self._cgroup is not None and not inside:
+            self._cgroup.remove()
+            self._cgroup = None
         guard = self._cfg.guard
         if guard is not None:
-            guard.watch(proc.pid)
+            guard.watch(proc.pid, run_id, self._cgroup.path if self._cgroup else None)
         exit_watch: _ExitWatch | None = None
+        tree_ended = False
         try:
             exit_watch = _ExitWatch(proc)
             self._watch(proc, exit_watch)
             self._supervise(proc.pid, started + timeout_s, timeout_s)
             returncode = _end_group(proc)
+            self._end_tree(proc.pid, run_id)
+            tree_ended = True
             self._drain()
         finally:
             if proc.returncode is None:  # leaving on an exception: the job must not outlive us
                 _end_group(proc)
+            if not tree_ended:
+                self._end_tree(proc.pid, run_id)
             # Closing gives a process that escaped the group and still writes EPIPE, not a
             # block. Closing a pipe twice (a reader closes it at its end) is harmless.
             for pipe in (proc.stdout, proc.stderr):
@@ -238,6 +267,8 @@ class _Run:
             if self._kill_at is not None and now >= self._kill_at:
                 self._kill_at = None
                 _killpg(pid, signal.SIGKILL)
+                if self._cgroup is not None:
+                    self._cgroup.kill()
                 self._system(
                     f"hodei: still running {self._cfg.grace_s:g}s after SIGTERM,"
                     " sent SIGKILL to the process group"
@@ -246,13 +277,33 @@ class _Run:
                 wakeups.append(self._kill_at)
             self._receive(max(0.0, min(*wakeups, self._flush_due()) - now))
 
+    def _end_tree(self, pid: int, run_id: str) -> None:
+        """Kill what the command left running outside its process group: its cgroup's
+        processes, then every orphan with its marker (``proctree``), and say so."""
+        proctree.TRACKER.ended(pid)
+        left = 0
+        if self._cgroup is not None:
+            members = self._cgroup.pids()
+            left = len(proctree.outside_group(members, pid))
+            if members:
+                self._cgroup.kill()
+            self._cgroup.remove()  # waits until its processes are gone
+        left += proctree.TRACKER.sweep(run_id)
+        if left:
+            logger.info("killed %d process(es) the command left outside its group", left)
+            self._system(
+                f"hodei: killed {left} process(es) the command left running"
+                " outside its process group"
+            )
+
     def _drain(self) -> None:
         """Read the pipes to their end, waiting a bounded time for them to close."""
         give_up_at = time.monotonic() + _READER_DRAIN_S
         while self._open_pipes():
             now = time.monotonic()
             if now >= give_up_at:
-                # Only a process that left the job's process group can still hold the pipes.
+                # Only a process that escaped even the sweep (another user's, through sudo)
+                # can still hold the pipes.
                 logger.warning("output pipes still open after the command ended; not waiting")
                 self._system("hodei: output still open after the command ended; stopped reading")
                 return
@@ -314,6 +365,8 @@ class _Run:
         self._stop_reason = reason
         self._kill_at = time.monotonic() + self._cfg.grace_s
         _killpg(pid, signal.SIGTERM)
+        if self._cgroup is not None:
+            self._cgroup.signal(signal.SIGTERM)  # what left the group gets the grace too
         self._system(f"hodei: {what}, sent SIGTERM to the process group")
 
     def _cancel_requested(self) -> bool:

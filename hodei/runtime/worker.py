@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -15,15 +13,13 @@ from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.errors import HodeiError
-from hodei.runtime import context
+from hodei.runtime import context, proctree
 from hodei.runtime.context import WorkerContext
 from hodei.runtime.orphan_guard import OrphanGuard
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.workers import heartbeat, register_worker, terminate_worker
 
 logger = logging.getLogger(__name__)
-
-_PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,12 @@ class WorkerOptions:
 
 def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     """Run a worker until it is idle, drained, declared lost or sent SIGTERM; exit code."""
-    _become_subreaper()
+    # Orphans of its jobs re-parent to the worker, which kills what a job left behind at
+    # its end (proctree) and reaps them, instead of their piling up as zombies.
+    if not proctree.TRACKER.adopt_orphans():
+        logger.debug("could not become a child subreaper")
+    if container.settings.job_cgroup == "off":
+        proctree.cgroups_disabled()
     infra_ref = f"pid:{os.getpid()}@{socket.gethostname()}"
     worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
     if options.queue and options.queue != worker.queue:
@@ -64,6 +65,8 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         celery_worker.start()
     finally:
         ctx.stopping.set()
+        proctree.TRACKER.sweep(None)  # what no run could be told from another's, if any
+        proctree.remove_cgroup_base()
         if guard is not None:
             guard.close()
         terminate_worker(container.store, container.clock, worker.id, reason=ctx.stop_reason)
@@ -124,15 +127,3 @@ def _stop(ctx: WorkerContext, reason: str) -> None:
     ctx.stop_reason = reason
     # Celery's warm shutdown: stop consuming, let the running job finish, then exit.
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _become_subreaper() -> None:
-    # Orphans of a job's process group are re-parented here and reaped by the runner,
-    # instead of piling up as zombies under an init that does not reap.
-    if sys.platform != "linux":
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        logger.debug("could not become a child subreaper")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hodei.runtime import proctree
 from hodei.runtime.runner import (
     MAX_LINE_BYTES,
     CommandOutcome,
@@ -23,6 +24,7 @@ from hodei.runtime.runner import (
     build_job_env,
 )
 from tests.services import unavailable
+from tests.support import escaping_command, kill_survivors, survivors
 
 ENV = build_job_env({}, {})
 FAST = CommandRunner(flush_interval_s=0.05, grace_s=1.0, cancel_check_interval_s=0.05)
@@ -445,3 +447,60 @@ def test_lines_do_not_depend_on_how_the_pipe_cuts_the_bytes(chunk_size: int) -> 
         ("stdout", b"\n"),
         ("stdout", b"last \xff"),
     ]
+
+
+def cgroups_usable() -> bool:
+    group = proctree.RunCgroup.create(f"probe-{os.getpid()}")
+    if group is None:
+        return False
+    group.remove()
+    return True
+
+
+@pytest.fixture(params=["cgroup", "subreaper", "marker-scan"])
+def mechanism(request: pytest.FixtureRequest) -> Iterator[CommandRunner]:
+    """A runner that finds escaped processes by one mechanism: a cgroup per run, the
+    subtree of a subreaper, or (orphans gone to init) a scan of /proc for the marker."""
+    if not Path("/proc/self/stat").exists():
+        unavailable("needs /proc")
+    use_cgroup = request.param == "cgroup"
+    if use_cgroup and not cgroups_usable():
+        unavailable("this process may not create a cgroup v2 here")
+    reaper = request.param == "subreaper"
+    if reaper:
+        request.getfixturevalue("subreaper")
+    assert proctree.is_subreaper() is reaper
+    yield CommandRunner(
+        flush_interval_s=0.05, grace_s=0.5, cancel_check_interval_s=0.05, use_cgroup=use_cgroup
+    )
+
+
+@pytest.mark.parametrize("ending", ["exit", "timeout", "cancel"])
+def test_processes_that_left_the_group_do_not_survive_the_run(
+    mechanism: CommandRunner, ending: str
+) -> None:
+    tag = f"{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
+    then = "echo done" if ending == "exit" else "sleep 30"
+    started = time.monotonic()
+    try:
+        outcome, out = run(
+            escaping_command(tag, then, marked_only=not mechanism.use_cgroup),
+            runner=mechanism,
+            timeout_s=1.5 if ending == "timeout" else 20,
+            should_cancel=lambda: ending == "cancel" and time.monotonic() - started > 1.0,
+        )
+        assert time.monotonic() - started < 4  # no wait for pipes an escapee held
+        assert (outcome.timed_out, outcome.cancelled) == (ending == "timeout", ending == "cancel")
+        assert survivors(tag) == []
+        if ending == "exit":  # (on a stop, a cgroup's processes get the SIGTERM too)
+            assert any("left running outside its process group" in t for t in out.texts("system"))
+    finally:
+        kill_survivors(tag)
+
+
+def test_the_run_marker_is_in_the_command_s_environment() -> None:
+    _, out1 = run(f'echo "${proctree.RUN_ID_ENV}"')
+    _, out2 = run(f'echo "${proctree.RUN_ID_ENV}"')
+    markers = out1.texts("stdout") + out2.texts("stdout")
+    assert len(markers) == 2 and all(len(m) == 32 for m in markers)
+    assert markers[0] != markers[1]
