@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from uuid import UUID
 
 import click
 
@@ -22,6 +25,7 @@ from hodei.domain.events import DomainEvent
 from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
+from hodei.errors import Conflict
 from hodei.sdk import Client
 from hodei.services.events_feed import summarize as summarize_event
 from hodei.settings import Settings
@@ -30,6 +34,8 @@ from hodei.settings import Settings
 EXIT_TIMED_OUT = 124
 EXIT_CANCELLED = 130
 EXIT_OTHER_FAILURE = 1
+# Signals that stop `job run` as Ctrl-C does: the job is cancelled, the exit is 128 + n.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _client(ctx: click.Context) -> Client:
@@ -121,21 +127,64 @@ def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> Non
     if no_wait:
         _print_submitted(submitted, output)
         return
-    if output == "json":
-        print_json(job_to_dict(client.wait(submitted.id)))
-        sys.exit(exit_code_for(client.get(submitted.id)))
-    click.echo(f"hodei: job {submitted.id} submitted ({submitted.state})", err=True)
-    writer = LineWriter(live=True)
     try:
-        for line in client.follow_logs(submitted.id):
-            writer.write(line)
-    except KeyboardInterrupt:
-        client.cancel(submitted.id)
-        click.echo(f"hodei: cancelled job {submitted.id}", err=True)
-        sys.exit(EXIT_CANCELLED)
+        with stop_signals_raise():
+            if output == "json":
+                print_json(job_to_dict(client.wait(submitted.id)))
+                sys.exit(exit_code_for(client.get(submitted.id)))
+            click.echo(f"hodei: job {submitted.id} submitted ({submitted.state})", err=True)
+            writer = LineWriter(live=True)
+            for line in client.follow_logs(submitted.id):
+                writer.write(line)
+    except (KeyboardInterrupt, Stopped) as stop:
+        sys.exit(_cancel_on_stop(client, submitted.id, stop))
     final = client.get(submitted.id)
     click.echo(f"hodei: job {final.id} {final.state}{_why(final)}", err=True)
     sys.exit(exit_code_for(final))
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP reached ``job run`` (CI cancelled it, ``timeout``, a closed
+    terminal): like Ctrl-C's KeyboardInterrupt, so the job is not left unwatched."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Stopped` while the body runs."""
+
+    def raise_stopped(signum: int, _frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, raise_stopped) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _cancel_on_stop(client: Client, job_id: UUID, stop: BaseException) -> int:
+    """Cancel the job ``job run`` was watching; the exit code for how it was stopped:
+    130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP (128 + the signal)."""
+    signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+    # A second signal (Ctrl-C pressed twice, a CI runner's repeated SIGTERM) must not cut
+    # the cancel short: ignore them while it is written.
+    for sig in (signal.SIGINT, *_STOP_SIGNALS):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        cancelled = client.cancel(job_id)
+        what = f"cancelled job {job_id}"
+        if cancelled.state is not JobState.CANCELLED:
+            what = f"cancel requested for job {job_id}"
+    except Conflict:
+        what = f"job {job_id} had already ended ({client.get(job_id).state})"
+    with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+        click.echo(f"hodei: {signal.Signals(signum).name}: {what}", err=True)
+    return 128 + int(signum)
 
 
 def exit_code_for(job: Job) -> int:
