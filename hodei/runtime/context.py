@@ -17,7 +17,7 @@ class WorkerContext:
 
     container: Container
     worker: Worker
-    stop_reason: str = "SIGTERM"
+    stop_reason: str | None = None  # why it stops: set once, by the first cause
     stopping: threading.Event = field(default_factory=threading.Event)
     guard: GroupGuard | None = None
 

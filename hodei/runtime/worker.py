@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from hodei.bootstrap import Container
@@ -37,6 +38,8 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         logger.debug("could not become a child subreaper")
     if container.settings.job_cgroup == "off":
         proctree.cgroups_disabled()
+    # Before anything else: SIGHUP's default would end the worker unrecorded.
+    signal.signal(signal.SIGHUP, _ignore_sighup)
     infra_ref = f"pid:{os.getpid()}@{socket.gethostname()}"
     worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
     if options.queue and options.queue != worker.queue:
@@ -51,7 +54,7 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     )
     keeper.start()
     try:
-        celery_worker = container.app.Worker(
+        celery_worker = _celery_worker_class(container, ctx)(
             hostname=f"{worker.name}@{socket.gethostname()}",
             queues=[worker.queue],
             pool="threads",
@@ -63,13 +66,21 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
             loglevel=container.settings.log_level,
         )
         celery_worker.start()
+        if ctx.stop_reason is None:
+            code = getattr(celery_worker, "exitcode", None)
+            _set_reason(ctx, f"the Celery worker stopped (exit code {code})")
+    except BaseException as exc:
+        # Only the exception's type: its message may hold a broker URL with a password.
+        _set_reason(ctx, f"error: {type(exc).__name__}")
+        raise
     finally:
         ctx.stopping.set()
         proctree.TRACKER.sweep(None)  # what no run could be told from another's, if any
         proctree.remove_cgroup_base()
         if guard is not None:
             guard.close()
-        terminate_worker(container.store, container.clock, worker.id, reason=ctx.stop_reason)
+        reason = ctx.stop_reason or "stopped"
+        terminate_worker(container.store, container.clock, worker.id, reason=reason)
     return 0
 
 
@@ -120,10 +131,50 @@ def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
             return
 
 
+def _celery_worker_class(container: Container, ctx: WorkerContext) -> type[Any]:
+    """Celery's worker, with hodei's signal handling on top of Celery's own: SIGHUP
+    ignored (Celery would re-execute the worker, whose single-use token is spent), and
+    the stop signals recorded as the worker's end reason before Celery handles them."""
+    base: type[Any] = container.app.Worker
+
+    class HodeiCeleryWorker(base):  # type: ignore[misc,valid-type]
+        def install_platform_tweaks(self, worker: Any) -> None:
+            super().install_platform_tweaks(worker)
+            signal.signal(signal.SIGHUP, _ignore_sighup)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                signal.signal(sig, _recording(ctx, sig, signal.getsignal(sig)))
+
+    return HodeiCeleryWorker
+
+
+def _recording(ctx: WorkerContext, sig: signal.Signals, handler: Any) -> Any:
+    """``handler`` (Celery's), after noting ``sig`` as the reason unless one is set (the
+    worker's own stop sends itself SIGTERM after setting its reason)."""
+    if not callable(handler):
+        return handler
+
+    def record_then_handle(signum: int, frame: Any) -> Any:
+        _set_reason(ctx, sig.name)
+        return handler(signum, frame)
+
+    return record_then_handle
+
+
+def _ignore_sighup(signum: int, frame: object) -> None:
+    logger.warning(
+        "SIGHUP ignored: a hodei worker is not reloaded; SIGTERM stops it after its jobs"
+    )
+
+
+def _set_reason(ctx: WorkerContext, reason: str) -> None:
+    if ctx.stop_reason is None:
+        ctx.stop_reason = reason
+
+
 def _stop(ctx: WorkerContext, reason: str) -> None:
     logger.info(
         "worker %s stopping: %s", ctx.worker_id, reason, extra={"worker_id": str(ctx.worker_id)}
     )
-    ctx.stop_reason = reason
+    _set_reason(ctx, reason)
     # Celery's warm shutdown: stop consuming, let the running job finish, then exit.
     os.kill(os.getpid(), signal.SIGTERM)
