@@ -46,6 +46,7 @@ class Container:
         # A transaction idle for half the stale threshold belongs to a frozen process:
         # let PostgreSQL end it, so its locks cannot keep the reaper from that worker.
         idle_tx_timeout_s = min(max(self.settings.worker_stale_after_s / 2, 2.0), 60.0)
+        self._prepare_home()
         return create_engine(self.settings.database_url, idle_tx_timeout_s=idle_tx_timeout_s)
 
     @cached_property
@@ -83,7 +84,14 @@ class Container:
     def app(self) -> Celery:
         from hodei.queueing.app import create_app
 
+        self._prepare_home()
         return create_app(self.settings)
+
+    def _prepare_home(self) -> None:
+        # The default database and broker are files in HODEI_HOME: create it for them,
+        # and only for them (a SQLite URL elsewhere must name an existing directory).
+        if self.settings.uses_home:
+            self.settings.make_home()
 
     @cached_property
     def publisher(self) -> CeleryPublisher:

@@ -22,11 +22,24 @@ def mask_url(url: str) -> str:
     return _URL_PASSWORD.sub(r"\g<prefix>***", url)
 
 
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user data directory: ``$XDG_DATA_HOME/hodei``, else ``~/.local/share/hodei``.
+
+    Not the current directory: a home that moved with the shell showed another, empty
+    database to a user who ran hodei from elsewhere.
+    """
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_DATA_HOME", "")
+    # The XDG spec: a relative value is invalid and must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "hodei"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything hodei can be configured with, from HODEI_* environment variables."""
 
-    home: Path = Path(".hodei")
+    home: Path = field(default_factory=default_home)
     database_url: str = ""
     broker_url: str = ""
     log_level: str = "INFO"
@@ -48,6 +61,8 @@ class Settings:
     job_cgroup: str = "auto"  # "off": no cgroup per job even where one could be made
 
     def __post_init__(self) -> None:
+        # Absolute, so the URLs below and every child process name the same files.
+        object.__setattr__(self, "home", Path(os.path.abspath(Path(self.home).expanduser())))
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'hodei.sqlite'}")
         if not self.broker_url:
@@ -80,8 +95,28 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(f.name, f.type, raw)
+        if "home" not in values:
+            values["home"] = default_home(env)
         values.update(overrides)
         return cls(**values)
+
+    def make_home(self) -> Path:
+        """Create HODEI_HOME (and its parents) if it is missing; a one-line error if it
+        cannot be created (a read-only parent, a file in the way)."""
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidConfiguration(
+                f"HODEI_HOME {self.home} cannot be created: {exc.strerror or exc};"
+                " set HODEI_HOME to a writable directory"
+            ) from None
+        return self.home
+
+    @property
+    def uses_home(self) -> bool:
+        """True when the database or the broker is a file in HODEI_HOME."""
+        home = str(self.home)
+        return home in self.database_url or home in self.broker_url
 
     @property
     def is_embedded(self) -> bool:
@@ -128,7 +163,7 @@ def _env_name(field_name: str) -> str:
 def _parse(name: str, type_name: object, raw: str) -> Any:
     try:
         if type_name in ("Path", Path):
-            return Path(raw)
+            return Path(raw).expanduser()
         if type_name in ("float", float):
             return float(raw)
         if type_name in ("int", int):

@@ -53,7 +53,7 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     container = Container(settings)
     container.ensure_schema()
     maintenance_tasks.use_container(container)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.make_home()  # beat keeps its schedule there
     container.app.Worker(
         hostname=f"hodei-scheduler@{socket.gethostname()}",
         queues=[CONTROL_QUEUE],

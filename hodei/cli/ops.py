@@ -12,6 +12,7 @@ from hodei.cli.events import client, parse_duration
 from hodei.cli.output import OUTPUT_OPTION, ago, print_json, print_table
 from hodei.services.doctor import DoctorOptions, DoctorReport
 from hodei.services.status import SystemStatus
+from hodei.settings import mask_url
 
 # `hodei doctor` exits with this when it found something (like a linter).
 EXIT_FINDINGS = 1
@@ -21,11 +22,21 @@ EXIT_FINDINGS = 1
 @OUTPUT_OPTION
 @click.pass_context
 def status(ctx: click.Context, output: str) -> None:
-    """Jobs and workers by state, queues, providers and capacity, tokens outstanding."""
-    result = client(ctx).status()
+    """Where the data is, jobs and workers by state, queues, providers and capacity,
+    tokens outstanding."""
+    hodei = client(ctx)
+    result = hodei.status()
+    # Which database answered: a user who sees no jobs learns whether it is the one meant.
+    where = {
+        "database": mask_url(hodei.settings.database_url),
+        "broker": mask_url(hodei.settings.broker_url),
+        "home": str(hodei.settings.home),
+    }
     if output == "json":
-        print_json(result.to_dict())
+        print_json({**where, **result.to_dict()})
         return
+    for name, value in where.items():
+        click.echo(f"{name}: {value}")
     _print_status(result)
 
 

@@ -8,6 +8,7 @@ health changes.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -42,6 +43,7 @@ def adapter_for(provider: Provider, settings: Settings, store: Store, clock: Clo
         record_breaker_transition(store, clock, name, str(old), str(new), why)
 
     breaker = breaker_for(provider.name, on_transition)
+    _require_library(provider)
     if provider.provider_type == "docker":
         from hodei.providers.docker import DockerLauncher
 
@@ -53,6 +55,25 @@ def adapter_for(provider: Provider, settings: Settings, store: Store, clock: Clo
     raise InvalidConfiguration(
         f"provider {provider.name}: type {provider.provider_type!r} has no launcher here"
     )
+
+
+# The library each provider type needs, and the extra that installs it.
+_LIBRARIES = {"docker": ("docker", "docker"), "kubernetes": ("kubernetes", "kubernetes")}
+
+
+def _require_library(provider: Provider) -> None:
+    """A one-line error naming the extra to install, instead of an ImportError's traceback
+    from deep inside an adapter."""
+    module, extra = _LIBRARIES.get(provider.provider_type, ("", ""))
+    if not module:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise InvalidConfiguration(
+            f"provider {provider.name} ({provider.provider_type}) needs the {module} library:"
+            f" pip install 'hodei[{extra}]'"
+        ) from None
 
 
 class LocalProbe:

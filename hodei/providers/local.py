@@ -26,8 +26,8 @@ class LocalLauncher:
         self._settings = settings
 
     def launch(self, request: LaunchRequest) -> str:
-        log_dir = self._settings.home.resolve() / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = self._settings.make_home() / "logs"
+        log_dir.mkdir(exist_ok=True)
         env = {
             **os.environ,
             **self._settings.child_environment(),

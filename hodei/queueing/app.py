@@ -1,4 +1,4 @@
-"""The hodei Celery app (DESIGN.md section 5). Building it connects to nothing."""
+"""The hodei Celery app (docs/architecture.md, "Queues"). Building it connects to nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from hodei.settings import Settings
+from hodei.errors import InvalidConfiguration
+from hodei.settings import Settings, mask_url
 
 CONTROL_QUEUE = "hodei.control"
 RUN_JOB_TASK = "hodei.run_job"
@@ -18,6 +19,7 @@ def create_app(settings: Settings) -> Celery:
     from hodei.queueing import sqlite_transport
 
     sqlite_transport.install()
+    check_broker_url(settings.broker_url)
     app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
     app.conf.update(_config(settings))
     # Importing registers the tasks and signal handlers on this app.
@@ -27,6 +29,24 @@ def create_app(settings: Settings) -> Celery:
     task_events.install(app)
     _use_hodei_logging()
     return app
+
+
+def check_broker_url(url: str) -> None:
+    """A broker URL kombu has a transport for, and for a SQLite broker a file whose
+    directory exists: one line now rather than a KeyError from deep inside kombu."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    scheme, sep, rest = url.partition("://")
+    transport = scheme.partition("+")[0].lower()
+    if not sep or transport not in TRANSPORT_ALIASES:
+        raise InvalidConfiguration(
+            f"HODEI_BROKER_URL is not a broker URL hodei can use: {mask_url(url)!r}"
+            " (use redis://HOST:6379/0, amqp://USER:PASSWORD@HOST:5672// or sqla+sqlite:///PATH)"
+        )
+    if transport in ("sqla", "sqlalchemy") and scheme.partition("+")[2].startswith("sqlite"):
+        from hodei.store.engine import check_sqlite_directory
+
+        check_sqlite_directory(rest.removeprefix("/"), "HODEI_BROKER_URL")
 
 
 def _use_hodei_logging() -> None:

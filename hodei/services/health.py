@@ -18,6 +18,7 @@ from typing import Protocol
 from hodei.domain.events import Actor, EventType
 from hodei.domain.records import Provider
 from hodei.domain.states import ProviderHealth, ProviderStatus
+from hodei.errors import HodeiError
 from hodei.services.ports import Clock, Store
 from hodei.services.providers import DEFAULT_HEALTH_CHECK, provider_event
 
@@ -77,6 +78,9 @@ def check_providers(
             continue
         try:
             report = probe_for(provider).check(timeout_s(provider))
+        except HodeiError as exc:  # a known cause (a missing library): its line says it all
+            logger.info("health check of %s failed: %s", provider.name, exc)
+            report = HealthReport(ProviderHealth.UNHEALTHY, str(exc))
         except Exception as exc:  # a broken probe must not stop the others' checks
             logger.exception("health check of %s crashed", provider.name)
             report = HealthReport(ProviderHealth.UNHEALTHY, f"health check crashed: {exc}")
