@@ -98,6 +98,11 @@ class SchemaOutOfDate(HodeiError):
     exit_code = 6
 
 
+class SchemaMismatch(SchemaOutOfDate):
+    """The database schema does not match this hodei; `hodei db current --check` names
+    the differences."""
+
+
 class TokenRejected(HodeiError):
     """The bootstrap token was rejected."""
 

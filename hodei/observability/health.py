@@ -18,13 +18,17 @@ from celery import Celery
 from sqlalchemy.engine import Engine
 
 from hodei import __version__
-from hodei.errors import BrokerUnavailable, SchemaOutOfDate
+from hodei.errors import BrokerUnavailable, SchemaMismatch, SchemaOutOfDate
 from hodei.observability.metrics import pool_numbers
 from hodei.settings import mask_url
 from hodei.store.engine import database_errors
-from hodei.store.migrate import head_revision
+from hodei.store.migrate import head_revision, revision_gap
+from hodei.store.schema_check import schema_differences
 
 logger = logging.getLogger(__name__)
+
+# How often readiness compares the live tables with the expected schema.
+SCHEMA_RECHECK_S = 30.0
 
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
@@ -75,6 +79,8 @@ class HealthChecker:
         self._app = app
         self._broker_timeout_s = broker_timeout_s
         self._head = head_revision()
+        self._schema_checked_at: float | None = None
+        self._schema_differences: list[str] = []
         self._started = time.monotonic()
 
     def check_database(self) -> CheckResult:
@@ -88,11 +94,22 @@ class HealthChecker:
             connection.execute(sa.text("SELECT 1"))
             revision = _revision(connection)
         if revision != self._head:
-            found = revision or "an empty database"
-            raise SchemaOutOfDate(
-                f"schema is at {found}, hodei needs {self._head}: run `hodei db upgrade`"
-            )
+            raise SchemaOutOfDate(revision_gap(revision, self._head))
+        self._check_tables()
         return {"revision": revision, "pool": pool_numbers(self._engine)}
+
+    def _check_tables(self) -> None:
+        """The tables match the expected schema (a hand-renamed column leaves the revision
+        at head and breaks every command). Compared at most every SCHEMA_RECHECK_S: a
+        probe is asked every few seconds, and a schema changes rarely."""
+        now = time.monotonic()
+        if self._schema_checked_at is None or now - self._schema_checked_at >= SCHEMA_RECHECK_S:
+            self._schema_differences = schema_differences(self._engine)
+            self._schema_checked_at = now
+        if self._schema_differences:
+            raise SchemaMismatch(
+                f"schema differs from revision {self._head}: {'; '.join(self._schema_differences)}"
+            )
 
     def _broker(self) -> dict[str, Any]:
         url = mask_url(str(self._app.conf.broker_url))

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 
-from hodei.errors import DatabaseUnavailable, InvalidConfiguration
+from hodei.errors import DatabaseUnavailable, InvalidConfiguration, SchemaMismatch
 from hodei.settings import mask_url
 
 logger = logging.getLogger(__name__)
@@ -44,11 +44,13 @@ def create_engine(
             f"HODEI_DATABASE_URL is not a database URL: {mask_url(database_url)}"
         ) from None
     if url.get_backend_name() == "sqlite":
+        check_sqlite_directory(url.database, "HODEI_DATABASE_URL")
         return _sqlite_engine(url)
     if url.get_backend_name() == "postgresql":
         return _postgres_engine(url, pool_size, idle_tx_timeout_s)
     raise InvalidConfiguration(
-        f"unsupported database {url.get_backend_name()!r}: use postgresql or sqlite"
+        f"HODEI_DATABASE_URL: unsupported database {url.get_backend_name()!r};"
+        " use postgresql or sqlite"
     )
 
 
@@ -92,9 +94,20 @@ def _ping_when_idle(engine: Engine) -> None:
             raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
+def check_sqlite_directory(database: str | None, setting: str) -> None:
+    """A SQLite file's directory must exist: creating it would start a new, empty database
+    beside the one the user meant (a typo, a moved home), and look like lost jobs."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    directory = Path(database).absolute().parent
+    if not directory.is_dir():
+        raise InvalidConfiguration(
+            f"{setting}: the directory {directory} of the SQLite file does not exist"
+            " (create it, or fix the URL)"
+        )
+
+
 def _sqlite_engine(url: URL) -> Engine:
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     )
@@ -148,20 +161,30 @@ def translate_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 @contextlib.contextmanager
 def database_errors() -> Iterator[None]:
-    """Translate "cannot reach the database" errors at the adapter edge."""
+    """Translate "cannot reach the database" errors, and those of a schema that is not
+    the expected one, at the adapter edge."""
     try:
         yield
-    except sa.exc.OperationalError as exc:
-        if _is_schema_error(exc):
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
+        if is_schema_error(exc):
+            raise SchemaMismatch(
+                f"the database schema does not match this hodei ({_first_line(exc.orig)}):"
+                " run `hodei db current --check` to see the differences"
+            ) from None
+        if isinstance(exc, sa.exc.ProgrammingError):
             raise
         raise DatabaseUnavailable(f"database unavailable: {_first_line(exc.orig)}") from exc
     except sa.exc.InterfaceError as exc:
         raise DatabaseUnavailable(f"database unavailable: {_first_line(exc.orig)}") from exc
 
 
-def _is_schema_error(exc: sa.exc.OperationalError) -> bool:
+def is_schema_error(exc: sa.exc.DBAPIError) -> bool:
+    """True for a driver error that means a table or column is not where hodei expects."""
     text = str(exc.orig)
-    return "no such table" in text or "no such column" in text
+    if "no such table" in text or "no such column" in text or "has no column named" in text:
+        return True  # SQLite
+    # PostgreSQL: undefined_table, undefined_column.
+    return getattr(exc.orig, "sqlstate", None) in ("42P01", "42703")
 
 
 def _first_line(exc: BaseException | None) -> str:

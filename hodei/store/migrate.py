@@ -65,8 +65,23 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
     if auto_upgrade:
         upgrade(engine)
         return
-    found = current or "an empty database"
-    raise SchemaOutOfDate(f"the database is at {found}, hodei needs {head}: run `hodei db upgrade`")
+    raise SchemaOutOfDate(revision_gap(current, head))
+
+
+def revision_gap(current: str | None, head: str) -> str:
+    """Why the schema is not current, and what to run, in one line."""
+    if current is None:
+        return f"the database has no hodei schema yet (hodei needs {head}): run `hodei db upgrade`"
+    if not _known(current):
+        return f"the database is at revision {current}, which this hodei (at {head}) does not know"
+    return f"the database is at revision {current}, hodei needs {head}: run `hodei db upgrade`"
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises its own errors for an unknown revision
+        return False
 
 
 def table_exists(engine: Engine, name: str) -> bool:
