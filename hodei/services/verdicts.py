@@ -49,6 +49,15 @@ def age(moment: datetime | None, now: datetime) -> str:
     return f"{duration(now - moment)} ago"
 
 
+def went_silent(worker: Worker, now: datetime) -> str:
+    """``stopped heartbeating 4m ago``, or, for a worker that never sent one, since when."""
+    if worker.last_heartbeat is not None:
+        return f"stopped heartbeating {age(worker.last_heartbeat, now)}"
+    if worker.registered_at is not None:
+        return f"has sent no heartbeat since it registered {age(worker.registered_at, now)}"
+    return f"has neither registered nor sent a heartbeat (created {age(worker.created_at, now)})"
+
+
 def duration(delta: timedelta) -> str:
     seconds = max(int(delta.total_seconds()), 0)
     if seconds < 60:
@@ -160,8 +169,7 @@ def _running(f: Facts) -> Verdict:
     if is_stale(w, f):
         return Verdict(
             "stale_worker",
-            f"the job runs on worker {wid}, which stopped heartbeating "
-            f"{age(w.last_heartbeat, f.now)}",
+            f"the job runs on worker {wid}, which {went_silent(w, f.now)}",
             _REAP_ACTION,
         )
     ends = f"; times out at {clock_time(job.deadline_at)}" if job.deadline_at else ""
@@ -234,14 +242,11 @@ def _busy(f: Facts, fresh: list[Worker]) -> Verdict:
 def _stale(f: Facts, registered: list[Worker], queue: str) -> Verdict:
     newest = max(registered, key=lambda w: w.last_heartbeat or w.created_at)
     if len(registered) == 1:
-        text = (
-            f"the only worker on {queue} ({str(newest.id)[:8]}) stopped heartbeating "
-            f"{age(newest.last_heartbeat, f.now)}"
-        )
+        text = f"the only worker on {queue} ({str(newest.id)[:8]}) {went_silent(newest, f.now)}"
     else:
         text = (
-            f"all {len(registered)} workers on {queue} stopped heartbeating "
-            f"(the most recent {age(newest.last_heartbeat, f.now)})"
+            f"all {len(registered)} workers on {queue} are silent; the most recent, "
+            f"{str(newest.id)[:8]}, {went_silent(newest, f.now)}"
         )
     return Verdict("stale_worker", text, _REAP_ACTION)
 
@@ -319,7 +324,7 @@ def _unpublished(f: Facts) -> Verdict:
     last_error = f": {errors[-1]}" if errors and errors[-1] else ""
     return Verdict(
         "not_published",
-        f"the job has been due {age(since, f.now)} but is not on the broker{last_error}",
+        f"the job has been due for {duration(f.now - since)} but is not on the broker{last_error}",
         "check the broker (HODEI_BROKER_URL); `hodei maintenance run --task dispatch_pending` "
         "publishes it (the scheduler does it every few seconds: is `hodei scheduler` running?)",
     )

@@ -111,7 +111,7 @@ QUEUED_LONG = job(JobState.QUEUED, queued_at=NOW - timedelta(minutes=2))
         (
             facts(QUEUED_LONG, [worker(WorkerState.READY, 300), worker(WorkerState.BUSY, 200)]),
             "stale_worker",
-            "all 2 workers on hodei.local stopped heartbeating (the most recent 3m 20s ago)",
+            "all 2 workers on hodei.local are silent; the most recent, ",
         ),
         (
             facts(QUEUED_LONG, providers=[replace(LOCAL, status=ProviderStatus.DISABLED)]),
@@ -121,7 +121,7 @@ QUEUED_LONG = job(JobState.QUEUED, queued_at=NOW - timedelta(minutes=2))
         (
             facts(job(JobState.PENDING, next_attempt_at=NOW - timedelta(minutes=1))),
             "not_published",
-            "has been due 1m 0s ago but is not on the broker",
+            "has been due for 1m 0s but is not on the broker",
         ),
         (facts(job(JobState.PENDING, updated_at=NOW)), "publishing", "being put on the broker"),
         (
@@ -203,3 +203,21 @@ def test_summaries_are_one_line() -> None:
     assert summarize("JobUnschedulable", reasons) == "local: missing label gpu=true"
     health = {"old": "HEALTHY", "new": "UNHEALTHY", "message": "refused"}
     assert summarize("ProviderHealthChanged", health) == "health HEALTHY→UNHEALTHY message=refused"
+
+
+def test_a_worker_without_heartbeat_is_described_as_such_not_as_heartbeating_never() -> None:
+    from hodei.services.verdicts import went_silent
+
+    silent = worker(WorkerState.READY, None)
+    assert went_silent(silent, NOW) == "has sent no heartbeat since it registered 9m 0s ago"
+    unregistered = worker(WorkerState.READY, None, registered_at=None)
+    assert went_silent(unregistered, NOW) == (
+        "has neither registered nor sent a heartbeat (created 10m 0s ago)"
+    )
+    assert went_silent(worker(WorkerState.READY, 90), NOW) == "stopped heartbeating 1m 30s ago"
+    assert (
+        "never"
+        not in verdict_for(
+            facts(QUEUED_LONG, [worker(WorkerState.READY, None), worker(WorkerState.BUSY, None)])
+        ).text
+    )
