@@ -53,6 +53,7 @@ class Settings:
     queue_timeout_s: float = 3600.0
     republish_after_s: float = 300.0
     cancel_grace_s: float = 5.0
+    broker_wait_s: float = 60.0
     max_log_bytes: int = 64 * 1024 * 1024
     max_log_lines: int = 0
     flower_basic_auth: str = field(default="", repr=False)
@@ -153,6 +154,7 @@ _ENV_ALIASES = {
     "queue_timeout_s": "HODEI_QUEUE_TIMEOUT",
     "republish_after_s": "HODEI_REPUBLISH_AFTER",
     "cancel_grace_s": "HODEI_CANCEL_GRACE",
+    "broker_wait_s": "HODEI_BROKER_WAIT",
 }
 
 

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import click
 
+from hodei.cli import unpublished
 from hodei.cli.log_output import LineWriter
 from hodei.cli.output import (
     OUTPUT_OPTION,
@@ -123,12 +124,14 @@ def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> Non
       hodei job run --retries 2 -- python3 train.py --epochs 3
     """
     client = _client(ctx)
-    submitted = client.submit(build_spec(params))
+    submitted = _submit(client, build_spec(params))
     if no_wait:
         _print_submitted(submitted, output)
         return
     try:
         with stop_signals_raise():
+            if unpublished.is_unpublished(submitted):
+                submitted = unpublished.wait_for_publish(client, submitted)
             if output == "json":
                 print_json(job_to_dict(client.wait(submitted.id)))
                 sys.exit(exit_code_for(client.get(submitted.id)))
@@ -218,8 +221,25 @@ def _why(job: Job) -> str:
 @text_or_json_option()
 @click.pass_context
 def submit(ctx: click.Context, /, output: str, **params: Any) -> None:
-    """Submit a job and print its id."""
-    _print_submitted(_client(ctx).submit(build_spec(params)), output)
+    """Submit a job and print its id.
+
+    If the broker is unreachable, the job is stored PENDING and published when the
+    broker is back; a line on stderr says so and the exit code is still 0.
+    """
+    _print_submitted(_submit(_client(ctx), build_spec(params)), output)
+
+
+def _submit(client: Client, spec: JobSpec) -> Job:
+    """Submit; if the broker did not take the job, say so in one line."""
+    with unpublished.publish_failures_reported_by_caller():
+        job = client.submit(spec)
+    # The job comes back as stored (PENDING); a publish the broker took has since
+    # moved it to QUEUED.
+    if unpublished.is_unpublished(job):
+        job = client.get(job.id)
+        if unpublished.is_unpublished(job):
+            unpublished.announce(client, job)
+    return job
 
 
 def _print_submitted(job: Job, output: str) -> None:

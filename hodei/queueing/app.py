@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -19,7 +20,7 @@ def create_app(settings: Settings) -> Celery:
     from hodei.queueing import sqlite_transport
 
     sqlite_transport.install()
-    check_broker_url(settings.broker_url)
+    check_broker_url(settings)
     app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
     app.conf.update(_config(settings))
     # Importing registers the tasks and signal handlers on this app.
@@ -31,11 +32,12 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-def check_broker_url(url: str) -> None:
+def check_broker_url(settings: Settings) -> None:
     """A broker URL kombu has a transport for, and for a SQLite broker a file whose
     directory exists: one line now rather than a KeyError from deep inside kombu."""
     from kombu.transport import TRANSPORT_ALIASES
 
+    url = settings.broker_url
     scheme, sep, rest = url.partition("://")
     transport = scheme.partition("+")[0].lower()
     if not sep or transport not in TRANSPORT_ALIASES:
@@ -46,7 +48,10 @@ def check_broker_url(url: str) -> None:
     if transport in ("sqla", "sqlalchemy") and scheme.partition("+")[2].startswith("sqlite"):
         from hodei.store.engine import check_sqlite_directory
 
-        check_sqlite_directory(rest.removeprefix("/"), "HODEI_BROKER_URL")
+        path = rest.removeprefix("/")
+        if Path(path).absolute().parent == settings.home:
+            settings.make_home()  # the default broker: its home is hodei's to create
+        check_sqlite_directory(path, "HODEI_BROKER_URL")
 
 
 def _use_hodei_logging() -> None:
@@ -77,6 +82,9 @@ def _config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
+        # A worker that lost its broker gives up after about HODEI_BROKER_WAIT seconds
+        # (Celery's default, 100 retries, kept one retrying for most of an hour).
+        "broker_connection_max_retries": _retries_within(settings.broker_wait_s),
         "broker_transport": _transport(settings.broker_url),
         "broker_transport_options": _transport_options(settings.broker_url),
         "broker_connection_timeout": 4,
@@ -85,6 +93,16 @@ def _config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": _beat_schedule(),
         "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),
     }
+
+
+def _retries_within(seconds: float) -> int:
+    """How many of Celery's reconnection attempts fit in ``seconds``: it sleeps 2, 4, 6 s
+    and so on (at most 30 s) between them."""
+    retries, slept = 0, 0.0
+    while slept < seconds:
+        retries += 1
+        slept += min(2.0 * retries, 30.0)
+    return max(retries, 1)
 
 
 def _is_redis(broker_url: str) -> bool:

@@ -13,12 +13,13 @@ from typing import Any
 from uuid import UUID
 
 from hodei.bootstrap import Container
-from hodei.errors import HodeiError
+from hodei.errors import BrokerUnavailable, HodeiError
 from hodei.runtime import context, proctree
 from hodei.runtime.context import WorkerContext
 from hodei.runtime.orphan_guard import OrphanGuard
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.workers import heartbeat, register_worker, terminate_worker
+from hodei.settings import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         proctree.cgroups_disabled()
     # Before anything else: SIGHUP's default would end the worker unrecorded.
     signal.signal(signal.SIGHUP, _ignore_sighup)
+    # Register (READY, heartbeating) only once the broker answers: a worker that cannot
+    # consume must not look like capacity, and its single-use token stays unused.
+    wait_for_broker(container)
     infra_ref = f"pid:{os.getpid()}@{socket.gethostname()}"
     worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
     if options.queue and options.queue != worker.queue:
@@ -82,6 +86,38 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         reason = ctx.stop_reason or "stopped"
         terminate_worker(container.store, container.clock, worker.id, reason=reason)
     return 0
+
+
+def wait_for_broker(container: Container) -> None:
+    """Connect to the broker, retrying for up to HODEI_BROKER_WAIT seconds; then
+    :class:`BrokerUnavailable` (the worker exits 5 without registering)."""
+    from kombu.exceptions import KombuError
+
+    wait_s = container.settings.broker_wait_s
+    url = mask_url(container.settings.broker_url)
+    warned = False
+
+    def _waiting(exc: Exception, _interval: float) -> None:
+        nonlocal warned
+        if not warned:  # one line, not one per retry
+            logger.warning(
+                "broker unreachable at %s (%s); retrying for up to %gs", url, exc, wait_s
+            )
+            warned = True
+
+    with container.app.connection_for_read() as connection:
+        errors = (KombuError, OSError, *connection.connection_errors)
+        try:
+            connection.ensure_connection(
+                errback=_waiting, interval_start=1, interval_step=1, interval_max=5, timeout=wait_s
+            )
+        except errors as exc:
+            raise BrokerUnavailable(
+                f"the broker at {url} is still unreachable after {wait_s:g}s"
+                f" (HODEI_BROKER_WAIT): {exc}; the worker exits without registering"
+            ) from None
+    if warned:
+        logger.info("broker reachable at %s", url)
 
 
 def _start_guard(worker_id: UUID) -> OrphanGuard | None:

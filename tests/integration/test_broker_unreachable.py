@@ -1,0 +1,179 @@
+"""An unreachable broker is said, bounded and never mistaken for capacity: submit says
+in one line that the job is stored PENDING, `job run` gives up after HODEI_BROKER_WAIT
+with exit 5, a worker registers only once its broker answers, and a submit does not
+spend seconds in kombu's reconnect loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hodei.domain.states import JobState, WorkerState
+from hodei.errors import BrokerUnavailable
+from hodei.sdk import Client
+from hodei.services.workers import create_worker_token
+from hodei.settings import Settings
+from tests.conftest import stop_workers
+from tests.services import unavailable
+from tests.support import fast_settings, hodei_env, run_cli
+
+PENDING_LINE = "is stored PENDING: the broker at redis://127.0.0.1:{port}/0 is unreachable"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> int:
+    """A port nothing listens on: the broker there is down."""
+    return _free_port()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, port: int) -> Iterator[Settings]:
+    values = fast_settings(
+        tmp_path / "home", broker_url=f"redis://127.0.0.1:{port}/0", broker_wait_s=2.0
+    )
+    yield values
+    client = Client.from_env(
+        **{f.name: getattr(values, f.name) for f in dataclasses.fields(values)}
+    )
+    stop_workers(client)  # the workers provisioning launched for the jobs
+    client.close()
+
+
+def _client(settings: Settings) -> Client:
+    return Client.from_env(
+        **{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    )
+
+
+def test_an_sdk_submit_with_the_broker_down_returns_at_once_with_the_job_pending(
+    settings: Settings,
+) -> None:
+    client = _client(settings)
+    client.list(limit=1)  # the schema is migrated before the clock starts
+    started = time.monotonic()
+    job = client.submit("echo hi")
+    took = time.monotonic() - started
+    # kombu's own retry loop slept 2 + 4 s before saying the broker was down.
+    assert took < 3.0, f"submit took {took:.1f}s with the broker down"
+    assert client.get(job.id).state is JobState.PENDING
+    events = [e.event_type for e in client.timeline(job.id, related=False)]
+    assert "JobPublishFailed" in events
+    client.close()
+
+
+def test_job_submit_says_in_one_line_that_the_job_waits_for_the_broker(
+    settings: Settings, port: int
+) -> None:
+    result = run_cli(settings, "job", "submit", "--", "echo hi")
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"hodei: job {job_id} "
+        + PENDING_LINE.format(port=port)
+        + "; it will be published when the broker is back"
+    ], result.stderr
+
+
+def test_job_run_gives_up_after_the_broker_wait_with_exit_5(settings: Settings, port: int) -> None:
+    started = time.monotonic()
+    result = run_cli(settings, "job", "run", "--", "echo hi", timeout=30)
+    took = time.monotonic() - started
+    assert result.returncode == BrokerUnavailable.exit_code == 5, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert PENDING_LINE.format(port=port) in lines[0]
+    assert lines[1].startswith("hodei: error: the broker at ")
+    assert "still unreachable after 2s (HODEI_BROKER_WAIT)" in lines[1]
+    assert took < 20
+    job_id = lines[0].split()[2]
+    assert _client(settings).get(job_id).state is JobState.PENDING
+
+
+def test_a_worker_whose_broker_is_down_never_registers_and_gives_up(settings: Settings) -> None:
+    client = _client(settings)
+    issued = create_worker_token(
+        client.container.store,
+        client.container.clock,
+        provider_name="local",
+        ttl_s=60,
+        actor="test",
+    )
+    env = hodei_env(settings, HODEI_OTP_TOKEN=issued.secret)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "hodei", "worker", "start"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker kept retrying its broker")
+    assert result.returncode == BrokerUnavailable.exit_code, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("hodei: error: the broker at ")
+    assert len(result.stderr.splitlines()) <= 2  # one warning, one error: no retry per line
+    with client.container.store.reading() as tx:
+        worker = tx.workers.get(issued.worker.id)
+    assert worker is not None
+    # Never READY: it did not register, and its token is still unused.
+    assert worker.state is WorkerState.PROVISIONING
+    assert worker.registered_at is None
+    client.close()
+
+
+@pytest.mark.slow
+def test_job_run_goes_on_when_the_broker_comes_back(
+    settings: Settings, port: int, tmp_path: Path
+) -> None:
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed (this test starts a private one)")
+    settings = dataclasses.replace(settings, broker_wait_s=40.0)
+    env = hodei_env(settings)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hodei", "job", "run", "--", "echo back"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)  # submitted, and waiting for the broker
+    redis = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+        stop_workers(_client(settings))
+        redis.terminate()
+        redis.wait(10)
+    assert run.returncode == 0, err
+    assert out == "back\n"
+    assert PENDING_LINE.format(port=port) in err.splitlines()[0]
