@@ -191,7 +191,8 @@ def _cancel_on_stop(client: Client, job_id: UUID, stop: BaseException) -> int:
 
 
 def exit_code_for(job: Job) -> int:
-    """The command's own exit code, or 124 timed out, 130 cancelled, 1 other failure."""
+    """The command's own exit code (127 when it could not be started), or 124 timed out,
+    130 cancelled, 1 other failure."""
     if job.state is JobState.SUCCEEDED:
         return 0
     if job.state is JobState.TIMED_OUT:
@@ -431,7 +432,7 @@ def diagnose(ctx: click.Context, job_id: str, output: str) -> None:
     """Why a job is where it is, and what to do about it.
 
     \b
-    Runs the troubleshooting guides' five steps: state and attempts, whether and where
+    Runs five steps (docs/troubleshooting.md): state and attempts, whether and where
     it is queued, which providers match, the workers on its queue and their heartbeats,
     its last events; then prints a verdict and a suggested action.
     """

@@ -11,7 +11,7 @@ from uuid import UUID
 
 
 class EventType(StrEnum):
-    """Every event type hodei records (DESIGN.md section 4)."""
+    """Every event type hodei records (docs/architecture.md, "One job, end to end")."""
 
     JOB_CREATED = "JobCreated"
     JOB_QUEUED = "JobQueued"

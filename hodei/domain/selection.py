@@ -1,4 +1,4 @@
-"""Choosing the provider that runs a job (DESIGN.md section 5). Pure: no I/O."""
+"""Choosing the provider that runs a job (docs/providers.md, "Selection"). Pure: no I/O."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Job, attempt and worker states, and the job transition table of DESIGN.md section 3."""
+"""Job, attempt and worker states, and the job transition table (docs/architecture.md,
+"States")."""
 
 from __future__ import annotations
 

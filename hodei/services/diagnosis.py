@@ -1,4 +1,4 @@
-"""``hodei job diagnose``: the troubleshooting guides' five steps, run for one job.
+"""``hodei job diagnose``: five diagnostic steps, run for one job (docs/troubleshooting.md).
 
 1. state and attempts; 2. whether it is queued, and where; 3. which providers match
 and why the others do not; 4. the live workers on its queue and their heartbeat ages;

@@ -1,5 +1,6 @@
 """Reconciling the store with a provider's infrastructure, both ways, and giving
-unschedulable jobs another chance (DESIGN.md section 5).
+unschedulable jobs another chance (docs/providers.md, "Provisioning and
+reconciliation").
 
 - A hodei-labelled container or pod whose worker is not live (or unknown) is removed.
 - A live worker whose container or pod has finished or vanished becomes LOST (or

@@ -1,4 +1,4 @@
-"""The schema of DESIGN.md section 2, as SQLAlchemy Core tables.
+"""The schema (docs/architecture.md, "Data model"), as SQLAlchemy Core tables.
 
 The alembic migrations create exactly this; a test compares the two.
 """

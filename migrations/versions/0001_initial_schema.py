@@ -209,7 +209,7 @@ def upgrade() -> None:
 
 
 def _create_views() -> None:
-    # Operator views named in the troubleshooting guides.
+    # Operator views, for the SQL in docs/troubleshooting.md.
     op.execute(
         "CREATE VIEW job_queue AS "
         "SELECT j.id AS job_id, j.queued_at AS enqueued_at, j.queue AS queue, "

@@ -129,8 +129,8 @@ def _sqlite_triggers() -> None:
 
 
 def _replace_views() -> None:
-    # audit_logs gains job_id, so the guides' `WHERE job_id = '...'` works; job_events
-    # is the per-job view the guides query by that name.
+    # audit_logs gains job_id, so operators' `WHERE job_id = '...'` works; job_events
+    # is the per-job view docs/troubleshooting.md queries by that name.
     op.execute("DROP VIEW IF EXISTS audit_logs")
     op.execute(
         "CREATE VIEW audit_logs AS "

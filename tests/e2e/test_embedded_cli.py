@@ -184,3 +184,12 @@ def _job_rows(settings: Settings) -> list[tuple]:
         return []
     with sqlite3.connect(path) as db:
         return db.execute("SELECT id, state, attempt, updated_at FROM jobs ORDER BY id").fetchall()
+
+
+def test_a_command_that_cannot_start_exits_127_as_documented(home: Settings) -> None:
+    # Several arguments run as argv, without a shell: the worker cannot spawn it.
+    result = run_cli(home, "job", "run", "--", "/nonexistent/hodei-test-command", "arg")
+    assert result.returncode == 127, result.stderr
+    assert "FAILED" in result.stderr and "spawn_error" in result.stderr
+    manual = (Path(__file__).resolve().parents[2] / "docs" / "manual.md").read_text()
+    assert "127 when the command could not be started" in manual

@@ -1,4 +1,4 @@
-"""The SQL in docs/troubleshooting.md (the old guides' queries on hodei's schema and
+"""The SQL in docs/troubleshooting.md (operators' queries on hodei's schema and
 views) runs on PostgreSQL and finds the job it is asked about."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""domain/ and services/ import no infrastructure (DESIGN.md section 1)."""
+"""domain/ and services/ import no infrastructure (docs/architecture.md, "Layers")."""
 
 import ast
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Provider selection (DESIGN.md section 5): a table of cases, with the reasons."""
+"""Provider selection (docs/providers.md, "Selection"): a table of cases, with the reasons."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The job transition table of DESIGN.md section 3."""
+"""The job transition table (docs/architecture.md, "States")."""
 
 import itertools
 
