@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -68,6 +69,13 @@ class Settings:
             object.__setattr__(self, "database_url", f"sqlite:///{self.home / 'hodei.sqlite'}")
         if not self.broker_url:
             object.__setattr__(self, "broker_url", f"sqla+sqlite:///{self.home / 'broker.sqlite'}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            # Seconds: NaN, infinity or a negative wait would make a loop spin or never end.
+            if f.name.endswith("_s") and not (math.isfinite(value) and value >= 0):
+                raise InvalidConfiguration(
+                    f"{_env_name(f.name)} must be a number of seconds (0 or more), not {value!r}"
+                )
         if self.log_level not in _LOG_LEVELS:
             raise InvalidConfiguration(
                 f"HODEI_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}"

@@ -82,9 +82,6 @@ def _config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "broker_connection_retry_on_startup": True,
-        # A worker that lost its broker gives up after about HODEI_BROKER_WAIT seconds
-        # (Celery's default, 100 retries, kept one retrying for most of an hour).
-        "broker_connection_max_retries": _retries_within(settings.broker_wait_s),
         "broker_transport": _transport(settings.broker_url),
         "broker_transport_options": _transport_options(settings.broker_url),
         "broker_connection_timeout": 4,
@@ -95,7 +92,7 @@ def _config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _retries_within(seconds: float) -> int:
+def retries_within(seconds: float) -> int:
     """How many of Celery's reconnection attempts fit in ``seconds``: it sleeps 2, 4, 6 s
     and so on (at most 30 s) between them."""
     retries, slept = 0, 0.0

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.errors import BrokerUnavailable, HodeiError
+from hodei.queueing.app import retries_within
 from hodei.runtime import context, proctree
 from hodei.runtime.context import WorkerContext
 from hodei.runtime.orphan_guard import OrphanGuard
@@ -57,6 +58,12 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         target=_housekeeping, args=(ctx, options), daemon=True, name="hodei-heartbeat"
     )
     keeper.start()
+    # A job worker that loses its broker gives up after about HODEI_BROKER_WAIT seconds;
+    # Celery's default (100 retries, up to 30 s apart) kept one retrying for most of an
+    # hour. The scheduler keeps Celery's default: it is the long-lived service.
+    container.app.conf.broker_connection_max_retries = retries_within(
+        container.settings.broker_wait_s
+    )
     try:
         celery_worker = _celery_worker_class(container, ctx)(
             hostname=f"{worker.name}@{socket.gethostname()}",

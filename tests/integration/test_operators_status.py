@@ -12,6 +12,7 @@ from hodei import JobState
 from hodei.domain.states import WorkerState
 from hodei.sdk import Client
 from hodei.services.status import NO_PROVIDER
+from hodei.settings import mask_url
 from hodei.store import tables
 from tests.integration.operators_plant import (
     HAPPY,
@@ -69,7 +70,12 @@ def test_status_shows_jobs_queues_workers_providers_and_tokens(client: Client) -
     assert data["jobs"]["QUEUED"] == 1 and data["total_jobs"] == 4
     assert {"queue", "provider", "queued", "oldest_queued_age_s"} <= set(data["queues"][0])
     text = run_cli(client.settings, "status")
-    assert text.stdout.startswith("jobs (4): ")
+    lines = text.stdout.splitlines()
+    # First where the data is, so a user who sees no jobs knows which database answered.
+    assert lines[0] == f"database: {mask_url(client.settings.database_url)}"
+    assert lines[2] == f"home: {client.settings.home}"
+    assert lines[3].startswith("jobs (4): ")
+    assert data["database"] == lines[0].removeprefix("database: ")
     assert "local  local  ACTIVE  HEALTHY" in text.stdout
 
 

@@ -55,3 +55,22 @@ def test_output_limits_are_zero_for_none_and_never_negative() -> None:
 def test_child_environment_reproduces_the_settings(tmp_path: Path) -> None:
     settings = Settings.from_env({"HODEI_HOME": str(tmp_path), "HODEI_WORKER_STALE_AFTER": "7"})
     assert Settings.from_env(settings.child_environment()) == settings
+
+
+def test_the_default_home_is_the_per_user_data_directory(tmp_path: Path) -> None:
+    assert Settings.from_env({}).home == Path.home() / ".local/share/hodei"
+    xdg = Settings.from_env({"XDG_DATA_HOME": str(tmp_path)})
+    assert xdg.home == tmp_path / "hodei"
+    assert xdg.database_url == f"sqlite:///{tmp_path}/hodei/hodei.sqlite"
+    # A relative XDG_DATA_HOME is invalid by the spec, and a relative HODEI_HOME is
+    # made absolute, so every process of a run names the same files.
+    assert Settings.from_env({"XDG_DATA_HOME": "rel"}).home.is_absolute()
+    assert Settings.from_env({"HODEI_HOME": "rel"}).home == Path.cwd() / "rel"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_durations_must_be_finite_and_not_negative(value: str) -> None:
+    with pytest.raises(InvalidConfiguration, match="HODEI_BROKER_WAIT must be a number of sec"):
+        Settings.from_env({"HODEI_BROKER_WAIT": value})
+    with pytest.raises(InvalidConfiguration, match="HODEI_HEARTBEAT_INTERVAL must be a number"):
+        Settings.from_env({"HODEI_HEARTBEAT_INTERVAL": value})
