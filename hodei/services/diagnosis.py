@@ -154,7 +154,7 @@ def _worker_lines(f: Facts) -> list[str]:
         shown.append(f.job_worker)
     lines = []
     for w in shown:
-        beat = age(w.last_heartbeat, f.now)
+        beat = age(w.last_heartbeat, f.now) if w.last_heartbeat else "none yet"
         stale = w.state is not WorkerState.PROVISIONING and is_stale(w, f)
         note = " (stale)" if stale else ""
         job = f", running {str(w.current_job_id)[:8]}" if w.current_job_id else ""

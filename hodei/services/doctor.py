@@ -187,8 +187,8 @@ def _expired_tokens(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[F
     return [
         Finding(
             "expired_token_unmarked",
-            f"token {t.id} of worker {t.worker_id} expired "
-            f"{duration(now - t.expires_at)} ago unused, but the worker is still PROVISIONING",
+            f"token {t.id} of worker {t.worker_id} expired unused "
+            f"{duration(now - t.expires_at)} ago, but the worker is still PROVISIONING",
             {"token_id": str(t.id), "worker_id": str(t.worker_id)},
             "hodei maintenance run --task expire_tokens",
         )
