@@ -59,6 +59,8 @@ def announce(client: Client, job: Job) -> None:
 def wait_for_publish(client: Client, job: Job) -> Job:
     """Wait up to HODEI_BROKER_WAIT seconds for the job to leave PENDING, publishing it
     as soon as the broker answers; :class:`BrokerUnavailable` (exit 5) after that."""
+    from hodei.queueing.app import broker_reachable  # Celery: only when it is needed
+
     wait_s = client.settings.broker_wait_s
     deadline = time.monotonic() + wait_s
     while True:
@@ -71,22 +73,9 @@ def wait_for_publish(client: Client, job: Job) -> Job:
                 f"after {wait_s:g}s (HODEI_BROKER_WAIT); job {job.id} stays PENDING and is "
                 "published when the broker is back"
             )
-        if _broker_reachable(client.container) and _publish(client.container, current):
+        if broker_reachable(client.container.app) and _publish(client.container, current):
             continue
         time.sleep(PROBE_EVERY_S)
-
-
-def _broker_reachable(container: Container) -> bool:
-    """One connection attempt, no retry loop: cheap to ask every second."""
-    from kombu.exceptions import KombuError
-
-    app = container.app
-    with app.connection_for_write() as connection:
-        try:
-            connection.ensure_connection(max_retries=0, timeout=2)
-        except (KombuError, OSError, *connection.connection_errors):
-            return False
-    return True
 
 
 def _publish(container: Container, job: Job) -> bool:

@@ -92,6 +92,18 @@ def _config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def broker_reachable(app: Celery, timeout_s: float = 2.0) -> bool:
+    """One connection attempt, no retry loop: cheap enough to ask every second."""
+    from kombu.exceptions import KombuError
+
+    with app.connection_for_read() as connection:
+        try:
+            connection.ensure_connection(max_retries=0, timeout=timeout_s)
+        except (KombuError, OSError, *connection.connection_errors):
+            return False
+    return True
+
+
 def retries_within(seconds: float) -> int:
     """How many of Celery's reconnection attempts fit in ``seconds``: it sleeps 2, 4, 6 s
     and so on (at most 30 s) between them."""

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.errors import BrokerUnavailable, HodeiError
-from hodei.queueing.app import retries_within
+from hodei.queueing.app import broker_reachable, retries_within
 from hodei.runtime import context, proctree
 from hodei.runtime.context import WorkerContext
 from hodei.runtime.orphan_guard import OrphanGuard
@@ -64,6 +64,7 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     container.app.conf.broker_connection_max_retries = retries_within(
         container.settings.broker_wait_s
     )
+    lost_broker = False
     try:
         celery_worker = _celery_worker_class(container, ctx)(
             hostname=f"{worker.name}@{socket.gethostname()}",
@@ -77,6 +78,14 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
             loglevel=container.settings.log_level,
         )
         celery_worker.start()
+        lost_broker = bool(celery_worker.exitcode) and not broker_reachable(container.app)
+        if lost_broker:
+            # Celery gave up reconnecting (broker_connection_max_retries): say why it ended.
+            _set_reason(
+                ctx,
+                f"lost its broker for about {container.settings.broker_wait_s:g}s"
+                " (HODEI_BROKER_WAIT)",
+            )
         if ctx.stop_reason is None:
             code = getattr(celery_worker, "exitcode", None)
             _set_reason(ctx, f"the Celery worker stopped (exit code {code})")
@@ -92,6 +101,10 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
             guard.close()
         reason = ctx.stop_reason or "stopped"
         terminate_worker(container.store, container.clock, worker.id, reason=reason)
+    if lost_broker:
+        raise BrokerUnavailable(
+            f"the worker {ctx.stop_reason}: {mask_url(container.settings.broker_url)}"
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -23,7 +24,7 @@ from hodei.services.workers import create_worker_token
 from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.services import unavailable
-from tests.support import fast_settings, hodei_env, run_cli
+from tests.support import fast_settings, hodei_env, run_cli, wait_for
 
 PENDING_LINE = "is stored PENDING: the broker at redis://127.0.0.1:{port}/0 is unreachable"
 
@@ -140,8 +141,7 @@ def test_a_worker_whose_broker_is_down_never_registers_and_gives_up(settings: Se
 def test_job_run_goes_on_when_the_broker_comes_back(
     settings: Settings, port: int, tmp_path: Path
 ) -> None:
-    if shutil.which("redis-server") is None:
-        unavailable("redis-server is not installed (this test starts a private one)")
+    _need_redis_server()
     settings = dataclasses.replace(settings, broker_wait_s=40.0)
     env = hodei_env(settings)
     run = subprocess.Popen(
@@ -152,21 +152,7 @@ def test_job_run_goes_on_when_the_broker_comes_back(
         text=True,
     )
     time.sleep(3)  # submitted, and waiting for the broker
-    redis = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    redis = _private_redis(port, tmp_path)
     try:
         out, err = run.communicate(timeout=60)
     finally:
@@ -177,3 +163,72 @@ def test_job_run_goes_on_when_the_broker_comes_back(
     assert run.returncode == 0, err
     assert out == "back\n"
     assert PENDING_LINE.format(port=port) in err.splitlines()[0]
+
+
+def _need_redis_server() -> None:
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed (this test starts a private one)")
+
+
+def _private_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """A Redis of this test's own, which it may stop (never the shared one)."""
+    _need_redis_server()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    redis = subprocess.Popen(
+        [*argv, "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return redis
+        time.sleep(0.05)
+    redis.kill()
+    pytest.fail("the private redis-server did not start")
+
+
+@pytest.mark.slow
+def test_a_worker_that_loses_its_broker_gives_up_and_says_why(
+    settings: Settings, port: int, tmp_path: Path
+) -> None:
+    redis = _private_redis(port, tmp_path)
+    client = _client(settings)
+    issued = create_worker_token(
+        client.container.store, client.container.clock, provider_name="local", ttl_s=60, actor="t"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hodei", "worker", "start"],
+        env=hodei_env(settings, HODEI_OTP_TOKEN=issued.secret),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: _worker_state(client, issued.worker.id) is WorkerState.READY,
+            timeout=30,
+            message="the worker to register",
+        )
+        redis.terminate()
+        redis.wait(10)
+        _, err = worker.communicate(timeout=30)  # Celery's default retried for ~47 min
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker kept retrying its lost broker")
+    finally:
+        worker.kill()
+        redis.kill()
+    assert worker.returncode == BrokerUnavailable.exit_code, err
+    assert err.splitlines()[-1].startswith("hodei: error: the worker lost its broker")
+    with client.container.store.reading() as tx:
+        record = tx.workers.get(issued.worker.id)
+    assert record is not None and record.state is WorkerState.TERMINATED
+    assert record.termination_reason == "lost its broker for about 2s (HODEI_BROKER_WAIT)"
+    client.close()
+
+
+def _worker_state(client: Client, worker_id: UUID) -> WorkerState | None:
+    with client.container.store.reading() as tx:
+        record = tx.workers.get(worker_id)
+    return record.state if record else None
