@@ -76,6 +76,10 @@ class Settings:
                 raise InvalidConfiguration(
                     f"{_env_name(f.name)} must be a number of seconds (0 or more), not {value!r}"
                 )
+        if not 0 <= self.serve_port <= 65535:
+            raise InvalidConfiguration(
+                f"HODEI_SERVE_PORT must be a port number (0..65535), not {self.serve_port}"
+            )
         if self.log_level not in _LOG_LEVELS:
             raise InvalidConfiguration(
                 f"HODEI_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}"

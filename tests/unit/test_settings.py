@@ -74,3 +74,8 @@ def test_durations_must_be_finite_and_not_negative(value: str) -> None:
         Settings.from_env({"HODEI_BROKER_WAIT": value})
     with pytest.raises(InvalidConfiguration, match="HODEI_HEARTBEAT_INTERVAL must be a number"):
         Settings.from_env({"HODEI_HEARTBEAT_INTERVAL": value})
+
+
+def test_the_serve_port_must_be_a_port() -> None:
+    with pytest.raises(InvalidConfiguration, match=r"HODEI_SERVE_PORT must be a port number"):
+        Settings.from_env({"HODEI_SERVE_PORT": "99999"})
