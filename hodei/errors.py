@@ -93,7 +93,7 @@ class ProviderUnavailable(ServiceUnavailable):
 
 
 class SchemaOutOfDate(HodeiError):
-    """The database schema is not at the version this hodei needs; run `hodei db upgrade`."""
+    """The database schema is behind (`hodei db upgrade`) or differs (`hodei db current`)."""
 
     exit_code = 6
 
