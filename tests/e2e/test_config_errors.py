@@ -130,5 +130,8 @@ def test_provider_health_without_the_docker_library_names_the_extra(tmp_path: Pa
     path = os.pathsep.join(filter(None, [str(shim.parent), os.environ.get("PYTHONPATH")]))
     result = hodei(tmp_path, "provider", "health", HODEI_HOME=home, PYTHONPATH=path)
     assert "Traceback" not in result.stderr, result.stderr
-    assert len(result.stderr.splitlines()) <= 1  # at most the health change, logged once
+    # The table names the extra to install; stderr has the health change, logged once,
+    # and the error line of an UNHEALTHY provider (exit 5), nothing more.
     assert "pip install 'hodei[docker]'" in result.stdout
+    assert result.returncode == ServiceUnavailable.exit_code, result.stderr
+    assert len(result.stderr.splitlines()) <= 2, result.stderr
