@@ -129,7 +129,13 @@ def wait_for_broker(container: Container) -> None:
         errors = (KombuError, OSError, *connection.connection_errors)
         try:
             connection.ensure_connection(
-                errback=_waiting, interval_start=1, interval_step=1, interval_max=5, timeout=wait_s
+                errback=_waiting,
+                # 0 means one attempt: kombu reads a timeout of 0 as "retry forever".
+                max_retries=0 if wait_s == 0 else None,
+                interval_start=1,
+                interval_step=1,
+                interval_max=5,
+                timeout=wait_s,
             )
         except errors as exc:
             raise BrokerUnavailable(
