@@ -361,7 +361,14 @@ def cancel(ctx: click.Context, job_id: str) -> None:
 @click.pass_context
 def retry(ctx: click.Context, job_id: str) -> None:
     """Run a failed, timed-out or cancelled job again, as a new attempt."""
-    retried = _client(ctx).retry(job_id)
+    client = _client(ctx)
+    with unpublished.publish_failures_reported_by_caller():
+        retried = client.retry(job_id)
+    now = client.get(retried.id)
+    if unpublished.is_unpublished(now):
+        unpublished.announce(client, now)
+        click.echo(f"job {retried.id} will run again as attempt {retried.attempt}")
+        return
     click.echo(f"job {retried.id} queued again as attempt {retried.attempt}")
 
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import click
 
@@ -29,8 +30,11 @@ PROBE_EVERY_S = 1.0
 
 
 def is_unpublished(job: Job) -> bool:
-    """A job waiting for its first publish (not a retry waiting for its backoff)."""
-    return job.state is JobState.PENDING and job.queue is not None and job.next_attempt_at is None
+    """A job the broker has not taken: PENDING for a provider, and not an automatic retry
+    still waiting for its backoff (a manual retry is due at once)."""
+    if job.state is not JobState.PENDING or job.queue is None:
+        return False
+    return job.next_attempt_at is None or job.next_attempt_at <= datetime.now(UTC)
 
 
 @contextlib.contextmanager

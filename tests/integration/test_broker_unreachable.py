@@ -90,6 +90,17 @@ def test_job_submit_says_in_one_line_that_the_job_waits_for_the_broker(
     ], result.stderr
 
 
+def test_job_retry_says_the_same_instead_of_queued_again(settings: Settings, port: int) -> None:
+    job_id = run_cli(settings, "job", "submit", "--", "echo hi").stdout.strip()
+    assert run_cli(settings, "job", "cancel", job_id).returncode == 0
+    retried = run_cli(settings, "job", "retry", job_id)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout == f"job {job_id} will run again as attempt 2\n"
+    assert [PENDING_LINE.format(port=port) in line for line in retried.stderr.splitlines()] == [
+        True
+    ], retried.stderr
+
+
 def test_job_run_gives_up_after_the_broker_wait_with_exit_5(settings: Settings, port: int) -> None:
     started = time.monotonic()
     result = run_cli(settings, "job", "run", "--", "echo hi", timeout=30)
