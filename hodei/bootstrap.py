@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from hodei.queueing.publisher import CeleryPublisher
+    from hodei.store.job_watch import JobWatches
     from hodei.store.listen import SqlEventFeed
     from hodei.store.read_models import SqlReadStore
     from hodei.store.sql_store import SqlStore
@@ -71,6 +72,13 @@ class Container:
         self.ensure_schema()
         return SqlEventFeed(self.engine)
 
+    @cached_property
+    def job_watches(self) -> JobWatches:
+        """Wake-ups for callers waiting on a job (on PostgreSQL: LISTEN/NOTIFY)."""
+        from hodei.store.job_watch import JobWatches
+
+        return JobWatches(self.engine)
+
     def ensure_schema(self) -> None:
         """Check (or, on the embedded default, apply) migrations once per process."""
         from hodei.store.migrate import ensure_schema
@@ -119,5 +127,7 @@ class Container:
 
     def close(self) -> None:
         """Release pooled connections."""
+        if "job_watches" in self.__dict__:
+            self.job_watches.close()
         if "engine" in self.__dict__:
             self.engine.dispose()

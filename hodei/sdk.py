@@ -249,18 +249,28 @@ class Client:
         with self._c.store.reading() as tx:
             return tx.jobs.search(query)
 
-    def wait(self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float = 0.2) -> Job:
-        """Block until the job is terminal; :class:`WaitTimeout` after ``timeout`` s."""
+    def wait(
+        self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float | None = None
+    ) -> Job:
+        """Block until the job is terminal; :class:`WaitTimeout` after ``timeout`` s.
+
+        On PostgreSQL the job's end wakes the wait (LISTEN/NOTIFY); ``poll_s`` (default
+        1 s) only bounds the gap between reads should a notification be lost. On SQLite
+        it reads the job 20 ms after the last read, backing off to ``poll_s`` (default
+        0.05 s)."""
         _check_seconds(timeout, "timeout", allow_none=True)
         _check_seconds(poll_s, "poll_s", allow_none=True)
+        job_uuid = parse_job_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if job.is_terminal:
-                return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"job {job.id} is still {job.state} after {timeout:g}s")
-            time.sleep(poll_s)
+        with self._c.job_watches.watch(job_uuid, max_poll_s=poll_s) as watch:
+            while True:
+                job = self.get(job_uuid)
+                if job.is_terminal:
+                    return job
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise WaitTimeout(f"job {job.id} is still {job.state} after {timeout:g}s")
+                watch.wait(left)
 
     def logs(
         self,
@@ -311,28 +321,32 @@ class Client:
                 remaining -= len(page)
 
     def follow_logs(
-        self, job_id: str | UUID, *, tail: int | None = None, poll_s: float = 0.2
+        self, job_id: str | UUID, *, tail: int | None = None, poll_s: float | None = None
     ) -> Iterator[LogLine]:
         """Every line from the start (or the last ``tail``), then live lines, until the
-        job is terminal and its output is drained."""
+        job is terminal and its output is drained. New lines and the job's end are
+        pushed on PostgreSQL and polled for on SQLite, as in :meth:`wait`."""
         _check_seconds(poll_s, "poll_s", allow_none=True)
         tail = None if tail is None else checked_int(tail, "tail")
         job_uuid = self.get(job_id).id
-        last_id = 0
-        if tail is not None:
-            with self._c.store.reading() as tx:
-                last_id = tx.logs.tail_start(job_uuid, tail)
-        while True:
-            terminal = self.get(job_uuid).is_terminal
-            got = False
-            for line in self._log_pages(job_uuid, last_id, None):
-                last_id = line.id or last_id
-                got = True
-                yield line
-            if terminal and not got:
-                return
-            if not got:
-                time.sleep(poll_s)
+        with self._c.job_watches.watch(job_uuid, logs=True, max_poll_s=poll_s) as watch:
+            last_id = 0
+            if tail is not None:
+                with self._c.store.reading() as tx:
+                    last_id = tx.logs.tail_start(job_uuid, tail)
+            while True:
+                terminal = self.get(job_uuid).is_terminal
+                got = False
+                for line in self._log_pages(job_uuid, last_id, None):
+                    last_id = line.id or last_id
+                    got = True
+                    yield line
+                if terminal and not got:
+                    return
+                if got:
+                    watch.changed()
+                else:
+                    watch.wait()
 
     def timeline(
         self,

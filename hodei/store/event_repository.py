@@ -48,6 +48,11 @@ class SqlEventRepository:
         return int(self._c.execute(stmt).rowcount)
 
 
+# The channel's payload is the job id, so a follower wakes only for its own job's lines.
+LOGS_CHANNEL = "hodei_logs"
+_NOTIFY_LOGS = sa.text(f"SELECT pg_notify('{LOGS_CHANNEL}', :job_id)")
+
+
 class SqlLogRepository:
     def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
@@ -56,6 +61,11 @@ class SqlLogRepository:
         # Several rows go in with one COPY on PostgreSQL (insert_rows); ``data`` is bytea
         # there and a BLOB on SQLite, NULL for most lines (see mapping.log_to_row).
         insert_rows(self._c, job_logs, [log_to_row(ln) for ln in lines])
+        if self._c.dialect.name == "postgresql":
+            # Wakes `logs --follow` and `job run` at this commit (hodei/store/job_watch.py);
+            # PostgreSQL folds equal notifications of one transaction into one.
+            for job_id in sorted({str(ln.job_id) for ln in lines}):
+                self._c.execute(_NOTIFY_LOGS, {"job_id": job_id})
 
     def read(
         self, job_id: UUID, *, after_id: int = 0, limit: int = 1000, tail: int | None = None

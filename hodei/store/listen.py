@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import Notify
 from sqlalchemy.engine import Engine
 
 from hodei.domain.events import DomainEvent
@@ -27,43 +29,68 @@ CHANNEL = "hodei_events"
 
 
 class PgNotifications:
-    """A dedicated autocommit psycopg connection listening on ``hodei_events``.
+    """A dedicated autocommit psycopg connection listening on ``channels``.
 
     It reconnects lazily: after an error :meth:`wait` raises DatabaseUnavailable once,
     and the next call connects and LISTENs again.
     """
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, channels: Sequence[str] = (CHANNEL,)) -> None:
         self._conninfo = conninfo
+        self._channels = tuple(channels)
+        self._names = ", ".join(self._channels)
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._listening: tuple[str, ...] = ()
 
-    def listen(self) -> None:
-        """Connect and LISTEN now (before the first read, so no commit is missed)."""
-        if self._conn is not None:
+    def listen(self, channels: Sequence[str] | None = None) -> None:
+        """Connect and LISTEN now (before the first read, so no commit is missed); with
+        ``channels``, to those from now on (after a reconnect too)."""
+        if channels is not None:
+            self._channels = tuple(channels)
+            self._names = ", ".join(self._channels)
+        if self._conn is not None and self._listening == self._channels:
             return
         try:
-            conn = psycopg.connect(
-                self._conninfo,
-                autocommit=True,
-                connect_timeout=5,
-                application_name="hodei-listen",
-            )
-            conn.execute(f"LISTEN {CHANNEL}")
+            if self._conn is None:
+                self._conn = psycopg.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    connect_timeout=5,
+                    application_name="hodei-listen",
+                )
+                self._listening = ()
+            for channel in self._channels:
+                if channel not in self._listening:
+                    self._conn.execute(f"LISTEN {channel}")
+            self._listening = self._channels
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(f"cannot LISTEN {CHANNEL}: {_first_line(exc)}") from exc
-        self._conn = conn
+            self.close()
+            raise DatabaseUnavailable(f"cannot LISTEN {self._names}: {_first_line(exc)}") from exc
 
-    def wait(self, timeout_s: float) -> None:
+    def wait(self, timeout_s: float) -> list[Notify]:
+        """The notifications of the next burst, or none after ``timeout_s``."""
         self.listen()
         assert self._conn is not None
         try:
-            for _ in self._conn.notifies(timeout=timeout_s, stop_after=1):
-                pass
-            for _ in self._conn.notifies(timeout=0):  # drain a burst: one read covers it
-                pass
+            got = list(self._conn.notifies(timeout=timeout_s, stop_after=1))
+            if got:  # drain a burst: one read covers it
+                got.extend(self._conn.notifies(timeout=0))
+            return got
         except psycopg.Error as exc:
             self.close()
-            raise DatabaseUnavailable(f"lost LISTEN {CHANNEL}: {_first_line(exc)}") from exc
+            raise DatabaseUnavailable(f"lost LISTEN {self._names}: {_first_line(exc)}") from exc
+
+    def unlisten(self) -> None:
+        """Stop listening but keep the connection, and drop what was already delivered."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute("UNLISTEN *")
+            self._listening = ()
+            for _ in self._conn.notifies(timeout=0):
+                pass
+        except psycopg.Error:
+            self.close()
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -79,7 +106,7 @@ class SqlEventFeed:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._poll_s = poll_s
-        self._notifications = PgNotifications(_conninfo(engine)) if self._postgres else None
+        self._notifications = PgNotifications(conninfo(engine)) if self._postgres else None
         # PostgreSQL commits concurrent transactions in any order, so a gap in ids may be
         # an event still in flight; SQLite serialises writers, so a gap there is final.
         self.settle_delay_s = 0.2 if self._postgres else 0.0
@@ -127,7 +154,7 @@ class SqlEventFeed:
             return int(c.exec_driver_sql(sql).scalar_one())
 
 
-def _conninfo(engine: Engine) -> str:
+def conninfo(engine: Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
