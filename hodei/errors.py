@@ -134,3 +134,10 @@ EXIT_CODES: tuple[type[HodeiError], ...] = (
 
 class DuplicateIdempotencyKey(Conflict):
     """Another job was submitted with this idempotency key at the same moment."""
+
+
+class AttemptFailed(HodeiError):
+    """The job's attempt did not succeed.
+
+    A run-job task raises it after the outcome is recorded, so Celery's task events,
+    and Flower, show the task failed when hodei recorded the job failed."""

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 
 from hodei.bootstrap import Container
 from hodei.errors import HodeiError
@@ -188,7 +188,34 @@ def register(app: Celery) -> None:
     for name, fn in TASKS.items():
         # shared=False: these belong to this app; a shared task would be added to every
         # app the process creates later, ahead of that app's own registration.
-        app.task(name=f"hodei.{name}", ignore_result=True, shared=False)(_as_task(name, fn))
+        app.task(name=f"hodei.{name}", ignore_result=True, shared=False, base=MaintenanceTask)(
+            _as_task(name, fn)
+        )
+
+
+class _NoEvents:
+    """An event dispatcher that publishes nothing (Celery calls only ``publish``)."""
+
+    def publish(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+_NO_EVENTS = _NoEvents()
+
+
+class MaintenanceTask(Task):  # type: ignore[misc]  # celery is untyped
+    """A maintenance task sends no task events: beat runs one every few seconds, and in
+    Flower they buried the users' jobs (23 of 24 tasks). Each task logs its report, and
+    ``hodei maintenance run`` prints it."""
+
+    # No task-received/started/succeeded/failed from the worker that runs it (Celery's
+    # per-task switch, on top of the worker's task events).
+    send_events = False
+
+    def apply_async(self, *args: Any, **options: Any) -> Any:
+        # No task-sent from beat: Celery publishes it through this dispatcher.
+        options.setdefault("event_dispatcher", _NO_EVENTS)
+        return super().apply_async(*args, **options)
 
 
 def _as_task(name: str, fn: Callable[[Container], Report]) -> Callable[[], Report]:

@@ -1,5 +1,6 @@
-"""Celery signals become domain events: claim on task_prerun, finish on task_success or
-task_failure. Every write goes through a service, so each state change carries its event."""
+"""Celery signals become domain events: claim on task_prerun; the run-job task records
+its outcome with :func:`record_outcome`, and task_failure records a worker error. Every
+write goes through a service, so each state change carries its event."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from celery.signals import (
     task_prerun,
     task_rejected,
     task_revoked,
-    task_success,
     worker_process_init,
 )
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -58,7 +58,6 @@ def connect() -> None:
     if _connected:
         return
     task_prerun.connect(_on_prerun, weak=False)
-    task_success.connect(_on_success, weak=False)
     task_failure.connect(_on_failure, weak=False)
     task_revoked.connect(_on_revoked, weak=False)
     task_rejected.connect(_on_rejected, weak=False)
@@ -107,17 +106,6 @@ def _on_prerun(
         )
 
 
-def _on_success(sender: Task | None = None, **_: Any) -> None:
-    ctx = context.current()
-    if not _is_run_job(sender) or ctx is None or sender is None:
-        return
-    claim: Claim | None = getattr(sender.request, "hodei_claim", None)
-    outcome: Outcome | None = getattr(sender.request, "hodei_outcome", None)
-    if outcome is None or claim is None or claim.job is None:
-        return  # a delivery that lost the claim ran nothing
-    _finish(claim.job, outcome)
-
-
 def _on_failure(
     sender: Task | None = None,
     exception: BaseException | None = None,
@@ -130,16 +118,22 @@ def _on_failure(
     claim: Claim | None = getattr(sender.request, "hodei_claim", None)
     if claim is None or not claim.won or claim.job is None:
         return
+    if getattr(sender.request, "hodei_outcome", None) is not None:
+        # The command ended and the task recorded (or tried to record) its outcome:
+        # AttemptFailed, or the database gave up. Never a second finish.
+        return
     logger.error(
         "job %s: the worker failed while running it: %s",
         args[0],
         exception,
         extra={"job_id": str(args[0]), "worker_id": str(ctx.worker_id)},
     )
-    _finish(claim.job, Outcome(exit_code=None, error=f"worker error: {exception}"))
+    record_outcome(claim.job, Outcome(exit_code=None, error=f"worker error: {exception}"))
 
 
-def _finish(claimed: Job, outcome: Outcome) -> None:
+def record_outcome(claimed: Job, outcome: Outcome) -> Job | None:
+    """Finish the claimed attempt (retrying through a database blip) and publish a retry
+    that is due now; the job as it is after, None if the attempt was no longer ours."""
     ctx = context.current()
     assert ctx is not None
     container = ctx.container
@@ -152,7 +146,7 @@ def _finish(claimed: Job, outcome: Outcome) -> None:
         outcome=outcome,
     )
     if job is None:
-        return
+        return None
     logger.info(
         "job %s attempt %d ended %s",
         claimed.id,
@@ -166,6 +160,7 @@ def _finish(claimed: Job, outcome: Outcome) -> None:
         publish_jobs(
             container.store, container.clock, container.publisher, [job], {job.id: "retry due"}
         )
+    return job
 
 
 def _on_revoked(request: Any = None, terminated: bool = False, **_: Any) -> None:

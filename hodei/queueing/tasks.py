@@ -1,7 +1,8 @@
 """Celery tasks: ``hodei.run_job`` and the maintenance tasks beat schedules.
 
 Tasks are thin: parse, call a service, map the result. The run-job lifecycle lives in
-the signal handlers of :mod:`hodei.queueing.signals` (claim, finish).
+the signal handlers of :mod:`hodei.queueing.signals` (claim, a worker error) and in
+:func:`execute` (the outcome).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from celery import Celery, Task
 from celery.exceptions import Reject
 
+from hodei.errors import AttemptFailed
 from hodei.queueing import maintenance_tasks, signals
 from hodei.queueing.app import RUN_JOB_TASK
 from hodei.runtime import context
@@ -31,6 +33,8 @@ def register(app: Celery) -> None:
         acks_late=True,
         reject_on_worker_lost=True,
         ignore_result=True,
+        # Expected: logged as one line, without a traceback, and the message acked.
+        throws=(AttemptFailed,),
         shared=False,  # this app's task, not added to apps created later (see maintenance_tasks)
     )
     def run_job(self: Task, job_id: str, attempt: int) -> str:
@@ -40,11 +44,14 @@ def register(app: Celery) -> None:
 
 
 def execute(task: Task, job_id: str, attempt: int) -> str:
-    """Run the attempt that task_prerun claimed; skip a delivery that lost the claim.
+    """Run the attempt that task_prerun claimed and record its outcome; skip a delivery
+    that lost the claim.
 
-    The outcome goes to task_success on the request. What is returned is only what
-    Celery logs ("Task hodei.run_job[...] succeeded in 0.01s: 'exit 0'") and Flower
-    shows as the result: a few words, which Celery reprs on every task."""
+    What is returned is only what Celery logs ("Task hodei.run_job[...] succeeded in
+    0.01s: 'exit 0'") and Flower shows as the result: a few words. An attempt that did
+    not succeed raises :class:`AttemptFailed` once its outcome is recorded, so the task
+    fails in Flower as the job did in hodei; the message is acked all the same (an
+    exception is not a lost worker), and task_failure knows the outcome is recorded."""
     claim: Claim | None = getattr(task.request, "hodei_claim", None)
     log_extra = {"job_id": job_id, "attempt": attempt}
     if claim is None:
@@ -69,5 +76,9 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
         grace_s=settings.cancel_grace_s,
         guard=ctx.guard,
     )
-    task.request.hodei_outcome = outcome
+    task.request.hodei_outcome = outcome  # from here on, the outcome is this task's to record
+    job = signals.record_outcome(claim.job, outcome)
+    if not outcome.succeeded:
+        state = job.state if job is not None else "not recorded: no longer this worker's"
+        raise AttemptFailed(f"{outcome.summary()} (job {state})")
     return outcome.summary()

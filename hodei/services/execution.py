@@ -50,6 +50,11 @@ class Outcome:
             return f"signal {self.signal}"
         return f"exit {self.exit_code}"
 
+    @property
+    def succeeded(self) -> bool:
+        """Whether :func:`finish_attempt` records this ending as a success."""
+        return _verdict(self).state is JobState.SUCCEEDED
+
 
 def claim_attempt(
     store: Store, clock: Clock, *, job_id: UUID, attempt: int, worker_id: UUID, task_id: str

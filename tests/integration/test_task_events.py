@@ -1,11 +1,13 @@
 """Flower's task events: every run-job task's sent, received, started and succeeded
 events reach an event receiver, and a worker (or a submit_many) sends them in batches,
-not one message each."""
+not one message each. A failed attempt is a failed task; maintenance sends none."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -19,8 +21,9 @@ from kombu import Queue
 from hodei import JobState
 from hodei.domain.specs import JobSpec
 from hodei.sdk import Client
+from hodei.settings import Settings
 from tests.conftest import stop_workers
-from tests.support import wait_for
+from tests.support import hodei_env, terminate, wait_for
 
 WORKER_EVENTS = ("task-received", "task-started", "task-succeeded")
 
@@ -77,6 +80,66 @@ def test_submit_many_sends_its_task_sent_events_in_one_message(pg_client: Client
     carrying = [batch for batch in messages if any(e["type"] == "task-sent" for e in batch)]
     # The single submit's event on its own, the 30 of submit_many together.
     assert sorted(len(batch) for batch in carrying) == [1, 30]
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_failed_attempt_is_a_failed_task_and_is_finished_once(pg_client: Client) -> None:
+    messages: list[list[dict[str, Any]]] = []
+    with _listening(pg_client, messages) as drain:
+        job = pg_client.submit(
+            JobSpec.create("exit 3", name="fails", max_attempts=2, retry={"backoff_s": 0})
+        )
+        drain(lambda: len(_of_type(messages, "task-failed")) >= 2, 90)
+        drain(lambda: False, 0.5)  # anything sent after, e.g. a wrong task-succeeded
+    job = pg_client.wait(job.id, timeout=30)
+    assert (job.state, job.attempt, job.exit_code) == (JobState.FAILED, 2, 3)
+
+    failed = _of_type(messages, "task-failed")
+    assert len(failed) == 2  # one failed task per attempt, as Flower shows them
+    assert all("AttemptFailed" in e["exception"] and "exit 3" in e["exception"] for e in failed)
+    assert not _of_type(messages, "task-succeeded")
+    # Raising after the outcome was recorded neither finished an attempt twice nor put
+    # the message back: each attempt started once and ended once.
+    types = [e.event_type for e in pg_client.timeline(job.id, related=False)]
+    assert types.count("JobStarted") == 2, types
+    assert types.count("JobFailed") + types.count("JobRetryScheduled") == 2, types
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_maintenance_tasks_send_no_task_events(pg_client: Client, pg_settings: Settings) -> None:
+    log = pg_settings.home.parent / "scheduler.log"
+    messages: list[list[dict[str, Any]]] = []
+    with _listening(pg_client, messages) as drain, open(log, "w") as out:
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "hodei", "scheduler"],
+            env=hodei_env(pg_settings),
+            cwd=pg_settings.home.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # dispatch_pending runs every 2 s: three runs, sent by beat and run by the
+            # scheduler's worker, while a user's job runs too.
+            drain(lambda: log.read_text().count("maintenance dispatch_pending") >= 3, 60)
+            job = pg_client.submit("true", name="users-job")
+            drain(lambda: _succeeded(messages) >= 1, 60)
+        finally:
+            terminate(scheduler)
+    assert log.read_text().count("maintenance dispatch_pending") >= 3
+    assert pg_client.get(job.id).state is JobState.SUCCEEDED
+
+    events = [e for batch in messages for e in batch]
+    names = {e["uuid"]: e["name"] for e in events if e.get("name")}
+    assert set(names.values()) == {"hodei.run_job"}, sorted(set(names.values()))
+    assert {e["uuid"] for e in events} == set(names), "events of tasks never sent or received"
+
+
+def _of_type(messages: list[list[dict[str, Any]]], event_type: str) -> list[dict[str, Any]]:
+    return [e for batch in messages for e in batch if e["type"] == event_type]
 
 
 def _sent(messages: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
