@@ -81,11 +81,14 @@ class Container:
 
     def ensure_schema(self) -> None:
         """Check (or, on the embedded default, apply) migrations once per process."""
-        from hodei.store.migrate import ensure_schema
+        from hodei.store.schema_version import is_current
 
         with self._schema_lock:
             if not self._schema_checked:
-                ensure_schema(self.engine, auto_upgrade=self.settings.is_embedded)
+                if not is_current(self.engine):  # alembic only when it has work to do
+                    from hodei.store.migrate import ensure_schema
+
+                    ensure_schema(self.engine, auto_upgrade=self.settings.is_embedded)
                 self._schema_checked = True
 
     @cached_property

@@ -50,11 +50,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 class Transport(kombu_sqla.Transport):
     Channel = Channel
-
-
-def install() -> None:
-    """Make ``sqla+`` URLs use this transport (idempotent)."""
-    from kombu.transport import TRANSPORT_ALIASES
-
-    TRANSPORT_ALIASES["sqla"] = "hodei.queueing.sqlite_transport:Transport"
-    TRANSPORT_ALIASES["sqlalchemy"] = "hodei.queueing.sqlite_transport:Transport"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
@@ -14,17 +13,9 @@ from sqlalchemy.engine import Engine
 
 from hodei.errors import SchemaOutOfDate
 from hodei.store.engine import database_errors
+from hodei.store.schema_version import migrations_dir
 
 logger = logging.getLogger(__name__)
-
-
-def migrations_dir() -> Path:
-    """Where the alembic scripts are: inside the wheel, or at the repository root."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "_migrations", here.parent / "migrations"):
-        if (candidate / "env.py").exists():
-            return candidate
-    raise FileNotFoundError("hodei's migrations are missing from this installation")
 
 
 def _config() -> Config:
