@@ -4,7 +4,8 @@ Each variant (this checkout, and with ``--baseline-ref REF`` that commit, checke
 a temporary ``git worktree``) gets its own scratch database, broker database, HODEI_HOME
 and one warm worker started from its own code (``hodei worker start --concurrency 2``
 with a token; the local provider is capped at that one worker, so nothing else is
-launched). Then, round after round, the variants are measured alternately:
+launched). Then, round after round, the variants are measured alternately (the CLI
+runs interleaved one by one):
 
 - ``sdk``: a fresh process of the variant's code makes a ``Client``, runs two warm-up
   jobs, then times ``submit(["true"])`` + ``wait`` of N jobs one after the other.
@@ -204,14 +205,22 @@ def _wait_ready(v: Variant, worker_id: str) -> None:
 # -- measuring -----------------------------------------------------------------------
 
 
-def measure_round(v: Variant, n: int, k: int) -> None:
+def measure_round(variants: list[Variant], n: int, k: int, first: int) -> None:
+    """One round: each variant's submit+wait block, then the CLI runs interleaved one
+    by one (new, baseline, new, ...), so both see the same load on a shared machine."""
+    order = variants[first:] + variants[:first]
     script = os.path.abspath(__file__)
-    sdk = v.run(script, "--probe-sdk", str(n))
-    if sdk.returncode:
-        raise RuntimeError(f"{v.name}: sdk probe failed: {sdk.stderr.strip()[-800:]}")
-    v.add("sdk_ms", json.loads(sdk.stdout.strip().splitlines()[-1]))
-    v.add("job_run_ms", [_wall(v, "-m", "hodei", "job", "run", "--", "true") for _ in range(k)])
-    v.add("help_ms", [_wall(v, "-m", "hodei", "--help") for _ in range(k)])
+    for v in order:
+        sdk = v.run(script, "--probe-sdk", str(n))
+        if sdk.returncode:
+            raise RuntimeError(f"{v.name}: sdk probe failed: {sdk.stderr.strip()[-800:]}")
+        v.add("sdk_ms", json.loads(sdk.stdout.strip().splitlines()[-1]))
+    for _ in range(k):
+        for v in order:
+            v.add("job_run_ms", [_wall(v, "-m", "hodei", "job", "run", "--", "true")])
+    for _ in range(k):
+        for v in order:
+            v.add("help_ms", [_wall(v, "-m", "hodei", "--help")])
 
 
 def _wall(v: Variant, *args: str) -> float:
@@ -246,7 +255,7 @@ def render(result: dict[str, Any], variants: list[Variant], args: argparse.Names
     lines = [
         f"latency: {args.rounds} alternating round(s); per round and variant {args.n} "
         f"submit+wait, {args.k} `job run -- true`, {args.k} `--help`",
-        f"baseline: {args.baseline_ref or '(none)'}",
+        f"baseline: {args.baseline_ref or '(none)'} {result.get('baseline_commit', '')}",
         "",
         f"{'backend':8} {'measure':14} {'variant':9} {'p50 ms':>9} {'p95 ms':>9} {'n':>5}",
     ]
@@ -286,6 +295,13 @@ def baseline_tree(ref: str | None) -> Iterator[Path | None]:
         )
 
 
+def _commit(tree: Path) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-ref", help="also measure this commit, alternately")
@@ -311,17 +327,19 @@ def main() -> int:
         stack.callback(common.kill_marked, run_id)
         stack.callback(procs.stop_all)
         trees = [("new", common.REPO)] + ([("baseline", base)] if base else [])
+        commits = {f"{name}_commit": _commit(tree) for name, tree in trees}
         variants = [
             stack.enter_context(variant(name, tree, backend, procs, run_id))
             for backend in backends
             for name, tree in trees
         ]
         for i in range(args.rounds):
-            # Alternate which variant goes first, so neither always runs on a warmer machine.
-            for v in variants if i % 2 == 0 else list(reversed(variants)):
-                measure_round(v, args.n, args.k)
+            for backend in backends:
+                # Alternate which variant goes first, so neither is always second.
+                of_backend = [v for v in variants if v.backend == backend]
+                measure_round(of_backend, args.n, args.k, first=i % len(of_backend))
         result = summarize(variants)
-    result = {"rounds": args.rounds, "n": args.n, "k": args.k, **result}
+    result = {"rounds": args.rounds, "n": args.n, "k": args.k, **commits, **result}
     print(json.dumps(result) if args.json else render(result, variants, args))
     return 0
 
