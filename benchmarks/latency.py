@@ -8,7 +8,9 @@ launched). Then, round after round, the variants are measured alternately (the C
 runs interleaved one by one):
 
 - ``sdk``: a fresh process of the variant's code makes a ``Client``, runs two warm-up
-  jobs, then times ``submit(["true"])`` + ``wait`` of N jobs one after the other.
+  jobs, then times ``submit(["true"])`` + ``wait`` of N jobs one after the other;
+  ``wake`` is, for each, the time from the job's ``finished_at`` (written in the
+  transaction of its end event) to ``wait``'s return.
 - ``job run``: the wall time of ``python -m hodei job run -- true`` (a new process
   each time, imports included), K times.
 - ``--help``: the wall time of ``python -m hodei --help``, K times.
@@ -47,20 +49,23 @@ PROBE_TIMEOUT_S = 300
 
 
 def probe_sdk(n: int) -> None:
-    """Print the ms of n submit + wait, after two warm-up jobs."""
+    """Print the ms of n submit + wait, and of each job's recorded end (``finished_at``,
+    written with its end event) to wait's return, after two warm-up jobs."""
     from hodei.sdk import Client
 
     with Client.from_env() as client:
         for _ in range(2):
             client.wait(client.submit(["true"], name="warm-up").id, timeout=60)
-        out = []
+        out: dict[str, list[float]] = {"sdk_ms": [], "wake_ms": []}
         for i in range(n):
             t0 = time.perf_counter()
             job = client.submit(["true"], name=f"latency-{i}")
             done = client.wait(job.id, timeout=60)
-            out.append((time.perf_counter() - t0) * 1000)
-            if done.state.value != "SUCCEEDED":
+            returned = time.time()
+            out["sdk_ms"].append((time.perf_counter() - t0) * 1000)
+            if done.state.value != "SUCCEEDED" or done.finished_at is None:
                 raise SystemExit(f"job {job.id} ended {done.state}")
+            out["wake_ms"].append((returned - done.finished_at.timestamp()) * 1000)
     print(json.dumps(out))
 
 
@@ -214,7 +219,8 @@ def measure_round(variants: list[Variant], n: int, k: int, first: int) -> None:
         sdk = v.run(script, "--probe-sdk", str(n))
         if sdk.returncode:
             raise RuntimeError(f"{v.name}: sdk probe failed: {sdk.stderr.strip()[-800:]}")
-        v.add("sdk_ms", json.loads(sdk.stdout.strip().splitlines()[-1]))
+        for key, values in json.loads(sdk.stdout.strip().splitlines()[-1]).items():
+            v.add(key, values)
     for _ in range(k):
         for v in order:
             v.add("job_run_ms", [_wall(v, "-m", "hodei", "job", "run", "--", "true")])
@@ -260,7 +266,12 @@ def render(result: dict[str, Any], variants: list[Variant], args: argparse.Names
         f"{'backend':8} {'measure':14} {'variant':9} {'p50 ms':>9} {'p95 ms':>9} {'n':>5}",
     ]
     for backend in dict.fromkeys(v.backend for v in variants):
-        for key, label in (("sdk", "submit+wait"), ("job_run", "job run true"), ("help", "--help")):
+        for key, label in (
+            ("sdk", "submit+wait"),
+            ("wake", "end to return"),
+            ("job_run", "job run true"),
+            ("help", "--help"),
+        ):
             for name in ("baseline", "new"):
                 prefix = f"{backend}.{name}.{key}"
                 if f"{prefix}.p50_ms" not in result:
