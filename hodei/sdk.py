@@ -214,6 +214,7 @@ class Client:
                     name,
                     token_ttl_s=self.settings.token_ttl_s,
                     environment={},
+                    stale_after_s=self.settings.worker_stale_after_s,
                 )
             except HodeiError as exc:
                 logger.warning("could not provision workers for %s: %s", name, exc)

@@ -94,6 +94,24 @@ class Worker:
     registered_at: datetime | None = None
     terminated_at: datetime | None = None
 
+    @property
+    def unused_token(self) -> bool:
+        """PROVISIONING with no process behind it: a token issued by hand (``hodei worker
+        token create``) that nothing has presented yet. It takes no job and holds no
+        capacity; the provisioner's own workers get ``infra_ref`` when it reserves them."""
+        return self.state is WorkerState.PROVISIONING and self.infra_ref is None
+
+    @property
+    def holds_capacity(self) -> bool:
+        """Counts against max_workers and as serving its queue: live, and not an unused token."""
+        return self.state.is_live and not self.unused_token
+
+    @property
+    def last_sign_of_life(self) -> datetime:
+        """Its last heartbeat, else its registration, else its row's creation: a row with
+        neither (a crash, hand-made SQL) is judged by when it was created, never live forever."""
+        return self.last_heartbeat or self.registered_at or self.created_at
+
 
 @dataclass(frozen=True)
 class BootstrapToken:

@@ -120,6 +120,9 @@ LIVE_WORKER_STATES = frozenset(
 )
 # Workers that have a process consuming their queue (and so must heartbeat).
 REGISTERED_WORKER_STATES = LIVE_WORKER_STATES - {WorkerState.PROVISIONING}
+# ``infra_ref`` of a worker the provisioner has reserved and is launching: a process is
+# (about to be) behind it, unlike a hand-issued token's row, whose infra_ref stays empty.
+LAUNCHING_REF = "launching"
 
 
 class ProviderStatus(StrEnum):

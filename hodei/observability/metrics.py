@@ -24,7 +24,7 @@ from prometheus_client.registry import CollectorRegistry
 from sqlalchemy.engine import Engine
 
 from hodei import __version__
-from hodei.domain.states import LIVE_WORKER_STATES, JobState, ProviderHealth, WorkerState
+from hodei.domain.states import JobState, ProviderHealth, WorkerState
 from hodei.errors import HodeiError
 from hodei.observability.queries import (
     JOB_DURATION_BUCKETS,
@@ -178,19 +178,17 @@ def _provider_metrics(snapshot: Snapshot) -> Iterator[Metric]:
         labels=["provider", "status"],
     )
     active = GaugeMetricFamily(
-        "hodei_provider_active_workers", "Live workers of a provider.", labels=["provider"]
+        "hodei_provider_active_workers",
+        "Workers holding a slot of a provider (an unused hand-issued token holds none).",
+        labels=["provider"],
     )
     maximum = GaugeMetricFamily(
         "hodei_provider_max_workers", "A provider's max_workers.", labels=["provider"]
     )
-    live = {state.value for state in LIVE_WORKER_STATES}
     for p in snapshot.providers:
         for status in ProviderHealth:
             health.add_metric([p.name, status.value.lower()], 1 if p.health == status.value else 0)
-        count = sum(
-            n for (name, state), n in snapshot.workers.items() if name == p.name and state in live
-        )
-        active.add_metric([p.name], count)
+        active.add_metric([p.name], snapshot.active_workers.get(p.name, 0))
         maximum.add_metric([p.name], p.max_workers)
     yield health
     yield active

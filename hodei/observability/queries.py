@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from hodei.domain.events import Actor, EventType
 from hodei.domain.states import TERMINAL_STATES, JobState
 from hodei.store import tables as t
+from hodei.store.worker_repository import holds_capacity
 
 NO_PROVIDER = "none"  # the provider label of jobs no provider was found for
 
@@ -66,6 +67,8 @@ class Snapshot:
     event_counts: dict[str, int]
     provisioning: list[HistogramRow]
     server_connections: dict[str, int] | None = field(default=None)
+    # Workers holding capacity per provider (live, not an unused hand-issued token).
+    active_workers: dict[str, int] = field(default_factory=dict)
 
 
 def read_snapshot(connection: sa.Connection) -> Snapshot:
@@ -89,6 +92,7 @@ def read_snapshot(connection: sa.Connection) -> Snapshot:
         event_counts=_event_counts(connection),
         provisioning=_provisioning(connection, names),
         server_connections=_server_connections(connection) if postgres else None,
+        active_workers=_active_workers(connection, names),
     )
 
 
@@ -175,6 +179,14 @@ def _workers(connection: sa.Connection, names: dict[Any, str]) -> dict[tuple[str
         sa.select(w.provider_id, w.state, sa.func.count()).group_by(w.provider_id, w.state)
     ).all()
     return {(_name(names, pid), state): int(n) for pid, state, n in rows}
+
+
+def _active_workers(connection: sa.Connection, names: dict[Any, str]) -> dict[str, int]:
+    w = t.workers.c
+    rows = connection.execute(
+        sa.select(w.provider_id, sa.func.count()).where(holds_capacity()).group_by(w.provider_id)
+    ).all()
+    return {_name(names, pid): int(n) for pid, n in rows}
 
 
 def _event_counts(connection: sa.Connection) -> dict[str, int]:

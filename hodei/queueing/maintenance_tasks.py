@@ -90,6 +90,7 @@ def run_provision(c: Container) -> Report:
             name,
             token_ttl_s=c.settings.token_ttl_s,
             environment={},
+            stale_after_s=c.settings.worker_stale_after_s,
         )
         if tokens:
             launched[name] = len(tokens)

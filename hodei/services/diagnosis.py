@@ -97,6 +97,7 @@ def _gather(reads: ReadStore, clock: Clock, job_id: UUID, stale_after: timedelta
             position=r.queue_position(job) if job.state is JobState.QUEUED else 0,
             last_events=list(reversed(newest)),
             stale_after=stale_after,
+            launch_failures=r.launch_failures([job.id]) if not job.is_terminal else [],
         )
 
 
@@ -154,11 +155,22 @@ def _worker_lines(f: Facts) -> list[str]:
         shown.append(f.job_worker)
     lines = []
     for w in shown:
+        if w.unused_token:
+            lines.append(
+                f"{str(w.id)[:8]} PROVISIONING: an unused token issued {age(w.created_at, f.now)}"
+                " (no process has presented it; it serves nothing)"
+            )
+            continue
         beat = age(w.last_heartbeat, f.now) if w.last_heartbeat else "none yet"
         stale = w.state is not WorkerState.PROVISIONING and is_stale(w, f)
         note = " (stale)" if stale else ""
         job = f", running {str(w.current_job_id)[:8]}" if w.current_job_id else ""
         lines.append(f"{str(w.id)[:8]} {w.state}, heartbeat {beat}{note}{job}")
+    lines.extend(
+        f"{str(w.id)[:8]} launched {age(w.created_at, f.now)}, never started: "
+        f"{w.termination_reason or '-'}"
+        for w in f.launch_failures[:3]
+    )
     return lines or [f"no live worker serves {f.job.queue or 'its queue'}"]
 
 

@@ -156,7 +156,8 @@ class ProviderRepository(Protocol):
 
     def live_worker_counts(self) -> dict[UUID, int]: ...
     def search_with_live_workers(self) -> list[Candidate]:
-        """Every provider, by name, with how many of its workers are live."""
+        """Every provider, by name, with how many of its workers hold capacity (live, and
+        not a hand-issued token nothing has presented)."""
         ...
 
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from hodei.domain.events import Actor
-from hodei.domain.records import Provider
-from hodei.domain.states import LIVE_WORKER_STATES, ProviderHealth, ProviderStatus, WorkerState
+from hodei.domain.records import Provider, Worker
+from hodei.domain.states import (
+    LAUNCHING_REF,
+    LIVE_WORKER_STATES,
+    ProviderHealth,
+    ProviderStatus,
+    WorkerState,
+)
 from hodei.errors import HodeiError
 from hodei.services.ports import Clock, LaunchRequest, Store, WorkerLauncher
 from hodei.services.tokens import IssuedToken, issue_token
@@ -49,9 +56,15 @@ def provision(
     *,
     token_ttl_s: float,
     environment: dict[str, str],
+    stale_after_s: float | None = None,
 ) -> list[IssuedToken]:
-    """Launch the workers ``provider_name`` needs now; returns those launched."""
-    issued = _reserve(store, clock, provider_name, token_ttl_s)
+    """Launch the workers ``provider_name`` needs now; returns those launched.
+
+    Capacity is held by the workers that have (or are getting) a process: a token issued
+    by hand that nothing has presented holds none. A registered worker silent for
+    ``stale_after_s`` still holds its slot until the reaper declares it LOST, but is not
+    counted as idle, so the job it would never take gets a worker of its own."""
+    issued = _reserve(store, clock, provider_name, token_ttl_s, stale_after_s)
     if not issued:
         return []
     provider, tokens = issued
@@ -77,7 +90,11 @@ def provision(
 
 
 def _reserve(
-    store: Store, clock: Clock, provider_name: str, token_ttl_s: float
+    store: Store,
+    clock: Clock,
+    provider_name: str,
+    token_ttl_s: float,
+    stale_after_s: float | None,
 ) -> tuple[Provider, Sequence[IssuedToken]] | None:
     now = clock.now()
     with store.transaction() as tx:
@@ -85,12 +102,13 @@ def _reserve(
         if provider is None:
             return None
         tx.providers.lock(provider.id)
-        live = tx.workers.search(states=LIVE_WORKER_STATES, queue=provider.queue, limit=1000)
+        rows = tx.workers.search(states=LIVE_WORKER_STATES, queue=provider.queue, limit=1000)
+        live = [w for w in rows if w.holds_capacity]
         plan = plan_scale(
             provider,
             waiting=tx.jobs.count_waiting(provider.queue),
             live=len(live),
-            idle_or_starting=sum(1 for w in live if w.state in _STARTING_OR_IDLE),
+            idle_or_starting=sum(1 for w in live if _may_take_work(w, now, stale_after_s)),
         )
         if plan.launch == 0:
             return None
@@ -103,10 +121,26 @@ def _reserve(
             plan.launch,
         )
         tokens = [
-            issue_token(tx, now, provider=provider, ttl_s=token_ttl_s, actor=Actor.PROVISIONER)
+            issue_token(
+                tx,
+                now,
+                provider=provider,
+                ttl_s=token_ttl_s,
+                actor=Actor.PROVISIONER,
+                infra_ref=LAUNCHING_REF,
+            )
             for _ in range(plan.launch)
         ]
     return provider, tokens
+
+
+def _may_take_work(worker: Worker, now: datetime, stale_after_s: float | None) -> bool:
+    """Idle or starting, and (once registered) not silent past the reaper's limit."""
+    if worker.state not in _STARTING_OR_IDLE:
+        return False
+    if worker.state is WorkerState.PROVISIONING or stale_after_s is None:
+        return True
+    return now - worker.last_sign_of_life <= timedelta(seconds=stale_after_s)
 
 
 def _launched(store: Store, clock: Clock, token: IssuedToken, infra_ref: str) -> None:

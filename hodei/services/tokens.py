@@ -43,8 +43,12 @@ def issue_token(
     ttl_s: float,
     actor: str,
     name: str | None = None,
+    infra_ref: str | None = None,
 ) -> IssuedToken:
-    """Within ``tx``: pre-create a PROVISIONING worker and a token bound to it."""
+    """Within ``tx``: pre-create a PROVISIONING worker and a token bound to it.
+
+    ``infra_ref`` is ``LAUNCHING_REF`` when the provisioner launches the worker itself;
+    a token issued for a worker started by hand has none until a process presents it."""
     worker_id = uuid.uuid4()
     worker = Worker(
         id=worker_id,
@@ -54,6 +58,7 @@ def issue_token(
         state=WorkerState.PROVISIONING,
         created_at=now,
         updated_at=now,
+        infra_ref=infra_ref,
         labels=dict(provider.labels),
     )
     secret = "hodei_" + secrets.token_urlsafe(32)
@@ -73,7 +78,7 @@ def issue_token(
             actor=actor,
             now=now,
             provider=provider.name,
-            infra_ref=None,
+            infra_ref=infra_ref,
         ),
         _token_event(
             token,

@@ -5,7 +5,7 @@ Pure: decided from :class:`Facts` read beforehand, so each rule is easy to test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from hodei.domain.events import DomainEvent, EventType
@@ -33,6 +33,8 @@ class Facts:
     position: int
     last_events: list[DomainEvent]
     stale_after: timedelta
+    # Workers launched for its queue while it waited that never registered, newest first.
+    launch_failures: list[Worker] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,7 @@ def is_stale(worker: Worker, f: Facts) -> bool:
     """Gone, or registered and silent for longer than the reaper allows."""
     if worker.state in _GONE:
         return True
-    last = worker.last_heartbeat or worker.registered_at
-    return last is not None and f.now - last > f.stale_after
+    return f.now - worker.last_sign_of_life > f.stale_after
 
 
 def verdict_for(f: Facts) -> Verdict:
@@ -190,9 +191,10 @@ _REAP_ACTION = (
 def _queued(f: Facts) -> Verdict:
     job = f.job
     queue = job.queue or "?"
-    registered = [w for w in f.queue_workers if w.state is not WorkerState.PROVISIONING]
+    serving = [w for w in f.queue_workers if w.holds_capacity]
+    registered = [w for w in serving if w.state is not WorkerState.PROVISIONING]
     fresh = [w for w in registered if not is_stale(w, f)]
-    starting = [w for w in f.queue_workers if w.state is WorkerState.PROVISIONING]
+    starting = [w for w in serving if w.state is WorkerState.PROVISIONING]
     idle = [w for w in fresh if w.state in (WorkerState.READY, WorkerState.REGISTERED)]
     waited = f.now - (job.queued_at or f.now)
     if idle:
@@ -240,7 +242,7 @@ def _busy(f: Facts, fresh: list[Worker]) -> Verdict:
 
 
 def _stale(f: Facts, registered: list[Worker], queue: str) -> Verdict:
-    newest = max(registered, key=lambda w: w.last_heartbeat or w.created_at)
+    newest = max(registered, key=lambda w: w.last_sign_of_life)
     if len(registered) == 1:
         text = f"the only worker on {queue} ({str(newest.id)[:8]}) {went_silent(newest, f.now)}"
     else:
@@ -252,28 +254,69 @@ def _stale(f: Facts, registered: list[Worker], queue: str) -> Verdict:
 
 
 def _no_worker(f: Facts, queue: str, waited: timedelta) -> Verdict:
+    """Nothing holds a slot on the queue: say what stops a worker from being launched,
+    with the command that removes exactly that."""
     provider = _provider_of(f)
+    jid = f.job.id
     text = f"queued on {queue} for {duration(waited)} but no worker serves that queue"
-    action = (
-        "`hodei maintenance run --task provision` launches workers (the scheduler does it "
-        f"on its own: is `hodei scheduler` running?); `hodei job timeline {f.job.id}` "
-        "shows launch errors"
+    unused = [w for w in f.queue_workers if w.unused_token]
+    if unused:
+        text += (
+            f'; its only "worker" is {_ids(unused)}, a token issued by hand that no process '
+            "has presented (`hodei worker token create`), which serves nothing"
+        )
+    provision = (
+        "`hodei maintenance run --task provision` launches one now (the scheduler does it "
+        "every few seconds: is `hodei scheduler` running?)"
     )
     if provider is None:
-        return Verdict("no_worker", text + "; no provider owns it", action)
+        return Verdict(
+            "no_worker",
+            text + "; no provider owns that queue any more",
+            f"cancel the job (`hodei job cancel {jid}`) and submit it again: it goes to a "
+            "provider that exists",
+        )
+    name = provider.name
     if provider.status is not ProviderStatus.ACTIVE:
         return Verdict(
             "no_worker",
-            f"{text}: provider {provider.name} is {provider.status}",
-            f"`hodei provider enable {provider.name}`, or cancel the job and submit it elsewhere",
+            f"{text}: provider {name} is {provider.status}, so no worker is launched for it",
+            f"`hodei provider enable {name}`, then {provision}; or cancel the job",
         )
     if provider.health is ProviderHealth.UNHEALTHY:
         return Verdict(
             "no_worker",
-            f"{text}: provider {provider.name} is UNHEALTHY ({provider.health_message or '-'})",
-            f"fix the provider (`hodei provider health {provider.name}`), or cancel the job",
+            f"{text}: provider {name} is UNHEALTHY ({provider.health_message or '-'}), so no "
+            "worker is launched for it",
+            f"fix what the message says, then `hodei provider health {name}` checks it again "
+            f"and {provision}; or cancel the job",
         )
-    return Verdict("no_worker", text, action)
+    if provider.max_workers <= 0:
+        return Verdict(
+            "no_worker",
+            f"{text}: provider {name} has max_workers={provider.max_workers}, so it may run "
+            "no worker",
+            f"`hodei provider update {name} --max-workers {max(2, provider.min_workers)}` "
+            f"(or more), then {provision}",
+        )
+    if f.launch_failures:
+        last = f.launch_failures[0]
+        text += (
+            f"; {len(f.launch_failures)} worker(s) launched for it never started, the last "
+            f"({str(last.id)[:8]}, {age(last.terminated_at or last.updated_at, f.now)}): "
+            f"{last.termination_reason or 'no reason recorded'}"
+        )
+        return Verdict(
+            "no_worker",
+            text,
+            f"`hodei job timeline {jid}` shows each launch and why it failed (a worker must "
+            "register within HODEI_TOKEN_TTL seconds); fix that, then " + provision,
+        )
+    return Verdict("no_worker", text, provision)
+
+
+def _ids(workers: list[Worker]) -> str:
+    return ", ".join(str(w.id)[:8] for w in workers)
 
 
 def _provider_of(f: Facts) -> Provider | None:

@@ -9,7 +9,12 @@ from uuid import UUID
 
 from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Worker
-from hodei.domain.states import LIVE_WORKER_STATES, REGISTERED_WORKER_STATES, WorkerState
+from hodei.domain.states import (
+    LAUNCHING_REF,
+    LIVE_WORKER_STATES,
+    REGISTERED_WORKER_STATES,
+    WorkerState,
+)
 from hodei.errors import Conflict, ProviderNotFound, WorkerNotFound
 from hodei.services.ports import Clock, Store, Transaction
 from hodei.services.timeline import worker_event
@@ -52,7 +57,7 @@ def register_worker(
             last_heartbeat=now,
             # The provider's handle (container id, pod name) wins over the worker's own
             # view (a pid inside that container), which only matters when there is none.
-            infra_ref=worker.infra_ref or infra_ref,
+            infra_ref=_provider_ref(worker) or infra_ref,
             updated_at=now,
         )
         tx.events.add(
@@ -78,6 +83,11 @@ def register_worker(
         "worker %s registered on %s", worker.id, worker.queue, extra={"worker_id": str(worker.id)}
     )
     return registered
+
+
+def _provider_ref(worker: Worker) -> str | None:
+    """The container id or pod name the provisioner recorded, if it got that far."""
+    return None if worker.infra_ref == LAUNCHING_REF else worker.infra_ref
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,19 @@ import sqlalchemy as sa
 
 from hodei.domain.records import Provider
 from hodei.domain.selection import Candidate
-from hodei.domain.states import LIVE_WORKER_STATES
 from hodei.store import statements
 from hodei.store.driver_statement import driver_statement
 from hodei.store.mapping import provider_from_row, provider_to_row
 from hodei.store.statements import where_params
 from hodei.store.tables import provider_configs as providers
 from hodei.store.tables import workers
+from hodei.store.worker_repository import holds_capacity
 
-# Live workers per provider id.
+# Workers holding capacity per provider id (a hand-issued token nothing has presented
+# does not: it would block launches until it expires).
 _LIVE_COUNTS = (
     sa.select(workers.c.provider_id, sa.func.count().label("n"))
-    .where(statements.one_of(workers.c.state, [str(s) for s in LIVE_WORKER_STATES]))
+    .where(holds_capacity())
     .group_by(workers.c.provider_id)
 )
 

@@ -16,19 +16,23 @@ from sqlalchemy.engine import Engine
 
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, BootstrapToken, Job, Provider, Worker
-from hodei.domain.states import LIVE_WORKER_STATES, JobState
+from hodei.domain.states import LIVE_WORKER_STATES, JobState, WorkerState
 from hodei.services.ports import EventQuery
 from hodei.services.read_ports import ChainAnomaly, QueueDepth, TransitionRules
 from hodei.store import doctor_queries
 from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
-from hodei.store.mapping import event_from_row, job_from_row
+from hodei.store.mapping import event_from_row, job_from_row, worker_from_row
 from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.tables import domain_events as events
 from hodei.store.tables import job_attempts, jobs, state_counts, workers
 from hodei.store.tables import worker_bootstrap_tokens as tokens
-from hodei.store.worker_repository import SqlTokenRepository, SqlWorkerRepository
+from hodei.store.worker_repository import (
+    SqlTokenRepository,
+    SqlWorkerRepository,
+    holds_capacity,
+)
 
 _PENDING, _QUEUED, _RUNNING = (
     str(s) for s in (JobState.PENDING, JobState.QUEUED, JobState.RUNNING)
@@ -96,7 +100,7 @@ class SqlOperatorReads:
     def live_worker_counts(self) -> dict[tuple[UUID | None, str], int]:
         stmt = (
             sa.select(workers.c.provider_id, workers.c.state, sa.func.count())
-            .where(workers.c.state.in_([str(s) for s in LIVE_WORKER_STATES]))
+            .where(holds_capacity())
             .group_by(workers.c.provider_id, workers.c.state)
         )
         return {(pid, state): int(n) for pid, state, n in self._c.execute(stmt).all()}
@@ -135,12 +139,35 @@ class SqlOperatorReads:
             jobs.c.id.in_(ids), jobs.c.worker_id.is_not(None)
         )
         worker_ids = set(self._c.execute(sa.union(from_attempts, from_jobs)).scalars())
+        worker_ids.update(w.id for w in self.launch_failures(ids))
         if not worker_ids:
             return []
         token_ids = self._c.execute(
             sa.select(tokens.c.id).where(tokens.c.worker_id.in_(list(worker_ids)))
         ).scalars()
         return [*worker_ids, *token_ids]
+
+    def launch_failures(self, job_ids: Collection[UUID], limit: int = 50) -> list[Worker]:
+        """Workers launched for these jobs' queues while they waited (created after the
+        job, before it started or ended) that never registered: PROVISION_FAILED, newest
+        first. Driven by ix_workers_state_queue: the failed workers of a few queues."""
+        if not job_ids:
+            return []
+        until = sa.func.coalesce(jobs.c.started_at, jobs.c.finished_at)
+        stmt = (
+            sa.select(workers)
+            .join(jobs, jobs.c.queue == workers.c.queue)
+            .where(
+                jobs.c.id.in_(list(job_ids)),
+                workers.c.state == str(WorkerState.PROVISION_FAILED),
+                workers.c.created_at >= jobs.c.created_at,
+                sa.or_(until.is_(None), workers.c.created_at <= until),
+            )
+            .distinct()
+            .order_by(workers.c.created_at.desc())
+            .limit(limit)
+        )
+        return [worker_from_row(r) for r in self._c.execute(stmt).mappings()]
 
     def events_of(
         self, aggregate_ids: Collection[UUID], correlation_id: str | None, limit: int

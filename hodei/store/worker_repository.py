@@ -47,6 +47,23 @@ def job_done_statement() -> sa.Update:
 _JOB_DONE = job_done_statement()
 
 
+def holds_capacity(table: sa.Table = workers) -> sa.ColumnElement[bool]:
+    """SQL for :attr:`Worker.holds_capacity`: live, and not a hand-issued token that no
+    process has presented (PROVISIONING without infra_ref)."""
+    return sa.or_(
+        statements.one_of(table.c.state, [str(s) for s in REGISTERED_WORKER_STATES]),
+        sa.and_(
+            table.c.state == sa.literal_column(f"'{WorkerState.PROVISIONING}'"),
+            table.c.infra_ref.is_not(None),
+        ),
+    )
+
+
+def last_sign_of_life(table: sa.Table = workers) -> sa.ColumnElement[datetime]:
+    """SQL for :attr:`Worker.last_sign_of_life`: heartbeat, else registration, else creation."""
+    return sa.func.coalesce(table.c.last_heartbeat, table.c.registered_at, table.c.created_at)
+
+
 class SqlWorkerRepository:
     def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
@@ -77,8 +94,9 @@ class SqlWorkerRepository:
         return [worker_from_row(r) for r in self._c.execute(stmt).mappings()]
 
     def stale(self, *, heartbeat_before: datetime, limit: int) -> list[Worker]:
-        # A registered worker that never heartbeated is judged by when it registered.
-        last_sign = sa.func.coalesce(workers.c.last_heartbeat, workers.c.registered_at)
+        # A registered worker that never heartbeated is judged by when it registered; a
+        # row with neither (a crash, hand-made SQL) by when it was created.
+        last_sign = last_sign_of_life()
         stmt = (
             sa.select(workers)
             .where(
@@ -94,7 +112,7 @@ class SqlWorkerRepository:
     ) -> bool:
         if self._c.dialect.name == "postgresql" and not self._lock_if_free(worker_id):
             return False  # its own (maybe frozen) transaction holds it; next pass
-        last_sign = sa.func.coalesce(workers.c.last_heartbeat, workers.c.registered_at)
+        last_sign = last_sign_of_life()
         query = (
             workers.update()
             .where(

@@ -99,6 +99,7 @@ def plant_worker(
     heartbeat_age: timedelta | None,
     queue: str = "hodei.local",
     age: timedelta = timedelta(minutes=10),
+    infra_ref: str | None = None,
 ) -> Worker:
     at = now()
     with client.container.store.transaction() as tx:
@@ -113,6 +114,7 @@ def plant_worker(
             updated_at=at - age,
             registered_at=None if state is WorkerState.PROVISIONING else at - age,
             last_heartbeat=None if heartbeat_age is None else at - heartbeat_age,
+            infra_ref=infra_ref,
         )
         tx.workers.add(worker)
     return worker

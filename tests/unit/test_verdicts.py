@@ -104,7 +104,7 @@ QUEUED_LONG = job(JobState.QUEUED, queued_at=NOW - timedelta(minutes=2))
             "all 2 worker(s) on hodei.local are busy and local is at max_workers=2; 3 job(s)",
         ),
         (
-            facts(QUEUED_LONG, [worker(WorkerState.PROVISIONING, None)]),
+            facts(QUEUED_LONG, [worker(WorkerState.PROVISIONING, None, infra_ref="pid:1")]),
             "worker_starting",
             "is starting for hodei.local",
         ),

@@ -1,0 +1,92 @@
+"""What counts as a live worker: an unused hand-issued token holds no capacity, and a
+worker row with no sign of life at all is judged by when it was created."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+from hodei import JobState
+from hodei.domain.records import Worker
+from hodei.domain.states import WorkerState
+from hodei.sdk import Client
+from hodei.services.workers import create_worker_token
+from hodei.settings import Settings
+from tests.integration.operators_plant import HAPPY, now, plant_job
+from tests.support import run_cli
+
+
+def test_an_unused_token_blocks_no_job(embedded_settings: Settings) -> None:
+    """A fresh home, `worker token create` and nothing else: `job run` still runs."""
+    token = run_cli(embedded_settings, "worker", "token", "create")
+    assert token.returncode == 0, token.stderr
+    ran = run_cli(embedded_settings, "job", "run", "--", "echo", "hello", timeout=60)
+    assert (ran.returncode, ran.stdout.strip()) == (0, "hello"), ran.stderr
+    status = run_cli(embedded_settings, "status", "--output", "json")
+    local = next(p for p in json.loads(status.stdout)["providers"] if p["name"] == "local")
+    assert local["live_workers"] <= 1, local  # the worker that ran it; not the token
+
+
+def test_diagnose_names_an_unused_token_and_it_holds_no_slot(client: Client) -> None:
+    c = client.container
+    issued = create_worker_token(
+        c.store, c.clock, provider_name="local", ttl_s=600, actor="sdk:test"
+    )
+    job = plant_job(
+        client, state=JobState.QUEUED, steps=HAPPY[:2], queued_at=now() - timedelta(minutes=2)
+    )
+    result = client.diagnose(job.id)
+    assert result.code == "no_worker", result.verdict
+    assert f'its only "worker" is {str(issued.worker.id)[:8]}, a token issued by hand' in (
+        result.verdict
+    )
+    assert "--task provision" in result.action
+    workers = next(s for s in result.steps if s.title.startswith("4."))
+    assert "an unused token" in workers.lines[0]
+    local = next(p for p in client.status().providers if p.name == "local")
+    assert local.live_workers == 0
+    assert next(p for p in client.providers() if p.provider.name == "local").live_workers == 0
+
+
+def _silent_worker(client: Client, age: timedelta) -> Worker:
+    """A READY row with neither heartbeat nor registration time (what hand-made SQL or a
+    crash between two writes leaves)."""
+    at = now() - age
+    with client.container.store.transaction() as tx:
+        provider = tx.providers.get_by_name("local")
+        assert provider is not None
+        worker = Worker(
+            id=uuid.uuid4(),
+            name="silent",
+            provider_id=provider.id,
+            queue=provider.queue,
+            state=WorkerState.READY,
+            created_at=at,
+            updated_at=at,
+            infra_ref="pid:999999999",
+        )
+        tx.workers.add(worker)
+    return worker
+
+
+def test_a_worker_that_never_gave_a_sign_of_life_is_stale(client: Client) -> None:
+    silent = _silent_worker(client, timedelta(minutes=10))
+    queued = plant_job(
+        client, state=JobState.QUEUED, steps=HAPPY[:2], queued_at=now() - timedelta(minutes=2)
+    )
+    diagnosis = client.diagnose(queued.id)
+    assert diagnosis.code == "stale_worker", diagnosis.verdict
+    assert "has neither registered nor sent a heartbeat" in diagnosis.verdict
+    assert [f.ids["worker_id"] for f in client.doctor().findings] == [str(silent.id)]
+
+    # It is not idle capacity: a new job gets a worker of its own and runs.
+    job = client.submit("echo ran")
+    assert client.wait(job.id, timeout=60).state is JobState.SUCCEEDED
+
+    reaped = run_cli(client.settings, "maintenance", "run", "--task", "reap_stale_workers")
+    assert reaped.returncode == 0, reaped.stderr
+    assert str(silent.id) in reaped.stdout
+    with client.container.store.transaction() as tx:
+        after = tx.workers.get(silent.id)
+    assert after is not None and after.state is WorkerState.LOST
