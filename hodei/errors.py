@@ -34,6 +34,10 @@ class InvalidConfiguration(InvalidInput):
     """The configuration is not valid."""
 
 
+class MissingExtra(InvalidConfiguration):
+    """A provider type's library is not installed."""
+
+
 class NotFound(HodeiError):
     """The requested object does not exist."""
 

@@ -41,6 +41,7 @@ from hodei.services.events_feed import (
 )
 from hodei.services.health import HealthReport
 from hodei.services.ports import EventQuery, JobQuery
+from hodei.services.provider_removal import Removal
 from hodei.services.providers import ProviderView
 from hodei.services.provisioning import provision
 from hodei.services.status import SystemStatus, system_status
@@ -476,8 +477,10 @@ class Client:
     def add_provider(self, name: str, provider_type: str, **fields: Any) -> Provider:
         """Register a provider; ``fields`` as :class:`~hodei.services.providers.ProviderSpec`
         (config, priority, max_workers, min_workers, labels, preferred_region,
-        allowed_regions, health_check). Config is validated for its type."""
-        from hodei.providers.config import validate_config
+        allowed_regions, health_check). Config is validated for its type, and the type's
+        library must be installed (:class:`~hodei.errors.MissingExtra` names the pip
+        command otherwise)."""
+        from hodei.providers.config import validate_new_config
         from hodei.services.providers import ProviderSpec, add_provider
 
         known = {f.name for f in dataclasses.fields(ProviderSpec)} - {"name", "provider_type"}
@@ -488,7 +491,7 @@ class Client:
             raise InvalidConfiguration("invalid provider: its type must be a string")
         spec = ProviderSpec(name, provider_type, **fields)
         provider = add_provider(
-            self._c.store, self._c.clock, spec, validate=validate_config, actor=self.actor
+            self._c.store, self._c.clock, spec, validate=validate_new_config, actor=self.actor
         )
         self._providers_changed()
         return provider
@@ -508,6 +511,27 @@ class Client:
         )
         self._providers_changed()
         return provider
+
+    def remove_provider(self, name: str, *, force: bool = False) -> Removal:
+        """Delete a provider (ProviderRemoved). Refused (:class:`~hodei.errors.Conflict`)
+        while it has live workers or unfinished jobs, unless ``force``: then its workers
+        are ended (and their processes or containers removed) and its jobs FAILED."""
+        from hodei.services.provider_removal import remove_provider
+
+        removal = remove_provider(self._c.store, self._c.clock, name, force=force, actor=self.actor)
+        for worker in removal.ended_workers:
+            try:
+                self._c.launcher_for(removal.provider).destroy(worker)
+            except Exception as exc:  # the row is gone either way; say what was left
+                logger.warning(
+                    "could not remove worker %s of provider %s: %s",
+                    worker.id,
+                    name,
+                    exc,
+                    extra={"worker_id": str(worker.id)},
+                )
+        self._providers_changed()
+        return removal
 
     def enable_provider(self, name: str) -> Provider:
         return self._set_provider_status(name, ProviderStatus.ACTIVE)

@@ -25,7 +25,7 @@ def maintenance() -> None:
 @click.pass_context
 def run(ctx: click.Context, task_names: tuple[str, ...]) -> None:
     """Run the maintenance tasks once and print what each did."""
-    from hodei.errors import InvalidInput
+    from hodei.errors import HodeiError, InvalidInput
     from hodei.queueing.maintenance_tasks import TASKS
 
     unknown = [n for n in task_names if n not in TASKS]
@@ -33,8 +33,16 @@ def run(ctx: click.Context, task_names: tuple[str, ...]) -> None:
         raise InvalidInput(f"unknown task {', '.join(unknown)}; choose from {', '.join(TASKS)}")
     settings: Settings = ctx.find_root().obj
     container = Container(settings)
+    failed: list[str] = []
     for name in task_names or tuple(TASKS):
-        click.echo(f"{name}: {json.dumps(TASKS[name](container), default=str)}")
+        try:
+            report = TASKS[name](container)
+        except HodeiError as exc:  # one task's failure must not stop the others
+            report = {"error": str(exc)}
+            failed.append(name)
+        click.echo(f"{name}: {json.dumps(report, default=str)}")
+    if failed:
+        raise HodeiError(f"maintenance task(s) failed: {', '.join(failed)}")
 
 
 @click.command()

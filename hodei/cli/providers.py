@@ -203,6 +203,22 @@ _status_command(
 )
 
 
+@provider.command("remove")
+@click.argument("name")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also when it has live workers or unfinished jobs: end the workers, fail the jobs.",
+)
+@click.pass_context
+def remove(ctx: click.Context, name: str, force: bool) -> None:
+    """Delete a provider (refused while it has live workers or unfinished jobs)."""
+    removal = _client(ctx).remove_provider(name, force=force)
+    ended = f", {len(removal.ended_workers)} worker(s) ended" if removal.ended_workers else ""
+    failed = f", {len(removal.failed_jobs)} job(s) failed" if removal.failed_jobs else ""
+    click.echo(f"provider {name} removed{ended}{failed}")
+
+
 @provider.command("health")
 @click.argument("name", required=False)
 @OUTPUT_OPTION

@@ -43,6 +43,7 @@ class EventType(StrEnum):
     PROVIDER_UPDATED = "ProviderUpdated"
     PROVIDER_STATUS_CHANGED = "ProviderStatusChanged"
     PROVIDER_HEALTH_CHANGED = "ProviderHealthChanged"
+    PROVIDER_REMOVED = "ProviderRemoved"
 
 
 class Aggregate(StrEnum):

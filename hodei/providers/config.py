@@ -8,13 +8,14 @@ models live here, at the infrastructure edge.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hodei.errors import InvalidConfiguration
+from hodei.errors import InvalidConfiguration, MissingExtra
 
 PROVIDER_TYPES = ("local", "docker", "kubernetes")
 # Used with fullmatch: `$` would also accept a trailing newline.
@@ -128,6 +129,33 @@ def validate_config(provider_type: str, config: dict[str, Any]) -> dict[str, Any
         problems = "; ".join(_problem(e) for e in exc.errors())
         raise InvalidConfiguration(f"invalid {provider_type} config: {problems}") from None
     return parsed.model_dump(exclude_defaults=True, mode="json")
+
+
+# The package each provider type needs, installed by the extra of the same name.
+_LIBRARIES = {"docker": "docker", "kubernetes": "kubernetes"}
+
+
+def require_library(provider_type: str) -> None:
+    """:class:`MissingExtra` naming the pip command unless ``provider_type``'s package
+    imports (imported, not just found: a broken install is as missing as an absent one)."""
+    module = _LIBRARIES.get(provider_type)
+    if module is None:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(
+            f"provider type {provider_type} needs the {module!r} package, which is not "
+            f"installed here: pip install 'hodei[{provider_type}]'"
+        ) from None
+
+
+def validate_new_config(provider_type: str, config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`validate_config` for a provider being added: its library must be installed,
+    or it would break every maintenance pass that touches it."""
+    checked = validate_config(provider_type, config)
+    require_library(provider_type)
+    return checked
 
 
 def docker_config(config: dict[str, Any]) -> DockerConfig:

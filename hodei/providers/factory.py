@@ -8,7 +8,6 @@ health changes.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -16,8 +15,9 @@ from typing import Any
 
 from hodei.domain.records import Provider, Worker
 from hodei.domain.states import ProviderHealth
-from hodei.errors import InvalidConfiguration
+from hodei.errors import InvalidConfiguration, MissingExtra
 from hodei.providers.breaker import BreakerState, breaker_for
+from hodei.providers.config import require_library
 from hodei.services.health import HealthReport, record_breaker_transition
 from hodei.services.infrastructure import ProvisionFailed, fail_waiting_jobs
 from hodei.services.ports import Clock, LaunchRequest, Store
@@ -57,23 +57,13 @@ def adapter_for(provider: Provider, settings: Settings, store: Store, clock: Clo
     )
 
 
-# The library each provider type needs, and the extra that installs it.
-_LIBRARIES = {"docker": ("docker", "docker"), "kubernetes": ("kubernetes", "kubernetes")}
-
-
 def _require_library(provider: Provider) -> None:
     """A one-line error naming the extra to install, instead of an ImportError's traceback
     from deep inside an adapter."""
-    module, extra = _LIBRARIES.get(provider.provider_type, ("", ""))
-    if not module:
-        return
     try:
-        importlib.import_module(module)
-    except ImportError:
-        raise InvalidConfiguration(
-            f"provider {provider.name} ({provider.provider_type}) needs the {module} library:"
-            f" pip install 'hodei[{extra}]'"
-        ) from None
+        require_library(provider.provider_type)
+    except MissingExtra as exc:
+        raise MissingExtra(f"provider {provider.name}: {exc}") from None
 
 
 class LocalProbe:

@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery, Task
 
 from hodei.bootstrap import Container
+from hodei.domain.states import ProviderHealth
 from hodei.errors import HodeiError
 from hodei.services import maintenance
 from hodei.services.dispatch import dispatch_pending
@@ -111,6 +112,7 @@ def run_check_provider_health(c: Container) -> Report:
 def run_reconcile_providers(c: Container) -> Report:
     """Docker and Kubernetes providers: containers or pods versus worker rows."""
     from hodei.providers.factory import adapter_for
+    from hodei.services.health import HealthReport, record_health
     from hodei.services.reconcile import reconcile_provider
 
     with c.store.transaction() as tx:
@@ -128,7 +130,12 @@ def run_reconcile_providers(c: Container) -> Report:
                 lost_requeues=c.settings.worker_lost_requeues,
             )
         except HodeiError as exc:  # one unreachable provider must not stop the others
-            logger.warning("could not reconcile provider %s: %s", provider.name, exc)
+            # UNHEALTHY with the reason: no launches on it, and diagnose names it. Logged
+            # as a warning on the change only, not on every pass.
+            record_health(
+                c.store, c.clock, provider.name, HealthReport(ProviderHealth.UNHEALTHY, str(exc))
+            )
+            logger.debug("could not reconcile provider %s: %s", provider.name, exc)
             out[provider.name] = {"error": str(exc)}
             continue
         out[provider.name] = {

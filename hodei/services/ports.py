@@ -154,6 +154,10 @@ class ProviderRepository(Protocol):
         """Serialise provisioning decisions for one provider until the transaction ends."""
         ...
 
+    def delete(self, provider_id: UUID) -> None:
+        """Delete the provider; its workers' and jobs' rows keep their queue, not its id."""
+        ...
+
     def live_worker_counts(self) -> dict[UUID, int]: ...
     def search_with_live_workers(self) -> list[Candidate]:
         """Every provider, by name, with how many of its workers hold capacity (live, and

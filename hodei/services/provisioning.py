@@ -17,6 +17,7 @@ from hodei.domain.states import (
     WorkerState,
 )
 from hodei.errors import HodeiError
+from hodei.services.health import HealthReport, record_health
 from hodei.services.ports import Clock, LaunchRequest, Store, WorkerLauncher
 from hodei.services.tokens import IssuedToken, issue_token
 from hodei.services.workers import fail_provisioning
@@ -68,7 +69,15 @@ def provision(
     if not issued:
         return []
     provider, tokens = issued
-    launcher = launcher_for(provider)
+    try:
+        launcher = launcher_for(provider)
+    except HodeiError as exc:
+        # It cannot launch anything here (its library is missing, its config cannot
+        # work): say so on each reserved worker, and stop launching until it recovers.
+        for token in tokens:
+            _launch_failed(store, clock, token, str(exc))
+        record_health(store, clock, provider.name, HealthReport(ProviderHealth.UNHEALTHY, str(exc)))
+        return []
     launched = []
     for token in tokens:
         request = LaunchRequest(

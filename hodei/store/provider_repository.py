@@ -13,8 +13,8 @@ from hodei.store import statements
 from hodei.store.driver_statement import driver_statement
 from hodei.store.mapping import provider_from_row, provider_to_row
 from hodei.store.statements import where_params
+from hodei.store.tables import jobs, workers
 from hodei.store.tables import provider_configs as providers
-from hodei.store.tables import workers
 from hodei.store.worker_repository import holds_capacity
 
 # Workers holding capacity per provider id (a hand-issued token nothing has presented
@@ -74,6 +74,15 @@ class SqlProviderRepository:
         if "allowed_regions" in values:
             values["allowed_regions"] = list(values["allowed_regions"])
         self._c.execute(providers.update().where(providers.c.id == provider_id).values(**values))
+
+    def delete(self, provider_id: UUID) -> None:
+        # History stays: workers and jobs keep their queue (hodei.<name>) and events
+        # their payload's provider name; only the reference to the row goes.
+        for table in (workers, jobs):
+            self._c.execute(
+                table.update().where(table.c.provider_id == provider_id).values(provider_id=None)
+            )
+        self._c.execute(providers.delete().where(providers.c.id == provider_id))
 
     def lock(self, provider_id: UUID) -> None:
         self._c.execute(statements.lock_by_id(providers), where_params(id=provider_id))
