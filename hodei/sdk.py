@@ -444,6 +444,7 @@ class Client:
             self._c.clock,
             parse_job_id(job_id),
             stale_after_s=self.settings.worker_stale_after_s,
+            republish_after_s=self.settings.republish_after_s,
         )
 
     def doctor(
@@ -564,13 +565,15 @@ class Client:
         if name is not None:
             self.provider(name)  # ProviderNotFound for a wrong name
             name = _provider_name(name)
-        return check_providers(
+        results = check_providers(
             c.store,
             c.clock,
             lambda p: probe_for(p, c.settings, c.store, c.clock),
             only=name,
             force=True,
         )
+        self._providers_changed()  # a provider healthy again takes its waiting jobs now
+        return results
 
     def _set_provider_status(self, name: str, status: ProviderStatus) -> Provider:
         from hodei.services.providers import set_provider_status
@@ -582,19 +585,21 @@ class Client:
         return provider
 
     def _providers_changed(self) -> None:
-        """Jobs left PENDING for want of a provider may have one now."""
+        """Jobs left PENDING for want of a provider may have one now, and jobs queued on
+        a provider that could not launch workers may get them."""
         from hodei.services.reconcile import reschedule_unschedulable
 
-        report = reschedule_unschedulable(
+        reschedule_unschedulable(
             self._c.store,
             self._c.clock,
             self._c.publisher,
             queue_timeout_s=self.settings.queue_timeout_s,
         )
-        if report.scheduled:
-            with self._c.store.reading() as tx:
-                ids = {j.provider_id for i in report.scheduled if (j := tx.jobs.get(i))}
-            self._provision(ids)
+        # Every provider: one enabled, healthy again or given capacity launches workers
+        # for the jobs already queued on it (provisioning does nothing where none wait).
+        with self._c.store.reading() as tx:
+            names = {p.name for p in tx.providers.search()}
+        self._provision_names(names)
 
     def close(self) -> None:
         """Release the database connections; later calls raise ClientClosed."""

@@ -128,6 +128,7 @@ def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> Non
     if no_wait:
         _print_submitted(submitted, output)
         return
+    _explain_wait(client, submitted)
     try:
         with stop_signals_raise():
             if unpublished.is_unpublished(submitted):
@@ -188,6 +189,23 @@ def _cancel_on_stop(client: Client, job_id: UUID, stop: BaseException) -> int:
     with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
         click.echo(f"hodei: {signal.Signals(signum).name}: {what}", err=True)
     return 128 + int(signum)
+
+
+def _explain_wait(client: Client, job: Job) -> None:
+    """Once, on stderr: why a job no provider can take now waits (each provider and why
+    it was passed over). It is accepted and keeps waiting: a provider may be enabled,
+    healed or given the label meanwhile; after HODEI_QUEUE_TIMEOUT it fails."""
+    if job.queue is not None or job.is_terminal:
+        return
+    diagnosis = client.diagnose(job.id)
+    providers = next((s.lines for s in diagnosis.steps if s.title.startswith("3.")), [])
+    timeout = f"{client.settings.queue_timeout_s:g}s"
+    click.echo(
+        f"hodei: job {job.id} waits: no provider can take it now "
+        f"({'; '.join(providers)}); it runs when one can, or fails after {timeout}. "
+        f"To change that: {diagnosis.action}",
+        err=True,
+    )
 
 
 def exit_code_for(job: Job) -> int:

@@ -8,7 +8,7 @@ and why the others do not; 4. the live workers on its queue and their heartbeat 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -51,10 +51,16 @@ class Diagnosis:
 
 
 def diagnose_job(
-    reads: ReadStore, clock: Clock, job_id: UUID, *, stale_after_s: float
+    reads: ReadStore,
+    clock: Clock,
+    job_id: UUID,
+    *,
+    stale_after_s: float,
+    republish_after_s: float = 300.0,
 ) -> Diagnosis:
     """Read what matters about the job and explain where it stands."""
     facts = _gather(reads, clock, job_id, timedelta(seconds=stale_after_s))
+    facts = replace(facts, republish_after=timedelta(seconds=republish_after_s))
     verdict: Verdict = verdict_for(facts)
     return Diagnosis(
         job_id=facts.job.id,

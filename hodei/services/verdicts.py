@@ -35,6 +35,9 @@ class Facts:
     stale_after: timedelta
     # Workers launched for its queue while it waited that never registered, newest first.
     launch_failures: list[Worker] = field(default_factory=list)
+    # Settings.republish_after_s: how long a queued job waits before dispatch_pending
+    # publishes it again.
+    republish_after: timedelta = timedelta(seconds=300)
 
 
 @dataclass(frozen=True)
@@ -160,12 +163,10 @@ def _running(f: Facts) -> Verdict:
         )
     if w is None or w.state in _GONE:
         what = "no longer exists" if w is None else f"is {w.state} ({w.termination_reason or '-'})"
-        deadline = f" at {clock_time(job.deadline_at)}" if job.deadline_at else ""
         return Verdict(
             "worker_lost",
             f"the job is RUNNING on worker {wid}, which {what}",
-            f"it ends TIMED_OUT at its deadline{deadline} (`hodei maintenance run --task "
-            f"enforce_deadlines`); then `hodei job retry {job.id}`",
+            _deadline_action(f),
         )
     if is_stale(w, f):
         return Verdict(
@@ -182,9 +183,24 @@ def _running(f: Facts) -> Verdict:
     )
 
 
+def _deadline_action(f: Facts) -> str:
+    """enforce_deadlines ends such a job only once its deadline (plus the cancel grace)
+    has passed: before that, the action is to wait for it."""
+    job = f.job
+    enforce = "`hodei maintenance run --task enforce_deadlines`"
+    retry = f"then `hodei job retry {job.id}`"
+    if job.deadline_at is None or job.deadline_at <= f.now:
+        return f"{enforce} ends it TIMED_OUT now (the scheduler does it on its own); {retry}"
+    return (
+        f"wait: it ends TIMED_OUT at its deadline, {clock_time(job.deadline_at)} (the "
+        f"scheduler does it, or {enforce} from a few seconds after then); {retry}"
+    )
+
+
 _REAP_ACTION = (
-    "the reaper marks the worker LOST and requeues its job: is `hodei scheduler` running? "
-    "`hodei maintenance run --task reap_stale_workers` does it now"
+    "the reaper marks the worker LOST, requeues its job and a new worker is launched: is "
+    "`hodei scheduler` running? `hodei maintenance run --task reap_stale_workers --task "
+    "provision` does it now"
 )
 
 
@@ -208,8 +224,7 @@ def _queued(f: Facts) -> Verdict:
             "message_lost",
             f"worker {str(idle[0].id)[:8]} is idle on {queue} but the job has waited "
             f"{duration(waited)}: its broker message was probably lost",
-            "`hodei maintenance run --task dispatch_pending` publishes stranded jobs again; "
-            f"or `hodei job cancel {job.id}` and submit it again",
+            _republish_action(f, idle[0], waited),
         )
     if fresh:
         return _busy(f, fresh)
@@ -224,6 +239,26 @@ def _queued(f: Facts) -> Verdict:
     if registered:
         return _stale(f, registered, queue)
     return _no_worker(f, queue, waited)
+
+
+def _republish_action(f: Facts, idle: Worker, waited: timedelta) -> str:
+    """dispatch_pending publishes a queued job again only once it has waited
+    HODEI_REPUBLISH_AFTER with an idle worker on its queue: say when that is, rather
+    than a command that does nothing yet."""
+    run = "`hodei maintenance run --task dispatch_pending`"
+    cancel = f"or `hodei job cancel {f.job.id}` and submit it again"
+    idle_for = min(waited, f.now - (idle.registered_at or f.now))
+    if idle_for >= f.republish_after:
+        return (
+            f"{run} publishes it again now (the scheduler does it on its own: is "
+            f"`hodei scheduler` running?); {cancel}"
+        )
+    due = clock_time(f.now + f.republish_after - idle_for)
+    return (
+        f"wait until {due}: then it has waited HODEI_REPUBLISH_AFTER "
+        f"({f.republish_after.total_seconds():g}s) with an idle worker and the scheduler "
+        f"publishes it again (from then on {run} does it too); {cancel}"
+    )
 
 
 def _busy(f: Facts, fresh: list[Worker]) -> Verdict:
@@ -276,28 +311,14 @@ def _no_worker(f: Facts, queue: str, waited: timedelta) -> Verdict:
             f"cancel the job (`hodei job cancel {jid}`) and submit it again: it goes to a "
             "provider that exists",
         )
-    name = provider.name
-    if provider.status is not ProviderStatus.ACTIVE:
+    fixes = _fixes(provider)
+    if fixes:
+        blockers = "; ".join(why for why, _ in fixes)
         return Verdict(
             "no_worker",
-            f"{text}: provider {name} is {provider.status}, so no worker is launched for it",
-            f"`hodei provider enable {name}`, then {provision}; or cancel the job",
-        )
-    if provider.health is ProviderHealth.UNHEALTHY:
-        return Verdict(
-            "no_worker",
-            f"{text}: provider {name} is UNHEALTHY ({provider.health_message or '-'}), so no "
-            "worker is launched for it",
-            f"fix what the message says, then `hodei provider health {name}` checks it again "
-            f"and {provision}; or cancel the job",
-        )
-    if provider.max_workers <= 0:
-        return Verdict(
-            "no_worker",
-            f"{text}: provider {name} has max_workers={provider.max_workers}, so it may run "
-            "no worker",
-            f"`hodei provider update {name} --max-workers {max(2, provider.min_workers)}` "
-            f"(or more), then {provision}",
+            f"{text}: provider {provider.name} launches no worker ({blockers})",
+            _commands(fixes) + " (it launches workers for the queued jobs itself); or cancel "
+            f"the job (`hodei job cancel {jid}`)",
         )
     if f.launch_failures:
         last = f.launch_failures[0]
@@ -323,6 +344,68 @@ def _provider_of(f: Facts) -> Provider | None:
     return next((p for p in f.providers if p.queue == f.job.queue), None)
 
 
+def _fixes(p: Provider, job: Job | None = None) -> list[tuple[str, str]]:
+    """What keeps provider ``p`` from running ``job`` (or any job), each with the command
+    that removes it, in the order selection checks them."""
+    out: list[tuple[str, str]] = []
+    name = p.name
+    if p.status is not ProviderStatus.ACTIVE:
+        out.append((f"it is {p.status}", f"hodei provider enable {name}"))
+    if p.health is ProviderHealth.UNHEALTHY:
+        out.append(
+            (
+                f"it is UNHEALTHY: {p.health_message or '-'}",
+                f"hodei provider health {name}",
+            )
+        )
+    if job is not None:
+        missing = [f"{k}={v}" for k, v in job.spec.labels.items() if p.labels.get(k) != v]
+        if missing:
+            labels = " ".join(f"--label {m}" for m in missing)
+            kept = " ".join(
+                f"--label {k}={v}" for k, v in p.labels.items() if k not in job.spec.labels
+            )
+            out.append(
+                (
+                    f"it lacks label {', '.join(missing)}",
+                    f"hodei provider update {name} {labels} {kept}".rstrip(),
+                )
+            )
+        regions = job.spec.regions
+        if regions and p.allowed_regions and not set(regions) & set(p.allowed_regions):
+            allowed = " ".join(f"--allowed-region {r}" for r in (*p.allowed_regions, regions[0]))
+            out.append(
+                (
+                    f"its regions {','.join(p.allowed_regions)} do not include {','.join(regions)}",
+                    f"hodei provider update {name} {allowed}",
+                )
+            )
+    if p.max_workers <= 0:
+        out.append(
+            (
+                f"max_workers={p.max_workers}: it may run no worker",
+                f"hodei provider update {name} --max-workers {max(2, p.min_workers)}",
+            )
+        )
+    return out
+
+
+def _effort(fixes: list[tuple[str, str]]) -> int:
+    """Enabling or resizing a provider is lighter than healing it, and both are lighter
+    than changing which jobs it matches (labels, regions)."""
+    return sum(
+        1 if " enable " in cmd or "--max-workers" in cmd else 2 if " health " in cmd else 3
+        for _, cmd in fixes
+    )
+
+
+def _commands(fixes: list[tuple[str, str]]) -> str:
+    """The fixes' commands in order; an UNHEALTHY provider's cause is fixed by hand first."""
+    steps = [f"`{cmd}`" for _, cmd in fixes]
+    hand = any(cmd.startswith("hodei provider health") for _, cmd in fixes)
+    return ("fix what makes it UNHEALTHY, then " if hand else "") + ", then ".join(steps)
+
+
 def _no_provider(f: Facts) -> Verdict:
     job, selection = f.job, f.selection
     cancel = f"cancel the job (`hodei job cancel {job.id}`)"
@@ -330,27 +413,35 @@ def _no_provider(f: Facts) -> Verdict:
         return Verdict(
             "no_provider",
             f"no provider matched when it was submitted; {selection.chosen.name} matches now",
-            "the scheduler assigns it on its next pass "
-            "(`hodei maintenance run --task reschedule_unschedulable`)",
+            "the scheduler assigns it on its next pass; `hodei maintenance run --task "
+            "reschedule_unschedulable --task provision` does it now",
         )
+    reasons = "; ".join(f"{n}: {why}" for n, why in selection.rejected.items()) or "none exist"
+    candidates = [p for p in f.providers if job.spec.provider in (None, p.name)]
+    if not candidates:
+        return Verdict(
+            "no_provider",
+            f"no provider matches: {reasons}",
+            f"add a provider (`hodei provider add NAME --type local`), or {cancel}",
+        )
+    # The provider closest to taking it: fewest things to change, then highest priority.
+    best = min(candidates, key=lambda p: (_effort(_fixes(p, job)), -p.priority, p.name))
+    fixes = _fixes(best, job)
     nobody = [
         f"{k}={v}"
         for k, v in job.spec.labels.items()
         if not any(p.labels.get(k) == v for p in f.providers)
     ]
-    if nobody:
-        label = ", ".join(nobody)
-        return Verdict(
-            "no_provider",
-            f"no provider has label {label}",
-            f"add it to a provider (`hodei provider update NAME --label {nobody[0]}`), "
-            f"or {cancel} and submit it without that label",
-        )
-    reasons = "; ".join(f"{n}: {why}" for n, why in selection.rejected.items()) or "none exist"
+    text = (
+        f"no provider has label {', '.join(nobody)}"
+        if nobody
+        else f"no provider matches: {reasons}"
+    )
     return Verdict(
         "no_provider",
-        f"no provider matches: {reasons}",
-        f"make one match (enable it, fix its health, widen its regions), or {cancel}",
+        text,
+        f"{_commands(fixes)} (the job is assigned and a worker launched then), or {cancel}"
+        + (" and submit it without that label" if nobody else ""),
     )
 
 
@@ -368,6 +459,7 @@ def _unpublished(f: Facts) -> Verdict:
     return Verdict(
         "not_published",
         f"the job has been due for {duration(f.now - since)} but is not on the broker{last_error}",
-        "check the broker (HODEI_BROKER_URL); `hodei maintenance run --task dispatch_pending` "
-        "publishes it (the scheduler does it every few seconds: is `hodei scheduler` running?)",
+        "check the broker (HODEI_BROKER_URL); `hodei maintenance run --task dispatch_pending "
+        "--task provision` publishes it and launches a worker for it (the scheduler does it "
+        "every few seconds: is `hodei scheduler` running?)",
     )

@@ -3,7 +3,9 @@ worker row with no sign of life at all is judged by when it was created."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -13,6 +15,7 @@ from hodei.domain.states import WorkerState
 from hodei.sdk import Client
 from hodei.services.workers import create_worker_token
 from hodei.settings import Settings
+from tests.conftest import stop_workers
 from tests.integration.operators_plant import HAPPY, now, plant_job
 from tests.support import run_cli
 
@@ -90,3 +93,31 @@ def test_a_worker_that_never_gave_a_sign_of_life_is_stale(client: Client) -> Non
     with client.container.store.transaction() as tx:
         after = tx.workers.get(silent.id)
     assert after is not None and after.state is WorkerState.LOST
+
+
+def test_launches_that_never_started_show_on_the_jobs_timeline_and_diagnose(
+    embedded_settings: Settings,
+) -> None:
+    """A worker launched for the job whose token expired before it started."""
+    short = dataclasses.replace(embedded_settings, token_ttl_s=0.05)
+    with Client.from_env(
+        **{f.name: getattr(short, f.name) for f in dataclasses.fields(short)}
+    ) as c:
+        try:
+            job = c.submit("echo hi")
+            time.sleep(0.2)
+            expired = run_cli(short, "maintenance", "run", "--task", "expire_tokens")
+            assert expired.returncode == 0, expired.stderr
+            kinds = [e.event_type for e in c.timeline(job.id)]
+            assert "WorkerProvisionFailed" in kinds and "TokenExpired" in kinds, kinds
+            diagnosis = c.diagnose(job.id)
+            assert diagnosis.code == "no_worker", diagnosis.verdict
+            assert "1 worker(s) launched for it never started" in diagnosis.verdict
+            assert "never registered before its token expired" in diagnosis.verdict
+            assert f"`hodei job timeline {job.id}`" in diagnosis.action
+            # The fix (a TTL long enough to start a worker in), then the action's command.
+            provision = run_cli(embedded_settings, "maintenance", "run", "--task", "provision")
+            assert provision.returncode == 0, provision.stderr
+            assert c.wait(job.id, timeout=60).state is JobState.SUCCEEDED
+        finally:
+            stop_workers(c)

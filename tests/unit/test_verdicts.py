@@ -116,7 +116,7 @@ QUEUED_LONG = job(JobState.QUEUED, queued_at=NOW - timedelta(minutes=2))
         (
             facts(QUEUED_LONG, providers=[replace(LOCAL, status=ProviderStatus.DISABLED)]),
             "no_worker",
-            "provider local is DISABLED",
+            "provider local launches no worker (it is DISABLED)",
         ),
         (
             facts(job(JobState.PENDING, next_attempt_at=NOW - timedelta(minutes=1))),
@@ -180,7 +180,7 @@ def test_running_depends_on_its_worker() -> None:
 def test_an_unhealthy_provider_is_named() -> None:
     sick = replace(LOCAL, health=ProviderHealth.UNHEALTHY, health_message="socket refused")
     verdict = verdict_for(facts(QUEUED_LONG, providers=[sick]))
-    assert "UNHEALTHY (socket refused)" in verdict.text
+    assert "UNHEALTHY: socket refused" in verdict.text
     assert "hodei provider health local" in verdict.action
 
 
