@@ -173,9 +173,14 @@ def _recover(
     logger.error("job %s failed: worker lost %d times", job.id, losses, extra=log_extra)
 
 
+# A token is consumed a moment before its worker registers (two transactions).
+TOKENLESS_GRACE = timedelta(seconds=60)
+
+
 def expire_tokens(store: Store, clock: Clock) -> list[Worker]:
     """Unconsumed expired tokens: TokenExpired, and their never-registered workers become
-    PROVISION_FAILED. Returns those workers so their infrastructure can be removed."""
+    PROVISION_FAILED, as do PROVISIONING workers with no token left to register with.
+    Returns those workers so their infrastructure can be removed."""
     now = clock.now()
     failed: list[Worker] = []
     with store.transaction() as tx:
@@ -187,8 +192,18 @@ def expire_tokens(store: Store, clock: Clock) -> list[Worker]:
             expired = _token_expired(token.id, worker, now)
             if fail_provisioning(tx, now, worker, reason, actor=Actor.REAPER, cause=expired):
                 failed.append(worker)
+        # What a crash (between consuming a token and registering) or hand-made SQL
+        # leaves: a PROVISIONING row that no token can ever register. Judged by its
+        # creation time, like every other staleness rule.
+        stranded = tx.workers.provisioning_without_token(
+            now=now, created_before=now - TOKENLESS_GRACE, limit=500
+        )
+        for worker in stranded:
+            reason = "never registered, and has no token left to register with"
+            if fail_provisioning(tx, now, worker, reason, actor=Actor.REAPER):
+                failed.append(worker)
     if failed:
-        logger.warning("expired %d token(s) of workers that never registered", len(failed))
+        logger.warning("%d worker(s) never registered and never will", len(failed))
     return failed
 
 

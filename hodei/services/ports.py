@@ -122,6 +122,14 @@ class WorkerRepository(Protocol):
         self, *, states: Collection[WorkerState] = (), queue: str | None = None, limit: int = 100
     ) -> list[Worker]: ...
     def stale(self, *, heartbeat_before: datetime, limit: int) -> list[Worker]: ...
+    def provisioning_without_token(
+        self, *, now: datetime, created_before: datetime, limit: int
+    ) -> list[Worker]:
+        """PROVISIONING workers created before ``created_before`` with no token left to
+        register with (none at all, or only a consumed one: a crash between consuming
+        it and registering)."""
+        ...
+
     def mark_lost(
         self, worker_id: UUID, *, heartbeat_before: datetime, now: datetime, reason: str
     ) -> bool:

@@ -107,6 +107,29 @@ class SqlWorkerRepository:
         )
         return [worker_from_row(r) for r in self._c.execute(stmt).mappings()]
 
+    def provisioning_without_token(
+        self, *, now: datetime, created_before: datetime, limit: int
+    ) -> list[Worker]:
+        usable = (
+            sa.select(tokens.c.id)
+            .where(
+                tokens.c.worker_id == workers.c.id,
+                tokens.c.consumed_at.is_(None),
+                tokens.c.expires_at > now,
+            )
+            .exists()
+        )
+        stmt = (
+            sa.select(workers)
+            .where(
+                workers.c.state == str(WorkerState.PROVISIONING),
+                workers.c.created_at < created_before,
+                ~usable,
+            )
+            .limit(limit)
+        )
+        return [worker_from_row(r) for r in self._c.execute(stmt).mappings()]
+
     def mark_lost(
         self, worker_id: UUID, *, heartbeat_before: datetime, now: datetime, reason: str
     ) -> bool:

@@ -16,7 +16,7 @@ from hodei.sdk import Client
 from hodei.services.workers import create_worker_token
 from hodei.settings import Settings
 from tests.conftest import stop_workers
-from tests.integration.operators_plant import HAPPY, now, plant_job
+from tests.integration.operators_plant import HAPPY, now, plant_job, plant_worker
 from tests.support import run_cli
 
 
@@ -121,3 +121,25 @@ def test_launches_that_never_started_show_on_the_jobs_timeline_and_diagnose(
             assert c.wait(job.id, timeout=60).state is JobState.SUCCEEDED
         finally:
             stop_workers(c)
+
+
+def test_a_provisioning_row_no_token_can_register_is_failed(client: Client) -> None:
+    """A launched worker's row whose token is gone or was consumed by a process that
+    crashed before registering: it held a slot forever."""
+    launched = plant_worker(
+        client, state=WorkerState.PROVISIONING, heartbeat_age=None, infra_ref="pid:999999999"
+    )
+    fresh = plant_worker(
+        client,
+        state=WorkerState.PROVISIONING,
+        heartbeat_age=None,
+        infra_ref="pid:999999998",
+        age=timedelta(seconds=5),
+    )
+    ran = run_cli(client.settings, "maintenance", "run", "--task", "expire_tokens")
+    assert ran.returncode == 0, ran.stderr
+    with client.container.store.transaction() as tx:
+        old, young = tx.workers.get(launched.id), tx.workers.get(fresh.id)
+    assert old is not None and old.state is WorkerState.PROVISION_FAILED
+    assert old.termination_reason == "never registered, and has no token left to register with"
+    assert young is not None and young.state is WorkerState.PROVISIONING  # within the grace
