@@ -13,7 +13,9 @@ from tests.integration.operators_plant import plant_worker
 def test_every_provider_comes_with_its_live_workers(client: Client) -> None:
     client.add_provider("spare", "docker", config={"image": "hodei-worker:test"})
     for state in (WorkerState.READY, WorkerState.BUSY, WorkerState.PROVISIONING):
-        plant_worker(client, state=state, heartbeat_age=timedelta(seconds=1), infra_ref="pid:1")
+        plant_worker(
+            client, state=state, heartbeat_age=timedelta(seconds=1), infra_ref="pid:999999999"
+        )
     # A token issued by hand that no process presented holds no slot.
     plant_worker(client, state=WorkerState.PROVISIONING, heartbeat_age=None)
     for state in (WorkerState.TERMINATED, WorkerState.LOST):
