@@ -272,7 +272,12 @@ def _busy(f: Facts, fresh: list[Worker]) -> Verdict:
         + (f" and {name} is at max_workers={limit}" if full else "")
         + f"; {f.position} job(s) are queued ahead of it",
         "wait"
-        + (f", or raise capacity: `hodei provider update {name} --max-workers N`" if full else ""),
+        + (
+            f", or raise capacity: `hodei provider update {name} --max-workers {limit + 1}` "
+            "(or more)"
+            if full
+            else ""
+        ),
     )
 
 
@@ -422,7 +427,8 @@ def _no_provider(f: Facts) -> Verdict:
         return Verdict(
             "no_provider",
             f"no provider matches: {reasons}",
-            f"add a provider (`hodei provider add NAME --type local`), or {cancel}",
+            "add a provider that can take it (e.g. `hodei provider add local --type local`), "
+            f"or {cancel}",
         )
     # The provider closest to taking it: fewest things to change, then highest priority.
     best = min(candidates, key=lambda p: (_effort(_fixes(p, job)), -p.priority, p.name))

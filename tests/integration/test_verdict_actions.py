@@ -33,9 +33,10 @@ _READING = (
 )
 
 
-def act(client: Client, action: str) -> list[str]:
-    """Run the commands of ``action``'s first alternative (before "; or"), in order."""
-    first = action.split("; or ")[0].split(", or ")[0]
+def act(client: Client, action: str, alternative: int = 0) -> list[str]:
+    """Run the commands of one of ``action``'s alternatives (split at "; or" and ", or"),
+    the first by default, in order."""
+    first = re.split(r"[;,] or ", action)[alternative]
     commands = [c for c in re.findall(r"`(hodei [^`]+)`", first) if not c.startswith(_READING)]
     assert commands, f"no command to run in: {action}"
     for command in commands:
@@ -124,6 +125,13 @@ def worker_lost(client: Client) -> Job:
     )
 
 
+def waiting_capacity(client: Client) -> Job:
+    client.update_provider("local", max_workers=1)
+    busy = client.submit("sleep 30")  # keeps the only worker busy
+    wait_for(lambda: client.get(busy.id).state is JobState.RUNNING, message="running")
+    return client.submit("true")
+
+
 def failed(client: Client) -> Job:
     job = client.submit("exit 3")
     assert client.wait(job.id, timeout=60).state is JobState.FAILED
@@ -142,6 +150,7 @@ SCENARIOS: list[tuple[Callable[[Client], Job], str, set[JobState]]] = [
     (message_lost, "message_lost", {JobState.SUCCEEDED}),
     (worker_lost, "worker_lost", {JobState.SUCCEEDED}),  # TIMED_OUT, then retried
     (failed, "failed", {JobState.PENDING, JobState.QUEUED, JobState.RUNNING, JobState.FAILED}),
+    (waiting_capacity, "waiting_capacity", {JobState.SUCCEEDED}),  # its "raise capacity"
 ]
 
 
@@ -175,7 +184,7 @@ def test_the_action_of_each_verdict_moves_the_job(
     diagnosis = client.diagnose(job.id)
     assert diagnosis.code == code, diagnosis.verdict
     attempt = client.get(job.id).attempt
-    act(client, diagnosis.action)
+    act(client, diagnosis.action, alternative=1 if code == "waiting_capacity" else 0)
     moved = wait_for(
         lambda: (j := client.get(job.id)).state in moved_to and j.attempt >= attempt and j,
         timeout=60,
