@@ -123,6 +123,9 @@ def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) ->
     if output == "json":
         print_json(rows)
         return
+    for row in rows:
+        if row["unused_token"]:  # holds no slot and serves nothing: say so in the table
+            row["state"] = f"{row['state']} (unused token)"
     print_table(
         rows, ["id", "name", "state", "queue", "current_job_id", "heartbeat_age_s", "jobs_executed"]
     )
@@ -178,6 +181,8 @@ def worker_to_dict(w: Worker) -> dict[str, Any]:
         "heartbeat_age_s": round(age, 1) if age is not None else None,
         "jobs_executed": w.jobs_executed,
         "termination_reason": w.termination_reason,
+        # A `worker token create` token no process has presented: holds no capacity.
+        "unused_token": w.unused_token,
         "created_at": w.created_at.isoformat(),
         "registered_at": w.registered_at.isoformat() if w.registered_at else None,
         "terminated_at": w.terminated_at.isoformat() if w.terminated_at else None,

@@ -24,6 +24,8 @@ def test_an_unused_token_blocks_no_job(embedded_settings: Settings) -> None:
     """A fresh home, `worker token create` and nothing else: `job run` still runs."""
     token = run_cli(embedded_settings, "worker", "token", "create")
     assert token.returncode == 0, token.stderr
+    listed = run_cli(embedded_settings, "worker", "list")
+    assert "PROVISIONING (unused token)" in listed.stdout, listed.stdout
     ran = run_cli(embedded_settings, "job", "run", "--", "echo", "hello", timeout=60)
     assert (ran.returncode, ran.stdout.strip()) == (0, "hello"), ran.stderr
     status = run_cli(embedded_settings, "status", "--output", "json")
