@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.images import argv, dockerfile
 from tests.services import unavailable
 from tests.support import REPO
 
@@ -98,10 +99,19 @@ def test_services_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     assert ":?" in services["flower"]["environment"]["HODEI_FLOWER_BASIC_AUTH"]
 
 
-@pytest.mark.parametrize("service", ["migrate", "scheduler", "serve", "flower"])
-def test_each_hodei_command_parses(compose: dict[str, Any], service: str) -> None:
-    command = compose["services"][service]["command"]
-    assert command[0] == "hodei"
+HODEI_CONTAINERS = ["migrate", "worker-image", "scheduler", "serve", "flower"]
+
+
+@pytest.mark.parametrize("service", HODEI_CONTAINERS)
+def test_each_hodei_container_runs_a_command_that_parses(
+    compose: dict[str, Any], service: str
+) -> None:
+    """What the container really runs: the image's ENTRYPOINT, unless the service
+    replaces it, followed by the command (a `command` under the worker image's
+    `hodei worker start` entrypoint would be appended to it)."""
+    spec = compose["services"][service]
+    command = argv(spec, dockerfile(REPO / spec["build"]["dockerfile"]))
+    assert command[0] == "hodei", command
     # --help after the real arguments: click rejects an unknown option before printing help.
     result = subprocess.run(
         [sys.executable, "-m", "hodei", *command[1:], "--help"],
@@ -109,7 +119,21 @@ def test_each_hodei_command_parses(compose: dict[str, Any], service: str) -> Non
         text=True,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, f"{service} runs {command}: {result.stderr}"
+
+
+def test_every_service_built_here_is_checked(compose: dict[str, Any]) -> None:
+    built = {name for name, spec in compose["services"].items() if "build" in spec}
+    # `providers` runs `sh -c`: test_the_provider_setup_uses_real_options covers it.
+    assert built == {*HODEI_CONTAINERS, "providers"}
+
+
+def test_the_images_are_named_once(compose: dict[str, Any]) -> None:
+    """The worker image the stack builds is the one its docker provider runs."""
+    services = compose["services"]
+    worker_image = services["worker-image"]["image"]
+    assert f'"image": "{worker_image}"' in " ".join(services["providers"]["command"])
+    assert '"pull_policy": "never"' in " ".join(services["providers"]["command"])
 
 
 def test_the_provider_setup_uses_real_options(compose: dict[str, Any]) -> None:
