@@ -1,6 +1,8 @@
 """The Docker provider against a real engine (issue 4): a job on a docker provider runs
 in a container that is then removed; a missing image fails fast; orphans are removed;
-a killed container shows on the job's timeline."""
+a killed container shows on the job's timeline. Most tests run this checkout's hodei in
+a tiny image through bind mounts; one runs the real worker image (workers/Dockerfile,
+built by .ci/build-images) as a provider would in production."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from hodei.sdk import Client
 from hodei.services.ports import EventQuery
 from hodei.settings import Settings
 from tests.docker_engine import build_test_image, engine, worker_config
+from tests.images import WORKER_IMAGE, require_images
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -106,6 +109,45 @@ def test_a_job_runs_in_a_container_that_is_then_removed(
     assert [(e.payload["kind"], e.payload["exit_code"]) for e in exited] == [("exited", 0)]
     with client.container.store.transaction() as tx:
         assert tx.workers.get(done.worker_id).state.value == "TERMINATED"  # type: ignore[union-attr]
+
+
+def test_a_job_runs_in_the_real_worker_image(client: Client, docker_client: Any) -> None:
+    """`hodei worker start` from workers/Dockerfile, with nothing mounted: it registers
+    with the token the provisioner gave it, runs the job as uid 10001 with the image's
+    hodei, idles out, and its container is removed."""
+    require_images(docker_client, WORKER_IMAGE)
+    # Host networking: the image reaches this machine's PostgreSQL and Redis on 127.0.0.1.
+    config = {"image": WORKER_IMAGE, "network_mode": "host", "pull_policy": "never"}
+    client.add_provider("img", "docker", config=config, priority=10, max_workers=1)
+    job = client.submit(
+        "echo from-the-image; id -u; python3 -c 'import hodei; print(hodei.__file__)'",
+        provider="img",
+    )
+
+    done = client.wait(job.id, timeout=90)
+
+    assert done.state is JobState.SUCCEEDED, done.error
+    lines = [line.line.strip() for line in client.logs(job.id)]
+    assert lines[:2] == ["from-the-image", "10001"]
+    assert lines[2].startswith("/opt/hodei/lib/python3"), lines
+    (container,) = _provider_containers(docker_client, "img")
+    assert container.image.tags == [WORKER_IMAGE]
+    assert container.labels["hodei.worker_id"] == str(done.worker_id)
+    # It registered with its single-use token (the provisioner's worker row, not a new one).
+    registered = _events(client, done.worker_id, "WorkerRegistered")
+    assert len(registered) == 1
+    wait_for(
+        lambda: _reconcile(client) and not _provider_containers(docker_client, "img"),
+        timeout=60,
+        interval=0.5,
+        message="the idle worker's container to be removed",
+    )
+    exited = _events(client, done.worker_id, "InfrastructureEvent")
+    assert [(e.payload["kind"], e.payload["exit_code"]) for e in exited] == [("exited", 0)]
+    with client.container.store.transaction() as tx:
+        worker = tx.workers.get(done.worker_id)
+    assert worker is not None and worker.state.value == "TERMINATED"
+    assert "idle" in (worker.termination_reason or "")
 
 
 def test_a_missing_image_fails_the_job_fast_with_a_clear_event(client: Client) -> None:
