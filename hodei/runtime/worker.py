@@ -159,7 +159,8 @@ def _start_guard(worker_id: UUID) -> OrphanGuard | None:
 
 def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
     """Heartbeat from a thread of its own, so a long job never starves it; stop the
-    worker when it is idle, drained or was declared lost; publish due retries."""
+    worker when it is idle (unless its provider keeps it warm), drained or was declared
+    lost; publish due retries."""
     settings = ctx.container.settings
     tick = min(1.0, settings.heartbeat_interval_s)
     last_beat = time.monotonic()
@@ -183,7 +184,9 @@ def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
             continue
         if record:
             last_beat = now
-        if pulse.running_jobs or pulse.waiting_jobs:
+        # A worker its provider keeps warm (min_workers) is never idle: when it stops
+        # being one, it gets a whole idle timeout from then.
+        if pulse.running_jobs or pulse.waiting_jobs or pulse.keep_warm:
             last_busy = now
         if pulse.should_stop:
             _stop(ctx, f"{pulse.state.lower()} by the control plane")

@@ -8,11 +8,12 @@ from datetime import datetime
 from uuid import UUID
 
 from hodei.domain.events import Actor, DomainEvent, EventType
-from hodei.domain.records import Worker
+from hodei.domain.records import Worker, provider_of_queue
 from hodei.domain.states import (
     LAUNCHING_REF,
     LIVE_WORKER_STATES,
     REGISTERED_WORKER_STATES,
+    ProviderStatus,
     WorkerState,
 )
 from hodei.errors import Conflict, ProviderNotFound, WorkerNotFound
@@ -97,6 +98,8 @@ class Pulse:
     state: WorkerState
     running_jobs: int
     waiting_jobs: int
+    # One of the min_workers its provider keeps warm: the idle timeout does not stop it.
+    keep_warm: bool = False
 
     @property
     def should_stop(self) -> bool:
@@ -119,7 +122,29 @@ def heartbeat(store: Store, clock: Clock, worker_id: UUID, *, record: bool = Tru
             worker.state,
             tx.jobs.count_running_for_worker(worker_id),
             tx.jobs.count_waiting(worker.queue),
+            keep_warm=_kept_warm(tx, worker),
         )
+
+
+def _kept_warm(tx: Transaction, worker: Worker) -> bool:
+    """Whether ``worker`` is one of the ``min_workers`` its provider keeps warm: the
+    oldest live, not draining, workers on its queue. Picking by age (not "while the
+    pool is not above min_workers") means exactly that many stay, and two idle workers
+    never both exit, or both stay, on the same count."""
+    name = provider_of_queue(worker.queue)
+    provider = tx.providers.get_by_name(name) if name else None
+    if provider is None or provider.status is not ProviderStatus.ACTIVE:
+        return False
+    if provider.min_workers <= 0:
+        return False
+    pool = [
+        w
+        for w in tx.workers.search(states=LIVE_WORKER_STATES, queue=worker.queue, limit=1000)
+        # A hand-issued token nobody used yet is no worker to keep.
+        if w.holds_capacity and w.state is not WorkerState.DRAINING
+    ]
+    pool.sort(key=lambda w: (w.created_at, str(w.id)))
+    return any(w.id == worker.id for w in pool[: provider.min_workers])
 
 
 def drain_worker(store: Store, clock: Clock, worker_id: UUID, *, actor: str) -> Worker:
