@@ -98,3 +98,17 @@ def test_the_worker_image_runs_hodei_worker_start_as_a_non_root_user(
     assert _run(docker_client, WORKER_IMAGE, ["-c", probe], entrypoint=["python"]).strip() == (
         "None None"
     )
+
+
+@pytest.mark.docker
+def test_the_control_plane_image_carries_no_layer_a_later_step_deletes(
+    docker_client: Any,
+) -> None:
+    """Only the venv is copied in bulk: hodei's own wheel (under 1 MB) is the one file a
+    later step removes. (The old Dockerfile copied ~30 MB of /wheels, then deleted them.)"""
+    history = docker_client.images.get(CONTROL_PLANE_IMAGE).history()
+    copies = [h for h in history if " COPY " in h["CreatedBy"]]
+    big = [h["CreatedBy"].split(" in ")[-1].strip() for h in copies if h["Size"] > 1_000_000]
+    assert big == ["/opt/hodei"], big
+    (wheel,) = [h for h in copies if h["CreatedBy"].strip().endswith("in /tmp/dist")]
+    assert wheel["Size"] < 1_000_000
