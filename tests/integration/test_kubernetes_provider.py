@@ -122,8 +122,12 @@ def test_an_image_that_cannot_be_pulled_fails_the_job_fast(
 
     done = client.get(job.id)
     assert (done.state, done.failure_reason) == (JobState.FAILED, "provisioning_failed")
-    infra = [e for e in client.timeline(job.id) if e.event_type == "InfrastructureEvent"]
+    timeline = [e for e in client.timeline(job.id) if e.event_type == "InfrastructureEvent"]
+    # The timeline also carries the failed worker's own event (launch failures of the
+    # workers started for the job's queue); the job's is the one on the job.
+    infra = [e for e in timeline if e.aggregate_id == job.id]
     assert [e.payload["kind"] for e in infra] == ["image_missing"]
+    assert sorted(e.aggregate_type for e in timeline) == ["job", "worker"]
     assert "ErrImagePull" in infra[0].payload["detail"]
     _reconcile(client)
     assert not fake.pods  # the failed worker's pod is deleted
