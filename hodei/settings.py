@@ -48,6 +48,7 @@ class Settings:
     worker_idle_timeout_s: float = 60.0
     heartbeat_interval_s: float = 10.0
     worker_stale_after_s: float = 60.0
+    db_retry_window_s: float = 60.0
     token_ttl_s: float = 300.0
     worker_lost_requeues: int = 3
     retention_days: int = 30
@@ -162,6 +163,7 @@ _ENV_ALIASES = {
     "worker_idle_timeout_s": "HODEI_WORKER_IDLE_TIMEOUT",
     "heartbeat_interval_s": "HODEI_HEARTBEAT_INTERVAL",
     "worker_stale_after_s": "HODEI_WORKER_STALE_AFTER",
+    "db_retry_window_s": "HODEI_DB_RETRY_WINDOW",
     "token_ttl_s": "HODEI_TOKEN_TTL",
     "queue_timeout_s": "HODEI_QUEUE_TIMEOUT",
     "republish_after_s": "HODEI_REPUBLISH_AFTER",

@@ -17,7 +17,7 @@ from celery.signals import (
     task_revoked,
     worker_process_init,
 )
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
@@ -31,22 +31,22 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A database blip must not lose a claim or a result: retry for a while, then give up loudly.
-_db_retry = retry(
-    retry=retry_if_exception_type(DatabaseUnavailable),
-    wait=wait_exponential(multiplier=0.2, max=5),
-    stop=stop_after_delay(60),
-    reraise=True,
-)
-
-
 def _retrying_db_blips(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``, retried through a database blip. The first try runs outside
-    tenacity, whose per-call setup was ~3% of a worker's CPU on the path that never fails."""
+    """``fn(*args, **kwargs)``, retried through a database blip for HODEI_DB_RETRY_WINDOW,
+    then given up loudly. The first try runs outside tenacity, whose per-call setup was
+    ~3% of a worker's CPU on the path that never fails."""
     try:
         return fn(*args, **kwargs)
     except DatabaseUnavailable:
-        return _db_retry(fn)(*args, **kwargs)
+        ctx = context.current()
+        window = ctx.container.settings.db_retry_window_s if ctx is not None else 60.0
+        retrying = Retrying(
+            retry=retry_if_exception_type(DatabaseUnavailable),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(window),
+            reraise=True,
+        )
+        return retrying(fn, *args, **kwargs)
 
 
 _connected = False
