@@ -90,6 +90,10 @@ class Worker:
     last_heartbeat: datetime | None = None
     jobs_executed: int = 0
     running_jobs: int = 0  # its BUSY/READY state follows this
+    # From its last recorded heartbeat: the jobs it holds (a command running, or an
+    # outcome not written yet) and how many outcomes wait; None if it never reported.
+    reported_jobs: tuple[UUID, ...] | None = None
+    pending_outcomes: int = 0
     termination_reason: str | None = None
     registered_at: datetime | None = None
     terminated_at: datetime | None = None

@@ -11,11 +11,12 @@ from celery import Celery, Task
 
 from hodei.bootstrap import Container
 from hodei.domain.states import ProviderHealth
-from hodei.errors import HodeiError
+from hodei.errors import DatabaseUnavailable, HodeiError
 from hodei.services import maintenance
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.provisioning import provision
 from hodei.settings import Settings
+from hodei.store import outage
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,13 @@ def run_dispatch_pending(c: Container) -> Report:
 
 
 def run_reap_stale_workers(c: Container) -> Report:
+    back = outage.DATABASE.reachable_for()
+    if back is not None and back < c.settings.worker_stale_after_s:
+        # After an outage every heartbeat is old: a worker that lived through it gets a
+        # whole window to beat again (and write the outcomes it kept) before it counts
+        # as lost, or a job that ran once would run again.
+        logger.info("reap_stale_workers waits: the database answers again since %.0f s", back)
+        return {"lost_workers": [], "requeued": [], "failed": [], "deferred_s": round(back, 1)}
     report = maintenance.reap_stale_workers(
         c.store,
         c.clock,
@@ -228,7 +236,12 @@ class MaintenanceTask(Task):  # type: ignore[misc]  # celery is untyped
 
 def _as_task(name: str, fn: Callable[[Container], Report]) -> Callable[[], Report]:
     def task() -> Report:
-        report = fn(_current())
+        try:
+            report = fn(_current())
+        except DatabaseUnavailable as exc:
+            # Beat runs it again soon; the outage is logged once (hodei.store.outage).
+            logger.debug("maintenance %s skipped: %s", name, exc)
+            return {"skipped": str(exc)}
         logger.info("maintenance %s: %s", name, report)
         return report
 

@@ -1,6 +1,8 @@
 """Celery signals become domain events: claim on task_prerun; the run-job task records
-its outcome with :func:`record_outcome`, and task_failure records a worker error. Every
-write goes through a service, so each state change carries its event."""
+its outcome with :func:`write_outcome` through the worker's OutcomeKeeper, and
+task_failure records a worker error the same way. Every write goes through a service,
+so each state change carries its event. An outcome the database cannot take now is
+kept by the worker and written when it can (runtime/outcomes.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
-from hodei.errors import DatabaseUnavailable
+from hodei.errors import DatabaseUnavailable, HodeiError
 from hodei.queueing.app import RUN_JOB_TASK
 from hodei.runtime import context
 from hodei.services.dispatch import publish_jobs
@@ -31,10 +33,12 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 def _retrying_db_blips(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)``, retried through a database blip for HODEI_DB_RETRY_WINDOW,
-    then given up loudly. The first try runs outside tenacity, whose per-call setup was
-    ~3% of a worker's CPU on the path that never fails."""
+    """``fn(*args, **kwargs)`` (a claim), retried through a database outage for
+    HODEI_DB_RETRY_WINDOW, then given up (the message goes back to the broker). The first
+    try runs outside tenacity, whose per-call setup was ~3% of a worker's CPU on the path
+    that never fails."""
     try:
         return fn(*args, **kwargs)
     except DatabaseUnavailable:
@@ -87,15 +91,35 @@ def _on_prerun(
     if not _is_run_job(sender) or ctx is None or not args or sender is None:
         return
     job_id, attempt = UUID(str(args[0])), int(args[1])
-    claim: Claim = _retrying_db_blips(
-        claim_attempt,
-        ctx.container.store,
-        ctx.container.clock,
-        job_id=job_id,
-        attempt=attempt,
-        worker_id=ctx.worker_id,
-        task_id=str(task_id),
-    )
+    # No new job while an outcome waits to be written (see runtime/outcomes.py).
+    ctx.outcomes.claiming(job_id)
+    try:
+        claim: Claim = _retrying_db_blips(
+            claim_attempt,
+            ctx.container.store,
+            ctx.container.clock,
+            job_id=job_id,
+            attempt=attempt,
+            worker_id=ctx.worker_id,
+            task_id=str(task_id),
+        )
+    except DatabaseUnavailable as exc:
+        # No claim: run_job gives the message back to the broker. No traceback: the
+        # outage is logged once per process (hodei.store.outage).
+        ctx.outcomes.release(job_id)
+        logger.info(
+            "job %s attempt %d not claimed, its message goes back: %s",
+            job_id,
+            attempt,
+            exc,
+            extra={"job_id": str(job_id), "attempt": attempt, "worker_id": str(ctx.worker_id)},
+        )
+        return
+    except BaseException:
+        ctx.outcomes.release(job_id)
+        raise
+    if not claim.won:
+        ctx.outcomes.release(job_id)
     sender.request.hodei_claim = claim
     if claim.won:
         logger.info(
@@ -119,8 +143,8 @@ def _on_failure(
     if claim is None or not claim.won or claim.job is None:
         return
     if getattr(sender.request, "hodei_outcome", None) is not None:
-        # The command ended and the task recorded (or tried to record) its outcome:
-        # AttemptFailed, or the database gave up. Never a second finish.
+        # The command ended and the task handed its outcome to the keeper (written, or
+        # kept until it can be): AttemptFailed. Never a second finish.
         return
     logger.error(
         "job %s: the worker failed while running it: %s",
@@ -128,17 +152,18 @@ def _on_failure(
         exception,
         extra={"job_id": str(args[0]), "worker_id": str(ctx.worker_id)},
     )
-    record_outcome(claim.job, Outcome(exit_code=None, error=f"worker error: {exception}"))
+    ctx.outcomes.finish(claim.job, Outcome(exit_code=None, error=f"worker error: {exception}"))
 
 
-def record_outcome(claimed: Job, outcome: Outcome) -> Job | None:
-    """Finish the claimed attempt (retrying through a database blip) and publish a retry
-    that is due now; the job as it is after, None if the attempt was no longer ours."""
+def write_outcome(claimed: Job, outcome: Outcome) -> Job | None:
+    """Record ``outcome`` and publish a retry that is due now; the job as it is after,
+    None if the attempt was no longer this worker's. Raises (DatabaseUnavailable...)
+    when it could not be written: the worker's OutcomeKeeper calls it, and keeps the
+    outcome to try again. What follows a written finish only logs its failures."""
     ctx = context.current()
     assert ctx is not None
     container = ctx.container
-    job = _retrying_db_blips(
-        finish_attempt,
+    job = finish_attempt(
         container.store,
         container.clock,
         job=claimed,
@@ -157,9 +182,21 @@ def record_outcome(claimed: Job, outcome: Outcome) -> Job | None:
     due = job.next_attempt_at is not None and job.next_attempt_at <= container.clock.now()
     if job.state is JobState.PENDING and due:
         # A retry with no backoff goes out now; later ones wait for the dispatcher.
-        publish_jobs(
-            container.store, container.clock, container.publisher, [job], {job.id: "retry due"}
-        )
+        try:
+            publish_jobs(
+                container.store,
+                container.clock,
+                container.publisher,
+                [job],
+                {job.id: "retry due"},
+            )
+        except HodeiError as exc:  # dispatch_pending publishes it later
+            logger.warning(
+                "retry of job %s not published now: %s",
+                job.id,
+                exc,
+                extra=_extra(job.id, job.attempt, ctx.worker_id, None, job.correlation_id),
+            )
     return job
 
 

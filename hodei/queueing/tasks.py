@@ -2,7 +2,7 @@
 
 Tasks are thin: parse, call a service, map the result. The run-job lifecycle lives in
 the signal handlers of :mod:`hodei.queueing.signals` (claim, a worker error) and in
-:func:`execute` (the outcome).
+:func:`execute` (the outcome, handed to the worker's OutcomeKeeper).
 """
 
 from __future__ import annotations
@@ -69,16 +69,23 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
     ctx = context.current()
     assert ctx is not None, "run_job only runs inside `hodei worker start`"
     settings = ctx.container.settings
-    outcome = run_attempt(
+    ending = run_attempt(
         ctx.container.store,
         claim.job,
         budget=Budget(settings.max_log_bytes, settings.max_log_lines),
         grace_s=settings.cancel_grace_s,
         guard=ctx.guard,
     )
+    outcome = ending.outcome
     task.request.hodei_outcome = outcome  # from here on, the outcome is this task's to record
-    job = signals.record_outcome(claim.job, outcome)
+    # Written now, or kept by the worker until the database answers (runtime/outcomes.py).
+    recorded = ctx.outcomes.finish(claim.job, outcome, ending.unwritten)
     if not outcome.succeeded:
-        state = job.state if job is not None else "not recorded: no longer this worker's"
+        if recorded.kept:
+            state = "kept until the database answers"
+        elif recorded.job is None:
+            state = "not recorded: no longer this worker's"
+        else:
+            state = str(recorded.job.state)
         raise AttemptFailed(f"{outcome.summary()} (job {state})")
     return outcome.summary()

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.domain.records import Worker
+from hodei.runtime.outcomes import OutcomeKeeper
 from hodei.runtime.runner import GroupGuard
 
 
@@ -17,8 +18,10 @@ class WorkerContext:
 
     container: Container
     worker: Worker
+    outcomes: OutcomeKeeper
     stop_reason: str | None = None  # why it stops: set once, by the first cause
     stopping: threading.Event = field(default_factory=threading.Event)
+    gave_up: threading.Event = field(default_factory=threading.Event)  # an outcome's deadline
     guard: GroupGuard | None = None
 
     @property

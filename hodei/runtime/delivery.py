@@ -68,16 +68,29 @@ class LogSink:
         self._queue(self._retention.admit(batch))
         self._write_unwritten(delays)
 
-    def close(self) -> None:
+    def close(self) -> list[LogLine]:
         """Write the held tail (after the marker, if lines were dropped), then what is still
-        unwritten, then a note of anything lost."""
+        unwritten, then a note of anything lost.
+
+        Returns the lines the database could not take because it is unreachable (and
+        the note, if any): the worker keeps them with the attempt's outcome and writes
+        them before it (hodei/runtime/outcomes.py), so an outage loses no output."""
         self._queue(self._retention.finish())
         self._write_unwritten(_FINAL_RETRY_DELAYS_S)
+        if self._unwritten and self._holding:
+            handed = list(self._unwritten)
+            self._unwritten.clear()
+            self._unwritten_bytes = 0
+            if self._lost_lines:
+                handed.append(self._loss_note())
+                self._lost_lines = self._lost_bytes = 0
+            return handed
         if self._unwritten:
             self._lose(list(self._unwritten), self._lost_reason)
             self._unwritten.clear()
             self._unwritten_bytes = 0
         self._note_losses(_FINAL_RETRY_DELAYS_S)
+        return []
 
     def _queue(self, lines: Sequence[OutputLine]) -> None:
         for line in lines:
@@ -114,10 +127,11 @@ class LogSink:
         self._lost_reason = _reason(error)
         if isinstance(error, DatabaseUnavailable):
             # Keep them for the next batch or the end: no row could be written now. One
-            # warning when holding starts, one line when it ends, not one per batch.
+            # line when holding starts, one when it ends, not one per batch; at INFO, as
+            # the outage itself is the process's one warning (hodei/store/outage.py).
             if not self._holding:
                 self._holding = True
-                logger.warning(
+                logger.info(
                     "holding output of job %s until the database is back: %s",
                     self.job.id,
                     self._lost_reason,
@@ -171,14 +185,7 @@ class LogSink:
         count starts again)."""
         if not self._lost_lines:
             return
-        note = self._row(
-            OutputLine(
-                "system",
-                f"hodei: {self._lost_lines} output line(s) ({self._lost_bytes} bytes) of"
-                f" this attempt could not be stored: {self._loss_reason}",
-                datetime.now(UTC),
-            )
-        )
+        note = self._loss_note()
         if self._append([note], delays) is None:
             self._lost_lines = self._lost_bytes = 0
         else:
@@ -188,6 +195,16 @@ class LogSink:
                 self._lost_lines,
                 extra=self._log_extra(),
             )
+
+    def _loss_note(self) -> LogLine:
+        return self._row(
+            OutputLine(
+                "system",
+                f"hodei: {self._lost_lines} output line(s) ({self._lost_bytes} bytes) of"
+                f" this attempt could not be stored: {self._loss_reason}",
+                datetime.now(UTC),
+            )
+        )
 
     def _row(self, line: OutputLine) -> LogLine:
         return LogLine(
@@ -213,7 +230,7 @@ def run_attempt(
     budget: Budget,
     grace_s: float,
     guard: GroupGuard | None = None,
-) -> Outcome:
+) -> Ending:
     """Run ``job``'s command for its current attempt and say how it ended."""
     sink = LogSink(store, job, budget)
     extra = {
@@ -225,8 +242,11 @@ def run_attempt(
         extra["HODEI_CORRELATION_ID"] = job.correlation_id
 
     def should_cancel() -> bool:
-        with store.transaction() as tx:
-            return tx.jobs.is_cancel_requested(job.id)
+        try:
+            with store.transaction() as tx:
+                return tx.jobs.is_cancel_requested(job.id)
+        except DatabaseUnavailable:
+            return False  # asked again in 0.5 s; the outage is logged once elsewhere
 
     runner = CommandRunner(grace_s=grace_s, cancel_check_interval_s=0.5, guard=guard)
     try:
@@ -238,9 +258,20 @@ def run_attempt(
             on_output=sink.write,
             should_cancel=should_cancel,
         )
-    finally:
-        sink.close()  # before the attempt's end is written: followers drain it all
-    return Outcome(
+    except BaseException:
+        held = sink.close()
+        if held:
+            logger.warning(
+                "could not store %d output line(s) of job %s: the worker failed while the "
+                "database was unreachable",
+                len(held),
+                job.id,
+                extra={"job_id": str(job.id)},
+            )
+        raise
+    # Before the attempt's end is written: followers drain it all.
+    held = sink.close()
+    outcome = Outcome(
         exit_code=result.exit_code,
         signal=result.signal,
         timed_out=result.timed_out,
@@ -248,3 +279,18 @@ def run_attempt(
         duration_ms=result.duration_ms,
         error=result.error,
     )
+    return Ending(outcome, held)
+
+
+def append_lines(store: Store, lines: list[LogLine]) -> None:
+    """Store output lines kept through an outage (raises if it still cannot)."""
+    with store.transaction() as tx:
+        tx.logs.append(lines)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the attempt ended, and output lines the database could not take yet."""
+
+    outcome: Outcome
+    unwritten: list[LogLine]

@@ -13,12 +13,17 @@ from typing import Any
 from uuid import UUID
 
 from hodei.bootstrap import Container
-from hodei.errors import BrokerUnavailable, HodeiError
+from hodei.domain.records import Job
+from hodei.errors import BrokerUnavailable, DatabaseUnavailable, HodeiError
 from hodei.queueing.app import broker_reachable, retries_within
+from hodei.queueing.signals import write_outcome
 from hodei.runtime import context, proctree
 from hodei.runtime.context import WorkerContext
+from hodei.runtime.delivery import append_lines
 from hodei.runtime.orphan_guard import OrphanGuard
+from hodei.runtime.outcomes import OutcomeKeeper
 from hodei.services.dispatch import dispatch_pending
+from hodei.services.execution import Outcome
 from hodei.services.workers import heartbeat, register_worker, terminate_worker
 from hodei.settings import mask_url
 
@@ -50,7 +55,19 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     if options.queue and options.queue != worker.queue:
         logger.warning("token is for queue %s; ignoring --queue %s", worker.queue, options.queue)
     guard = _start_guard(worker.id)
-    ctx = WorkerContext(container, worker, guard=guard)
+
+    def give_up(job: Job, outcome: Outcome) -> None:
+        # Stop heartbeating and leave: the reaper (or the deadline check) recovers the job.
+        ctx.gave_up.set()
+        _stop(ctx, f"could not record the outcome of job {job.id} before its deadline")
+
+    outcomes = OutcomeKeeper(
+        write_outcome,
+        lambda lines: append_lines(container.store, lines),
+        container.clock,
+        on_give_up=give_up,
+    )
+    ctx = WorkerContext(container, worker, outcomes, guard=guard)
     context.install(ctx)
     extra = {"worker_id": str(worker.id)}
     logger.info("worker %s ready on %s", worker.id, worker.queue, extra=extra)
@@ -94,6 +111,9 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         _set_reason(ctx, f"error: {type(exc).__name__}")
         raise
     finally:
+        # Outcomes still kept are written before the worker says it is gone (each is
+        # bounded by its attempt's deadline).
+        outcomes.wait_until_written()
         ctx.stopping.set()
         proctree.TRACKER.sweep(None)  # what no run could be told from another's, if any
         proctree.remove_cgroup_base()
@@ -166,12 +186,19 @@ def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
     last_beat = time.monotonic()
     last_busy = last_beat
     while not ctx.stopping.wait(tick):
+        if ctx.gave_up.is_set():
+            return  # silent from now on, so that recovery takes over
         now = time.monotonic()
         record = now - last_beat >= settings.heartbeat_interval_s
         try:
             pulse = heartbeat(
-                ctx.container.store, ctx.container.clock, ctx.worker_id, record=record
+                ctx.container.store,
+                ctx.container.clock,
+                ctx.worker_id,
+                record=record,
+                report=ctx.outcomes.held,
             )
+            ctx.outcomes.wake()  # the database answers: kept outcomes go now
             dispatch_pending(
                 ctx.container.store,
                 ctx.container.clock,
@@ -179,14 +206,18 @@ def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
                 queue=ctx.worker.queue,
                 limit=50,
             )
+        except DatabaseUnavailable as exc:
+            # Said once per process by hodei.store.outage; here only at debug.
+            logger.debug("heartbeat failed: %s", exc, extra={"worker_id": str(ctx.worker_id)})
+            continue
         except HodeiError as exc:
             logger.warning("heartbeat failed: %s", exc, extra={"worker_id": str(ctx.worker_id)})
             continue
         if record:
             last_beat = now
         # A worker its provider keeps warm (min_workers) is never idle: when it stops
-        # being one, it gets a whole idle timeout from then.
-        if pulse.running_jobs or pulse.waiting_jobs or pulse.keep_warm:
+        # being one, it gets a whole idle timeout from then. One holding an outcome isn't.
+        if pulse.running_jobs or pulse.waiting_jobs or pulse.keep_warm or ctx.outcomes.pending:
             last_busy = now
         if pulse.should_stop:
             _stop(ctx, f"{pulse.state.lower()} by the control plane")

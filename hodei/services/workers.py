@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
@@ -106,14 +107,43 @@ class Pulse:
         return self.state in (WorkerState.DRAINING, WorkerState.LOST, WorkerState.TERMINATED)
 
 
-def heartbeat(store: Store, clock: Clock, worker_id: UUID, *, record: bool = True) -> Pulse:
+@dataclass(frozen=True)
+class WorkerReport:
+    """What a worker holds, as its recorded heartbeats store it."""
+
+    jobs: tuple[UUID, ...]  # a command running, or an outcome not written yet
+    pending_outcomes: int = 0
+
+
+def heartbeat(
+    store: Store,
+    clock: Clock,
+    worker_id: UUID,
+    *,
+    record: bool = True,
+    report: Callable[[], WorkerReport] | None = None,
+) -> Pulse:
     """Report the worker's state and the work around it; with ``record``, also store
-    that it is alive (``last_heartbeat``)."""
+    that it is alive (``last_heartbeat``) and, with ``report``, what it holds.
+
+    ``report`` is called after the heartbeat's time is taken, so a job claimed before
+    that time (its ``started_at`` earlier) is in it: ``hodei doctor`` relies on that."""
     now = clock.now()
     with store.transaction() as tx:
         if record:
+            held = {}
+            if report is not None:
+                r = report()
+                held = {
+                    "reported_jobs": [str(j) for j in r.jobs],
+                    "pending_outcomes": r.pending_outcomes,
+                }
             tx.workers.compare_and_set(
-                worker_id, states=REGISTERED_WORKER_STATES, last_heartbeat=now, updated_at=now
+                worker_id,
+                states=REGISTERED_WORKER_STATES,
+                last_heartbeat=now,
+                updated_at=now,
+                **held,
             )
         worker = tx.workers.get(worker_id)
         if worker is None:

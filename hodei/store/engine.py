@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from hodei.errors import DatabaseUnavailable, InvalidConfiguration, SchemaMismatch
 from hodei.settings import mask_url
+from hodei.store import outage
 
 logger = logging.getLogger(__name__)
 
@@ -173,9 +174,16 @@ def database_errors() -> Iterator[None]:
             ) from None
         if isinstance(exc, sa.exc.ProgrammingError):
             raise
-        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc.orig)}") from exc
+        raise _unavailable(exc) from exc
     except sa.exc.InterfaceError as exc:
-        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc.orig)}") from exc
+        raise _unavailable(exc) from exc
+    outage.DATABASE.succeeded()
+
+
+def _unavailable(exc: sa.exc.DBAPIError) -> DatabaseUnavailable:
+    # The outage is logged once per process, here; callers log theirs at debug.
+    outage.DATABASE.failed(_first_line(exc.orig))
+    return DatabaseUnavailable(f"database unavailable: {_first_line(exc.orig)}")
 
 
 def is_schema_error(exc: sa.exc.DBAPIError) -> bool:

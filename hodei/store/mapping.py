@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
@@ -81,6 +82,8 @@ def worker_from_row(row: Mapping[Any, Any]) -> Worker:
     data = dict(row)
     data["state"] = WorkerState(data["state"])
     data["labels"] = dict(data.get("labels") or {})
+    reported = data.get("reported_jobs")
+    data["reported_jobs"] = None if reported is None else tuple(UUID(str(j)) for j in reported)
     return Worker(**data)
 
 
@@ -97,6 +100,10 @@ def worker_to_row(worker: Worker) -> dict[str, Any]:
         "last_heartbeat": worker.last_heartbeat,
         "jobs_executed": worker.jobs_executed,
         "running_jobs": worker.running_jobs,
+        "reported_jobs": (
+            None if worker.reported_jobs is None else [str(j) for j in worker.reported_jobs]
+        ),
+        "pending_outcomes": worker.pending_outcomes,
         "termination_reason": worker.termination_reason,
         "created_at": worker.created_at,
         "registered_at": worker.registered_at,

@@ -124,6 +124,9 @@ workers = sa.Table(
     _ts("last_heartbeat"),
     sa.Column("jobs_executed", sa.Integer(), nullable=False),
     sa.Column("running_jobs", sa.Integer(), nullable=False, server_default="0"),
+    # What the last recorded heartbeat said the worker holds (migration 0005).
+    sa.Column("reported_jobs", json_type(), nullable=True),
+    sa.Column("pending_outcomes", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("termination_reason", sa.Text(), nullable=True),
     _ts("created_at", nullable=False),
     _ts("registered_at"),
