@@ -183,6 +183,22 @@ def _running_on_lost(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[
     return out
 
 
+def _running_unreported(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
+    out = []
+    for job, worker in r.running_unreported(limit=o.limit):
+        beat = duration(now - worker.last_heartbeat) if worker.last_heartbeat else "?"
+        out.append(
+            Finding(
+                "running_without_command",
+                f"job {job.id} is RUNNING on worker {worker.id}, which runs no command for "
+                f"it and holds no outcome of it (its heartbeat {beat} ago said so)",
+                {"job_id": str(job.id), "worker_id": str(worker.id)},
+                f"hodei job diagnose {job.id}",
+            )
+        )
+    return out
+
+
 def _expired_tokens(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
     return [
         Finding(
@@ -235,6 +251,7 @@ CHECKS: dict[str, Check] = {
     "jobs_without_events": _without_events,
     "pending_unpublished": _pending_unpublished,
     "running_on_lost_workers": _running_on_lost,
+    "running_without_command": _running_unreported,
     "expired_tokens_unmarked": _expired_tokens,
     "stale_workers_unreaped": _unreaped_workers,
     "providers_unhealthy": _unhealthy_providers,

@@ -115,6 +115,11 @@ class OperatorReads(Protocol):
         ...
 
     def running_on_dead_workers(self, *, limit: int) -> list[tuple[Job, Worker | None]]: ...
+    def running_unreported(self, *, limit: int) -> list[tuple[Job, Worker]]:
+        """RUNNING jobs whose live worker, in a heartbeat recorded after the job started,
+        did not name the job among those it holds."""
+        ...
+
     def unmarked_expired_tokens(
         self, *, expired_before: datetime, limit: int
     ) -> list[BootstrapToken]:

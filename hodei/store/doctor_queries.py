@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from hodei.domain.events import EventType
 from hodei.domain.records import BootstrapToken, Job, Worker
-from hodei.domain.states import JobState, WorkerState
+from hodei.domain.states import REGISTERED_WORKER_STATES, JobState, WorkerState
 from hodei.services.read_ports import ChainAnomaly, TransitionRules
-from hodei.store.mapping import job_from_row, token_from_row
+from hodei.store.mapping import job_from_row, token_from_row, worker_from_row
 from hodei.store.tables import domain_events as events
 from hodei.store.tables import jobs, workers
 from hodei.store.tables import worker_bootstrap_tokens as tokens
@@ -155,6 +155,39 @@ def running_on_dead_workers(
     found = [job_from_row(r) for r in connection.execute(stmt).mappings()]
     repo = SqlWorkerRepository(connection)
     return [(job, repo.get(job.worker_id) if job.worker_id else None) for job in found]
+
+
+# RUNNING jobs looked at per doctor run for the check below: there are only as many as
+# the fleet's concurrency, but the query stays bounded anyway.
+_RUNNING_SCAN = 5000
+
+
+def running_unreported(connection: sa.Connection, *, limit: int) -> list[tuple[Job, Worker]]:
+    """RUNNING jobs that their live worker's last recorded heartbeat, taken after the
+    job started, does not name (the membership test runs here: JSON containment is
+    spelled differently on each database)."""
+    w = workers.alias("w")
+    stmt = (
+        sa.select(jobs, *(c.label(f"w_{c.name}") for c in w.c))
+        .join(w, w.c.id == jobs.c.worker_id)
+        .where(
+            jobs.c.state == str(JobState.RUNNING),
+            w.c.state.in_([str(s) for s in REGISTERED_WORKER_STATES]),
+            w.c.reported_jobs.is_not(None),
+            w.c.last_heartbeat > jobs.c.started_at,
+        )
+        .order_by(jobs.c.started_at)
+        .limit(_RUNNING_SCAN)
+    )
+    found: list[tuple[Job, Worker]] = []
+    for row in connection.execute(stmt).mappings():
+        worker = worker_from_row({c.name: row[f"w_{c.name}"] for c in w.c})
+        job = job_from_row({c.name: row[c.name] for c in jobs.c})
+        if job.id not in (worker.reported_jobs or ()):
+            found.append((job, worker))
+            if len(found) >= limit:
+                break
+    return found
 
 
 def unmarked_expired_tokens(

@@ -230,6 +230,9 @@ class SqlOperatorReads:
     def running_on_dead_workers(self, *, limit: int) -> list[tuple[Job, Worker | None]]:
         return doctor_queries.running_on_dead_workers(self._c, limit=limit)
 
+    def running_unreported(self, *, limit: int) -> list[tuple[Job, Worker]]:
+        return doctor_queries.running_unreported(self._c, limit=limit)
+
     def unmarked_expired_tokens(
         self, *, expired_before: datetime, limit: int
     ) -> list[BootstrapToken]:

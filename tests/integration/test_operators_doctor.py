@@ -137,3 +137,38 @@ def test_the_history_window_bounds_what_is_checked(client: Client) -> None:
     assert findings(client.doctor(), "invalid_transition") == []
     wide = client.doctor(since=timedelta(days=7))
     assert [ids["job_id"] for ids in findings(wide, "invalid_transition")] == [str(old.id)]
+
+
+def test_a_running_job_its_worker_does_not_report_is_flagged(client: Client) -> None:
+    """The worker heartbeats, but names no command or kept outcome for the job (issue
+    15: it gave up writing the outcome and went on heartbeating as BUSY)."""
+    from hodei.services.workers import WorkerReport, heartbeat
+
+    worker = plant_worker(client, state=WorkerState.BUSY, heartbeat_age=timedelta(seconds=1))
+    at = client.container.clock.now() - timedelta(seconds=5)
+    forgotten = plant_job(
+        client, state=JobState.RUNNING, steps=HAPPY[:3], worker=worker, started_at=at
+    )
+    running = plant_job(
+        client, state=JobState.RUNNING, steps=HAPPY[:3], worker=worker, started_at=at
+    )
+    c = client.container
+    heartbeat(c.store, c.clock, worker.id, report=lambda: WorkerReport((running.id,)))
+    # Claimed after that heartbeat: the next one will name it, nothing to say yet.
+    later = plant_job(
+        client,
+        state=JobState.RUNNING,
+        steps=HAPPY[:3],
+        worker=worker,
+        started_at=c.clock.now() + timedelta(milliseconds=5),
+    )
+
+    report = client.doctor()
+
+    assert findings(report, "running_without_command") == [
+        {"job_id": str(forgotten.id), "worker_id": str(worker.id)}
+    ]
+    assert str(later.id) not in {f.ids.get("job_id") for f in report.findings}
+    cli = run_cli(client.settings, "doctor", "--output", "json")
+    assert cli.returncode == 1, cli.stderr
+    assert "running_without_command" in {f["check"] for f in json.loads(cli.stdout)["findings"]}
