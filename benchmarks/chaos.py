@@ -21,12 +21,21 @@ Workers are relaunched one of two ways (``--relaunch``):
 behind; ``session`` kills the worker and every process of its session, as losing the
 container or pod would.
 
+``--db-outage SECONDS`` replaces the killer with a database outage: the run gets a
+PRIVATE PostgreSQL server (``initdb`` and ``pg_ctl`` of PostgreSQL 15 on a free port in
+a temporary directory; never the shared one), and ``--outage-at`` seconds after the
+submit it stops that server (a fast shutdown: every connection is cut) for SECONDS,
+then starts it again. The jobs' timeout is raised above the outage, so every attempt
+caught by it can keep its outcome until the database is back. It also counts the
+tracebacks and outage lines in the workers' and scheduler's logs.
+
 At the end it counts, for the submitted jobs: succeeded, failed (any terminal state but
 SUCCEEDED), lost (not terminal when the run ends, or SUCCEEDED with no completion line),
 and duplicated: jobs with more than one SUCCEEDED attempt in ``job_attempts`` or more
 than one line in the completions file (the command ran to its end twice).
 
     .venv/bin/python benchmarks/chaos.py [--jobs 500] [--json]
+    .venv/bin/python benchmarks/chaos.py --db-outage 75 [--jobs 60] [--json]
 """
 
 from __future__ import annotations
@@ -53,9 +62,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common as common
 
+# The private PostgreSQL server is the tests' helper (tests/private_postgres.py).
+sys.path.insert(0, str(common.REPO))
+from tests import private_postgres
+
 # Not throughput.py's database: each flushes its own.
 CHAOS_BROKER_URL = "redis://127.0.0.1:6379/6"
 JSON_KEYS = ("submitted", "succeeded", "failed", "lost", "duplicated", "workers_killed")
+OUTAGE_KEYS = ("outage_s", "running_at_outage", "outcomes_kept", "tracebacks_in_logs")
 LIVE = ("PROVISIONING", "REGISTERED", "READY", "BUSY", "DRAINING")
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED")
 
@@ -99,8 +113,12 @@ class Fleet:
         """Relaunch a worker as soon as one of ours has exited."""
         while not self.stop.wait(0.2):
             running = sum(1 for p in self.procs.running("worker-"))
-            for _ in range(self.args.workers - running):
-                self.start_worker()
+            try:
+                for _ in range(self.args.workers - running):
+                    self.start_worker()
+            except Exception as exc:  # a database outage: try again on the next tick
+                self.errors.append(f"relaunch: {type(exc).__name__}")
+                self.stop.wait(1.0)
 
     # -- the killer -------------------------------------------------------------------
 
@@ -135,6 +153,29 @@ class Fleet:
                 with suppress(ProcessLookupError, PermissionError):
                     os.kill(target, signal.SIGKILL)
             self.kills.append(Kill(time.time(), pid, worker_id))
+
+    # -- the database outage (--db-outage) ---------------------------------------------
+
+    def outage(self, pg: private_postgres.PrivatePostgres, report: dict[str, Any]) -> None:
+        """Stop the private PostgreSQL ``--outage-at`` s after the submit, for
+        ``--db-outage`` s, then start it again."""
+        if self.stop.wait(self.args.outage_at):
+            return
+        with self.sql.connect() as conn:
+            report["running_at_outage"] = int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM jobs WHERE correlation_id = :r AND state = 'RUNNING'"
+                    ),
+                    {"r": self.run_id},
+                ).scalar_one()
+            )
+        pg.stop()
+        print(f"chaos: PostgreSQL stopped for {self.args.db_outage:g} s", file=sys.stderr)
+        time.sleep(self.args.db_outage)
+        pg.start()
+        print("chaos: PostgreSQL started again", file=sys.stderr)
+        report["outage_done"] = True
 
 
 def _pid(infra_ref: str | None) -> int | None:
@@ -221,7 +262,8 @@ def job_specs(
             name=f"chaos-{i}",
             env={common.MARKER: run_id},
             correlation_id=run_id,
-            timeout_s=300,
+            # An attempt caught by an outage keeps its outcome until its deadline.
+            timeout_s=max(300, int(2 * (args.db_outage or 0)) + 120),
         )
         for i in range(args.jobs)
     ]
@@ -231,6 +273,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:12]
     rng = random.Random(args.seed)
     common.flush_redis(args.broker_url)
+    if args.db_outage is not None:
+        with (
+            common.scratch_home("hodei-bench-chaos-") as home,
+            private_database() as (pg, database_url),
+        ):
+            values = {**hodei_environment(args, database_url, home), common.MARKER: run_id}
+            with environment(values):
+                return _run_in(args, run_id, rng, home, database_url, pg)
     with (
         common.scratch_home("hodei-bench-chaos-") as home,
         common.scratch_database(args.database_url) as database_url,
@@ -240,8 +290,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return _run_in(args, run_id, rng, home, database_url)
 
 
+@contextmanager
+def private_database() -> Iterator[tuple[private_postgres.PrivatePostgres, str]]:
+    """A migrated database on a private PostgreSQL server, destroyed afterwards."""
+    from hodei.store.engine import create_engine
+    from hodei.store.migrate import upgrade
+
+    if not private_postgres.available():
+        raise SystemExit(
+            f"chaos: --db-outage needs PostgreSQL binaries in {private_postgres.BINDIR}"
+        )
+    pg = private_postgres.PrivatePostgres()
+    try:
+        pg.start()
+        url = pg.create_database("hodei_chaos")
+        engine = create_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield pg, url
+    finally:
+        pg.destroy()
+
+
 def _run_in(
-    args: argparse.Namespace, run_id: str, rng: random.Random, home: Path, database_url: str
+    args: argparse.Namespace,
+    run_id: str,
+    rng: random.Random,
+    home: Path,
+    database_url: str,
+    pg: private_postgres.PrivatePostgres | None = None,
 ) -> dict[str, Any]:
     from hodei.sdk import Client
 
@@ -261,23 +338,37 @@ def _run_in(
         completions.touch()
         started = time.monotonic()
         client.submit_many(job_specs(args, run_id, completions, rng))
-        threads.append(threading.Thread(target=fleet.kill_loop, daemon=True))
+        outage: dict[str, Any] = {}
+        if pg is None:
+            threads.append(threading.Thread(target=fleet.kill_loop, daemon=True))
+        else:
+            threads.append(threading.Thread(target=fleet.outage, args=(pg, outage), daemon=True))
         for thread in threads:
             thread.start()
         timed_out = not _wait_all_terminal(sql, run_id, args.jobs, args.timeout)
+        if pg is not None:
+            threads[-1].join()  # the outage has ended (all jobs may end before it does)
+            timed_out = timed_out or not _wait_all_terminal(sql, run_id, args.jobs, args.timeout)
         elapsed = time.monotonic() - started
         fleet.stop.set()
         for thread in threads:
             thread.join(10)
         _wait_jobs_gone(run_id)
-        return {
+        result = {
             **count(sql, run_id, args.jobs, completions, fleet.kills),
             "workers_killed": len(fleet.kills),
             "workers_launched": _workers_launched(sql),
             "elapsed_s": round(elapsed, 1),
             "timed_out": timed_out,
-            "errors": fleet.errors,
+            "errors": sorted(set(fleet.errors)),
         }
+        if pg is not None:
+            result.update(
+                outage_s=args.db_outage,
+                running_at_outage=outage.get("running_at_outage"),
+                **_log_counts(home),
+            )
+        return result
     finally:
         fleet.stop.set()
         procs.stop_all()
@@ -302,8 +393,14 @@ def _wait_all_terminal(sql: sa.Engine, run_id: str, n: int, timeout: float) -> b
     deadline = time.monotonic() + timeout
     last_report = time.monotonic()
     while time.monotonic() < deadline:
-        with sql.connect() as conn:
-            done = int(conn.execute(query, {"r": run_id, "terminal": list(TERMINAL)}).scalar_one())
+        try:
+            with sql.connect() as conn:
+                done = int(
+                    conn.execute(query, {"r": run_id, "terminal": list(TERMINAL)}).scalar_one()
+                )
+        except sa.exc.DBAPIError:  # --db-outage: the database is down for now
+            time.sleep(1.0)
+            continue
         if done >= n:
             return True
         if time.monotonic() - last_report >= 15:
@@ -327,6 +424,22 @@ def _job_pids(run_id: str) -> list[int]:
             if b"HODEI_JOB_ID=" in Path(f"/proc/{pid}/environ").read_bytes():
                 pids.append(pid)
     return pids
+
+
+def _log_counts(home: Path) -> dict[str, Any]:
+    """What the workers and the scheduler logged about the outage."""
+    text = [p.read_text(errors="replace") for p in sorted(home.glob("*.log"))]
+    text += [p.read_text(errors="replace") for p in sorted(home.glob("**/logs/*.log"))]
+    joined = "\n".join(text)
+    return {
+        "outcomes_kept": joined.count("its outcome is kept"),
+        "outcomes_written_late": joined.count("its kept outcome"),
+        "outcomes_given_up": joined.count("gave up writing its outcome"),
+        "tracebacks_in_logs": joined.count("Traceback (most recent call last)"),
+        "outage_warnings": joined.count("database unreachable"),
+        "recovery_lines": joined.count("database reachable again"),
+        "log_files": len(text),
+    }
 
 
 def _workers_launched(sql: sa.Engine) -> int:
@@ -441,10 +554,18 @@ def _extra_run_causes(
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    if args.db_outage is not None:
+        what = (
+            f"PostgreSQL down for {args.db_outage:g} s from {args.outage_at:g} s after the submit"
+        )
+    else:
+        what = (
+            f"SIGKILL every {args.kill_every[0]:g}-{args.kill_every[1]:g} s "
+            f"(scope {args.kill_scope}, relaunch by {args.relaunch})"
+        )
     lines = [
         f"chaos: {args.jobs} jobs of {args.min_s:g}-{args.max_s:g} s on {args.workers} workers, "
-        f"SIGKILL every {args.kill_every[0]:g}-{args.kill_every[1]:g} s "
-        f"(scope {args.kill_scope}, relaunch by {args.relaunch})",
+        + what,
     ]
     for key in (*JSON_KEYS, *(k for k in result if k not in JSON_KEYS)):
         lines.append(f"  {key:36} {result[key]}")
@@ -468,7 +589,7 @@ def _interval(text: str) -> tuple[float, float]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--jobs", type=int, default=None, help="default 500 (60 with --db-outage)")
     parser.add_argument("--database-url", help="default: a scratch database, dropped afterwards")
     parser.add_argument(
         "--broker-url",
@@ -494,9 +615,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "before the claim is published again after this many seconds (default 300)",
     )
     parser.add_argument("--timeout", type=float, default=1800, help="give up after this many s")
+    parser.add_argument(
+        "--db-outage",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="instead of killing workers, stop a private PostgreSQL for SECONDS mid-run",
+    )
+    parser.add_argument(
+        "--outage-at", type=float, default=5.0, help="seconds after the submit (default 5)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.jobs is None:
+        args.jobs = 60 if args.db_outage is not None else 500
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     if args.json:
         print(render(result, args), file=sys.stderr)
-        print(json.dumps({key: result[key] for key in JSON_KEYS}))
+        keys = (*JSON_KEYS, *(OUTAGE_KEYS if args.db_outage is not None else ()))
+        print(json.dumps({key: result[key] for key in keys}))
     else:
         print(render(result, args))
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
