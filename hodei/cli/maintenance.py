@@ -55,9 +55,11 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     from hodei.logconfig import configure_logging
     from hodei.queueing import maintenance_tasks
     from hodei.queueing.app import CONTROL_QUEUE
+    from hodei.store import outage
 
     settings: Settings = ctx.find_root().obj
     configure_logging(settings.log_level, settings.log_format)
+    outage.DATABASE.announce()
     container = Container(settings)
     container.ensure_schema()
     maintenance_tasks.use_container(container)

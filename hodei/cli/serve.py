@@ -24,9 +24,11 @@ def serve(ctx: click.Context, address: str | None, port: int | None) -> None:
     from hodei.errors import ServiceUnavailable
     from hodei.logconfig import configure_logging
     from hodei.observability.server import serve as run_server
+    from hodei.store import outage
 
     settings: Settings = ctx.find_root().obj
     configure_logging(settings.log_level, settings.log_format)
+    outage.DATABASE.announce()
     address = address or settings.serve_address
     port = settings.serve_port if port is None else port
     try:

@@ -177,6 +177,9 @@ def worker_to_dict(w: Worker) -> dict[str, Any]:
         "infra_ref": w.infra_ref,
         "current_job_id": str(w.current_job_id) if w.current_job_id else None,
         "running_jobs": w.running_jobs,
+        # What its last recorded heartbeat said it holds; outcomes kept through an outage.
+        "reported_jobs": (None if w.reported_jobs is None else [str(j) for j in w.reported_jobs]),
+        "pending_outcomes": w.pending_outcomes,
         "last_heartbeat": w.last_heartbeat.isoformat() if w.last_heartbeat else None,
         "heartbeat_age_s": round(age, 1) if age is not None else None,
         "jobs_executed": w.jobs_executed,

@@ -26,6 +26,7 @@ from hodei.services.dispatch import dispatch_pending
 from hodei.services.execution import Outcome
 from hodei.services.workers import heartbeat, register_worker, terminate_worker
 from hodei.settings import mask_url
+from hodei.store import outage
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     # Register (READY, heartbeating) only once the broker answers: a worker that cannot
     # consume must not look like capacity, and its single-use token stays unused.
     wait_for_broker(container)
+    outage.DATABASE.announce()
     infra_ref = f"pid:{os.getpid()}@{socket.gethostname()}"
     worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
     if options.queue and options.queue != worker.queue:
