@@ -160,7 +160,12 @@ class OutcomeKeeper:
                 stop=stop_never,  # each outcome is bounded by its own deadline instead
                 sleep=self._sleep,
             )
-            retrying(self._drain)
+            try:
+                retrying(self._drain)
+            except Exception:  # this thread must outlive any surprise: outcomes wait on it
+                logger.exception("writing kept outcomes failed; trying again")
+                self._sleep(5.0)
+                self._wake.set()
 
     def _sleep(self, seconds: float) -> None:
         # A heartbeat that went through cuts the wait short.
