@@ -66,6 +66,10 @@ class PrivatePostgres:
         )
         self._run(BINDIR / "pg_ctl", "-D", self.data, "-l", self.log, "-w", "-o", options, "start")
 
+    @property
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
     def stop(self) -> None:
         """A fast shutdown: open connections are cut, new ones refused."""
         self._run(BINDIR / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")

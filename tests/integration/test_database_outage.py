@@ -129,6 +129,8 @@ def outage(
             time.sleep(0.05)
         yield Outage(client, job, second, running.worker_id, ran, settings.home / "logs", observed)
     finally:
+        if not private_pg.running:  # failed mid-outage: the workers are found through it
+            private_pg.start()
         stop_workers(client)
         client.close()
 
