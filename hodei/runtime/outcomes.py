@@ -74,7 +74,8 @@ class OutcomeKeeper:
 
     def claiming(self, job_id: UUID) -> None:
         """Before the claim is written, so a heartbeat after it always names the job."""
-        self.wait_until_written()
+        if self._pending:
+            self.wait_until_written()
         with self._lock:
             self._held[job_id] = "running"
 
@@ -86,11 +87,15 @@ class OutcomeKeeper:
     def finish(self, job: Job, outcome: Outcome, lines: Sequence[LogLine] = ()) -> Recorded:
         """Write ``outcome`` (after ``lines``, output an outage held back) now; if that
         fails, keep both and let the thread write them."""
-        pending = _Pending(job, outcome, _deadline(job, self._clock), self._clock.now(), [*lines])
+        unwritten = list(lines)
         try:
-            after = self._write_pending(pending)
+            if unwritten:
+                self._write_lines(unwritten)
+                unwritten = []
+            after = self._write(job, outcome)
         except Exception as exc:
-            self._keep(pending, exc)
+            now = self._clock.now()
+            self._keep(_Pending(job, outcome, _deadline(job, now), now, unwritten), exc)
             return Recorded(kept=True)
         self.release(job.id)
         return Recorded(kept=False, job=after)
@@ -235,8 +240,8 @@ class OutcomeKeeper:
         }
 
 
-def _deadline(job: Job, clock: Clock) -> datetime:
+def _deadline(job: Job, now: datetime) -> datetime:
     """The attempt's deadline as the claim stored it (started_at + timeout)."""
     if job.deadline_at is not None:
         return job.deadline_at
-    return (job.started_at or clock.now()) + timedelta(seconds=job.spec.timeout_s)
+    return (job.started_at or now) + timedelta(seconds=job.spec.timeout_s)
