@@ -1,6 +1,6 @@
 """The outcomes a worker holds: a command's ending is kept until it is written.
 
-A finish is tried once where the command ended (Celery's task_success). If the database
+A finish is tried once where the command ended (the run_job task). If the database
 is unreachable, the outcome waits here and a thread of its own writes it, with backoff,
 as soon as the database answers again, until the attempt's deadline; only then is it
 given up and the reaper's recovery takes over. While any outcome waits, the worker
