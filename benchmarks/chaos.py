@@ -432,6 +432,7 @@ def _log_counts(home: Path) -> dict[str, Any]:
     text += [p.read_text(errors="replace") for p in sorted(home.glob("**/logs/*.log"))]
     joined = "\n".join(text)
     return {
+        "traceback_excerpts": _traceback_excerpts(joined),
         "outcomes_kept": joined.count("its outcome is kept"),
         "outcomes_written_late": joined.count("its kept outcome"),
         "outcomes_given_up": joined.count("gave up writing its outcome"),
@@ -440,6 +441,24 @@ def _log_counts(home: Path) -> dict[str, Any]:
         "recovery_lines": joined.count("database reachable again"),
         "log_files": len(text),
     }
+
+
+def _traceback_excerpts(text: str, limit: int = 5) -> list[str]:
+    """For each traceback (up to ``limit``): the log line before it and its last line."""
+    lines = text.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.startswith("Traceback (most recent call last)"):
+            continue
+        end = next(
+            (j for j in range(i + 1, len(lines)) if lines[j] and not lines[j][0].isspace()),
+            len(lines) - 1,
+        )
+        before = lines[i - 1][:160] if i else ""
+        out.append(f"{before} ... {lines[end][:200]}")
+        if len(out) >= limit:
+            break
+    return out
 
 
 def _workers_launched(sql: sa.Engine) -> int:
