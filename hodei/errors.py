@@ -123,6 +123,18 @@ class WaitTimeout(HodeiError):
     exit_code = 8
 
 
+class Unauthorized(HodeiError):
+    """The API did not accept the caller's token (missing, unknown, revoked or expired)."""
+
+    exit_code = 9
+
+
+class Forbidden(HodeiError):
+    """The caller's API token has a role that may not do this."""
+
+    exit_code = 10
+
+
 EXIT_CODES: tuple[type[HodeiError], ...] = (
     HodeiError,
     InvalidInput,
@@ -132,6 +144,8 @@ EXIT_CODES: tuple[type[HodeiError], ...] = (
     SchemaOutOfDate,
     TokenRejected,
     WaitTimeout,
+    Unauthorized,
+    Forbidden,
 )
 """The classes that define an exit code, in the order the docs list them."""
 
@@ -145,3 +159,22 @@ class AttemptFailed(HodeiError):
 
     A run-job task raises it after the outcome is recorded, so Celery's task events,
     and Flower, show the task failed when hodei recorded the job failed."""
+
+
+def error_class(name: str) -> type[HodeiError]:
+    """The HodeiError subclass called ``name`` (as an API error names it), else HodeiError."""
+    found = _SUBCLASSES.get(name)
+    if found is None:
+        _SUBCLASSES.update({c.__name__: c for c in _all_subclasses(HodeiError)})
+        found = _SUBCLASSES.get(name, HodeiError)
+    return found
+
+
+_SUBCLASSES: dict[str, type[HodeiError]] = {"HodeiError": HodeiError}
+
+
+def _all_subclasses(cls: type[HodeiError]) -> list[type[HodeiError]]:
+    out: list[type[HodeiError]] = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_all_subclasses(sub)]
+    return out

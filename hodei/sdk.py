@@ -18,7 +18,8 @@ from uuid import UUID
 from hodei.bootstrap import Container
 from hodei.domain.events import DomainEvent
 from hodei.domain.inputs import number_problem, text_problem
-from hodei.domain.records import Job, LogLine, Provider
+from hodei.domain.principals import ApiToken, Role
+from hodei.domain.records import Job, LogLine, Provider, Worker
 from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import (
@@ -28,6 +29,7 @@ from hodei.errors import (
     InvalidInput,
     JobNotFound,
     WaitTimeout,
+    WorkerNotFound,
 )
 from hodei.services.control import cancel_job, retry_job
 from hodei.services.diagnosis import Diagnosis, diagnose_job
@@ -46,6 +48,7 @@ from hodei.services.providers import ProviderView
 from hodei.services.provisioning import provision
 from hodei.services.status import SystemStatus, system_status
 from hodei.services.submission import submit_jobs
+from hodei.services.tokens import IssuedToken
 from hodei.settings import Settings, mask_url
 
 logger = logging.getLogger(__name__)
@@ -98,10 +101,13 @@ class Client:
     <JobState.SUCCEEDED: 'SUCCEEDED'>
     """
 
-    def __init__(self, container: Container, *, interface: str = "sdk") -> None:
+    def __init__(
+        self, container: Container, *, interface: str = "sdk", actor: str | None = None
+    ) -> None:
         self._container = container
         self._closed = False
-        self.actor = f"{interface}:{_user()}"
+        # ``actor`` is set by the API server to the authenticated caller (api:<token name>).
+        self.actor = actor or f"{interface}:{_user()}"
 
     @classmethod
     def from_env(
@@ -109,6 +115,11 @@ class Client:
     ) -> Client:
         """A client configured from HODEI_* variables; keyword arguments (the
         :class:`~hodei.settings.Settings` fields) override them."""
+        if os.environ.get("HODEI_API_URL") and cls is Client and "database_url" not in overrides:
+            # A remote caller: the API (and its token), never the database.
+            from hodei.sdk_http import HttpClient
+
+            return HttpClient.from_env()
         if home is not None:
             overrides["home"] = Path(home)
         return cls(Container(Settings.from_env(**overrides)), interface=interface)
@@ -239,14 +250,16 @@ class Client:
         correlation_id: str | None = None,
         limit: int = 50,
         before: Job | None = None,
+        after_key: tuple[datetime, UUID] | None = None,
     ) -> builtins.list[Job]:
-        """Jobs, newest first; pass the last job of a page as ``before`` for the next."""
+        """Jobs, newest first; pass the last job of a page as ``before`` for the next
+        (or its ``(created_at, id)`` as ``after_key``, as the API's cursor does)."""
         query = JobQuery(
             states=_states(state),
             name=checked_text(name, "name"),
             correlation_id=checked_text(correlation_id, "correlation_id"),
             limit=checked_int(limit, "limit", 1, 1000),
-            before=(before.created_at, before.id) if before else None,
+            before=(before.created_at, before.id) if before else after_key,
         )
         with self._c.store.reading() as tx:
             return tx.jobs.search(query)
@@ -600,6 +613,63 @@ class Client:
         with self._c.store.reading() as tx:
             names = {p.name for p in tx.providers.search()}
         self._provision_names(names)
+
+    # -- workers, their bootstrap tokens, API tokens ----------------------------------
+
+    def workers(self, *, all_states: bool = False, limit: int = 100) -> builtins.list[Worker]:
+        """Live workers (``all_states``: terminated and lost ones too), newest first."""
+        from hodei.domain.states import LIVE_WORKER_STATES
+
+        limit = checked_int(limit, "limit", 1, 1000)
+        with self._c.store.reading() as tx:
+            return tx.workers.search(states=() if all_states else LIVE_WORKER_STATES, limit=limit)
+
+    def worker(self, worker_id: str | UUID) -> Worker:
+        worker_uuid = _parse_uuid(worker_id, "worker id")
+        with self._c.store.reading() as tx:
+            found = tx.workers.get(worker_uuid)
+        if found is None:
+            raise WorkerNotFound(f"no worker {worker_uuid}")
+        return found
+
+    def drain_worker(self, worker_id: str | UUID) -> Worker:
+        """Let a worker finish its current job, then exit."""
+        from hodei.services.workers import drain_worker
+
+        c = self._c
+        return drain_worker(c.store, c.clock, _parse_uuid(worker_id, "worker id"), actor=self.actor)
+
+    def create_worker_token(self, provider: str = "local", *, ttl_s: float = 300) -> IssuedToken:
+        """A single-use bootstrap token (and its worker row) for a worker started by hand."""
+        from hodei.services.workers import create_worker_token
+
+        _check_seconds(ttl_s, "ttl_s")
+        c = self._c
+        return create_worker_token(
+            c.store, c.clock, provider_name=_provider_name(provider), ttl_s=ttl_s, actor=self.actor
+        )
+
+    def create_api_token(
+        self, name: str, role: str | Role, *, expires_in: timedelta | None = None
+    ) -> tuple[ApiToken, str]:
+        """An API token for ``hodei server``, and its secret: shown this once only."""
+        from hodei.services.api_tokens import create_api_token, parse_role
+
+        c = self._c
+        role = role if isinstance(role, Role) else parse_role(str(role))
+        return create_api_token(
+            c.store, c.clock, name=name, role=role, expires_in=expires_in, actor=self.actor
+        )
+
+    def api_tokens(self, *, include_revoked: bool = False) -> builtins.list[ApiToken]:
+        from hodei.services.api_tokens import list_api_tokens
+
+        return list_api_tokens(self._c.store, include_revoked=include_revoked)
+
+    def revoke_api_token(self, name: str) -> ApiToken:
+        from hodei.services.api_tokens import revoke_api_token
+
+        return revoke_api_token(self._c.store, self._c.clock, name, actor=self.actor)
 
     def close(self) -> None:
         """Release the database connections; later calls raise ClientClosed."""

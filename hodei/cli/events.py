@@ -11,19 +11,16 @@ import click
 from hodei.cli.jobs import timeline_row
 from hodei.cli.output import OUTPUT_OPTION, print_json, print_table, text_or_json_option
 from hodei.cli.params import id_range
+from hodei.cli.remote import cli_client
 from hodei.cli.serialize import event_to_dict
 from hodei.domain.events import DomainEvent
 from hodei.errors import InvalidInput
 from hodei.sdk import Client
-from hodei.settings import Settings
 
 
 def client(ctx: click.Context) -> Client:
-    """A CLI client for the settings the root command read."""
-    from hodei.bootstrap import Container
-
-    settings: Settings = ctx.find_root().obj
-    return Client(Container(settings), interface="cli")
+    """A CLI client: over the API when HODEI_API_URL is set, else the database."""
+    return cli_client(ctx)
 
 
 # ASCII digits only (\d also matches other scripts' digits); fullmatch, so no newline.

@@ -21,6 +21,7 @@ from hodei.cli.output import (
     text_or_json_option,
 )
 from hodei.cli.params import FiniteFloat, id_range
+from hodei.cli.remote import cli_client
 from hodei.cli.serialize import event_to_dict, job_to_dict, mapping_from_pairs
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Job
@@ -29,7 +30,6 @@ from hodei.domain.states import JobState
 from hodei.errors import Conflict
 from hodei.sdk import Client
 from hodei.services.events_feed import summarize as summarize_event
-from hodei.settings import Settings
 
 # What `job run` exits with when the command did not give an exit code of its own.
 EXIT_TIMED_OUT = 124
@@ -40,10 +40,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _client(ctx: click.Context) -> Client:
-    settings: Settings = ctx.find_root().obj
-    from hodei.bootstrap import Container
-
-    return Client(Container(settings), interface="cli")
+    """A CLI client: over the API when HODEI_API_URL is set, else the database."""
+    return cli_client(ctx)
 
 
 def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -143,6 +143,11 @@ def _register() -> None:
     from hodei.cli import serve as serve_cli
 
     cli.add_command(serve_cli.serve)
+
+    from hodei.cli import server as server_cli
+
+    cli.add_command(server_cli.server)
+    cli.add_command(server_cli.auth)
     cli.add_command(flower_cli.flower)
 
     from hodei.cli import events as events_cli

@@ -9,12 +9,12 @@ import click
 
 from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
 from hodei.cli.params import FiniteFloat
+from hodei.cli.remote import cli_client
 from hodei.cli.serialize import mapping_from_pairs, provider_to_dict
 from hodei.domain.states import ProviderHealth
 from hodei.errors import InvalidConfiguration, ProviderUnavailable
 from hodei.sdk import Client
 from hodei.services.providers import ProviderView
-from hodei.settings import Settings
 
 _COLUMNS = [
     "name",
@@ -31,10 +31,8 @@ _COLUMNS = [
 
 
 def _client(ctx: click.Context) -> Client:
-    from hodei.bootstrap import Container
-
-    settings: Settings = ctx.find_root().obj
-    return Client(Container(settings), interface="cli")
+    """A CLI client: over the API when HODEI_API_URL is set, else the database."""
+    return cli_client(ctx)
 
 
 def _config(config: str | None, config_file: Path | None) -> dict[str, Any] | None:

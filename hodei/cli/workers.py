@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,9 +11,9 @@ import click
 from hodei.bootstrap import Container
 from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_table
 from hodei.cli.params import FiniteFloat
+from hodei.cli.remote import cli_client
 from hodei.domain.records import Worker
-from hodei.errors import InvalidInput, WorkerNotFound
-from hodei.services.workers import create_worker_token, drain_worker
+from hodei.errors import InvalidInput
 from hodei.settings import Settings
 
 
@@ -46,14 +45,7 @@ def token() -> None:
 @click.pass_context
 def token_create(ctx: click.Context, provider: str, ttl: float, output: str) -> None:
     """Issue a token and print its secret once (only its sha256 is stored)."""
-    c = _container(ctx)
-    issued = create_worker_token(
-        c.store,
-        c.clock,
-        provider_name=provider,
-        ttl_s=ttl,
-        actor=f"cli:{os.environ.get('USER', 'unknown')}",
-    )
+    issued = cli_client(ctx).create_worker_token(provider, ttl_s=ttl)
     if output == "json":
         print_json(
             {
@@ -114,11 +106,7 @@ def start(
 @click.pass_context
 def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) -> None:
     """Workers with their state, queue, current job and heartbeat age."""
-    from hodei.domain.states import LIVE_WORKER_STATES
-
-    c = _container(ctx)
-    with c.store.reading() as tx:
-        workers = tx.workers.search(states=() if show_all else LIVE_WORKER_STATES, limit=limit)
+    workers = cli_client(ctx).workers(all_states=show_all, limit=limit)
     rows = [worker_to_dict(w) for w in workers]
     if output == "json":
         print_json(rows)
@@ -137,12 +125,7 @@ def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) ->
 @click.pass_context
 def show(ctx: click.Context, worker_id: str, output: str) -> None:
     """One worker in full."""
-    c = _container(ctx)
-    with c.store.reading() as tx:
-        found = tx.workers.get(_parse_id(worker_id))
-    if found is None:
-        raise WorkerNotFound(f"no worker {worker_id}")
-    data = worker_to_dict(found)
+    data = worker_to_dict(cli_client(ctx).worker(_parse_id(worker_id)))
     print_json(data) if output == "json" else print_fields(data)
 
 
@@ -151,10 +134,7 @@ def show(ctx: click.Context, worker_id: str, output: str) -> None:
 @click.pass_context
 def drain(ctx: click.Context, worker_id: str) -> None:
     """Let a worker finish its current job, then exit."""
-    c = _container(ctx)
-    drained = drain_worker(
-        c.store, c.clock, _parse_id(worker_id), actor=f"cli:{os.environ.get('USER', 'unknown')}"
-    )
+    drained = cli_client(ctx).drain_worker(_parse_id(worker_id))
     click.echo(f"worker {drained.id} is {drained.state}")
 
 

@@ -44,6 +44,8 @@ class EventType(StrEnum):
     PROVIDER_STATUS_CHANGED = "ProviderStatusChanged"
     PROVIDER_HEALTH_CHANGED = "ProviderHealthChanged"
     PROVIDER_REMOVED = "ProviderRemoved"
+    API_TOKEN_CREATED = "ApiTokenCreated"
+    API_TOKEN_REVOKED = "ApiTokenRevoked"
 
 
 class Aggregate(StrEnum):
@@ -51,6 +53,7 @@ class Aggregate(StrEnum):
     WORKER = "worker"
     TOKEN = "token"
     PROVIDER = "provider"
+    API_TOKEN = "api_token"
 
 
 @dataclass(frozen=True)

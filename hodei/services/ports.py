@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from hodei.domain.events import DomainEvent
+from hodei.domain.principals import ApiToken
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
 from hodei.domain.selection import Candidate
 from hodei.domain.states import AttemptState, JobState, WorkerState
@@ -152,6 +153,21 @@ class TokenRepository(Protocol):
     def count_outstanding(self, now: datetime) -> int: ...
 
 
+class ApiTokenRepository(Protocol):
+    def add(self, token: ApiToken) -> None: ...
+    def get_by_hash(self, token_hash: str) -> ApiToken | None: ...
+    def get_by_name(self, name: str) -> ApiToken | None: ...
+    def search(self, *, include_revoked: bool = False) -> list[ApiToken]: ...
+    def revoke(self, token_id: UUID, now: datetime) -> bool:
+        """Set ``revoked_at`` if the token is not revoked yet; atomic."""
+        ...
+
+    def touch(self, token_id: UUID, now: datetime, *, unless_after: datetime) -> None:
+        """Set ``last_used_at`` to ``now`` unless it is already after ``unless_after``
+        (so a busy token costs one write a minute, not one per request)."""
+        ...
+
+
 class ProviderRepository(Protocol):
     def add(self, provider: Provider) -> None: ...
     def get(self, provider_id: UUID) -> Provider | None: ...
@@ -245,6 +261,7 @@ class Transaction(Protocol):
     providers: ProviderRepository
     logs: LogRepository
     runs: RunRepository
+    api_tokens: ApiTokenRepository
 
 
 class Store(Protocol):

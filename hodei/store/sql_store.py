@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from hodei.services.ports import (
+    ApiTokenRepository,
     AttemptRepository,
     EventRepository,
     JobRepository,
@@ -18,6 +19,7 @@ from hodei.services.ports import (
     TokenRepository,
     WorkerRepository,
 )
+from hodei.store.api_token_repository import SqlApiTokenRepository
 from hodei.store.driver_statement import driver_connection
 from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
@@ -40,6 +42,7 @@ class SqlTransaction:
         self.providers: ProviderRepository = SqlProviderRepository(connection)
         self.logs: LogRepository = SqlLogRepository(connection)
         self.runs: RunRepository = SqlRunRepository(connection)
+        self.api_tokens: ApiTokenRepository = SqlApiTokenRepository(connection)
 
 
 class SqlStore:

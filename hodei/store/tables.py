@@ -179,3 +179,18 @@ state_counts = sa.Table(
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("delta", sa.BigInteger(), nullable=False),
 )
+
+# Callers of the HTTP API (migration 0005). Only the sha256 of a token is kept.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("expires_at"),
+    _ts("last_used_at"),
+    _ts("revoked_at"),
+)

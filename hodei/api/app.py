@@ -1,0 +1,103 @@
+"""The ASGI application of ``hodei server``: /v1 routers, /metrics and /health."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hodei import __version__
+from hodei.api import problems
+from hodei.api.auth import REGISTRY
+from hodei.api.routes import events, fleet, jobs
+from hodei.bootstrap import Container
+from hodei.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class _Ops:
+    """The probes' and the scrape's dependencies, built on first use."""
+
+    def __init__(self, container: Container) -> None:
+        self._container = container
+
+    @cached_property
+    def health(self) -> Any:
+        from hodei.observability.health import HealthChecker
+
+        return HealthChecker(self._container.engine, self._container.app)
+
+    @cached_property
+    def registry(self) -> Any:
+        from hodei.observability.metrics import build_registry
+
+        return build_registry(self._container.engine)
+
+
+def create_app(container: Container) -> FastAPI:
+    """The API over one Container (its engine pools the database connections)."""
+    app = FastAPI(
+        title="hodei",
+        version=__version__,
+        description=(
+            "Run shell-command jobs on ephemeral Celery workers. Every /v1 call needs "
+            "`Authorization: Bearer hodei_pat_...`; errors are application/problem+json "
+            "whose `code` is hodei's error class and `exit_code` the CLI's."
+        ),
+    )
+    app.state.container = container
+    ops = _Ops(container)
+    problems.install(app)
+    app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(fleet.router)
+
+    @app.get("/health/live", tags=["operations"], summary="Liveness: 200 while serving")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get(
+        "/health/ready",
+        tags=["operations"],
+        summary="Readiness: database and broker reachable (200 or 503)",
+        responses={503: {"description": "a dependency is down"}},
+    )
+    def ready() -> JSONResponse:
+        ok, body = ops.health.report(full=False)
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get(
+        "/health",
+        tags=["operations"],
+        summary="Checks with durations and pool numbers (200 or 503)",
+        responses={503: {"description": "a dependency is down"}},
+    )
+    def health() -> JSONResponse:
+        ok, body = ops.health.report(full=True)
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics (from the database, and this process's API counters)",
+        response_class=Response,
+    )
+    def metrics(request: Request) -> Response:
+        data = generate_latest(ops.registry) + generate_latest(REGISTRY)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        container.close()
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn calls in each worker process (``hodei server --workers N``)."""
+    return create_app(Container(Settings.from_env()))

@@ -1,0 +1,79 @@
+"""Errors as ``application/problem+json`` (RFC 9457) carrying hodei's error class and
+exit code, so a remote client raises the same :class:`~hodei.errors.HodeiError`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hodei import errors
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "application/problem+json"
+
+# Most specific first: the first base class of the error found here gives its status.
+_STATUS: tuple[tuple[type[errors.HodeiError], int], ...] = (
+    (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
+    (errors.InvalidInput, 422),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.ServiceUnavailable, 503),
+    (errors.SchemaOutOfDate, 503),
+    (errors.TokenRejected, 403),
+    (errors.WaitTimeout, 408),
+)
+
+
+def status_for(exc: errors.HodeiError) -> int:
+    return next((status for cls, status in _STATUS if isinstance(exc, cls)), 400)
+
+
+def problem(status: int, code: str, exit_code: int, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"https://hodei.dev/errors/{code}",
+        "title": code,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "exit_code": exit_code,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
+
+
+def hodei_problem(exc: errors.HodeiError) -> JSONResponse:
+    return problem(status_for(exc), type(exc).__name__, exc.exit_code, exc.message)
+
+
+def install(app: FastAPI) -> None:
+    """Every error a route can end with becomes a problem document; never a traceback."""
+
+    @app.exception_handler(errors.HodeiError)
+    async def _hodei(_request: Request, exc: errors.HodeiError) -> JSONResponse:
+        return hodei_problem(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        return problem(422, "InvalidInput", errors.InvalidInput.exit_code, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "NotFound" if exc.status_code == 404 else "HodeiError"
+        exit_code = errors.NotFound.exit_code if exc.status_code == 404 else 1
+        return problem(exc.status_code, code, exit_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("internal error on %s %s", request.method, request.url.path)
+        return problem(500, "InternalError", 70, f"internal error: {type(exc).__name__}")

@@ -1,0 +1,34 @@
+"""Running the API: uvicorn, in one process or several."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from hodei.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
+    """Serve until SIGTERM or Ctrl-C. Each worker process builds its own Container from
+    the environment; nothing is kept in memory that another replica would need."""
+    # The schema is checked (or, embedded, created) once here, not by racing workers.
+    from hodei.bootstrap import Container
+
+    container = Container(settings)
+    container.ensure_schema()
+    container.close()
+    logger.info("hodei server: http://%s:%s (%d process(es))", host, port, workers)
+    uvicorn.run(
+        "hodei.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )

@@ -1,0 +1,170 @@
+"""What goes over the wire besides hodei's own records (which FastAPI serializes as
+they are: Job, DomainEvent, Worker, ProviderView, SystemStatus, Diagnosis, ...)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hodei.domain.principals import ApiToken
+from hodei.domain.records import Job, LogLine
+from hodei.errors import InvalidInput
+
+
+class SubmitRequest(BaseModel):
+    """One job: the fields of ``Client.submit`` (checked by hodei, not here, so the
+    errors are the SDK's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | list[str]
+    name: str | None = None
+    env: dict[str, str] | None = None
+    working_dir: str | None = None
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    retry: dict[str, float] | None = None
+    labels: dict[str, str] | None = None
+    regions: list[str] | str | None = None
+    provider: str | None = None
+    correlation_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class SubmitManyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[SubmitRequest] = Field(max_length=10_000)
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    next_cursor: str | None = None
+
+
+class LogLineOut(BaseModel):
+    """A log line; ``data`` (its exact bytes) in base64, since it need not be UTF-8."""
+
+    id: int | None
+    job_id: UUID
+    attempt_no: int
+    stream: str
+    line: str
+    ts: datetime
+    data_b64: str
+
+    @classmethod
+    def of(cls, line: LogLine) -> LogLineOut:
+        return cls(
+            id=line.id,
+            job_id=line.job_id,
+            attempt_no=line.attempt_no,
+            stream=line.stream,
+            line=line.line,
+            ts=line.ts,
+            data_b64=base64.b64encode(line.data).decode(),
+        )
+
+    def to_line(self) -> LogLine:
+        return LogLine(
+            job_id=self.job_id,
+            attempt_no=self.attempt_no,
+            stream=self.stream,
+            line=self.line,
+            ts=self.ts,
+            id=self.id,
+            data=base64.b64decode(self.data_b64),
+        )
+
+
+class LogPage(BaseModel):
+    items: list[LogLineOut]
+    next_after_id: int | None = None
+
+
+class ProviderRequest(BaseModel):
+    """``Client.add_provider``'s arguments; fields as ProviderSpec."""
+
+    name: str
+    provider_type: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkerTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = "local"
+    ttl_s: float = Field(300, ge=1, le=86400)
+
+
+class WorkerTokenOut(BaseModel):
+    token: str
+    worker_id: UUID
+    queue: str
+    expires_at: datetime
+
+
+class ApiTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    role: str
+    expires_in_s: float | None = Field(None, gt=0, le=10 * 365 * 86400)
+
+
+class ApiTokenOut(BaseModel):
+    """A token as listed: never its secret or its hash."""
+
+    id: UUID
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, token: ApiToken) -> ApiTokenOut:
+        return cls(
+            id=token.id,
+            name=token.name,
+            role=str(token.role),
+            created_at=token.created_at,
+            created_by=token.created_by,
+            expires_at=token.expires_at,
+            last_used_at=token.last_used_at,
+            revoked_at=token.revoked_at,
+        )
+
+
+class CreatedApiToken(ApiTokenOut):
+    token: str  # the secret, this once
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str
+    actor: str
+
+
+def job_cursor(job: Job) -> str:
+    """An opaque cursor for the page after ``job`` (created_at and id, newest first)."""
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def parse_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, ident = raw.partition("|")
+        parsed = datetime.fromisoformat(when)
+        if parsed.tzinfo is None:
+            raise ValueError("naive")
+        return parsed, UUID(ident)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("not a cursor this API gave out") from None

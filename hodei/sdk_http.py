@@ -1,0 +1,568 @@
+"""The SDK over HTTP: :class:`HttpClient` has :class:`~hodei.sdk.Client`'s methods, return
+types and errors, and calls a ``hodei server`` instead of the database.
+
+``Client.from_env()`` returns one when ``HODEI_API_URL`` is set (with the token in
+``HODEI_API_TOKEN``). Errors come back as problem documents naming hodei's error class;
+they are raised here as that class. Waiting, following logs and following events
+stream from the server (a long poll, NDJSON and Server-Sent Events), never a poll loop.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import os
+import time
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, TypeVar
+from uuid import UUID
+
+import httpx
+from pydantic import TypeAdapter
+
+from hodei.api.wire import ApiTokenOut, CreatedApiToken, LogLineOut, WorkerTokenOut, job_cursor
+from hodei.domain.events import DomainEvent
+from hodei.domain.principals import ApiToken, Role
+from hodei.domain.records import Job, LogLine, Provider, Worker
+from hodei.domain.specs import JobSpec
+from hodei.domain.states import JobState
+from hodei.errors import (
+    ClientClosed,
+    HodeiError,
+    InvalidConfiguration,
+    InvalidInput,
+    ServiceUnavailable,
+    WaitTimeout,
+    error_class,
+)
+from hodei.sdk import (
+    LOG_PAGE_LINES,
+    Client,
+    _check_seconds,
+    _parse_uuid,
+    _types,
+    checked_int,
+    checked_text,
+    parse_job_id,
+)
+from hodei.services.diagnosis import Diagnosis
+from hodei.services.doctor import DoctorOptions, DoctorReport
+from hodei.services.events_feed import FollowOptions
+from hodei.services.health import HealthReport
+from hodei.services.providers import ProviderView
+from hodei.services.status import SystemStatus
+from hodei.services.tokens import IssuedToken
+from hodei.settings import Settings, mask_url
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LONG_POLL_S = 30.0
+"""How long one ``wait`` request may block on the server."""
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    found = _ADAPTERS.get(kind)
+    if found is None:
+        found = _ADAPTERS[kind] = TypeAdapter(kind)
+    return found
+
+
+def _as(kind: type[T] | Any, data: Any) -> Any:
+    return _adapter(kind).validate_python(data)
+
+
+def raise_problem(response: httpx.Response) -> NoReturn:
+    """Raise the HodeiError a problem document names (HodeiError for anything else)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = str(body.get("code") or "")
+    detail = str(body.get("detail") or f"HTTP {response.status_code} from the hodei API")
+    cls = error_class(code)
+    exc = cls.__new__(cls)
+    HodeiError.__init__(exc, detail)  # TokenRejected's own __init__ wants a reason
+    if code == "TokenRejected":
+        exc.reason = detail  # type: ignore[attr-defined]
+    raise exc
+
+
+class HttpClient(Client):
+    """A :class:`~hodei.sdk.Client` whose every call goes to a ``hodei server``."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidConfiguration("HODEI_API_URL must start with http:// or https://")
+        self._url = url.rstrip("/")
+        self._closed = False
+        self._timeout_s = timeout_s
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self._url, headers=headers, timeout=timeout_s, transport=transport
+        )
+        self.actor = "api"  # the server decides; see whoami()
+
+    @classmethod
+    def from_env(  # type: ignore[override]
+        cls, *, interface: str = "sdk", home: Any = None, **overrides: Any
+    ) -> HttpClient:
+        url = overrides.get("api_url") or os.environ.get("HODEI_API_URL", "")
+        token = overrides.get("api_token") or os.environ.get("HODEI_API_TOKEN")
+        return cls(url, token)
+
+    # -- plumbing -----------------------------------------------------------------
+
+    @property
+    def _c(self) -> Any:
+        raise InvalidConfiguration(
+            "this client talks to a hodei server (HODEI_API_URL); it has no database"
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env()
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<hodei.HttpClient{state} url={mask_url(self._url)!r}>"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self._closed:
+            raise ClientClosed()
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ServiceUnavailable(f"the hodei API at {self._url} did not answer") from exc
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(f"cannot reach the hodei API at {self._url}") from exc
+        if response.status_code >= 400:
+            raise_problem(response)
+        return response.json()
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self._request("GET", path, params=_params(params))
+
+    def _post(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self._request("POST", path, json=body, params=_params(params))
+
+    # -- submitting ---------------------------------------------------------------
+
+    def submit_many(self, specs: Iterable[JobSpec]) -> builtins.list[Job]:
+        if isinstance(specs, JobSpec | str | bytes) or not isinstance(specs, Iterable):
+            raise InvalidInput(f"submit_many takes a list of JobSpec, got {type(specs).__name__}")
+        specs = builtins.list(specs)
+        if not all(isinstance(s, JobSpec) for s in specs):
+            raise InvalidInput("submit_many takes a list of JobSpec")
+        if len(specs) == 1:
+            return [_as(Job, self._post("/v1/jobs", specs[0].to_dict()))]
+        body = {"jobs": [s.to_dict() for s in specs]}
+        return _as(builtins.list[Job], self._post("/v1/jobs/batch", body))  # type: ignore[no-any-return]
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, job_id: str | UUID) -> Job:
+        return _as(Job, self._get(f"/v1/jobs/{parse_job_id(job_id)}"))  # type: ignore[no-any-return]
+
+    def list(
+        self,
+        *,
+        state: str | JobState | Sequence[str | JobState] | None = None,
+        name: str | None = None,
+        correlation_id: str | None = None,
+        limit: int = 50,
+        before: Job | None = None,
+        after_key: tuple[datetime, UUID] | None = None,
+    ) -> builtins.list[Job]:
+        states = [state] if isinstance(state, str | JobState) else builtins.list(state or [])
+        cursor = job_cursor(before) if before else None
+        if after_key is not None and before is None:
+            cursor = _cursor_of(after_key)
+        data = self._get(
+            "/v1/jobs",
+            state=[str(s) for s in states] or None,
+            name=checked_text(name, "name"),
+            correlation_id=checked_text(correlation_id, "correlation_id"),
+            limit=checked_int(limit, "limit", 1, 1000),
+            cursor=cursor,
+        )
+        return _as(builtins.list[Job], data["items"])  # type: ignore[no-any-return]
+
+    def wait(self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float = 0.2) -> Job:
+        """Block until the job is terminal: long polls, each held open by the server."""
+        _check_seconds(timeout, "timeout", allow_none=True)
+        _check_seconds(poll_s, "poll_s", allow_none=True)
+        job_uuid = parse_job_id(job_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = LONG_POLL_S if deadline is None else max(deadline - time.monotonic(), 0.0)
+            hold = min(left, LONG_POLL_S)
+            job: Job = _as(
+                Job,
+                self._request(
+                    "GET",
+                    f"/v1/jobs/{job_uuid}/wait",
+                    params={"timeout": round(hold, 3)},
+                    timeout=hold + self._timeout_s,
+                ),
+            )
+            if job.is_terminal:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"job {job.id} is still {job.state} after {timeout:g}s")
+
+    def iter_logs(
+        self,
+        job_id: str | UUID,
+        *,
+        after_id: int = 0,
+        tail: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[LogLine]:
+        after_id = checked_int(after_id, "after_id")
+        limit = None if limit is None else checked_int(limit, "limit", 1, 2**63 - 1)
+        tail = None if tail is None else checked_int(tail, "tail")
+        job_uuid = parse_job_id(job_id)
+        first = self._log_page(job_uuid, after_id, tail, limit)  # errors now, not lazily
+        return self._pages(job_uuid, first, limit)
+
+    def _log_page(
+        self, job_uuid: UUID, after_id: int, tail: int | None, remaining: int | None
+    ) -> tuple[builtins.list[LogLine], int | None]:
+        size = LOG_PAGE_LINES if remaining is None else min(remaining, LOG_PAGE_LINES)
+        data = self._get(f"/v1/jobs/{job_uuid}/logs", after_id=after_id, tail=tail, limit=size)
+        lines = [LogLineOut.model_validate(d).to_line() for d in data["items"]]
+        return lines, data.get("next_after_id")
+
+    def _pages(
+        self,
+        job_uuid: UUID,
+        first: tuple[builtins.list[LogLine], int | None],
+        limit: int | None,
+    ) -> Iterator[LogLine]:
+        lines, next_after = first
+        remaining = limit
+        while True:
+            yield from lines
+            if remaining is not None:
+                remaining -= len(lines)
+                if remaining <= 0:
+                    return
+            if next_after is None:
+                return
+            lines, next_after = self._log_page(job_uuid, next_after, None, remaining)
+
+    def follow_logs(
+        self, job_id: str | UUID, *, tail: int | None = None, poll_s: float = 0.2
+    ) -> Iterator[LogLine]:
+        """Lines as the server streams them (NDJSON), until the job has ended."""
+        _check_seconds(poll_s, "poll_s", allow_none=True)
+        tail = None if tail is None else checked_int(tail, "tail")
+        job_uuid = self.get(job_id).id
+        return self._follow_logs(job_uuid, tail)
+
+    def _follow_logs(self, job_uuid: UUID, tail: int | None) -> Iterator[LogLine]:
+        params = _params({"tail": tail})
+        try:
+            with self._http.stream(
+                "GET", f"/v1/jobs/{job_uuid}/logs/follow", params=params, timeout=None
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise_problem(response)
+                for raw in response.iter_lines():
+                    if raw:
+                        yield LogLineOut.model_validate_json(raw).to_line()
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(f"lost the hodei API at {self._url}") from exc
+
+    def timeline(
+        self,
+        job_id: str | UUID | None = None,
+        *,
+        correlation_id: str | None = None,
+        limit: int = 5000,
+        related: bool = True,
+    ) -> builtins.list[DomainEvent]:
+        if job_id is None and correlation_id is None:
+            raise InvalidInput("give a job id or a correlation id")
+        checked_text(correlation_id, "correlation_id")
+        limit = checked_int(limit, "limit", 1, 100_000)
+        if job_id is not None:
+            data = self._get(
+                f"/v1/jobs/{parse_job_id(job_id)}/timeline", limit=limit, related=related
+            )
+        else:
+            data = self._get("/v1/timeline", correlation_id=correlation_id, limit=limit)
+        return _as(builtins.list[DomainEvent], data)  # type: ignore[no-any-return]
+
+    # -- the operators' view ------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        aggregate_id: str | UUID | None = None,
+        correlation_id: str | None = None,
+        since: datetime | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[DomainEvent]:
+        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+            raise InvalidInput("since must be a timezone-aware datetime")
+        data = self._get(
+            "/v1/events",
+            type=_types(types) or None,
+            aggregate_id=str(_parse_uuid(aggregate_id, "aggregate id")) if aggregate_id else None,
+            correlation_id=checked_text(correlation_id, "correlation_id"),
+            since=since.isoformat() if since else None,
+            after_id=None if after_id is None else checked_int(after_id, "after_id"),
+            limit=checked_int(limit, "limit", 1, 10_000),
+        )
+        return _as(builtins.list[DomainEvent], data)  # type: ignore[no-any-return]
+
+    def follow_events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        from_id: int | None = None,
+        correlation_id: str | None = None,
+        aggregate_id: str | UUID | None = None,
+        options: FollowOptions | None = None,
+    ) -> Generator[DomainEvent, None, None]:
+        """Server-Sent Events; after a dropped connection it reconnects with the last id
+        seen as ``Last-Event-ID``, so each event still comes exactly once, in order."""
+        checked_text(correlation_id, "correlation_id")
+        from_id = None if from_id is None else checked_int(from_id, "from_id")
+        aggregate = _parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
+        params = _params(
+            {
+                "type": _types(types) or None,
+                "correlation_id": correlation_id,
+                "aggregate_id": str(aggregate) if aggregate else None,
+                "from_id": from_id,
+            }
+        )
+        return self._sse(params, options or FollowOptions())
+
+    def _sse(self, params: dict[str, Any], options: FollowOptions) -> Generator[DomainEvent]:
+        last_id: int | None = None
+        backoff = options.retry_s
+        while True:
+            headers = {} if last_id is None else {"Last-Event-ID": str(last_id)}
+            try:
+                for event in self._sse_once(params, headers):
+                    last_id = event.id
+                    backoff = options.retry_s
+                    yield event
+            except (httpx.HTTPError, _StreamEnded) as exc:
+                if self._closed:
+                    return
+                logger.warning("event stream from %s lost (%s); reconnecting", self._url, exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, options.max_retry_s)
+
+    def _sse_once(self, params: dict[str, Any], headers: dict[str, str]) -> Iterator[DomainEvent]:
+        with self._http.stream(
+            "GET",
+            "/v1/events/stream",
+            params=params,
+            headers=headers,
+            timeout=httpx.Timeout(self._timeout_s, read=60.0),
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise_problem(response)
+            data: builtins.list[str] = []
+            kind = ""
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif not line and data:
+                    if kind == "error":
+                        raise _StreamEnded(" ".join(data))
+                    yield _as(DomainEvent, json.loads("\n".join(data)))
+                    data, kind = [], ""
+            raise _StreamEnded("the server closed the stream")
+
+    def status(self) -> SystemStatus:
+        return _as(SystemStatus, self._get("/v1/status"))  # type: ignore[no-any-return]
+
+    def diagnose(self, job_id: str | UUID) -> Diagnosis:
+        return _as(Diagnosis, self._get(f"/v1/jobs/{parse_job_id(job_id)}/diagnosis"))  # type: ignore[no-any-return]
+
+    def doctor(
+        self, *, since: timedelta | None = None, options: DoctorOptions | None = None
+    ) -> DoctorReport:
+        """The server judges stale workers by its own settings; ``since``,
+        ``pending_after`` and ``unhealthy_after`` of ``options`` are sent."""
+        params: dict[str, Any] = {}
+        if options is not None:
+            params = {
+                "since_s": options.since.total_seconds(),
+                "pending_after_s": options.pending_after.total_seconds(),
+                "unhealthy_after_s": options.unhealthy_after.total_seconds(),
+            }
+        if since is not None:
+            params["since_s"] = since.total_seconds()
+        return _as(DoctorReport, self._get("/v1/doctor", **params))  # type: ignore[no-any-return]
+
+    # -- controlling --------------------------------------------------------------
+
+    def cancel(self, job_id: str | UUID) -> Job:
+        return _as(Job, self._post(f"/v1/jobs/{parse_job_id(job_id)}/cancel"))  # type: ignore[no-any-return]
+
+    def retry(self, job_id: str | UUID) -> Job:
+        return _as(Job, self._post(f"/v1/jobs/{parse_job_id(job_id)}/retry"))  # type: ignore[no-any-return]
+
+    # -- providers ----------------------------------------------------------------
+
+    def add_provider(self, name: str, provider_type: str, **fields: Any) -> Provider:
+        body = {"name": name, "provider_type": provider_type, "fields": fields}
+        return _as(Provider, self._post("/v1/providers", _jsonable(body)))  # type: ignore[no-any-return]
+
+    def update_provider(self, name: str, **changes: Any) -> Provider:
+        path = f"/v1/providers/{_segment(name)}"
+        return _as(Provider, self._request("PATCH", path, json=_jsonable(changes)))  # type: ignore[no-any-return]
+
+    def enable_provider(self, name: str) -> Provider:
+        return _as(Provider, self._post(f"/v1/providers/{_segment(name)}/enable"))  # type: ignore[no-any-return]
+
+    def disable_provider(self, name: str) -> Provider:
+        return _as(Provider, self._post(f"/v1/providers/{_segment(name)}/disable"))  # type: ignore[no-any-return]
+
+    def drain_provider(self, name: str) -> Provider:
+        return _as(Provider, self._post(f"/v1/providers/{_segment(name)}/drain"))  # type: ignore[no-any-return]
+
+    def provider(self, name: str) -> ProviderView:
+        return _as(ProviderView, self._get(f"/v1/providers/{_segment(name)}"))  # type: ignore[no-any-return]
+
+    def providers(self) -> builtins.list[ProviderView]:
+        return _as(builtins.list[ProviderView], self._get("/v1/providers"))  # type: ignore[no-any-return]
+
+    def check_provider_health(self, name: str | None = None) -> dict[str, HealthReport]:
+        data = self._post("/v1/providers-health", name=name)
+        return _as(dict[str, HealthReport], data)  # type: ignore[no-any-return]
+
+    # -- workers, their bootstrap tokens, API tokens ----------------------------------
+
+    def workers(self, *, all_states: bool = False, limit: int = 100) -> builtins.list[Worker]:
+        data = self._get(
+            "/v1/workers", all_states=all_states, limit=checked_int(limit, "limit", 1, 1000)
+        )
+        return _as(builtins.list[Worker], data)  # type: ignore[no-any-return]
+
+    def worker(self, worker_id: str | UUID) -> Worker:
+        return _as(Worker, self._get(f"/v1/workers/{_parse_uuid(worker_id, 'worker id')}"))  # type: ignore[no-any-return]
+
+    def drain_worker(self, worker_id: str | UUID) -> Worker:
+        path = f"/v1/workers/{_parse_uuid(worker_id, 'worker id')}/drain"
+        return _as(Worker, self._post(path))  # type: ignore[no-any-return]
+
+    def create_worker_token(self, provider: str = "local", *, ttl_s: float = 300) -> IssuedToken:
+        _check_seconds(ttl_s, "ttl_s")
+        out = WorkerTokenOut.model_validate(
+            self._post("/v1/worker-tokens", {"provider": provider, "ttl_s": ttl_s})
+        )
+        return IssuedToken(
+            worker=self.worker(out.worker_id), secret=out.token, expires_at=out.expires_at
+        )
+
+    def create_api_token(
+        self, name: str, role: str | Role, *, expires_in: timedelta | None = None
+    ) -> tuple[ApiToken, str]:
+        body = {
+            "name": name,
+            "role": str(role),
+            "expires_in_s": None if expires_in is None else expires_in.total_seconds(),
+        }
+        out = CreatedApiToken.model_validate(self._post("/v1/tokens", body))
+        return _token(out), out.token
+
+    def api_tokens(self, *, include_revoked: bool = False) -> builtins.list[ApiToken]:
+        data = self._get("/v1/tokens", include_revoked=include_revoked)
+        return [_token(ApiTokenOut.model_validate(d)) for d in data]
+
+    def revoke_api_token(self, name: str) -> ApiToken:
+        data = self._request("DELETE", f"/v1/tokens/{_segment(name)}")
+        return _token(ApiTokenOut.model_validate(data))
+
+    def whoami(self) -> str:
+        """The actor the server records for this client's calls: ``api:<token name>``."""
+        return str(self._get("/v1/whoami")["actor"])
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._http.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+
+class _StreamEnded(Exception):
+    """The event stream ended without the client asking: reconnect."""
+
+
+def _params(params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else value
+    return out
+
+
+def _segment(name: str) -> str:
+    """A name as one URL path segment (a slash or dot-dot could not reach another route)."""
+    from urllib.parse import quote
+
+    checked = checked_text(name, "name")
+    if not checked:
+        raise InvalidInput("give a name")
+    return quote(checked, safe="")
+
+
+def _cursor_of(key: tuple[datetime, UUID]) -> str:
+    import base64
+
+    raw = f"{key[0].isoformat()}|{key[1]}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples and other sequences as lists, for the JSON body."""
+    return json.loads(json.dumps(value, default=builtins.list))
+
+
+def _token(out: ApiTokenOut) -> ApiToken:
+    return ApiToken(
+        id=out.id,
+        name=out.name,
+        role=Role(out.role),
+        token_hash="",  # never sent
+        created_at=out.created_at,
+        created_by=out.created_by,
+        expires_at=out.expires_at,
+        last_used_at=out.last_used_at,
+        revoked_at=out.revoked_at,
+    )
+
+
+__all__ = ["HttpClient", "raise_problem"]
