@@ -115,7 +115,7 @@ class HttpClient(Client):
         self._http = httpx.Client(
             base_url=self._url, headers=headers, timeout=timeout_s, transport=transport
         )
-        self.actor = "api"  # the server decides; see whoami()
+        self._actor: str | None = None
 
     @classmethod
     def from_env(  # type: ignore[override]
@@ -124,6 +124,17 @@ class HttpClient(Client):
         url = overrides.get("api_url") or os.environ.get("HODEI_API_URL", "")
         token = overrides.get("api_token") or os.environ.get("HODEI_API_TOKEN")
         return cls(url, token)
+
+    @property  # type: ignore[override]
+    def actor(self) -> str:
+        """What the server records as the actor of this client's calls (asked once)."""
+        if self._actor is None:
+            self._actor = self.whoami()
+        return self._actor
+
+    @actor.setter
+    def actor(self, value: str) -> None:
+        raise InvalidInput("the server decides the actor: api:<token name>")
 
     # -- plumbing -----------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from hodei.sdk import Client
 from hodei.settings import Settings
+from tests.api_server import ApiServer, running_server
 from tests.services import POSTGRES_URL, RABBITMQ_URL, REDIS_URL, require
 from tests.support import alive, fast_settings, kill_tree, pid_of
 
@@ -154,3 +155,22 @@ def client(request: pytest.FixtureRequest) -> Iterator[Client]:
     """The same test on the embedded SQLite default and on PostgreSQL + Redis."""
     name = "embedded_client" if request.param == "sqlite" else "pg_client"
     yield request.getfixturevalue(name)
+
+
+@pytest.fixture
+def api_server(pg_settings: Settings) -> Iterator[ApiServer]:
+    """A real ``hodei server`` process on PostgreSQL + Redis, with a token per role."""
+    with running_server(pg_settings) as server:
+        yield server
+
+
+@pytest.fixture(params=["local", "api"])
+def lifecycle_client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    """The SDK's local backend, and the same calls over HTTP with a submitter token."""
+    if request.param == "local":
+        yield request.getfixturevalue("pg_client")
+        return
+    server: ApiServer = request.getfixturevalue("api_server")
+    client = server.client("submitter")
+    yield client
+    client.close()

@@ -16,6 +16,9 @@ from tests.support import job_events, process_group_alive, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
+# The tests taking `lifecycle_client` run twice: on the SDK's local backend and over
+# `hodei server` (HTTP, a submitter token), with the same assertions.
+
 LIFECYCLE = ["JobCreated", "JobQueued", "JobStarted"]
 
 
@@ -37,46 +40,48 @@ def assert_plain_timeline(client: Client, job: Job, terminal: str) -> None:
     assert all(a.id < b.id for a, b in itertools.pairwise(events))
 
 
-def test_fifty_jobs_all_succeed_with_their_output(pg_client: Client) -> None:
-    jobs = [pg_client.submit(f"echo job-{i}", name=f"echo-{i}") for i in range(50)]
+def test_fifty_jobs_all_succeed_with_their_output(lifecycle_client: Client) -> None:
+    jobs = [lifecycle_client.submit(f"echo job-{i}", name=f"echo-{i}") for i in range(50)]
     for i, job in enumerate(jobs):
-        done = pg_client.wait(job.id, timeout=120)
+        done = lifecycle_client.wait(job.id, timeout=120)
         assert done.state is JobState.SUCCEEDED, done
         assert done.exit_code == 0
-        assert [ln.line for ln in pg_client.logs(job.id)] == [f"job-{i}"]
-    assert_plain_timeline(pg_client, pg_client.get(jobs[0].id), "JobSucceeded")
+        assert [ln.line for ln in lifecycle_client.logs(job.id)] == [f"job-{i}"]
+    assert_plain_timeline(lifecycle_client, lifecycle_client.get(jobs[0].id), "JobSucceeded")
 
 
-def test_a_failing_command_keeps_its_exit_code_and_stderr(pg_client: Client) -> None:
-    job = pg_client.submit("echo boom >&2; exit 3")
-    done = pg_client.wait(job.id, timeout=60)
+def test_a_failing_command_keeps_its_exit_code_and_stderr(lifecycle_client: Client) -> None:
+    job = lifecycle_client.submit("echo boom >&2; exit 3")
+    done = lifecycle_client.wait(job.id, timeout=60)
     assert (done.state, done.exit_code, done.failure_reason) == (JobState.FAILED, 3, "nonzero_exit")
-    assert [(ln.stream, ln.line) for ln in pg_client.logs(job.id)] == [("stderr", "boom")]
-    assert_plain_timeline(pg_client, done, "JobFailed")
+    assert [(ln.stream, ln.line) for ln in lifecycle_client.logs(job.id)] == [("stderr", "boom")]
+    assert_plain_timeline(lifecycle_client, done, "JobFailed")
 
 
-def test_a_timeout_ends_timed_out_and_kills_the_process_group(pg_client: Client) -> None:
-    job = pg_client.submit("echo $$; sleep 60 & sleep 60", timeout_s=2)
-    done = pg_client.wait(job.id, timeout=60)
+def test_a_timeout_ends_timed_out_and_kills_the_process_group(lifecycle_client: Client) -> None:
+    job = lifecycle_client.submit("echo $$; sleep 60 & sleep 60", timeout_s=2)
+    done = lifecycle_client.wait(job.id, timeout=60)
     assert (done.state, done.failure_reason) == (JobState.TIMED_OUT, "timeout")
-    pgid = int(pg_client.logs(job.id)[0].line)
+    pgid = int(lifecycle_client.logs(job.id)[0].line)
     wait_for(lambda: not process_group_alive(pgid), timeout=5, message="group gone")
-    assert_plain_timeline(pg_client, done, "JobTimedOut")
-    assert any("SIGTERM" in ln.line for ln in pg_client.logs(job.id) if ln.stream == "system")
+    assert_plain_timeline(lifecycle_client, done, "JobTimedOut")
+    assert any(
+        "SIGTERM" in ln.line for ln in lifecycle_client.logs(job.id) if ln.stream == "system"
+    )
 
 
-def test_a_retry_succeeds_on_attempt_two(pg_client: Client, tmp_path: Path) -> None:
+def test_a_retry_succeeds_on_attempt_two(lifecycle_client: Client, tmp_path: Path) -> None:
     marker = tmp_path / "first-attempt-done"
-    job = pg_client.submit(
+    job = lifecycle_client.submit(
         f"if [ -e {marker} ]; then echo second; else touch {marker}; exit 1; fi",
         max_attempts=2,
         retry={"backoff_s": 0},
     )
-    done = pg_client.wait(job.id, timeout=60)
+    done = lifecycle_client.wait(job.id, timeout=60)
     assert (done.state, done.attempt) == (JobState.SUCCEEDED, 2)
-    kinds = [e.event_type for e in job_events(pg_client, job.id)]
+    kinds = [e.event_type for e in job_events(lifecycle_client, job.id)]
     assert kinds == [*LIFECYCLE, "JobRetryScheduled", "JobQueued", "JobStarted", "JobSucceeded"]
-    with pg_client.container.store.transaction() as tx:
+    with lifecycle_client.container.store.transaction() as tx:
         attempts = tx.attempts.search(job.id)
     assert [(a.attempt_no, a.state.value, a.exit_code) for a in attempts] == [
         (1, "FAILED", 1),
@@ -84,19 +89,19 @@ def test_a_retry_succeeds_on_attempt_two(pg_client: Client, tmp_path: Path) -> N
     ]
 
 
-def test_cancelling_a_running_sleep(pg_client: Client) -> None:
+def test_cancelling_a_running_sleep(lifecycle_client: Client) -> None:
     import time
 
-    job = pg_client.submit("echo $$; exec sleep 60")
-    wait_for(lambda: pg_client.logs(job.id), timeout=30, message="job started")
-    pid = int(pg_client.logs(job.id)[0].line)
+    job = lifecycle_client.submit("echo $$; exec sleep 60")
+    wait_for(lambda: lifecycle_client.logs(job.id), timeout=30, message="job started")
+    pid = int(lifecycle_client.logs(job.id)[0].line)
     started = time.monotonic()
-    pg_client.cancel(job.id)
-    done = pg_client.wait(job.id, timeout=10)
+    lifecycle_client.cancel(job.id)
+    done = lifecycle_client.wait(job.id, timeout=10)
     assert time.monotonic() - started < 3
     assert (done.state, done.failure_reason) == (JobState.CANCELLED, "cancelled")
     wait_for(lambda: not process_group_alive(pid), timeout=3, message="process gone")
-    kinds = [e.event_type for e in job_events(pg_client, job.id)]
+    kinds = [e.event_type for e in job_events(lifecycle_client, job.id)]
     assert kinds == [*LIFECYCLE, "JobCancelRequested", "JobCancelled"]
 
 
@@ -188,25 +193,25 @@ def test_a_broker_outage_leaves_the_job_pending_until_dispatch(
         client.close()
 
 
-def test_an_idempotency_key_returns_the_first_job(pg_client: Client) -> None:
+def test_an_idempotency_key_returns_the_first_job(lifecycle_client: Client) -> None:
     key = f"nightly-{uuid.uuid4()}"
-    first = pg_client.submit("echo once", idempotency_key=key)
-    again = pg_client.submit("echo twice", idempotency_key=key)
+    first = lifecycle_client.submit("echo once", idempotency_key=key)
+    again = lifecycle_client.submit("echo twice", idempotency_key=key)
     assert again.id == first.id
-    many = pg_client.submit_many(
+    many = lifecycle_client.submit_many(
         [JobSpec.create("echo x", idempotency_key=key), JobSpec.create("echo y")]
     )
     assert many[0].id == first.id and many[1].id != first.id
-    assert len(pg_client.list(name="echo once")) == 1
+    assert len(lifecycle_client.list(name="echo once")) == 1
 
 
-def test_submit_many_stores_and_queues_every_job(pg_client: Client) -> None:
+def test_submit_many_stores_and_queues_every_job(lifecycle_client: Client) -> None:
     specs = [JobSpec.create(f"echo {i}", correlation_id="batch-1") for i in range(20)]
-    jobs = pg_client.submit_many(specs)
+    jobs = lifecycle_client.submit_many(specs)
     for job in jobs:
-        assert pg_client.wait(job.id, timeout=90).state is JobState.SUCCEEDED
-    assert len(pg_client.list(correlation_id="batch-1", limit=100)) == 20
-    workflow = pg_client.timeline(correlation_id="batch-1")
+        assert lifecycle_client.wait(job.id, timeout=90).state is JobState.SUCCEEDED
+    assert len(lifecycle_client.list(correlation_id="batch-1", limit=100)) == 20
+    workflow = lifecycle_client.timeline(correlation_id="batch-1")
     assert {e.event_type for e in workflow if e.aggregate_type == "job"} == {
         "JobCreated",
         "JobQueued",
@@ -215,23 +220,25 @@ def test_submit_many_stores_and_queues_every_job(pg_client: Client) -> None:
     }
 
 
-def test_retry_of_a_failed_job_is_a_new_attempt(pg_client: Client) -> None:
-    job = pg_client.submit("exit 7")
-    assert pg_client.wait(job.id, timeout=60).state is JobState.FAILED
-    pg_client.retry(job.id)
-    done = pg_client.wait(job.id, timeout=60)
+def test_retry_of_a_failed_job_is_a_new_attempt(lifecycle_client: Client) -> None:
+    job = lifecycle_client.submit("exit 7")
+    assert lifecycle_client.wait(job.id, timeout=60).state is JobState.FAILED
+    lifecycle_client.retry(job.id)
+    done = lifecycle_client.wait(job.id, timeout=60)
     assert (done.state, done.attempt, done.exit_code) == (JobState.FAILED, 2, 7)
-    with pg_client.container.store.transaction() as tx:
+    with lifecycle_client.container.store.transaction() as tx:
         assert [a.attempt_no for a in tx.attempts.search(job.id)] == [1, 2]
-    retried = [e for e in job_events(pg_client, job.id) if e.event_type == "JobRetryScheduled"]
+    retried = [
+        e for e in job_events(lifecycle_client, job.id) if e.event_type == "JobRetryScheduled"
+    ]
     assert retried[0].payload["manual"] is True
 
 
-def test_list_filters_and_pages(pg_client: Client) -> None:
+def test_list_filters_and_pages(lifecycle_client: Client) -> None:
     for i in range(5):
-        pg_client.submit(f"echo {i}", name="paged", correlation_id="pages")
-    first = pg_client.list(name="paged", limit=3)
-    rest = pg_client.list(name="paged", limit=3, before=first[-1])
+        lifecycle_client.submit(f"echo {i}", name="paged", correlation_id="pages")
+    first = lifecycle_client.list(name="paged", limit=3)
+    rest = lifecycle_client.list(name="paged", limit=3, before=first[-1])
     assert len(first) == 3 and len(rest) == 2
     assert not {j.id for j in first} & {j.id for j in rest}
     assert os.environ.get("HODEI_DATABASE_URL") is None  # tests never leak settings

@@ -1,0 +1,107 @@
+"""A real ``hodei server`` process on a free port, and clients of it, for tests."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from hodei.bootstrap import Container
+from hodei.sdk import Client
+from hodei.sdk_http import HttpClient
+from hodei.settings import Settings
+from tests.support import hodei_env
+
+ROLES = ("viewer", "submitter", "operator", "admin")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ApiServer:
+    """A running server, a direct database client beside it, and a token per role."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    direct: Client
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def client(self, role: str = "submitter") -> ApiClient:
+        return ApiClient(self.url, self.tokens[role], direct=self.direct)
+
+    def env(self, role: str = "submitter", **extra: str) -> dict[str, str]:
+        """The environment of a CLI subprocess that talks to this server only."""
+        env = hodei_env(self.direct.settings, **extra)
+        for key in ("HODEI_DATABASE_URL", "HODEI_BROKER_URL", "HODEI_HOME"):
+            env.pop(key, None)
+        env.update(HODEI_API_URL=self.url, HODEI_API_TOKEN=self.tokens.get(role, ""))
+        return env
+
+
+class ApiClient(HttpClient):
+    """An HttpClient whose ``container`` is the database behind the server: only for a
+    test's own assertions and cleanup (``stop_workers``); every SDK call goes over HTTP."""
+
+    def __init__(self, url: str, token: str, *, direct: Client) -> None:
+        super().__init__(url, token)
+        self._direct = direct
+
+    @property
+    def container(self) -> Container:
+        return self._direct.container
+
+
+@contextmanager
+def running_server(settings: Settings, *, log: Any = None) -> Iterator[ApiServer]:
+    """Start ``hodei server`` on ``settings`` (PostgreSQL or SQLite), with one token per
+    role made directly on the database, and stop it (and what it launched) after."""
+    from tests.conftest import stop_workers
+
+    direct = Client.from_env(**{f: getattr(settings, f) for f in settings.__dataclass_fields__})
+    tokens = {role: direct.create_api_token(f"test-{role}", role)[1] for role in ROLES}
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hodei", "server", "--port", str(port)],
+        env=hodei_env(settings),
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    server = ApiServer(url, process, direct, tokens)
+    try:
+        _wait_live(url, process)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        stop_workers(direct)
+        direct.close()
+
+
+def _wait_live(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"hodei server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("hodei server did not start within 30 s")
