@@ -63,13 +63,17 @@ class ApiClient(HttpClient):
 
 
 @contextmanager
-def running_server(settings: Settings, *, log: Any = None) -> Iterator[ApiServer]:
+def running_server(
+    settings: Settings, *, log: Any = None, tokens: dict[str, str] | None = None
+) -> Iterator[ApiServer]:
     """Start ``hodei server`` on ``settings`` (PostgreSQL or SQLite), with one token per
-    role made directly on the database, and stop it (and what it launched) after."""
+    role made directly on the database (or ``tokens``, for a second replica), and stop
+    it (and what it launched) after."""
     from tests.conftest import stop_workers
 
     direct = Client.from_env(**{f: getattr(settings, f) for f in settings.__dataclass_fields__})
-    tokens = {role: direct.create_api_token(f"test-{role}", role)[1] for role in ROLES}
+    if tokens is None:
+        tokens = {role: direct.create_api_token(f"test-{role}", role)[1] for role in ROLES}
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "hodei", "server", "--port", str(port)],
