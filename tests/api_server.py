@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -109,3 +110,29 @@ def _wait_live(url: str, process: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError("hodei server did not start within 30 s")
+
+
+@contextmanager
+def module_pg_settings(home: Path, template: str, redis_db_number: int) -> Iterator[Settings]:
+    """Settings on a database of its own (a copy of the migrated template), for a server
+    shared by a whole test module (``postgres_url`` is made per test)."""
+    import uuid
+
+    from tests.conftest import _admin_engine, _db_url
+    from tests.services import REDIS_URL
+    from tests.support import fast_settings
+
+    name = f"hodei_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {template}")
+    try:
+        yield fast_settings(
+            home / ".hodei",
+            database_url=_db_url(name),
+            broker_url=f"{REDIS_URL.rstrip('/')}/{redis_db_number}",
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()

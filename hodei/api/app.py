@@ -53,9 +53,8 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     ops = _Ops(container)
     problems.install(app)
-    app.include_router(jobs.router)
-    app.include_router(events.router)
-    app.include_router(fleet.router)
+    for router in (jobs.router, events.router, fleet.router):
+        app.include_router(router, responses=problems.RESPONSES)
 
     @app.get("/health/live", tags=["operations"], summary="Liveness: 200 while serving")
     async def live() -> dict[str, str]:

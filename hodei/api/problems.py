@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hodei import errors
@@ -29,6 +30,34 @@ _STATUS: tuple[tuple[type[errors.HodeiError], int], ...] = (
     (errors.TokenRejected, 403),
     (errors.WaitTimeout, 408),
 )
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457): ``code`` is the HodeiError class, ``exit_code`` the CLI's."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    exit_code: int
+
+
+def _documented(status: int, what: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {"description": what, "model": Problem, "content": {PROBLEM_TYPE: {"schema": schema}}}
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented(400, "another hodei error"),
+    401: _documented(401, "no, unknown, revoked or expired token (Unauthorized)"),
+    403: _documented(403, "the token's role may not do this (Forbidden)"),
+    404: _documented(404, "no such job, worker, provider or token (NotFound)"),
+    409: _documented(409, "not in this state (Conflict)"),
+    422: _documented(422, "invalid input (InvalidInput)"),
+    503: _documented(503, "the database, broker or a provider is unreachable"),
+}
+"""The problems every /v1 route may answer with, for the OpenAPI schema."""
 
 
 def status_for(exc: errors.HodeiError) -> int:

@@ -18,8 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from hodei import JobSpec
-from hodei.settings import Settings
-from tests.api_server import ROLES, ApiServer, running_server
+from tests.api_server import ROLES, ApiServer, module_pg_settings, running_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -68,25 +67,14 @@ PUBLIC = ["/health/live", "/health/ready", "/metrics", "/openapi.json"]
 def server(
     tmp_path_factory: pytest.TempPathFactory, postgres_template: str, redis_db_number: int
 ) -> Iterator[tuple[ApiServer, Path, dict[str, str]]]:
-    # One database and server for the module: created here, since postgres_url is per test.
-    import uuid
-
-    from tests.conftest import _admin_engine, _db_url
-    from tests.services import REDIS_URL
-    from tests.support import fast_settings
-
-    name = f"hodei_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {postgres_template}")
     home = tmp_path_factory.mktemp("matrix")
-    settings: Settings = fast_settings(
-        home / ".hodei",
-        database_url=_db_url(name),
-        broker_url=f"{REDIS_URL.rstrip('/')}/{redis_db_number}",
-    )
+    settings_cm = module_pg_settings(home, postgres_template, redis_db_number)
     log_path = home / "server.log"
-    with log_path.open("wb") as log, running_server(settings, log=log) as api:
+    with (
+        settings_cm as settings,
+        log_path.open("wb") as log,
+        running_server(settings, log=log) as api,
+    ):
         direct = api.direct
         bad = {
             "no token": "",
@@ -100,9 +88,6 @@ def server(
         )
         direct.add_provider("spare", "local", max_workers=0)
         yield api, log_path, bad
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
 
 
 def _objects(api: ApiServer) -> dict[str, str]:
