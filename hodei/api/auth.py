@@ -6,8 +6,9 @@ A refused call is logged (the token's name, never its secret) and counted in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -62,10 +63,11 @@ def principal(
         raise _refuse(request, exc, "an unauthenticated caller") from None
 
 
-def require(role: Role) -> Callable[..., Principal]:
+def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, if its role is at least ``role``; else 403."""
 
-    def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    # async: it only compares roles, so it runs on the event loop, not in a thread.
+    async def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
         if not who.may(role):
             raise _refuse(
                 request,
@@ -86,6 +88,18 @@ Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 def client_for(request: Request, who: Principal) -> Client:
     """The SDK's local backend acting as ``who``: events it causes name ``api:<name>``."""
     return Client(container(request), actor=who.actor)
+
+
+MASKED = "***"
+
+
+def visible(who: Principal, job: Job) -> Job:
+    """The job as ``who`` may see it: its env values (which may hold secrets) only for
+    the caller that submitted it and for operators; others see ``***``."""
+    if not job.spec.env or who.may(Role.OPERATOR) or job.submitted_by == who.actor:
+        return job
+    spec = dataclasses.replace(job.spec, env=dict.fromkeys(job.spec.env, MASKED))
+    return dataclasses.replace(job, spec=spec)
 
 
 def check_owner(request: Request, who: Principal, job: Job) -> None:

@@ -224,6 +224,25 @@ def test_every_event_a_caller_causes_names_its_token(
     operator.close()
 
 
+def test_env_values_are_shown_only_to_their_submitter_and_operators(
+    server: tuple[ApiServer, Path, dict[str, str]],
+) -> None:
+    api, _, _ = server
+    submitter = api.client("submitter")
+    job = submitter.submit("true", labels=NOWHERE, env={"API_KEY": "s3cret"})
+    seen = {}
+    for role in ROLES:
+        client = api.client(role)
+        seen[role] = client.get(job.id).spec.env["API_KEY"]
+        assert {j.id: j.spec.env for j in client.list(limit=1000)}[job.id] == {
+            "API_KEY": seen[role]
+        }
+        client.close()
+    assert seen == {"viewer": "***", "submitter": "s3cret", "operator": "s3cret", "admin": "s3cret"}
+    assert api.direct.get(job.id).spec.env == {"API_KEY": "s3cret"}  # stored as given
+    submitter.close()
+
+
 def _format(value: Any, values: dict[str, str]) -> Any:
     if isinstance(value, str):
         return value.format(**values)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import TypeAdapter
 
-from hodei.api.auth import Submitter, Viewer, check_owner, client_for
+from hodei.api.auth import Submitter, Viewer, check_owner, client_for, visible
 from hodei.api.wire import (
     JobPage,
     LogLineOut,
@@ -35,6 +35,7 @@ def job_response(job: Job, status: int = 200) -> Response:
     """A job as JSON, serialized directly: the hot paths (submit, get, wait) skip
     FastAPI's validation of what hodei itself built."""
     return Response(_JOB.dump_json(job), status_code=status, media_type="application/json")
+
 
 MAX_WAIT_S = 60.0
 """A long poll returns after this at most (the job as it is then); clients ask again."""
@@ -77,12 +78,13 @@ def list_jobs(
         limit=limit,
         after_key=parse_cursor(cursor) if cursor else None,
     )
-    return JobPage(items=jobs, next_cursor=job_cursor(jobs[-1]) if len(jobs) == limit else None)
+    cursor = job_cursor(jobs[-1]) if len(jobs) == limit else None
+    return JobPage(items=[visible(who, j) for j in jobs], next_cursor=cursor)
 
 
 @router.get("/jobs/{job_id}", response_model=Job, summary="One job (role: viewer)")
 def get_job(request: Request, who: Viewer, job_id: str) -> Response:
-    return job_response(client_for(request, who).get(job_id))
+    return job_response(visible(who, client_for(request, who).get(job_id)))
 
 
 @router.get(
@@ -98,9 +100,9 @@ def wait_job(
 ) -> Response:
     client = client_for(request, who)
     try:
-        return job_response(client.wait(job_id, timeout=timeout))
+        return job_response(visible(who, client.wait(job_id, timeout=timeout)))
     except WaitTimeout:
-        return job_response(client.get(job_id))
+        return job_response(visible(who, client.get(job_id)))
 
 
 @router.get("/jobs/{job_id}/logs", summary="A page of a job's output lines (role: viewer)")

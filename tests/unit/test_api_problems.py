@@ -1,0 +1,47 @@
+"""Every HodeiError crosses the API as a problem document and comes back as the same
+class with the same exit code and message (the CLI over HTTP exits as it does locally)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from hodei import errors
+from hodei.api.problems import PROBLEM_TYPE, hodei_problem
+from hodei.sdk_http import raise_problem
+
+
+def _every_error() -> list[type[errors.HodeiError]]:
+    found: list[type[errors.HodeiError]] = [errors.HodeiError]
+    for cls in found:
+        found.extend(cls.__subclasses__())
+    return found
+
+
+@pytest.mark.parametrize("cls", _every_error(), ids=lambda c: c.__name__)
+def test_an_error_comes_back_as_its_own_class(cls: type[errors.HodeiError]) -> None:
+    sent = cls("unknown token")
+    response = hodei_problem(sent)
+    assert response.headers["content-type"] == PROBLEM_TYPE
+    assert response.status_code != 500
+    back = httpx.Response(
+        response.status_code, content=response.body, headers=dict(response.headers)
+    )
+    with pytest.raises(errors.HodeiError) as raised:
+        raise_problem(back)
+    assert type(raised.value) is cls
+    assert raised.value.exit_code == cls.exit_code
+    assert sent.message in str(raised.value)
+
+
+def test_a_body_that_is_not_a_problem_is_a_plain_hodei_error() -> None:
+    with pytest.raises(errors.HodeiError) as raised:
+        raise_problem(httpx.Response(502, text="<html>bad gateway</html>"))
+    assert type(raised.value) is errors.HodeiError
+    assert "502" in str(raised.value)
+
+
+def test_access_errors_have_their_documented_exit_codes() -> None:
+    assert (errors.Unauthorized.exit_code, errors.Forbidden.exit_code) == (9, 10)
+    assert hodei_problem(errors.Unauthorized()).status_code == 401
+    assert hodei_problem(errors.Forbidden()).status_code == 403
