@@ -138,3 +138,37 @@ def test_the_sdk_waits_and_follows_events_over_http(api_server: ApiServer) -> No
     stream.close()
     assert [ln.line for ln in client.follow_logs(job.id)] == ["via sdk"]
     client.close()
+
+
+def test_the_sdk_event_stream_reconnects_exactly_once_when_the_connection_is_cut(
+    api_server: ApiServer,
+) -> None:
+    from urllib.parse import urlparse
+
+    from hodei.sdk_http import HttpClient
+    from hodei.services.events_feed import FollowOptions
+    from tests.support import TcpProxy
+
+    submitter = api_server.client("submitter")
+    proxy = TcpProxy(int(urlparse(api_server.url).port or 0))
+    proxy.start()
+    client = HttpClient(f"http://127.0.0.1:{proxy.port}", api_server.tokens["viewer"])
+    stream = client.follow_events(from_id=1, options=FollowOptions(retry_s=0.05, max_retry_s=0.2))
+    seen: list[int] = []
+    try:
+        for round_no in range(6):
+            job = submitter.submit(f"echo round {round_no}")
+            for event in stream:  # read this job's events live, up to its end
+                assert event.id is not None
+                seen.append(event.id)
+                if event.event_type == "JobSucceeded" and event.aggregate_id == job.id:
+                    break
+            proxy.stop()  # cut the stream's connection; the client reconnects
+            proxy.start()
+    finally:
+        stream.close()
+        client.close()
+        proxy.stop()
+        submitter.close()
+    everything = [e.id for e in api_server.direct.events(after_id=0, limit=10_000)]
+    assert seen == everything[: len(seen)]  # each once, in order, none skipped
