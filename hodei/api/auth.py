@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter
+from starlette.concurrency import run_in_threadpool
 
 from hodei.bootstrap import Container
 from hodei.domain.principals import Principal, Role
 from hodei.domain.records import Job
 from hodei.errors import Forbidden, HodeiError, Unauthorized
 from hodei.sdk import Client
-from hodei.services.api_tokens import authenticate
+from hodei.services.api_tokens import authenticate, hash_token
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +53,55 @@ def _refuse(request: Request, exc: HodeiError, who: str) -> HodeiError:
     return exc
 
 
-def principal(
+AUTH_CACHE_S = 1.0
+"""How long a replica trusts a token it has just checked without reading it again: a
+revocation takes effect on every replica within this (an expiry at once)."""
+
+
+class _RecentTokens:
+    """Tokens this process checked in the last second, by sha256: most calls then
+    need neither a database read nor a thread. Bounded; nothing another replica needs."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._found: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, key: str, now: datetime) -> Principal | None:
+        hit = self._found.get(key)
+        if hit is None:
+            return None
+        who, until = hit
+        if time.monotonic() >= until or (who.expires_at is not None and who.expires_at <= now):
+            self._found.pop(key, None)
+            return None
+        return who
+
+    def put(self, key: str, who: Principal) -> None:
+        if len(self._found) >= self.MAX:
+            self._found.clear()
+        self._found[key] = (who, time.monotonic() + AUTH_CACHE_S)
+
+
+_recent = _RecentTokens()
+
+
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The authenticated caller, or 401."""
     c = container(request)
     secret = credentials.credentials if credentials else None
+    key = hash_token(secret) if secret else ""
+    if key and (who := _recent.get(key, c.clock.now())) is not None:
+        return who
     try:
-        return authenticate(c.store, c.clock, secret)
+        who = await run_in_threadpool(authenticate, c.store, c.clock, secret)
     except Unauthorized as exc:
         raise _refuse(request, exc, "an unauthenticated caller") from None
+    _recent.put(key, who)
+    return who
 
 
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:

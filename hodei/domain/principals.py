@@ -51,6 +51,7 @@ class Principal:
 
     name: str
     role: Role
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:

@@ -113,7 +113,7 @@ def authenticate(store: Store, clock: Clock, secret: str | None) -> Principal:
     if token.last_used_at is None or token.last_used_at <= now - LAST_USED_RESOLUTION:
         with store.transaction() as tx:
             tx.api_tokens.touch(token.id, now, unless_after=now - LAST_USED_RESOLUTION)
-    return Principal(token.name, token.role)
+    return Principal(token.name, token.role, token.expires_at)
 
 
 def _event(token: ApiToken, event_type: EventType, actor: str, now: datetime) -> DomainEvent:

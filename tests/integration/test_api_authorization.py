@@ -243,6 +243,31 @@ def test_env_values_are_shown_only_to_their_submitter_and_operators(
     submitter.close()
 
 
+def test_a_revoked_token_is_refused_within_a_second(
+    server: tuple[ApiServer, Path, dict[str, str]],
+) -> None:
+    api, _, _ = server
+    _, secret = api.direct.create_api_token("soon-revoked", "viewer")
+    http = httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {secret}"})
+    assert http.get("/v1/whoami").status_code == 200  # now trusted for AUTH_CACHE_S
+    admin = api.client("admin")
+    admin.revoke_api_token("soon-revoked")
+    deadline = time.monotonic() + 1.5
+    while http.get("/v1/whoami").status_code == 200:
+        assert time.monotonic() < deadline, "a revoked token still works after 1.5 s"
+        time.sleep(0.05)
+    refused = http.get("/v1/whoami")
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+    assert secret not in refused.text
+    listed = {t.name: t for t in admin.api_tokens(include_revoked=True)}
+    assert listed["soon-revoked"].revoked_at is not None
+    assert listed["soon-revoked"].last_used_at is not None
+    revoked = [e for e in api.direct.events(types=["ApiTokenRevoked"], limit=10_000)]
+    assert revoked[-1].actor == "api:test-admin" and revoked[-1].payload["name"] == "soon-revoked"
+    admin.close()
+    http.close()
+
+
 def _format(value: Any, values: dict[str, str]) -> Any:
     if isinstance(value, str):
         return value.format(**values)
