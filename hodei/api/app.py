@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import Any
 
@@ -41,7 +43,14 @@ class _Ops:
 
 def create_app(container: Container) -> FastAPI:
     """The API over one Container (its engine pools the database connections)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        container.close()  # the engine's pooled connections
+
     app = FastAPI(
+        lifespan=lifespan,
         title="hodei",
         version=__version__,
         description=(
@@ -90,13 +99,13 @@ def create_app(container: Container) -> FastAPI:
         data = generate_latest(ops.registry) + generate_latest(REGISTRY)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
-    @app.on_event("shutdown")
-    def _close() -> None:
-        container.close()
-
     return app
 
 
 def app_from_env() -> FastAPI:
     """The factory uvicorn calls in each worker process (``hodei server --workers N``)."""
-    return create_app(Container(Settings.from_env()))
+    from hodei.logconfig import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(Container(settings))

@@ -28,6 +28,7 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1) -> 
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # hodei's logging (text or JSON lines), set up by the app factory
         access_log=False,
         proxy_headers=True,
         server_header=False,

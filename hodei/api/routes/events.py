@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -139,7 +139,9 @@ async def stream_events(
     )
 
 
-async def _sse(feed: EventFeed, after_id: int | None, matches: object) -> AsyncIterator[str]:
+async def _sse(
+    feed: EventFeed, after_id: int | None, matches: Callable[[DomainEvent], bool]
+) -> AsyncIterator[str]:
     """The follower runs in a thread (it blocks on the database); events cross to this
     coroutine through a bounded queue, so a slow client slows its own follower only."""
     loop = asyncio.get_running_loop()
@@ -160,7 +162,7 @@ async def _sse(feed: EventFeed, after_id: int | None, matches: object) -> AsyncI
             for event in follow_events(
                 _StoppableFeed(feed, stop),
                 after_id=after_id,
-                matches=matches,  # type: ignore[arg-type]
+                matches=matches,
                 options=FollowOptions(idle_wait_s=1.0),
             ):
                 if not put(event):
