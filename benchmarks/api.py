@@ -7,7 +7,8 @@ else is launched) runs the jobs while this process submits ``true`` jobs:
 - one by one, in alternating rounds of N/4 through the local backend (``Client``) and
   through the API (``HttpClient``, a submitter token, one server process): jobs/s and
   p50/p95 latency of each submit as the caller sees it;
-- ``submit_many`` over the API (``POST /v1/jobs/batch``, 500 a request): jobs/s;
+- ``submit_many`` through the local backend and over the API (``POST /v1/jobs/batch``),
+  500 jobs a call: jobs/s;
 - submit-to-finished as the client sees it: a submit, then ``wait`` (a long poll), one
   job at a time, ``--done`` of them through each backend: p50.
 
@@ -143,11 +144,13 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             done_local = _done_ms(local, args.done, "local")
             done_api = _done_ms(api, args.done, "api")
 
-            specs = [JobSpec.create("true", name=f"many-{i}") for i in range(args.n)]
-            began = time.perf_counter()
-            for i in range(0, len(specs), BATCH):
-                api.submit_many(specs[i : i + BATCH])
-            many_s = time.perf_counter() - began
+            many_s = {}
+            for name, client in (("local", local), ("api", api)):
+                specs = [JobSpec.create("true", name=f"{name}-many-{i}") for i in range(args.n)]
+                began = time.perf_counter()
+                for i in range(0, len(specs), BATCH):
+                    client.submit_many(specs[i : i + BATCH])
+                many_s[name] = time.perf_counter() - began
             api.close()
         finally:
             procs.stop_all()
@@ -158,7 +161,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "n": float(args.n),
         "local_submit_per_s": n_each / seconds["local"],
         "api_submit_per_s": n_each / seconds["api"],
-        "api_submit_many_per_s": args.n / many_s,
+        "api_submit_many_per_s": args.n / many_s["api"],
+        "local_submit_many_per_s": args.n / many_s["local"],
         "local_submit_p50_ms": common.percentile(latencies["local"], 50),
         "local_submit_p95_ms": common.percentile(latencies["local"], 95),
         "api_submit_p50_ms": common.percentile(latencies["api"], 50),
@@ -188,6 +192,7 @@ def render_table(s: dict[str, float], workers: int) -> str:
         f"{'API, one by one':34} {s['api_submit_per_s']:8.1f}  "
         f"{s['api_submit_p50_ms']:9.2f} / {s['api_submit_p95_ms']:8.2f}  "
         f"{s['api_done_p50_ms']:22.1f}",
+        f"{'local backend, submit_many (500)':34} {s['local_submit_many_per_s']:8.1f}",
         f"{'API, submit_many (500 a request)':34} {s['api_submit_many_per_s']:8.1f}",
         f"{'ratio API / local (one by one)':34} {s['ratio']:8.2f}",
         f"reproduce: {common.command_line()}",

@@ -29,6 +29,7 @@ from hodei.services.diagnosis import Diagnosis
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 _JOB = TypeAdapter(Job)
+_JOBS = TypeAdapter(list[Job])
 
 
 def job_response(job: Job, status: int = 200) -> Response:
@@ -55,10 +56,14 @@ def submit(request: Request, who: Submitter, body: SubmitRequest) -> Response:
 
 
 @router.post(
-    "/jobs/batch", status_code=201, summary="Submit many jobs, all or none (role: submitter)"
+    "/jobs/batch",
+    status_code=201,
+    response_model=list[Job],
+    summary="Submit many jobs, all or none (role: submitter)",
 )
-def submit_many(request: Request, who: Submitter, body: SubmitManyRequest) -> list[Job]:
-    return client_for(request, who).submit_many([_spec(j) for j in body.jobs])
+def submit_many(request: Request, who: Submitter, body: SubmitManyRequest) -> Response:
+    jobs = client_for(request, who).submit_many([_spec(j) for j in body.jobs])
+    return Response(_JOBS.dump_json(jobs), status_code=201, media_type="application/json")
 
 
 @router.get("/jobs", summary="Jobs, newest first, a page at a time (role: viewer)")
