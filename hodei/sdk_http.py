@@ -51,6 +51,7 @@ from hodei.services.diagnosis import Diagnosis
 from hodei.services.doctor import DoctorOptions, DoctorReport
 from hodei.services.events_feed import FollowOptions
 from hodei.services.health import HealthReport
+from hodei.services.provider_removal import Removal
 from hodei.services.providers import ProviderView
 from hodei.services.status import SystemStatus
 from hodei.services.tokens import IssuedToken
@@ -213,7 +214,9 @@ class HttpClient(Client):
         )
         return _as(builtins.list[Job], data["items"])  # type: ignore[no-any-return]
 
-    def wait(self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float = 0.2) -> Job:
+    def wait(
+        self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float | None = None
+    ) -> Job:
         """Block until the job is terminal: long polls, each held open by the server."""
         _check_seconds(timeout, "timeout", allow_none=True)
         _check_seconds(poll_s, "poll_s", allow_none=True)
@@ -278,7 +281,7 @@ class HttpClient(Client):
             lines, next_after = self._log_page(job_uuid, next_after, None, remaining)
 
     def follow_logs(
-        self, job_id: str | UUID, *, tail: int | None = None, poll_s: float = 0.2
+        self, job_id: str | UUID, *, tail: int | None = None, poll_s: float | None = None
     ) -> Iterator[LogLine]:
         """Lines as the server streams them (NDJSON), until the job has ended."""
         _check_seconds(poll_s, "poll_s", allow_none=True)
@@ -451,6 +454,11 @@ class HttpClient(Client):
     def update_provider(self, name: str, **changes: Any) -> Provider:
         path = f"/v1/providers/{_segment(name)}"
         return _as(Provider, self._request("PATCH", path, json=_jsonable(changes)))  # type: ignore[no-any-return]
+
+    def remove_provider(self, name: str, *, force: bool = False) -> Removal:
+        path = f"/v1/providers/{_segment(name)}"
+        data = self._request("DELETE", path, params={"force": "true" if force else "false"})
+        return _as(Removal, data)  # type: ignore[no-any-return]
 
     def enable_provider(self, name: str) -> Provider:
         return _as(Provider, self._post(f"/v1/providers/{_segment(name)}/enable"))  # type: ignore[no-any-return]

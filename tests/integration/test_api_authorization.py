@@ -54,6 +54,7 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("POST", "/v1/providers/spare/enable", None, "operator"),
     ("POST", "/v1/providers/spare/drain", None, "operator"),
     ("POST", "/v1/providers-health?name=spare", None, "operator"),
+    ("DELETE", "/v1/providers/gone-{role}", None, "operator"),
     ("POST", "/v1/workers/{worker}/drain", None, "operator"),
     ("POST", "/v1/worker-tokens", {"provider": "spare", "ttl_s": 60}, "operator"),
     ("GET", "/v1/tokens", None, "admin"),
@@ -100,6 +101,7 @@ def _objects(api: ApiServer) -> dict[str, str]:
     worker = api.direct.create_worker_token("spare").worker
     for role in ROLES:
         api.direct.create_api_token(f"doomed-{role}", "viewer")
+        api.direct.add_provider(f"gone-{role}", "local", max_workers=0)
     submitter.close()
     operator.close()
     return {

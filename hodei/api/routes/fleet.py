@@ -19,6 +19,7 @@ from hodei.api.wire import (
 )
 from hodei.domain.records import Provider, Worker
 from hodei.services.health import HealthReport
+from hodei.services.provider_removal import Removal
 from hodei.services.providers import ProviderView
 
 router = APIRouter(prefix="/v1")
@@ -44,6 +45,15 @@ def update_provider(
     request: Request, who: Operator, name: str, changes: Annotated[dict[str, Any], Body()]
 ) -> Provider:
     return client_for(request, who).update_provider(name, **changes)
+
+
+@router.delete(
+    "/providers/{name}",
+    tags=["providers"],
+    summary="Remove a provider; refused while in use unless force (role: operator)",
+)
+def remove_provider(request: Request, who: Operator, name: str, force: bool = False) -> Removal:
+    return client_for(request, who).remove_provider(name, force=force)
 
 
 @router.post("/providers/{name}/enable", tags=["providers"], summary="(role: operator)")
