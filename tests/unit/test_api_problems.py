@@ -45,3 +45,15 @@ def test_access_errors_have_their_documented_exit_codes() -> None:
     assert (errors.Unauthorized.exit_code, errors.Forbidden.exit_code) == (9, 10)
     assert hodei_problem(errors.Unauthorized()).status_code == 401
     assert hodei_problem(errors.Forbidden()).status_code == 403
+
+
+def test_the_http_client_implements_every_public_method_of_the_client() -> None:
+    """A method added to Client must be added to HttpClient too (or be one that only
+    composes others), or it would reach for a database the remote client has not."""
+    from hodei.sdk import Client
+    from hodei.sdk_http import HttpClient
+
+    composed = {"submit", "logs", "closed", "container", "settings", "actor"}
+    public = {n for n in vars(Client) if not n.startswith("_")} - composed
+    missing = sorted(n for n in public if vars(HttpClient).get(n) is None)
+    assert missing == []
