@@ -22,7 +22,15 @@ from uuid import UUID
 import httpx
 from pydantic import TypeAdapter
 
-from hodei.api.wire import ApiTokenOut, CreatedApiToken, LogLineOut, WorkerTokenOut, job_cursor
+from hodei.api.wire import (
+    ApiTokenOut,
+    CreatedApiToken,
+    JobPage,
+    LogLineOut,
+    LogPage,
+    WorkerTokenOut,
+    job_cursor,
+)
 from hodei.domain.events import DomainEvent
 from hodei.domain.principals import ApiToken, Role
 from hodei.domain.records import Job, LogLine, Provider, Worker
@@ -74,8 +82,9 @@ def _adapter(kind: Any) -> TypeAdapter[Any]:
     return found
 
 
-def _as(kind: type[T] | Any, data: Any) -> Any:
-    return _adapter(kind).validate_python(data)
+def _as(kind: type[T] | Any, raw: bytes) -> Any:
+    """The response body as ``kind``, parsed and validated in one pass (pydantic-core)."""
+    return _adapter(kind).validate_json(raw)
 
 
 def raise_problem(response: httpx.Response) -> NoReturn:
@@ -153,7 +162,8 @@ class HttpClient(Client):
         state = " closed" if self._closed else ""
         return f"<hodei.HttpClient{state} url={mask_url(self._url)!r}>"
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
+        """The body of a successful response; a problem raises its HodeiError."""
         if self._closed:
             raise ClientClosed()
         try:
@@ -164,12 +174,12 @@ class HttpClient(Client):
             raise ServiceUnavailable(f"cannot reach the hodei API at {self._url}") from exc
         if response.status_code >= 400:
             raise_problem(response)
-        return response.json()
+        return response.content
 
-    def _get(self, path: str, **params: Any) -> Any:
+    def _get(self, path: str, **params: Any) -> bytes:
         return self._request("GET", path, params=_params(params))
 
-    def _post(self, path: str, body: Any = None, **params: Any) -> Any:
+    def _post(self, path: str, body: Any = None, **params: Any) -> bytes:
         return self._request("POST", path, json=body, params=_params(params))
 
     # -- submitting ---------------------------------------------------------------
@@ -212,7 +222,7 @@ class HttpClient(Client):
             limit=checked_int(limit, "limit", 1, 1000),
             cursor=cursor,
         )
-        return _as(builtins.list[Job], data["items"])  # type: ignore[no-any-return]
+        return JobPage.model_validate_json(data).items
 
     def wait(
         self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float | None = None
@@ -259,8 +269,8 @@ class HttpClient(Client):
     ) -> tuple[builtins.list[LogLine], int | None]:
         size = LOG_PAGE_LINES if remaining is None else min(remaining, LOG_PAGE_LINES)
         data = self._get(f"/v1/jobs/{job_uuid}/logs", after_id=after_id, tail=tail, limit=size)
-        lines = [LogLineOut.model_validate(d).to_line() for d in data["items"]]
-        return lines, data.get("next_after_id")
+        page = LogPage.model_validate_json(data)
+        return [line.to_line() for line in page.items], page.next_after_id
 
     def _pages(
         self,
@@ -411,7 +421,7 @@ class HttpClient(Client):
                 elif not line and data:
                     if kind == "error":
                         raise _StreamEnded(" ".join(data))
-                    yield _as(DomainEvent, json.loads("\n".join(data)))
+                    yield _as(DomainEvent, "\n".join(data).encode())
                     data, kind = [], ""
             raise _StreamEnded("the server closed the stream")
 
@@ -496,7 +506,7 @@ class HttpClient(Client):
 
     def create_worker_token(self, provider: str = "local", *, ttl_s: float = 300) -> IssuedToken:
         _check_seconds(ttl_s, "ttl_s")
-        out = WorkerTokenOut.model_validate(
+        out = WorkerTokenOut.model_validate_json(
             self._post("/v1/worker-tokens", {"provider": provider, "ttl_s": ttl_s})
         )
         return IssuedToken(
@@ -511,20 +521,20 @@ class HttpClient(Client):
             "role": str(role),
             "expires_in_s": None if expires_in is None else expires_in.total_seconds(),
         }
-        out = CreatedApiToken.model_validate(self._post("/v1/tokens", body))
+        out = CreatedApiToken.model_validate_json(self._post("/v1/tokens", body))
         return _token(out), out.token
 
     def api_tokens(self, *, include_revoked: bool = False) -> builtins.list[ApiToken]:
         data = self._get("/v1/tokens", include_revoked=include_revoked)
-        return [_token(ApiTokenOut.model_validate(d)) for d in data]
+        return [_token(t) for t in _as(builtins.list[ApiTokenOut], data)]
 
     def revoke_api_token(self, name: str) -> ApiToken:
         data = self._request("DELETE", f"/v1/tokens/{_segment(name)}")
-        return _token(ApiTokenOut.model_validate(data))
+        return _token(ApiTokenOut.model_validate_json(data))
 
     def whoami(self) -> str:
         """The actor the server records for this client's calls: ``api:<token name>``."""
-        return str(self._get("/v1/whoami")["actor"])
+        return str(json.loads(self._get("/v1/whoami"))["actor"])
 
     def close(self) -> None:
         if not self._closed:
