@@ -69,6 +69,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+FOLLOW_RETRIES = 8
+"""Reconnections in a row a followed log stream tries before giving up (about 30 s)."""
+
 LONG_POLL_S = 30.0
 """How long one ``wait`` request may block on the server."""
 
@@ -300,19 +303,32 @@ class HttpClient(Client):
         return self._follow_logs(job_uuid, tail)
 
     def _follow_logs(self, job_uuid: UUID, tail: int | None) -> Iterator[LogLine]:
-        params = _params({"tail": tail})
-        try:
-            with self._http.stream(
-                "GET", f"/v1/jobs/{job_uuid}/logs/follow", params=params, timeout=None
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise_problem(response)
-                for raw in response.iter_lines():
-                    if raw:
-                        yield LogLineOut.model_validate_json(raw).to_line()
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable(f"lost the hodei API at {self._url}") from exc
+        """A dropped stream is resumed after the last line it delivered, so no line is
+        lost or repeated; after ``FOLLOW_RETRIES`` failures in a row, ServiceUnavailable."""
+        last_id: int | None = None
+        failures = 0
+        while True:
+            params = _params({"tail": tail} if last_id is None else {"after_id": last_id})
+            try:
+                with self._http.stream(
+                    "GET", f"/v1/jobs/{job_uuid}/logs/follow", params=params, timeout=None
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise_problem(response)
+                    for raw in response.iter_lines():
+                        if raw:
+                            line = LogLineOut.model_validate_json(raw).to_line()
+                            last_id = line.id if line.id is not None else last_id
+                            failures = 0
+                            yield line
+                return  # the server ends the stream once the job has ended
+            except httpx.HTTPError as exc:
+                failures += 1
+                if failures > FOLLOW_RETRIES or self._closed:
+                    raise ServiceUnavailable(f"lost the hodei API at {self._url}") from exc
+                logger.warning("log stream from %s lost (%s); resuming", self._url, exc)
+                time.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
 
     def timeline(
         self,

@@ -172,3 +172,28 @@ def test_the_sdk_event_stream_reconnects_exactly_once_when_the_connection_is_cut
         submitter.close()
     everything = [e.id for e in api_server.direct.events(after_id=0, limit=10_000)]
     assert seen == everything[: len(seen)]  # each once, in order, none skipped
+
+
+def test_a_followed_log_stream_resumes_after_a_cut_without_losing_a_line(
+    api_server: ApiServer,
+) -> None:
+    from urllib.parse import urlparse
+
+    from hodei.sdk_http import HttpClient
+    from tests.support import TcpProxy
+
+    proxy = TcpProxy(int(urlparse(api_server.url).port or 0))
+    proxy.start()
+    client = HttpClient(f"http://127.0.0.1:{proxy.port}", api_server.tokens["submitter"])
+    try:
+        job = client.submit("for i in $(seq 1 40); do echo line-$i; sleep 0.05; done")
+        seen = []
+        for line in client.follow_logs(job.id):
+            seen.append(line.line)
+            if len(seen) in (5, 20):  # cut the stream mid-output; the client resumes
+                proxy.stop()
+                proxy.start()
+    finally:
+        client.close()
+        proxy.stop()
+    assert seen == [f"line-{i}" for i in range(1, 41)]

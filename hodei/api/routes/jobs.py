@@ -134,13 +134,17 @@ def follow_logs(
     who: Viewer,
     job_id: str,
     tail: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> StreamingResponse:
+    """``after_id``: resume after the last line a dropped stream delivered (the lines
+    before it are read again here, not sent)."""
     client = client_for(request, who)
     job = client.get(job_id)  # a wrong id is a 404 before the stream starts
 
     def lines() -> Iterator[str]:
-        for line in client.follow_logs(job.id, tail=tail):
-            yield LogLineOut.of(line).model_dump_json() + "\n"
+        for line in client.follow_logs(job.id, tail=None if after_id else tail):
+            if (line.id or 0) > after_id:
+                yield LogLineOut.of(line).model_dump_json() + "\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
