@@ -34,7 +34,7 @@ from tests.support import REPO, wait_for
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 PROJECT = "hodei-ci-smoke"
-HEALTHY = ("postgres", "redis", "scheduler", "serve", "flower")
+HEALTHY = ("postgres", "redis", "scheduler", "serve", "server", "flower")
 COMPLETED = ("migrate", "worker-image", "providers")
 FLOWER_AUTH = f"admin:{secrets.token_hex(8)}"
 

@@ -19,7 +19,7 @@ from tests.support import REPO
 
 COMPOSE = REPO / "compose.yaml"
 ENV = {**os.environ, "HODEI_FLOWER_BASIC_AUTH": "admin:compose-test"}
-LONG_RUNNING = ("postgres", "redis", "scheduler", "serve", "flower")
+LONG_RUNNING = ("postgres", "redis", "scheduler", "serve", "server", "flower")
 
 
 def _compose_command() -> list[str] | None:
@@ -99,7 +99,7 @@ def test_services_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     assert ":?" in services["flower"]["environment"]["HODEI_FLOWER_BASIC_AUTH"]
 
 
-HODEI_CONTAINERS = ["migrate", "worker-image", "scheduler", "serve", "flower"]
+HODEI_CONTAINERS = ["migrate", "worker-image", "scheduler", "serve", "server", "flower"]
 
 
 @pytest.mark.parametrize("service", HODEI_CONTAINERS)
