@@ -158,6 +158,11 @@ class HttpClient(Client):
         )
 
     @property
+    def url(self) -> str:
+        """The server this client talks to."""
+        return self._url
+
+    @property
     def settings(self) -> Settings:
         return Settings.from_env()
 

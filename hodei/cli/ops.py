@@ -27,11 +27,16 @@ def status(ctx: click.Context, output: str) -> None:
     hodei = client(ctx)
     result = hodei.status()
     # Which database answered: a user who sees no jobs learns whether it is the one meant.
-    where = {
-        "database": mask_url(hodei.settings.database_url),
-        "broker": mask_url(hodei.settings.broker_url),
-        "home": str(hodei.settings.home),
-    }
+    api_url = getattr(hodei, "url", None)  # over the API: the server answered
+    where = (
+        {"api": mask_url(api_url)}
+        if api_url
+        else {
+            "database": mask_url(hodei.settings.database_url),
+            "broker": mask_url(hodei.settings.broker_url),
+            "home": str(hodei.settings.home),
+        }
+    )
     if output == "json":
         print_json({**where, **result.to_dict()})
         return

@@ -109,6 +109,8 @@ def test_the_cli_runs_the_readme_flow_with_a_submitter_token(api_server: ApiServ
     assert [e["id"] for e in first] == sorted(e["id"] for e in first)
     shown = _cli(api_server, "viewer", "job", "show", job_id, "-o", "json")
     assert json.loads(shown.stdout)["submitted_by"] == "api:test-submitter"
+    status = _cli(api_server, "viewer", "status", "-o", "json")
+    assert json.loads(status.stdout)["api"] == api_server.url  # not a local database
     timeline = _cli(api_server, "viewer", "job", "timeline", job_id)
     assert "api:test-submitter" in timeline.stdout or "test-submitter" in timeline.stdout
 
