@@ -180,7 +180,7 @@ state_counts = sa.Table(
     sa.Column("delta", sa.BigInteger(), nullable=False),
 )
 
-# Callers of the HTTP API (migration 0005). Only the sha256 of a token is kept.
+# Callers of the HTTP API (migration 0006). Only the sha256 of a token is kept.
 api_tokens = sa.Table(
     "api_tokens",
     metadata,
