@@ -224,6 +224,25 @@ def test_every_event_a_caller_causes_names_its_token(
     assert set(caused.values()) == {"api:test-operator"}
     assert api.direct.get(job.id).submitted_by == "api:test-operator"
     operator.close()
+    # No body can name another actor: every such field is refused, nothing stored.
+    http = httpx.Client(
+        base_url=api.url, headers={"Authorization": f"Bearer {api.tokens['operator']}"}
+    )
+    before = _snapshot(api)
+    for method, path, body in (
+        ("POST", "/v1/jobs", {"command": "true", "actor": "cli:root"}),
+        ("POST", "/v1/jobs", {"command": "true", "submitted_by": "cli:root"}),
+        ("PATCH", "/v1/providers/local", {"actor": "cli:root", "priority": 3}),
+        (
+            "POST",
+            "/v1/providers",
+            {"name": "x", "provider_type": "local", "fields": {"actor": "cli:root"}},
+        ),
+    ):
+        response = http.request(method, path, json=body)
+        assert response.status_code == 422, (path, body, response.text)
+    assert _snapshot(api) == before
+    http.close()
 
 
 def test_env_values_are_shown_only_to_their_submitter_and_operators(
