@@ -20,7 +20,10 @@ def _every_error() -> list[type[errors.HodeiError]]:
 
 @pytest.mark.parametrize("cls", _every_error(), ids=lambda c: c.__name__)
 def test_an_error_comes_back_as_its_own_class(cls: type[errors.HodeiError]) -> None:
-    sent = cls("unknown token")
+    # Built as raise_problem builds it: some subclasses (ProvisionFailed) take other
+    # arguments, and which of them exist here depends on what earlier tests imported.
+    sent = cls.__new__(cls)
+    errors.HodeiError.__init__(sent, "unknown token")
     response = hodei_problem(sent)
     assert response.headers["content-type"] == PROBLEM_TYPE
     assert response.status_code != 500
