@@ -200,7 +200,7 @@ def write_cost(transactions: int) -> dict[str, float]:
     trigger and without, in alternating blocks so drift hits both alike."""
     from hodei.domain.events import EventType
     from hodei.domain.states import JobState
-    from hodei.services.timeline import job_event
+    from hodei.domain.timeline import job_event
     from hodei.store.engine import create_engine
     from hodei.store.sql_store import SqlStore
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hodei.settings import Settings
+from hodei.store.sql_store import SqlStore
 
 T = TypeVar("T")
 
@@ -244,6 +245,9 @@ class StoreWithHook:
 
     def reading(self) -> contextlib.AbstractContextManager[Any]:
         return self._store.reading()
+
+    # The store's own choice of unit of work, through the hooked ones above.
+    apply = SqlStore.apply
 
 
 # Commands that leave the job's process group: each process carries a unique argv marker

@@ -1,4 +1,4 @@
-"""Job, attempt and worker states, and the job transition table (docs/architecture.md,
+"""Job, attempt and worker states, and their transition tables (docs/architecture.md,
 "States")."""
 
 from __future__ import annotations
@@ -120,6 +120,37 @@ LIVE_WORKER_STATES = frozenset(
 )
 # Workers that have a process consuming their queue (and so must heartbeat).
 REGISTERED_WORKER_STATES = LIVE_WORKER_STATES - {WorkerState.PROVISIONING}
+_LIVE_TO = frozenset(
+    {WorkerState.READY, WorkerState.BUSY, WorkerState.DRAINING, WorkerState.TERMINATED,
+     WorkerState.LOST}
+)  # fmt: skip
+_WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.PROVISIONING: frozenset(
+        {
+            WorkerState.READY,  # registered (REGISTERED is only an event on the way)
+            WorkerState.DRAINING,
+            WorkerState.TERMINATED,
+            WorkerState.PROVISION_FAILED,
+        }
+    ),
+    WorkerState.REGISTERED: _LIVE_TO,
+    WorkerState.READY: _LIVE_TO,
+    WorkerState.BUSY: _LIVE_TO,
+    WorkerState.DRAINING: frozenset({WorkerState.TERMINATED, WorkerState.LOST}),
+}
+
+
+def worker_allowed(old: WorkerState, new: WorkerState) -> bool:
+    """Whether a worker may go from ``old`` to ``new`` (staying put is always allowed)."""
+    return old is new or new in _WORKER_TRANSITIONS.get(old, frozenset())
+
+
+def ensure_worker_transition(old: WorkerState, new: WorkerState) -> None:
+    """Raise :class:`InvalidTransition` unless a worker may go from ``old`` to ``new``."""
+    if not worker_allowed(old, new):
+        raise InvalidTransition(f"a worker cannot go from {old} to {new}")
+
+
 # ``infra_ref`` of a worker the provisioner has reserved and is launching: a process is
 # (about to be) behind it, unlike a hand-issued token's row, whose infra_ref stays empty.
 LAUNCHING_REF = "launching"

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from hodei.domain.events import Actor, DomainEvent, EventType
-from hodei.domain.records import Attempt, Job, provider_of_queue
-from hodei.domain.states import AttemptState, JobState
+from hodei.domain import transitions
+from hodei.domain.events import Actor, EventType
+from hodei.domain.records import Job
+from hodei.domain.timeline import job_event
+from hodei.domain.transitions import Transition
 from hodei.errors import BrokerUnavailable
 from hodei.services.ports import Clock, Publication, Store, TaskPublisher, Transaction
-from hodei.services.timeline import job_event, job_event_for
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +63,9 @@ def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmat
     now = clock.now()
     if len(by_job) == 1:  # a submit of one job: one guarded write, no set-based statements
         [single] = by_job.values()
-        with store.single_write() as tx:
-            return int(_queue(tx, single, now))
+        return int(bool(store.apply(_queue(single, now))))
     with store.transaction() as tx:
-        moved = tx.jobs.compare_and_set_many(
-            [(c.job_id, c.attempt) for c in by_job.values()],
-            states=[JobState.PENDING],
-            state=JobState.QUEUED,
-            queued_at=now,
-            next_attempt_at=None,
-            updated_at=now,
-        )
-        if moved:
-            tx.attempts.add(*(_queued_attempt(by_job[job_id]) for job_id in moved))
-            tx.events.add(*(_queued_event(by_job[job_id], now) for job_id in moved))
+        moved = tx.apply_all([_queue(c, now) for c in by_job.values()])
     return len(moved)
 
 
@@ -84,39 +74,18 @@ def mark_queued(tx: Transaction, clock: Clock, job: Job, task_id: str) -> bool:
     (a worker got the message before the publisher confirmed it)."""
     assert job.queue is not None, "only published jobs are queued"
     confirmation = Confirmation(job.id, job.attempt, task_id, job.queue, job.correlation_id)
-    return _queue(tx, confirmation, clock.now())
+    return bool(tx.apply(_queue(confirmation, clock.now())))
 
 
-def _queue(tx: Transaction, confirmation: Confirmation, now: datetime) -> bool:
-    return tx.runs.queue(
-        _queued_attempt(confirmation), now=now, event=_queued_event(confirmation, now)
-    )
-
-
-def _queued_attempt(confirmation: Confirmation) -> Attempt:
-    return Attempt(
+def _queue(confirmation: Confirmation, now: datetime) -> Transition:
+    return transitions.queue(
         confirmation.job_id,
         confirmation.attempt,
-        AttemptState.QUEUED,
         task_id=confirmation.task_id,
-    )
-
-
-def _queued_event(confirmation: Confirmation, now: datetime) -> DomainEvent:
-    """JobQueued, from what the publisher knew: no need to read the job."""
-    return job_event_for(
-        confirmation.job_id,
-        confirmation.correlation_id,
-        EventType.JOB_QUEUED,
-        actor=Actor.DISPATCHER,
-        now=now,
-        new_state=JobState.QUEUED,
-        old_state=JobState.PENDING,  # the only state a job is queued from
-        provider=provider_of_queue(confirmation.queue),
         queue=confirmation.queue,
-        attempt=confirmation.attempt,
-        task_id=confirmation.task_id,
-        selection=confirmation.reason or None,
+        now=now,
+        correlation_id=confirmation.correlation_id,
+        reason=confirmation.reason,
     )
 
 
@@ -216,24 +185,8 @@ def republish_stranded(
     with store.transaction() as tx:
         stranded = tx.jobs.stranded_queued(queued_before=before, limit=limit)
         for job in stranded:
-            # Restart the clock so the next pass does not publish it yet again.
-            tx.jobs.compare_and_set(
-                job.id,
-                states=[JobState.QUEUED],
-                expected_attempt=job.attempt,
-                queued_at=now,
-                updated_at=now,
-            )
-            tx.events.add(
-                job_event(
-                    job,
-                    EventType.JOB_REPUBLISHED,
-                    actor=Actor.DISPATCHER,
-                    now=now,
-                    attempt=job.attempt,
-                    reason=f"queued over {after_s:g}s with an idle worker",
-                )
-            )
+            reason = f"queued over {after_s:g}s with an idle worker"
+            tx.apply(transitions.republish(job, reason=reason, now=now))
     if not stranded:
         return 0
     logger.warning("republishing %d job(s) whose message was probably lost", len(stranded))

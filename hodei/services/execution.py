@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from hodei.domain.events import Actor, DomainEvent, EventType
+from hodei.domain import transitions
+from hodei.domain.events import EventType
 from hodei.domain.records import Job
 from hodei.domain.states import AttemptState, FailureReason, JobState
-from hodei.services.attempts import reopen_as_next_attempt
+from hodei.domain.transitions import Transition
 from hodei.services.dispatch import mark_queued
 from hodei.services.ports import Clock, Store, Transaction
-from hodei.services.timeline import job_event, job_event_for
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,9 @@ def claim_attempt(
     """QUEUED -> RUNNING for ``attempt``, conditionally: a duplicate delivery, a message
     for an old attempt, or one for a cancelled job loses and must not run."""
     # The usual case, a QUEUED job, is one guarded write and nothing else.
-    with store.single_write() as tx:
-        started = _start(tx, clock.now(), job_id, attempt, worker_id, task_id)
-    if started is not None:
-        return Claim(True, "claimed", started)
+    started = store.apply(_start(clock.now(), job_id, attempt, worker_id, task_id))
+    if started:
+        return Claim(True, "claimed", started.job)
     # Lost: read the job to say why, or to confirm a publish not confirmed yet.
     with store.transaction() as tx:
         job = tx.jobs.get(job_id)
@@ -79,9 +78,9 @@ def claim_attempt(
             mark_queued(tx, clock, job, task_id)
         # Try again: the job is QUEUED now, whether confirmed just above or by the
         # publisher between the first try and the read.
-        started = _start(tx, clock.now(), job_id, attempt, worker_id, task_id)
-        if started is not None:
-            return Claim(True, "claimed", started)
+        started = tx.apply(_start(clock.now(), job_id, attempt, worker_id, task_id))
+        if started:
+            return Claim(True, "claimed", started.job)
     return Claim(False, "another delivery claimed this attempt first", job)
 
 
@@ -97,27 +96,8 @@ def _refusal(job: Job | None, attempt: int, now: datetime) -> str | None:
     return None
 
 
-def _start(
-    tx: Transaction, now: datetime, job_id: UUID, attempt: int, worker_id: UUID, task_id: str
-) -> Job | None:
-    return tx.runs.start(
-        job_id,
-        attempt,
-        worker_id=worker_id,
-        task_id=task_id,
-        now=now,
-        event=job_event_for(
-            job_id,
-            None,  # the store writes the job's own
-            EventType.JOB_STARTED,
-            actor=Actor.worker(worker_id),
-            now=now,
-            new_state=JobState.RUNNING,
-            old_state=JobState.QUEUED,  # the only state a job starts from
-            worker_id=worker_id,
-            attempt=attempt,
-        ),
-    )
+def _start(now: datetime, job_id: UUID, attempt: int, worker_id: UUID, task_id: str) -> Transition:
+    return transitions.start(job_id, attempt, worker_id=worker_id, task_id=task_id, now=now)
 
 
 @dataclass(frozen=True)
@@ -152,8 +132,8 @@ def finish_attempt(
             finished = _finish_or_retry(tx, now, job, worker_id, outcome, verdict)
     else:
         # An ending that cannot retry is one guarded write and nothing else.
-        with store.single_write() as tx:
-            finished = _finish_final(tx, now, job, worker_id, outcome, verdict)
+        final = _finish(now, job, worker_id, outcome, verdict)
+        finished = transitions.after(job, final) if store.apply(final) else None
     if finished is None:
         logger.warning(
             "finish of job %s attempt %d ignored: no longer this worker's",
@@ -168,34 +148,21 @@ def finish_attempt(
 _MAY_RETRY = (FailureReason.NONZERO_EXIT, FailureReason.TIMEOUT)
 
 
-def _finish_final(
-    tx: Transaction, now: datetime, job: Job, worker_id: UUID, outcome: Outcome, verdict: _Verdict
-) -> Job | None:
+def _finish(
+    now: datetime, job: Job, worker_id: UUID, outcome: Outcome, verdict: _Verdict
+) -> Transition:
     """The job, its attempt, the worker and the event in one guarded write; no read."""
-    failure_reason = verdict.failure_reason
-    finished = tx.runs.finish(
-        job.id,
-        job.attempt,
-        worker_id=worker_id,
-        now=now,
-        state=verdict.state,
-        attempt_state=verdict.attempt_state,
+    return transitions.finish(job, worker_id=worker_id, ending=_ending(outcome, verdict), now=now)
+
+
+def _ending(outcome: Outcome, verdict: _Verdict) -> transitions.Ending:
+    return transitions.Ending(
+        verdict.state,
+        verdict.reason,
         exit_code=outcome.exit_code,
         signal=outcome.signal,
-        failure_reason=failure_reason,
         error=outcome.error,
-        event=_end_event(job, verdict, outcome, worker_id, now),
-    )
-    if not finished:
-        return None
-    return replace(
-        job,
-        state=verdict.state,
-        exit_code=outcome.exit_code,
-        failure_reason=failure_reason,
-        error=outcome.error,
-        finished_at=now,
-        updated_at=now,
+        duration_ms=outcome.duration_ms,
     )
 
 
@@ -217,19 +184,12 @@ def _finish_or_retry(
         if a.attempt_no != job.attempt and a.state in (AttemptState.FAILED, AttemptState.TIMED_OUT)
     )
     if failures >= current.max_attempts:
-        return _finish_final(tx, now, current, worker_id, outcome, verdict)
-    retried = _schedule_retry(tx, now, current, outcome, verdict, worker_id)
-    tx.attempts.update(
-        job.id,
-        job.attempt,
-        state=verdict.attempt_state,
-        finished_at=now,
-        exit_code=outcome.exit_code,
-        signal=outcome.signal,
-        error=outcome.error,
-    )
-    tx.workers.job_done(worker_id, now)
-    return retried
+        change = _finish(now, current, worker_id, outcome, verdict)
+    else:
+        due = now + timedelta(seconds=current.spec.retry.delay_s(current.attempt))
+        ending = _ending(outcome, verdict)
+        change = transitions.retry(current, worker_id=worker_id, ending=ending, due=due, now=now)
+    return transitions.after(current, change) if tx.apply(change) else None
 
 
 def _verdict(outcome: Outcome) -> _Verdict:
@@ -259,58 +219,3 @@ def _verdict(outcome: Outcome) -> _Verdict:
     return _Verdict(
         JobState.FAILED, EventType.JOB_FAILED, FailureReason.NONZERO_EXIT, AttemptState.FAILED
     )
-
-
-def _end_event(
-    job: Job, verdict: _Verdict, outcome: Outcome, worker_id: UUID, now: datetime
-) -> DomainEvent:
-    return job_event(
-        job,
-        verdict.event,
-        actor=Actor.worker(worker_id),
-        now=now,
-        new_state=verdict.state,
-        old_state=JobState.RUNNING,
-        attempt=job.attempt,
-        exit_code=outcome.exit_code,
-        signal=outcome.signal,
-        reason=verdict.failure_reason,
-        duration_ms=outcome.duration_ms,
-        error=outcome.error,
-    )
-
-
-def _schedule_retry(
-    tx: Transaction,
-    now: datetime,
-    job: Job,
-    outcome: Outcome,
-    verdict: _Verdict,
-    worker_id: UUID,
-) -> Job:
-    due = now + timedelta(seconds=job.spec.retry.delay_s(job.attempt))
-    retried = reopen_as_next_attempt(
-        tx,
-        job,
-        from_states=[JobState.RUNNING],
-        due=due,
-        now=now,
-        exit_code=outcome.exit_code,
-    )
-    assert retried is not None, "the caller read this job as RUNNING in this transaction"
-    next_attempt = retried.attempt
-    tx.events.add(
-        job_event(
-            job,
-            EventType.JOB_RETRY_SCHEDULED,
-            actor=Actor.worker(worker_id),
-            now=now,
-            new_state=JobState.PENDING,
-            attempt=next_attempt,
-            failed_attempt=job.attempt,
-            next_attempt_at=due,
-            exit_code=outcome.exit_code,
-            reason=verdict.failure_reason,
-        )
-    )
-    return retried

@@ -14,12 +14,13 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from hodei.domain import transitions
 from hodei.domain.events import Actor, EventType
 from hodei.domain.records import Job, Provider, Worker
-from hodei.domain.states import AttemptState, FailureReason, JobState
+from hodei.domain.states import FailureReason, JobState
+from hodei.domain.timeline import job_event, worker_event
 from hodei.errors import ProviderUnavailable
 from hodei.services.ports import Clock, EventQuery, JobQuery, Store, Transaction
-from hodei.services.timeline import job_event, worker_event
 
 logger = logging.getLogger(__name__)
 
@@ -142,36 +143,10 @@ def fail_waiting_jobs(
 
 
 def _fail(tx: Transaction, now: datetime, job: Job, kind: str, detail: str) -> bool:
-    won = tx.jobs.compare_and_set(
-        job.id,
-        states=[job.state],
-        expected_attempt=job.attempt,
-        state=JobState.FAILED,
-        failure_reason=str(FailureReason.PROVISIONING_FAILED),
-        error=f"{kind}: {detail}",
-        finished_at=now,
-        updated_at=now,
-    )
-    if not won:
-        return False
-    if job.state is JobState.QUEUED:
-        tx.attempts.update(
-            job.id,
-            job.attempt,
-            state=AttemptState.FAILED,
-            finished_at=now,
-            error=f"{kind}: {detail}",
-        )
-    tx.events.add(
-        job_event(
-            job,
-            EventType.JOB_FAILED,
-            actor=Actor.PROVISIONER,
-            now=now,
-            new_state=JobState.FAILED,
-            reason=str(FailureReason.PROVISIONING_FAILED),
-            attempt=job.attempt,
-            error=f"{kind}: {detail}",
+    error = f"{kind}: {detail}"
+    reason = FailureReason.PROVISIONING_FAILED
+    return bool(
+        tx.apply(
+            transitions.fail(job, reason=reason, actor=Actor.PROVISIONER, now=now, error=error)
         )
     )
-    return True

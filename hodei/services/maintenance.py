@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from hodei.domain import transitions
 from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
 from hodei.domain.records import Job, Worker
-from hodei.domain.states import AttemptState, FailureReason, JobState, WorkerState
-from hodei.services.attempts import reopen_as_next_attempt
+from hodei.domain.states import AttemptState
 from hodei.services.dispatch import publish_jobs
 from hodei.services.ports import Clock, Store, TaskPublisher, Transaction
-from hodei.services.timeline import job_event, worker_event
 from hodei.services.workers import fail_provisioning
 
 logger = logging.getLogger(__name__)
@@ -85,21 +84,10 @@ def declare_lost(
 ) -> bool:
     """Within ``tx``: LOST (with WorkerLost) if ``worker`` has not heartbeated since
     ``heartbeat_before``, and its running attempts recovered; False if it had."""
-    if not tx.workers.mark_lost(
-        worker.id, heartbeat_before=heartbeat_before, now=now, reason=reason
+    if not tx.apply(
+        transitions.lose(worker, silent_since=heartbeat_before, reason=reason, now=now)
     ):
         return False
-    tx.events.add(
-        worker_event(
-            worker,
-            EventType.WORKER_LOST,
-            actor=Actor.REAPER,
-            now=now,
-            new_state=WorkerState.LOST,
-            last_heartbeat=worker.last_heartbeat,
-            reason=reason,
-        )
-    )
     report.lost_workers.append(worker)
     for job in tx.jobs.running_on_workers([worker.id]):
         _recover(tx, now, job, worker, lost_requeues, report)
@@ -114,61 +102,29 @@ def _recover(
     lost_requeues: int,
     report: ReapReport,
 ) -> None:
-    tx.attempts.update(
-        job.id,
-        job.attempt,
-        state=AttemptState.LOST,
-        finished_at=now,
-        error=f"worker {worker.id} lost",
+    earlier_losses = sum(
+        1
+        for a in tx.attempts.search(job.id)
+        if a.attempt_no != job.attempt and a.state is AttemptState.LOST
     )
-    losses = sum(1 for a in tx.attempts.search(job.id) if a.state is AttemptState.LOST)
+    losses = earlier_losses + 1
     log_extra = {
         "job_id": str(job.id),
         "worker_id": str(worker.id),
         "correlation_id": job.correlation_id,
     }
     if losses <= lost_requeues:
-        requeued = reopen_as_next_attempt(tx, job, from_states=[JobState.RUNNING], due=now, now=now)
-        if requeued is None:
+        change = transitions.requeue_lost(job, worker=worker, now=now)
+        if not tx.apply(change):
             return
-        tx.events.add(
-            job_event(
-                job,
-                EventType.JOB_REQUEUED,
-                actor=Actor.REAPER,
-                now=now,
-                new_state=JobState.PENDING,
-                reason="worker_lost",
-                lost_worker_id=worker.id,
-                attempt=requeued.attempt,
-            )
-        )
+        requeued = transitions.after(job, change)
         report.requeued.append(requeued)
         logger.warning(
             "job %s requeued as attempt %d: worker lost", job.id, requeued.attempt, extra=log_extra
         )
         return
-    tx.jobs.compare_and_set(
-        job.id,
-        states=[JobState.RUNNING],
-        expected_attempt=job.attempt,
-        state=JobState.FAILED,
-        failure_reason=str(FailureReason.WORKER_LOST),
-        finished_at=now,
-        updated_at=now,
-    )
-    tx.events.add(
-        job_event(
-            job,
-            EventType.JOB_FAILED,
-            actor=Actor.REAPER,
-            now=now,
-            new_state=JobState.FAILED,
-            reason=str(FailureReason.WORKER_LOST),
-            attempt=job.attempt,
-            lost_worker_id=worker.id,
-        )
-    )
+    if not tx.apply(transitions.fail_lost(job, worker=worker, now=now)):
+        return
     report.failed.append(job)
     logger.error("job %s failed: worker lost %d times", job.id, losses, extra=log_extra)
 
@@ -224,34 +180,9 @@ def enforce_deadlines(store: Store, clock: Clock, *, grace_s: float) -> list[Job
     ended: list[Job] = []
     with store.transaction() as tx:
         for job in tx.jobs.running_past_deadline(now - timedelta(seconds=grace_s), limit=500):
-            if not tx.jobs.compare_and_set(
-                job.id,
-                states=[JobState.RUNNING],
-                expected_attempt=job.attempt,
-                state=JobState.TIMED_OUT,
-                failure_reason=str(FailureReason.TIMEOUT),
-                finished_at=now,
-                updated_at=now,
-            ):
+            error = "deadline passed; worker gone"
+            if not tx.apply(transitions.time_out(job, now=now, error=error)):
                 continue
-            tx.attempts.update(
-                job.id,
-                job.attempt,
-                state=AttemptState.TIMED_OUT,
-                finished_at=now,
-                error="deadline passed; worker gone",
-            )
-            tx.events.add(
-                job_event(
-                    job,
-                    EventType.JOB_TIMED_OUT,
-                    actor=Actor.REAPER,
-                    now=now,
-                    new_state=JobState.TIMED_OUT,
-                    attempt=job.attempt,
-                    reason=str(FailureReason.TIMEOUT),
-                )
-            )
             ended.append(job)
     return ended
 

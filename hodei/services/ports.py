@@ -14,7 +14,8 @@ from hodei.domain.events import DomainEvent
 from hodei.domain.principals import ApiToken
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
 from hodei.domain.selection import Candidate
-from hodei.domain.states import AttemptState, JobState, WorkerState
+from hodei.domain.states import JobState, WorkerState
+from hodei.domain.transitions import Applied, Transition
 
 
 class Clock(Protocol):
@@ -55,28 +56,6 @@ class JobRepository(Protocol):
 
     def get(self, job_id: UUID) -> Job | None: ...
     def get_by_idempotency_key(self, key: str) -> Job | None: ...
-    def compare_and_set(
-        self,
-        job_id: UUID,
-        *,
-        states: Collection[JobState],
-        expected_attempt: int | None = None,
-        **changes: Any,
-    ) -> bool:
-        """Apply ``changes`` if the job is in one of ``states`` (and at ``expected_attempt``)."""
-        ...
-
-    def compare_and_set_many(
-        self,
-        targets: Collection[tuple[UUID, int]],
-        *,
-        states: Collection[JobState],
-        **changes: Any,
-    ) -> list[UUID]:
-        """Apply ``changes`` to each (job id, attempt) still in one of ``states``, in one
-        statement per chunk; returns the ids of the jobs changed."""
-        ...
-
     def search(self, query: JobQuery) -> list[Job]: ...
     def waiting_for_provider(self, *, limit: int) -> list[Job]:
         """PENDING jobs no provider could take at submit (no queue), oldest first."""
@@ -103,7 +82,6 @@ class JobRepository(Protocol):
 
 class AttemptRepository(Protocol):
     def add(self, *attempts: Attempt) -> None: ...
-    def update(self, job_id: UUID, attempt_no: int, **changes: Any) -> None: ...
     def search(self, job_id: UUID) -> list[Attempt]: ...
 
 
@@ -116,9 +94,6 @@ class EventRepository(Protocol):
 class WorkerRepository(Protocol):
     def add(self, worker: Worker) -> None: ...
     def get(self, worker_id: UUID) -> Worker | None: ...
-    def compare_and_set(
-        self, worker_id: UUID, *, states: Collection[WorkerState], **changes: Any
-    ) -> bool: ...
     def search(
         self, *, states: Collection[WorkerState] = (), queue: str | None = None, limit: int = 100
     ) -> list[Worker]: ...
@@ -129,16 +104,6 @@ class WorkerRepository(Protocol):
         """PROVISIONING workers created before ``created_before`` with no token left to
         register with (none at all, or only a consumed one: a crash between consuming
         it and registering)."""
-        ...
-
-    def mark_lost(
-        self, worker_id: UUID, *, heartbeat_before: datetime, now: datetime, reason: str
-    ) -> bool:
-        """LOST if it is registered and still has no heartbeat since ``heartbeat_before``."""
-        ...
-
-    def job_done(self, worker_id: UUID, now: datetime) -> None:
-        """Count a finished job: one fewer running, READY again when it runs none."""
         ...
 
 
@@ -204,52 +169,6 @@ class LogRepository(Protocol):
     def count(self, job_id: UUID, attempt_no: int) -> int: ...
 
 
-class RunRepository(Protocol):
-    """Queueing, starting and finishing an attempt: each written all or nothing."""
-
-    def queue(self, new_attempt: Attempt, *, now: datetime, event: DomainEvent) -> bool:
-        """PENDING -> QUEUED at ``new_attempt``'s number: the job, ``new_attempt``'s row,
-        and ``event``. False, with nothing written, if the job is not PENDING at that
-        attempt."""
-        ...
-
-    def start(
-        self,
-        job_id: UUID,
-        attempt: int,
-        *,
-        worker_id: UUID,
-        task_id: str,
-        now: datetime,
-        event: DomainEvent,
-    ) -> Job | None:
-        """QUEUED -> RUNNING at ``attempt``: the job (its deadline ``now`` plus its
-        timeout), its attempt row, the worker BUSY on it, and ``event``, which gets the
-        job's correlation id, so the caller need not read the job first. Returns the
-        started job; None, with nothing written, if the job is not QUEUED there."""
-        ...
-
-    def finish(
-        self,
-        job_id: UUID,
-        attempt: int,
-        *,
-        worker_id: UUID,
-        now: datetime,
-        state: JobState,
-        attempt_state: AttemptState,
-        exit_code: int | None,
-        signal: int | None,
-        failure_reason: str | None,
-        error: str | None,
-        event: DomainEvent,
-    ) -> bool:
-        """RUNNING on ``worker_id`` at ``attempt`` -> ``state``: the job, its attempt row,
-        the worker's job counts (READY when it runs nothing else), and ``event``. False,
-        with nothing written, if the attempt is no longer that worker's."""
-        ...
-
-
 class Transaction(Protocol):
     """One database transaction: every state change and its event commit together."""
 
@@ -260,18 +179,32 @@ class Transaction(Protocol):
     tokens: TokenRepository
     providers: ProviderRepository
     logs: LogRepository
-    runs: RunRepository
     api_tokens: ApiTokenRepository
+
+    def apply(self, transition: Transition) -> Applied:
+        """Write ``transition`` (see :mod:`hodei.domain.transitions`) if its guard holds:
+        all of it, or nothing when the record is no longer where it was expected."""
+        ...
+
+    def apply_all(self, transitions: Sequence[Transition]) -> list[Transition]:
+        """:meth:`apply` each (in a few set-based statements where the store can);
+        returns those written."""
+        ...
 
 
 class Store(Protocol):
+    def apply(self, transition: Transition) -> Applied:
+        """:meth:`Transaction.apply` as a unit of work of its own: one round trip where
+        the store can write the transition as one statement (see ``ONE_STATEMENT``)."""
+        ...
+
     def transaction(self) -> AbstractContextManager[Transaction]:
         """Commit on a clean exit, roll back on an exception."""
         ...
 
     def single_write(self) -> AbstractContextManager[Transaction]:
-        """For a unit of work whose one write the store makes atomic by itself (a
-        ``tx.runs`` write, or ``tx.jobs.create``), plus any reads. Where that write is
+        """For a unit of work whose one write the store makes atomic by itself
+        (``tx.jobs.create``), plus any reads. Where that write is
         one statement (PostgreSQL) there is no transaction around it, which spares
         BEGIN and COMMIT their round trips; elsewhere it is an ordinary transaction."""
         ...

@@ -12,20 +12,18 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from hodei.domain import transitions
 from hodei.domain.events import EventType
 from hodei.domain.records import Job, Provider, Worker
 from hodei.domain.states import (
     ACTIVE_STATES,
     LIVE_WORKER_STATES,
-    AttemptState,
     FailureReason,
-    JobState,
     WorkerState,
 )
 from hodei.errors import Conflict, ProviderNotFound
 from hodei.services.ports import Clock, JobQuery, Store, Transaction
 from hodei.services.providers import provider_event
-from hodei.services.timeline import job_event, worker_event
 from hodei.services.workers import fail_provisioning
 
 logger = logging.getLogger(__name__)
@@ -93,55 +91,11 @@ def remove_provider(store: Store, clock: Clock, name: str, *, force: bool, actor
 def _end_worker(tx: Transaction, now: datetime, worker: Worker, reason: str, actor: str) -> bool:
     if worker.state is WorkerState.PROVISIONING:
         return fail_provisioning(tx, now, worker, reason, actor=actor)
-    if not tx.workers.compare_and_set(
-        worker.id,
-        states=LIVE_WORKER_STATES,
-        state=WorkerState.TERMINATED,
-        termination_reason=reason,
-        terminated_at=now,
-        current_job_id=None,
-        updated_at=now,
-    ):
-        return False
-    tx.events.add(
-        worker_event(
-            worker,
-            EventType.WORKER_TERMINATED,
-            actor=actor,
-            now=now,
-            new_state=WorkerState.TERMINATED,
-            reason=reason,
-        )
-    )
-    return True
+    return bool(tx.apply(transitions.terminate(worker, reason=reason, actor=actor, now=now)))
 
 
 def _fail_job(tx: Transaction, now: datetime, job: Job, reason: str, actor: str) -> bool:
-    if not tx.jobs.compare_and_set(
-        job.id,
-        states=[job.state],
-        expected_attempt=job.attempt,
-        state=JobState.FAILED,
-        failure_reason=str(FailureReason.NO_PROVIDER),
-        error=reason,
-        finished_at=now,
-        updated_at=now,
-    ):
-        return False
-    if job.state in (JobState.QUEUED, JobState.RUNNING):
-        tx.attempts.update(
-            job.id, job.attempt, state=AttemptState.FAILED, finished_at=now, error=reason
-        )
-    tx.events.add(
-        job_event(
-            job,
-            EventType.JOB_FAILED,
-            actor=actor,
-            now=now,
-            new_state=JobState.FAILED,
-            reason=str(FailureReason.NO_PROVIDER),
-            attempt=job.attempt,
-            error=reason,
-        )
+    no_provider = FailureReason.NO_PROVIDER
+    return bool(
+        tx.apply(transitions.fail(job, reason=no_provider, actor=actor, now=now, error=reason))
     )
-    return True

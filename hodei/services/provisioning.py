@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from hodei.domain import transitions
 from hodei.domain.events import Actor
 from hodei.domain.records import Provider, Worker
 from hodei.domain.states import (
@@ -155,9 +156,7 @@ def _may_take_work(worker: Worker, now: datetime, stale_after_s: float | None) -
 def _launched(store: Store, clock: Clock, token: IssuedToken, infra_ref: str) -> None:
     now = clock.now()
     with store.transaction() as tx:
-        tx.workers.compare_and_set(
-            token.worker.id, states=LIVE_WORKER_STATES, infra_ref=infra_ref, updated_at=now
-        )
+        tx.apply(transitions.launched(token.worker.id, infra_ref=infra_ref, now=now))
     logger.info(
         "launched worker %s (%s)",
         token.worker.id,

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from hodei.domain import transitions
 from hodei.domain.events import Actor, EventType
 from hodei.domain.records import Job, Provider, Worker
 from hodei.domain.selection import Requirements, select_provider
-from hodei.domain.states import FailureReason, JobState, WorkerState
+from hodei.domain.states import FailureReason, WorkerState
 from hodei.services import maintenance
 from hodei.services.dispatch import publish_jobs
 from hodei.services.infrastructure import (
@@ -32,7 +33,6 @@ from hodei.services.infrastructure import (
     infrastructure_event,
 )
 from hodei.services.ports import Clock, EventQuery, Store, TaskPublisher, Transaction
-from hodei.services.timeline import job_event
 from hodei.services.workers import fail_provisioning
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def _record(
     with store.transaction() as tx:
         # Touch the worker's row first: concurrent passes queue behind it, so the check
         # below sees the other pass's event and each kind is recorded once.
-        tx.workers.compare_and_set(worker.id, states=list(WorkerState), updated_at=now)
+        tx.apply(transitions.touch(worker.id, now=now))
         if already_recorded(tx, worker.id, kind):
             return
         jobs = tx.jobs.running_on_workers([worker.id]) or _oom_victim(tx, worker, kind)
@@ -315,13 +315,8 @@ def reschedule_unschedulable(
 
 
 def _assign(tx: Transaction, now: datetime, job: Job, provider: Provider) -> bool:
-    won = tx.jobs.compare_and_set(
-        job.id,
-        states=[JobState.PENDING],
-        expected_attempt=job.attempt,
-        provider_id=provider.id,
-        queue=provider.queue,
-        updated_at=now,
+    won = bool(
+        tx.apply(transitions.assign(job, provider_id=provider.id, queue=provider.queue, now=now))
     )
     if won:
         logger.info(
@@ -343,29 +338,16 @@ def _time_out(
     tx: Transaction, now: datetime, job: Job, rejected: dict[str, str], timeout_s: float
 ) -> bool:
     error = f"no provider could take the job within {timeout_s:g}s"
-    if not tx.jobs.compare_and_set(
-        job.id,
-        states=[JobState.PENDING],
-        expected_attempt=job.attempt,
-        state=JobState.FAILED,
-        failure_reason=str(FailureReason.NO_PROVIDER),
+    change = transitions.fail(
+        job,
+        reason=FailureReason.NO_PROVIDER,
+        actor=Actor.DISPATCHER,
+        now=now,
         error=error,
-        finished_at=now,
-        updated_at=now,
-    ):
-        return False
-    tx.events.add(
-        job_event(
-            job,
-            EventType.JOB_FAILED,
-            actor=Actor.DISPATCHER,
-            now=now,
-            new_state=JobState.FAILED,
-            reason=str(FailureReason.NO_PROVIDER),
-            error=error,
-            reasons=rejected,
-        )
+        reasons=rejected,
     )
+    if not tx.apply(change):
+        return False
     logger.warning(
         "job %s failed: %s",
         job.id,

@@ -13,10 +13,10 @@ from hodei.domain.records import Job
 from hodei.domain.selection import Requirements, Selection, select_provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
+from hodei.domain.timeline import job_event
 from hodei.errors import DuplicateIdempotencyKey, InvalidJobSpec, ProviderNotFound
 from hodei.services.dispatch import publish_jobs
 from hodei.services.ports import Clock, Store, TaskPublisher
-from hodei.services.timeline import job_event
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
 from hodei.domain.records import BootstrapToken, Provider, Worker
 from hodei.domain.states import WorkerState
+from hodei.domain.timeline import worker_event
 from hodei.errors import TokenRejected
 from hodei.services.ports import Clock, Store, Transaction
-from hodei.services.timeline import worker_event
 
 logger = logging.getLogger(__name__)
 

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from hodei.domain.events import Actor, DomainEvent, EventType
+from hodei.domain import transitions
+from hodei.domain.events import Actor, DomainEvent
 from hodei.domain.records import Worker, provider_of_queue
 from hodei.domain.states import (
-    LAUNCHING_REF,
     LIVE_WORKER_STATES,
-    REGISTERED_WORKER_STATES,
     ProviderStatus,
     WorkerState,
 )
 from hodei.errors import Conflict, ProviderNotFound, WorkerNotFound
 from hodei.services.ports import Clock, Store, Transaction
-from hodei.services.timeline import worker_event
 from hodei.services.tokens import IssuedToken, consume_token, issue_token
 
 logger = logging.getLogger(__name__)
@@ -50,46 +48,13 @@ def register_worker(
         worker = tx.workers.get(token.worker_id)
         if worker is None:
             raise WorkerNotFound(f"the token's worker {token.worker_id} no longer exists")
-        actor = Actor.worker(worker.id)
-        tx.workers.compare_and_set(
-            worker.id,
-            states=[WorkerState.PROVISIONING],
-            state=WorkerState.READY,
-            registered_at=now,
-            last_heartbeat=now,
-            # The provider's handle (container id, pod name) wins over the worker's own
-            # view (a pid inside that container), which only matters when there is none.
-            infra_ref=_provider_ref(worker) or infra_ref,
-            updated_at=now,
-        )
-        tx.events.add(
-            worker_event(
-                worker,
-                EventType.WORKER_REGISTERED,
-                actor=actor,
-                now=now,
-                new_state=WorkerState.REGISTERED,
-                infra_ref=infra_ref,
-            ),
-            worker_event(
-                replace(worker, state=WorkerState.REGISTERED),
-                EventType.WORKER_READY,
-                actor=actor,
-                now=now,
-                new_state=WorkerState.READY,
-            ),
-        )
+        tx.apply(transitions.register(worker, infra_ref=infra_ref, now=now))
         registered = tx.workers.get(worker.id)
     assert registered is not None
     logger.info(
         "worker %s registered on %s", worker.id, worker.queue, extra={"worker_id": str(worker.id)}
     )
     return registered
-
-
-def _provider_ref(worker: Worker) -> str | None:
-    """The container id or pod name the provisioner recorded, if it got that far."""
-    return None if worker.infra_ref == LAUNCHING_REF else worker.infra_ref
 
 
 @dataclass(frozen=True)
@@ -131,19 +96,14 @@ def heartbeat(
     now = clock.now()
     with store.transaction() as tx:
         if record:
-            held = {}
-            if report is not None:
-                r = report()
-                held = {
-                    "reported_jobs": [str(j) for j in r.jobs],
-                    "pending_outcomes": r.pending_outcomes,
-                }
-            tx.workers.compare_and_set(
-                worker_id,
-                states=REGISTERED_WORKER_STATES,
-                last_heartbeat=now,
-                updated_at=now,
-                **held,
+            r = report() if report is not None else None
+            tx.apply(
+                transitions.heartbeat(
+                    worker_id,
+                    now=now,
+                    reported_jobs=None if r is None else r.jobs,
+                    pending_outcomes=None if r is None else r.pending_outcomes,
+                )
             )
         worker = tx.workers.get(worker_id)
         if worker is None:
@@ -188,18 +148,7 @@ def drain_worker(store: Store, clock: Clock, worker_id: UUID, *, actor: str) -> 
             raise Conflict(f"worker {worker_id} is {worker.state}")
         if worker.state is WorkerState.DRAINING:
             return worker
-        tx.workers.compare_and_set(
-            worker_id, states=LIVE_WORKER_STATES, state=WorkerState.DRAINING, updated_at=now
-        )
-        tx.events.add(
-            worker_event(
-                worker,
-                EventType.WORKER_DRAINING,
-                actor=actor,
-                now=now,
-                new_state=WorkerState.DRAINING,
-            )
-        )
+        tx.apply(transitions.drain(worker, actor=actor, now=now))
         updated = tx.workers.get(worker_id)
     assert updated is not None
     return updated
@@ -212,26 +161,8 @@ def terminate_worker(store: Store, clock: Clock, worker_id: UUID, *, reason: str
         worker = tx.workers.get(worker_id)
         if worker is None:
             return False
-        won = tx.workers.compare_and_set(
-            worker_id,
-            states=LIVE_WORKER_STATES,
-            state=WorkerState.TERMINATED,
-            termination_reason=reason,
-            terminated_at=now,
-            current_job_id=None,
-            updated_at=now,
-        )
-        if won:
-            tx.events.add(
-                worker_event(
-                    worker,
-                    EventType.WORKER_TERMINATED,
-                    actor=Actor.worker(worker_id),
-                    now=now,
-                    new_state=WorkerState.TERMINATED,
-                    reason=reason,
-                )
-            )
+        actor = Actor.worker(worker_id)
+        won = bool(tx.apply(transitions.terminate(worker, reason=reason, actor=actor, now=now)))
     logger.info("worker %s terminated: %s", worker_id, reason, extra={"worker_id": str(worker_id)})
     return won
 
@@ -248,24 +179,5 @@ def fail_provisioning(
     """Within ``tx``: a worker that never registered becomes PROVISION_FAILED, with its
     event (after ``cause``'s, when given); False if it is no longer PROVISIONING (it
     registered, or another pass won)."""
-    if not tx.workers.compare_and_set(
-        worker.id,
-        states=[WorkerState.PROVISIONING],
-        state=WorkerState.PROVISION_FAILED,
-        termination_reason=reason,
-        terminated_at=now,
-        updated_at=now,
-    ):
-        return False
-    tx.events.add(
-        *([cause] if cause else []),
-        worker_event(
-            worker,
-            EventType.WORKER_PROVISION_FAILED,
-            actor=actor,
-            now=now,
-            new_state=WorkerState.PROVISION_FAILED,
-            reason=reason,
-        ),
-    )
-    return True
+    change = transitions.provision_failed(worker, reason=reason, actor=actor, now=now, cause=cause)
+    return bool(tx.apply(change))

@@ -99,11 +99,16 @@ class SqlJobRepository:
         *,
         states: Collection[JobState],
         expected_attempt: int | None = None,
+        held_by: UUID | None = None,
         **changes: Any,
     ) -> bool:
+        """Apply ``changes`` if the job is in one of ``states`` (and at ``expected_attempt``,
+        and running on ``held_by``): the guard of a transition."""
         where = where_params(id=job_id)
         if expected_attempt is not None:
             where["w_attempt"] = expected_attempt
+        if held_by is not None:
+            where["w_worker_id"] = held_by
         stmt = statements.conditional_update(jobs, _names(states), _keys(where))
         return self._c.execute(stmt, {**normalise_changes(changes), **where}).rowcount == 1
 

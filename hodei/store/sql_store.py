@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from hodei.domain.transitions import ONE_STATEMENT, Applied, Transition
 from hodei.services.ports import (
     ApiTokenRepository,
     AttemptRepository,
@@ -15,10 +16,10 @@ from hodei.services.ports import (
     JobRepository,
     LogRepository,
     ProviderRepository,
-    RunRepository,
     TokenRepository,
     WorkerRepository,
 )
+from hodei.store import transitions as writes
 from hodei.store.api_token_repository import SqlApiTokenRepository
 from hodei.store.driver_statement import driver_connection
 from hodei.store.engine import database_errors, read_only
@@ -41,8 +42,14 @@ class SqlTransaction:
         self.tokens: TokenRepository = SqlTokenRepository(connection)
         self.providers: ProviderRepository = SqlProviderRepository(connection)
         self.logs: LogRepository = SqlLogRepository(connection)
-        self.runs: RunRepository = SqlRunRepository(connection)
         self.api_tokens: ApiTokenRepository = SqlApiTokenRepository(connection)
+        self.runs = SqlRunRepository(connection)  # the one-statement writes, for apply
+
+    def apply(self, transition: Transition) -> Applied:
+        return writes.apply(self, transition)
+
+    def apply_all(self, transitions: Sequence[Transition]) -> list[Transition]:
+        return writes.apply_all(self, transitions)
 
 
 class SqlStore:
@@ -50,6 +57,12 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def apply(self, transition: Transition) -> Applied:
+        # A transition written as one statement needs no transaction around it.
+        unit = self.single_write() if transition.kind in ONE_STATEMENT else self.transaction()
+        with unit as tx:
+            return tx.apply(transition)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:

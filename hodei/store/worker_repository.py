@@ -80,6 +80,8 @@ class SqlWorkerRepository:
         self, worker_id: UUID, *, states: Collection[WorkerState], **changes: Any
     ) -> bool:
         stmt = statements.conditional_update(workers, tuple(str(s) for s in states))
+        if changes.get("reported_jobs") is not None:  # a JSON list of ids, as worker_to_row
+            changes["reported_jobs"] = [str(j) for j in changes["reported_jobs"]]
         params = {**normalise_changes(changes), **where_params(id=worker_id)}
         return self._c.execute(stmt, params).rowcount == 1
 

@@ -12,8 +12,8 @@ from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
 from hodei.domain.records import Attempt, BootstrapToken, Job, Provider, Worker
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import AttemptState, JobState, ProviderHealth, WorkerState
+from hodei.domain.timeline import job_event
 from hodei.sdk import Client
-from hodei.services.timeline import job_event
 
 # (event type, old state, new state) for each step of a planted job's history
 Step = tuple[str, str | None, str]

@@ -1,4 +1,4 @@
-"""Building the events that services write next to each state change."""
+"""Building the events written next to each state change (see hodei.domain.transitions)."""
 
 from __future__ import annotations
 

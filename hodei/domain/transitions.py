@@ -1,0 +1,828 @@
+"""Every change of a job's or a worker's state, one pure function each.
+
+A function takes the record as the caller read it (or, where the caller reads nothing
+first, its identity) and returns a :class:`Transition`: which row changes and under
+which guard, what happens to the attempt and the worker, and the event(s). It checks
+the change against the tables in :mod:`hodei.domain.states`. The store writes a
+transition with ``apply``, all or nothing, and only if the guard still holds; no
+use case names a column.
+
+To add a state change: write its function here (its guard, its changes, its events),
+give it a :class:`Kind`, and call ``tx.apply(...)`` (or ``store.apply(...)``) with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from hodei.domain.events import Actor, DomainEvent, EventType
+from hodei.domain.records import Attempt, Job, Worker, provider_of_queue
+from hodei.domain.states import (
+    LAUNCHING_REF,
+    LIVE_WORKER_STATES,
+    REGISTERED_WORKER_STATES,
+    AttemptState,
+    FailureReason,
+    JobState,
+    WorkerState,
+    ensure_transition,
+    ensure_worker_transition,
+)
+from hodei.domain.timeline import job_event, job_event_for, worker_event
+
+
+class Kind(StrEnum):
+    """What a transition does; a store may write some kinds in a way of its own (one
+    statement on PostgreSQL for queue, start and finish)."""
+
+    QUEUE = "queue"
+    START = "start"
+    FINISH = "finish"
+    RETRY = "retry"
+    REOPEN = "reopen"  # a manual retry
+    FAIL = "fail"
+    CANCEL = "cancel"
+    REQUEST_CANCEL = "request_cancel"
+    REQUEUE_LOST = "requeue_lost"
+    TIME_OUT = "time_out"
+    ASSIGN = "assign"
+    REPUBLISH = "republish"
+    REGISTER = "register"
+    HEARTBEAT = "heartbeat"
+    LAUNCHED = "launched"
+    TOUCH = "touch"
+    DRAIN = "drain"
+    LOSE = "lose"
+    TERMINATE = "terminate"
+    PROVISION_FAILED = "provision_failed"
+
+
+class WorkerCount(StrEnum):
+    """A change of a worker's running-job count, which its BUSY/READY state follows."""
+
+    BUSY = "busy"  # one more running job: BUSY
+    DONE = "done"  # one fewer, one more executed: READY again once it runs none
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """Set ``changes`` on the job if it is in one of ``from_states`` (and, when given,
+    at ``attempt`` and running on ``worker_id``)."""
+
+    job_id: UUID
+    from_states: frozenset[JobState]
+    changes: Mapping[str, Any]
+    attempt: int | None = None
+    worker_id: UUID | None = None
+    manual_retry: bool = False
+
+    def __post_init__(self) -> None:
+        new = self.changes.get("state")
+        if new is not None:
+            for old in self.from_states:
+                ensure_transition(old, new, manual_retry=self.manual_retry)
+
+
+@dataclass(frozen=True)
+class WorkerChange:
+    """Set ``changes`` on the worker (and count a job, see :class:`WorkerCount`) if it is
+    in one of ``from_states`` (and, when given, silent since ``silent_since``)."""
+
+    worker_id: UUID
+    from_states: frozenset[WorkerState]
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    count: WorkerCount | None = None
+    silent_since: datetime | None = None
+
+    def __post_init__(self) -> None:
+        new = self.changes.get("state")
+        if new is not None:
+            for old in self.from_states:
+                ensure_worker_transition(old, new)
+
+
+@dataclass(frozen=True)
+class AttemptChange:
+    """Set ``changes`` on attempt ``attempt_no`` of the job."""
+
+    job_id: UUID
+    attempt_no: int
+    changes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state change, written all or nothing. The guard is the job change when there
+    is one, else the worker change: if it no longer holds, nothing is written."""
+
+    kind: Kind
+    job: JobChange | None = None
+    worker: WorkerChange | None = None
+    attempt: AttemptChange | None = None
+    new_attempt: Attempt | None = None
+    events: tuple[DomainEvent, ...] = ()
+
+    def __post_init__(self) -> None:
+        assert self.job is not None or self.worker is not None, "a transition needs a guard"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What ``apply`` did: ``won`` if the guard held and everything was written."""
+
+    won: bool
+    job: Job | None = None  # the job as written, where the store has it (a start)
+
+    def __bool__(self) -> bool:
+        return self.won
+
+
+# Written as one statement on PostgreSQL: the store needs no transaction around them.
+ONE_STATEMENT = frozenset({Kind.QUEUE, Kind.START, Kind.FINISH})
+
+_NO_RUN = {"worker_id": None, "queued_at": None, "started_at": None, "deadline_at": None}
+_TAKES_WORK = frozenset({WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED})
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+def queue(
+    job_id: UUID,
+    attempt: int,
+    *,
+    task_id: str,
+    queue: str,
+    now: datetime,
+    correlation_id: str | None = None,
+    reason: str = "",
+) -> Transition:
+    """PENDING -> QUEUED at ``attempt``, once the broker took the message (from what the
+    publisher knew: no need to read the job)."""
+    return Transition(
+        Kind.QUEUE,
+        job=JobChange(
+            job_id,
+            frozenset({JobState.PENDING}),
+            {
+                "state": JobState.QUEUED,
+                "queued_at": now,
+                "next_attempt_at": None,
+                "updated_at": now,
+            },
+            attempt=attempt,
+        ),
+        new_attempt=Attempt(job_id, attempt, AttemptState.QUEUED, task_id=task_id),
+        events=(
+            job_event_for(
+                job_id,
+                correlation_id,
+                EventType.JOB_QUEUED,
+                actor=Actor.DISPATCHER,
+                now=now,
+                new_state=JobState.QUEUED,
+                old_state=JobState.PENDING,  # the only state a job is queued from
+                provider=provider_of_queue(queue),
+                queue=queue,
+                attempt=attempt,
+                task_id=task_id,
+                selection=reason or None,
+            ),
+        ),
+    )
+
+
+def start(
+    job_id: UUID, attempt: int, *, worker_id: UUID, task_id: str, now: datetime
+) -> Transition:
+    """QUEUED -> RUNNING at ``attempt`` on ``worker_id``, which becomes BUSY. Nothing is
+    read first: the store sets the deadline from the job's timeout and gives the event
+    the job's correlation id."""
+    return Transition(
+        Kind.START,
+        job=JobChange(
+            job_id,
+            frozenset({JobState.QUEUED}),
+            {
+                "state": JobState.RUNNING,
+                "worker_id": worker_id,
+                "started_at": now,
+                "updated_at": now,
+            },
+            attempt=attempt,
+        ),
+        attempt=AttemptChange(
+            job_id,
+            attempt,
+            {
+                "state": AttemptState.RUNNING,
+                "worker_id": worker_id,
+                "started_at": now,
+                "task_id": task_id,
+            },
+        ),
+        worker=WorkerChange(worker_id, _TAKES_WORK, {"updated_at": now}, count=WorkerCount.BUSY),
+        events=(
+            job_event_for(
+                job_id,
+                None,  # the store writes the job's own
+                EventType.JOB_STARTED,
+                actor=Actor.worker(worker_id),
+                now=now,
+                new_state=JobState.RUNNING,
+                old_state=JobState.QUEUED,  # the only state a job starts from
+                worker_id=worker_id,
+                attempt=attempt,
+            ),
+        ),
+    )
+
+
+_END_EVENT = {
+    JobState.SUCCEEDED: EventType.JOB_SUCCEEDED,
+    JobState.FAILED: EventType.JOB_FAILED,
+    JobState.TIMED_OUT: EventType.JOB_TIMED_OUT,
+    JobState.CANCELLED: EventType.JOB_CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended, as its worker measured it."""
+
+    state: JobState  # the job's terminal state, were this attempt its last
+    reason: FailureReason | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str | None = None
+    duration_ms: int = 0
+
+    @property
+    def failure_reason(self) -> str | None:
+        return str(self.reason) if self.reason else None
+
+    @property
+    def attempt_state(self) -> AttemptState:
+        return AttemptState(str(self.state))
+
+
+def finish(job: Job, *, worker_id: UUID, ending: Ending, now: datetime) -> Transition:
+    """RUNNING on ``worker_id`` at the job's attempt -> the ending's terminal state; the
+    attempt ends too, and the worker counts one job done."""
+    return Transition(
+        Kind.FINISH,
+        job=JobChange(
+            job.id,
+            frozenset({JobState.RUNNING}),
+            {
+                "state": ending.state,
+                "exit_code": ending.exit_code,
+                "failure_reason": ending.failure_reason,
+                "error": ending.error,
+                "finished_at": now,
+                "updated_at": now,
+            },
+            attempt=job.attempt,
+            worker_id=worker_id,
+        ),
+        attempt=_attempt_ended(job, ending, now),
+        worker=_job_done(worker_id, now),
+        events=(
+            job_event(
+                job,
+                _END_EVENT[ending.state],
+                actor=Actor.worker(worker_id),
+                now=now,
+                new_state=ending.state,
+                old_state=JobState.RUNNING,
+                attempt=job.attempt,
+                exit_code=ending.exit_code,
+                signal=ending.signal,
+                reason=ending.failure_reason,
+                duration_ms=ending.duration_ms,
+                error=ending.error,
+            ),
+        ),
+    )
+
+
+def retry(job: Job, *, worker_id: UUID, ending: Ending, due: datetime, now: datetime) -> Transition:
+    """A failed attempt with attempts left: RUNNING -> PENDING as attempt n+1, due at
+    ``due``; attempt n ends, and the worker counts one job done."""
+    return Transition(
+        Kind.RETRY,
+        job=JobChange(
+            job.id,
+            frozenset({JobState.RUNNING}),
+            {
+                "state": JobState.PENDING,
+                "attempt": job.attempt + 1,
+                "next_attempt_at": due,
+                **_NO_RUN,
+                "exit_code": ending.exit_code,
+                "updated_at": now,
+            },
+            attempt=job.attempt,
+            worker_id=worker_id,
+        ),
+        attempt=_attempt_ended(job, ending, now),
+        worker=_job_done(worker_id, now),
+        events=(
+            job_event(
+                job,
+                EventType.JOB_RETRY_SCHEDULED,
+                actor=Actor.worker(worker_id),
+                now=now,
+                new_state=JobState.PENDING,
+                attempt=job.attempt + 1,
+                failed_attempt=job.attempt,
+                next_attempt_at=due,
+                exit_code=ending.exit_code,
+                reason=ending.failure_reason,
+            ),
+        ),
+    )
+
+
+def _job_done(worker_id: UUID, now: datetime) -> WorkerChange:
+    return WorkerChange(worker_id, LIVE_WORKER_STATES, {"updated_at": now}, count=WorkerCount.DONE)
+
+
+def _attempt_ended(job: Job, ending: Ending, now: datetime) -> AttemptChange:
+    return AttemptChange(
+        job.id,
+        job.attempt,
+        {
+            "state": ending.attempt_state,
+            "finished_at": now,
+            "exit_code": ending.exit_code,
+            "signal": ending.signal,
+            "error": ending.error,
+        },
+    )
+
+
+def reopen(job: Job, *, actor: str, now: datetime) -> Transition:
+    """A manual retry: FAILED, TIMED_OUT or CANCELLED -> PENDING as the next attempt, due
+    now, with a fresh retry budget. The earlier attempts stay as they were."""
+    return Transition(
+        Kind.REOPEN,
+        job=JobChange(
+            job.id,
+            frozenset({job.state}),
+            {
+                "state": JobState.PENDING,
+                "attempt": job.attempt + 1,
+                "next_attempt_at": now,
+                **_NO_RUN,
+                "max_attempts": job.max_attempts + job.spec.max_attempts,
+                "exit_code": None,
+                "failure_reason": None,
+                "error": None,
+                "cancel_requested_at": None,
+                "finished_at": None,
+                "updated_at": now,
+            },
+            attempt=job.attempt,
+            manual_retry=True,
+        ),
+        events=(
+            job_event(
+                job,
+                EventType.JOB_RETRY_SCHEDULED,
+                actor=actor,
+                now=now,
+                new_state=JobState.PENDING,
+                attempt=job.attempt + 1,
+                next_attempt_at=now,
+                manual=True,
+            ),
+        ),
+    )
+
+
+def requeue_lost(job: Job, *, worker: Worker, now: datetime) -> Transition:
+    """RUNNING on a LOST worker -> PENDING as the next attempt, due now; the attempt is LOST."""
+    return Transition(
+        Kind.REQUEUE_LOST,
+        job=JobChange(
+            job.id,
+            frozenset({JobState.RUNNING}),
+            {
+                "state": JobState.PENDING,
+                "attempt": job.attempt + 1,
+                "next_attempt_at": now,
+                **_NO_RUN,
+                "updated_at": now,
+            },
+            attempt=job.attempt,
+        ),
+        attempt=_attempt_lost(job, worker, now),
+        events=(
+            job_event(
+                job,
+                EventType.JOB_REQUEUED,
+                actor=Actor.REAPER,
+                now=now,
+                new_state=JobState.PENDING,
+                reason="worker_lost",
+                lost_worker_id=worker.id,
+                attempt=job.attempt + 1,
+            ),
+        ),
+    )
+
+
+def fail_lost(job: Job, *, worker: Worker, now: datetime) -> Transition:
+    """RUNNING on a LOST worker, lost too often -> FAILED (worker_lost); the attempt is LOST."""
+    return fail(
+        job,
+        reason=FailureReason.WORKER_LOST,
+        actor=Actor.REAPER,
+        now=now,
+        attempt=_attempt_lost(job, worker, now),
+        lost_worker_id=worker.id,
+    )
+
+
+def _attempt_lost(job: Job, worker: Worker, now: datetime) -> AttemptChange:
+    return AttemptChange(
+        job.id,
+        job.attempt,
+        {"state": AttemptState.LOST, "finished_at": now, "error": f"worker {worker.id} lost"},
+    )
+
+
+def fail(
+    job: Job,
+    *,
+    reason: FailureReason,
+    actor: str,
+    now: datetime,
+    error: str | None = None,
+    attempt: AttemptChange | None = None,
+    **details: Any,
+) -> Transition:
+    """A job that can no longer run -> FAILED for ``reason`` (from the state it was read
+    in, at its attempt). A queued or running attempt fails with it, unless ``attempt``
+    says otherwise. ``details`` go into the JobFailed event."""
+    changes: dict[str, Any] = {"state": JobState.FAILED, "failure_reason": str(reason)}
+    if error is not None:
+        changes["error"] = error
+    if attempt is None and job.state in (JobState.QUEUED, JobState.RUNNING):
+        attempt = AttemptChange(
+            job.id, job.attempt, {"state": AttemptState.FAILED, "finished_at": now, "error": error}
+        )
+    extra: dict[str, Any] = {"error": error} if error is not None else {}
+    return Transition(
+        Kind.FAIL,
+        job=JobChange(
+            job.id,
+            frozenset({job.state}),
+            {**changes, "finished_at": now, "updated_at": now},
+            attempt=job.attempt,
+        ),
+        attempt=attempt,
+        events=(
+            job_event(
+                job,
+                EventType.JOB_FAILED,
+                actor=actor,
+                now=now,
+                new_state=JobState.FAILED,
+                reason=str(reason),
+                attempt=job.attempt,
+                **extra,
+                **details,
+            ),
+        ),
+    )
+
+
+def time_out(job: Job, *, now: datetime, error: str) -> Transition:
+    """RUNNING past its deadline, its worker gone -> TIMED_OUT, and its attempt too."""
+    return Transition(
+        Kind.TIME_OUT,
+        job=JobChange(
+            job.id,
+            frozenset({JobState.RUNNING}),
+            {
+                "state": JobState.TIMED_OUT,
+                "failure_reason": str(FailureReason.TIMEOUT),
+                "finished_at": now,
+                "updated_at": now,
+            },
+            attempt=job.attempt,
+        ),
+        attempt=AttemptChange(
+            job.id,
+            job.attempt,
+            {"state": AttemptState.TIMED_OUT, "finished_at": now, "error": error},
+        ),
+        events=(
+            job_event(
+                job,
+                EventType.JOB_TIMED_OUT,
+                actor=Actor.REAPER,
+                now=now,
+                new_state=JobState.TIMED_OUT,
+                attempt=job.attempt,
+                reason=str(FailureReason.TIMEOUT),
+            ),
+        ),
+    )
+
+
+def cancel(job: Job, *, actor: str, now: datetime) -> Transition:
+    """PENDING or QUEUED -> CANCELLED at once (a queued attempt too)."""
+    return Transition(
+        Kind.CANCEL,
+        job=JobChange(
+            job.id,
+            frozenset({job.state}),
+            {
+                "state": JobState.CANCELLED,
+                "cancel_requested_at": now,
+                "failure_reason": str(FailureReason.CANCELLED),
+                "finished_at": now,
+                "updated_at": now,
+            },
+            attempt=job.attempt,
+        ),
+        attempt=(
+            AttemptChange(
+                job.id, job.attempt, {"state": AttemptState.CANCELLED, "finished_at": now}
+            )
+            if job.state is JobState.QUEUED
+            else None
+        ),
+        events=(
+            job_event(job, EventType.JOB_CANCEL_REQUESTED, actor=actor, now=now),
+            job_event(
+                job,
+                EventType.JOB_CANCELLED,
+                actor=actor,
+                now=now,
+                new_state=JobState.CANCELLED,
+                attempt=job.attempt,
+                reason=str(FailureReason.CANCELLED),
+            ),
+        ),
+    )
+
+
+def request_cancel(job: Job, *, actor: str, now: datetime) -> Transition:
+    """A RUNNING job gets ``cancel_requested_at``, which its runner honours (SIGTERM,
+    grace, SIGKILL); it ends CANCELLED when its attempt finishes."""
+    return Transition(
+        Kind.REQUEST_CANCEL,
+        job=JobChange(
+            job.id,
+            frozenset({JobState.RUNNING}),
+            {"cancel_requested_at": now, "updated_at": now},
+        ),
+        events=(job_event(job, EventType.JOB_CANCEL_REQUESTED, actor=actor, now=now),),
+    )
+
+
+def assign(job: Job, *, provider_id: UUID, queue: str, now: datetime) -> Transition:
+    """A PENDING job no provider could take at submit gets one (no state change)."""
+    return Transition(
+        Kind.ASSIGN,
+        job=JobChange(
+            job.id,
+            frozenset({JobState.PENDING}),
+            {"provider_id": provider_id, "queue": queue, "updated_at": now},
+            attempt=job.attempt,
+        ),
+    )
+
+
+def republish(job: Job, *, reason: str, now: datetime) -> Transition:
+    """A QUEUED job whose message was most likely lost: its queue clock restarts (so the
+    next pass does not publish it yet again), with a JobRepublished event."""
+    return Transition(
+        Kind.REPUBLISH,
+        job=JobChange(
+            job.id,
+            frozenset({JobState.QUEUED}),
+            {"queued_at": now, "updated_at": now},
+            attempt=job.attempt,
+        ),
+        events=(
+            job_event(
+                job,
+                EventType.JOB_REPUBLISHED,
+                actor=Actor.DISPATCHER,
+                now=now,
+                attempt=job.attempt,
+                reason=reason,
+            ),
+        ),
+    )
+
+
+# --- workers -----------------------------------------------------------------------------
+
+
+def register(worker: Worker, *, infra_ref: str | None, now: datetime) -> Transition:
+    """PROVISIONING -> READY (by way of REGISTERED, in the events). The provider's handle
+    (container id, pod name) wins over the worker's own view (a pid inside that
+    container), which only matters when there is none."""
+    provider_ref = None if worker.infra_ref == LAUNCHING_REF else worker.infra_ref
+    actor = Actor.worker(worker.id)
+    return Transition(
+        Kind.REGISTER,
+        worker=WorkerChange(
+            worker.id,
+            frozenset({WorkerState.PROVISIONING}),
+            {
+                "state": WorkerState.READY,
+                "registered_at": now,
+                "last_heartbeat": now,
+                "infra_ref": provider_ref or infra_ref,
+                "updated_at": now,
+            },
+        ),
+        events=(
+            worker_event(
+                worker,
+                EventType.WORKER_REGISTERED,
+                actor=actor,
+                now=now,
+                new_state=WorkerState.REGISTERED,
+                infra_ref=infra_ref,
+            ),
+            worker_event(
+                _as(worker, WorkerState.REGISTERED),
+                EventType.WORKER_READY,
+                actor=actor,
+                now=now,
+                new_state=WorkerState.READY,
+            ),
+        ),
+    )
+
+
+def _as(worker: Worker, state: WorkerState) -> Worker:
+    return replace(worker, state=state)
+
+
+def heartbeat(
+    worker_id: UUID,
+    *,
+    now: datetime,
+    reported_jobs: tuple[UUID, ...] | None = None,
+    pending_outcomes: int | None = None,
+) -> Transition:
+    """A registered worker is alive (no state change, no event); with ``reported_jobs``,
+    also what it holds: the jobs it runs or has an outcome of still to write."""
+    changes: dict[str, Any] = {"last_heartbeat": now, "updated_at": now}
+    if reported_jobs is not None:
+        changes["reported_jobs"] = tuple(reported_jobs)
+        changes["pending_outcomes"] = pending_outcomes or 0
+    return Transition(
+        Kind.HEARTBEAT, worker=WorkerChange(worker_id, REGISTERED_WORKER_STATES, changes)
+    )
+
+
+def launched(worker_id: UUID, *, infra_ref: str, now: datetime) -> Transition:
+    """The provider started the worker's process, container or pod: its handle."""
+    return Transition(
+        Kind.LAUNCHED,
+        worker=WorkerChange(
+            worker_id, LIVE_WORKER_STATES, {"infra_ref": infra_ref, "updated_at": now}
+        ),
+    )
+
+
+def touch(worker_id: UUID, *, now: datetime) -> Transition:
+    """Write the worker's row, whatever its state: concurrent writers queue behind it
+    until this transaction ends."""
+    return Transition(
+        Kind.TOUCH,
+        worker=WorkerChange(worker_id, frozenset(WorkerState), {"updated_at": now}),
+    )
+
+
+def drain(worker: Worker, *, actor: str, now: datetime) -> Transition:
+    """A live worker -> DRAINING: it finishes its current job and exits."""
+    return Transition(
+        Kind.DRAIN,
+        worker=WorkerChange(
+            worker.id, LIVE_WORKER_STATES, {"state": WorkerState.DRAINING, "updated_at": now}
+        ),
+        events=(
+            worker_event(
+                worker,
+                EventType.WORKER_DRAINING,
+                actor=actor,
+                now=now,
+                new_state=WorkerState.DRAINING,
+            ),
+        ),
+    )
+
+
+def lose(worker: Worker, *, silent_since: datetime, reason: str, now: datetime) -> Transition:
+    """A registered worker with no sign of life since ``silent_since`` -> LOST."""
+    return Transition(
+        Kind.LOSE,
+        worker=WorkerChange(
+            worker.id,
+            REGISTERED_WORKER_STATES,
+            {
+                "state": WorkerState.LOST,
+                "termination_reason": reason,
+                "terminated_at": now,
+                "current_job_id": None,
+                "updated_at": now,
+            },
+            silent_since=silent_since,
+        ),
+        events=(
+            worker_event(
+                worker,
+                EventType.WORKER_LOST,
+                actor=Actor.REAPER,
+                now=now,
+                new_state=WorkerState.LOST,
+                last_heartbeat=worker.last_heartbeat,
+                reason=reason,
+            ),
+        ),
+    )
+
+
+def terminate(worker: Worker, *, reason: str, actor: str, now: datetime) -> Transition:
+    """A live worker -> TERMINATED: it exits, or its provider is removed."""
+    return Transition(
+        Kind.TERMINATE,
+        worker=WorkerChange(
+            worker.id,
+            LIVE_WORKER_STATES,
+            {
+                "state": WorkerState.TERMINATED,
+                "termination_reason": reason,
+                "terminated_at": now,
+                "current_job_id": None,
+                "updated_at": now,
+            },
+        ),
+        events=(
+            worker_event(
+                worker,
+                EventType.WORKER_TERMINATED,
+                actor=actor,
+                now=now,
+                new_state=WorkerState.TERMINATED,
+                reason=reason,
+            ),
+        ),
+    )
+
+
+def provision_failed(
+    worker: Worker,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    cause: DomainEvent | None = None,
+) -> Transition:
+    """A worker that never registered -> PROVISION_FAILED, its event after ``cause``'s."""
+    return Transition(
+        Kind.PROVISION_FAILED,
+        worker=WorkerChange(
+            worker.id,
+            frozenset({WorkerState.PROVISIONING}),
+            {
+                "state": WorkerState.PROVISION_FAILED,
+                "termination_reason": reason,
+                "terminated_at": now,
+                "updated_at": now,
+            },
+        ),
+        events=(
+            *([cause] if cause else []),
+            worker_event(
+                worker,
+                EventType.WORKER_PROVISION_FAILED,
+                actor=actor,
+                now=now,
+                new_state=WorkerState.PROVISION_FAILED,
+                reason=reason,
+            ),
+        ),
+    )
+
+
+def after(job: Job, transition: Transition) -> Job:
+    """``job`` as ``transition`` leaves it (what the store wrote, without reading it)."""
+    assert transition.job is not None and transition.job.job_id == job.id
+    return replace(job, **transition.job.changes)
