@@ -223,6 +223,14 @@ class HodeiBench:
         )
         return issued.secret, str(issued.worker.id)
 
+    def hold_capacity(self, worker_id: str) -> None:
+        """Mark a token's worker row as launched, so it holds capacity before it registers."""
+        with self.sql.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE workers SET infra_ref = 'bench:reserved' WHERE id = :id"),
+                {"id": worker_id},
+            )
+
     def start_worker(self, name: str, secret: str, worker_id: str) -> None:
         argv = common.hodei_cli("worker", "start", "--concurrency", str(CONCURRENCY))
         self.procs.start(name, argv, {**self.env, "HODEI_OTP_TOKEN": secret})
@@ -315,10 +323,12 @@ def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
         end_to_end = max(_ts(r.finished_at) for r in rows) - started
         latencies = [(_ts(r.started_at) - _ts(r.created_at)) * 1000 for r in rows if r.started_at]
 
-        # (c) submit_many with no worker consuming. The PROVISIONING row of an unused
-        # token counts as a live worker, so hodei does not launch one of its own.
+        # (c) submit_many with no worker consuming. The token's PROVISIONING row, marked
+        # as being launched, holds the provider's one slot, so hodei launches no worker of
+        # its own (an unused hand-issued token holds no capacity).
         bulk = f"{bench.run_id}-many"
         secret, worker_id = bench.issue_token()
+        bench.hold_capacity(worker_id)
         specs = [JobSpec.create(["true"], name=f"bulk-{i}", correlation_id=bulk) for i in range(n)]
         t0 = time.perf_counter()
         bench.client.submit_many(specs)
