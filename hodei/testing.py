@@ -1,0 +1,658 @@
+"""In-memory stand-ins for hodei's ports, shipped for tests of the use cases.
+
+``InMemoryStore`` implements :class:`hodei.services.ports.Store` (the write side; not
+the operators' read models of ``read_ports.py``) with plain dictionaries: a transaction
+works on a copy and replaces the state when it commits, so a failed unit of work leaves
+nothing behind, as on a database. ``RecordingPublisher`` keeps what would go on the
+broker, and ``FakeLauncher`` what a provider would start. None of them imports any
+infrastructure: a use-case test runs in milliseconds on a bare machine::
+
+    store, publisher = InMemoryStore(), RecordingPublisher()
+    submit_jobs(store, clock, publisher, [spec], ...)
+    assert publisher.published[0].job_id == ...
+
+``tests/integration/test_store_contract.py`` runs the same scenarios against this
+store, SQLite and PostgreSQL, so it behaves like the real ones where use cases look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from hodei.domain.events import DomainEvent
+from hodei.domain.principals import ApiToken
+from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
+from hodei.domain.selection import Candidate
+from hodei.domain.states import (
+    REGISTERED_WORKER_STATES,
+    TERMINAL_STATES,
+    JobState,
+    WorkerState,
+)
+from hodei.domain.transitions import (
+    Applied,
+    Kind,
+    Transition,
+    WorkerChange,
+    WorkerCount,
+)
+from hodei.errors import BrokerUnavailable, DuplicateIdempotencyKey
+from hodei.services.ports import (
+    ApiTokenRepository,
+    AttemptRepository,
+    EventQuery,
+    EventRepository,
+    JobQuery,
+    JobRepository,
+    LaunchRequest,
+    LogRepository,
+    ProviderRepository,
+    Publication,
+    Store,
+    TaskPublisher,
+    TokenRepository,
+    Transaction,
+    WorkerLauncher,
+    WorkerRepository,
+)
+
+__all__ = [
+    "FakeLauncher",
+    "FixedClock",
+    "InMemoryStore",
+    "RecordingPublisher",
+]
+
+
+class FixedClock:
+    """A clock that moves only when told (``advance``)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        self._now += timedelta(seconds=seconds)
+        return self._now
+
+
+@dataclass
+class _State:
+    jobs: dict[UUID, Job] = field(default_factory=dict)
+    attempts: dict[tuple[UUID, int], Attempt] = field(default_factory=dict)
+    events: list[DomainEvent] = field(default_factory=list)
+    workers: dict[UUID, Worker] = field(default_factory=dict)
+    tokens: dict[str, BootstrapToken] = field(default_factory=dict)
+    providers: dict[UUID, Provider] = field(default_factory=dict)
+    logs: list[LogLine] = field(default_factory=list)
+    api_tokens: dict[UUID, ApiToken] = field(default_factory=dict)
+    next_event_id: int = 1
+    next_log_id: int = 1
+
+    def copy(self) -> _State:
+        # Records are immutable: copying the containers is a full snapshot.
+        return replace(
+            self,
+            jobs=dict(self.jobs),
+            attempts=dict(self.attempts),
+            events=list(self.events),
+            workers=dict(self.workers),
+            tokens=dict(self.tokens),
+            providers=dict(self.providers),
+            logs=list(self.logs),
+            api_tokens=dict(self.api_tokens),
+        )
+
+
+class _Jobs:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add(self, *jobs: Job) -> None:
+        for job in jobs:
+            key = job.idempotency_key
+            if key is not None and self.get_by_idempotency_key(key) is not None:
+                raise DuplicateIdempotencyKey("another job was just submitted with this key")
+            self._s.jobs[job.id] = job
+
+    def create(self, job: Job, events: Sequence[DomainEvent]) -> None:
+        self.add(job)
+        _Events(self._s).add(*events)
+
+    def get(self, job_id: UUID) -> Job | None:
+        return self._s.jobs.get(job_id)
+
+    def get_by_idempotency_key(self, key: str) -> Job | None:
+        return next((j for j in self._s.jobs.values() if j.idempotency_key == key), None)
+
+    def search(self, query: JobQuery) -> list[Job]:
+        found = [
+            j
+            for j in self._s.jobs.values()
+            if (not query.states or j.state in query.states)
+            and (not query.name or j.name == query.name)
+            and (not query.correlation_id or j.correlation_id == query.correlation_id)
+            and (not query.provider_id or j.provider_id == query.provider_id)
+            and (query.before is None or (j.created_at, j.id) < query.before)
+        ]
+        found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        return found[: query.limit]
+
+    def waiting_for_provider(self, *, limit: int) -> list[Job]:
+        found = [j for j in self._s.jobs.values() if j.state is JobState.PENDING and not j.queue]
+        return sorted(found, key=lambda j: (j.created_at, j.id))[:limit]
+
+    def due_for_dispatch(
+        self, *, now: datetime, created_before: datetime, limit: int, queue: str | None = None
+    ) -> list[Job]:
+        found = [
+            j
+            for j in self._s.jobs.values()
+            if j.state is JobState.PENDING
+            and j.queue is not None
+            and (queue is None or j.queue == queue)
+            and (
+                (j.next_attempt_at is None and j.updated_at < created_before)
+                or (j.next_attempt_at is not None and j.next_attempt_at <= now)
+            )
+        ]
+        return sorted(found, key=lambda j: j.created_at)[:limit]
+
+    def stranded_queued(self, *, queued_before: datetime, limit: int) -> list[Job]:
+        def busy_since(worker_id: UUID) -> bool:
+            return any(
+                j.worker_id == worker_id
+                and (
+                    (j.started_at is not None and j.started_at >= queued_before)
+                    or (j.finished_at is not None and j.finished_at >= queued_before)
+                )
+                for j in self._s.jobs.values()
+            )
+
+        idle_queues = {
+            w.queue
+            for w in self._s.workers.values()
+            if w.state is WorkerState.READY
+            and w.registered_at is not None
+            and w.registered_at < queued_before
+            and not busy_since(w.id)
+        }
+        found = [
+            j
+            for j in self._s.jobs.values()
+            if j.state is JobState.QUEUED
+            and j.queued_at is not None
+            and j.queued_at < queued_before
+            and j.queue in idle_queues
+        ]
+        return sorted(found, key=lambda j: j.queued_at or j.created_at)[:limit]
+
+    def running_on_workers(self, worker_ids: Collection[UUID]) -> list[Job]:
+        ids = set(worker_ids)
+        return [
+            j for j in self._s.jobs.values() if j.state is JobState.RUNNING and j.worker_id in ids
+        ]
+
+    def running_past_deadline(self, now: datetime, limit: int) -> list[Job]:
+        gone = {WorkerState.LOST, WorkerState.TERMINATED}
+
+        def worker_gone(job: Job) -> bool:
+            worker = self._s.workers.get(job.worker_id) if job.worker_id else None
+            return job.worker_id is None or (worker is not None and worker.state in gone)
+
+        return [
+            j
+            for j in self._s.jobs.values()
+            if j.state is JobState.RUNNING
+            and j.deadline_at is not None
+            and j.deadline_at < now
+            and worker_gone(j)
+        ][:limit]
+
+    def count_waiting(self, queue: str) -> int:
+        waiting = (JobState.PENDING, JobState.QUEUED)
+        return sum(1 for j in self._s.jobs.values() if j.queue == queue and j.state in waiting)
+
+    def count_running_for_worker(self, worker_id: UUID) -> int:
+        return sum(
+            1
+            for j in self._s.jobs.values()
+            if j.worker_id == worker_id and j.state is JobState.RUNNING
+        )
+
+    def is_cancel_requested(self, job_id: UUID) -> bool:
+        job = self._s.jobs.get(job_id)
+        return job is not None and job.cancel_requested_at is not None
+
+    def purge_finished(self, before: datetime, limit: int) -> int:
+        ids = [
+            j.id
+            for j in self._s.jobs.values()
+            if j.state in TERMINAL_STATES and j.finished_at is not None and j.finished_at < before
+        ][:limit]
+        gone = set(ids)
+        for job_id in ids:
+            del self._s.jobs[job_id]
+        self._s.attempts = {k: a for k, a in self._s.attempts.items() if k[0] not in gone}
+        self._s.events = [e for e in self._s.events if e.aggregate_id not in gone]
+        self._s.logs = [ln for ln in self._s.logs if ln.job_id not in gone]
+        return len(ids)
+
+
+class _Attempts:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add(self, *attempts: Attempt) -> None:
+        for attempt in attempts:
+            self._s.attempts[(attempt.job_id, attempt.attempt_no)] = attempt
+
+    def search(self, job_id: UUID) -> list[Attempt]:
+        found = [a for (j, _), a in self._s.attempts.items() if j == job_id]
+        return sorted(found, key=lambda a: a.attempt_no)
+
+
+class _Events:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add(self, *events: DomainEvent) -> None:
+        for event in events:
+            self._s.events.append(replace(event, id=self._s.next_event_id))
+            self._s.next_event_id += 1
+
+    def search(self, query: EventQuery) -> list[DomainEvent]:
+        found = [
+            e
+            for e in self._s.events
+            if (not query.event_types or e.event_type in query.event_types)
+            and (not query.aggregate_ids or e.aggregate_id in query.aggregate_ids)
+            and (not query.correlation_id or e.correlation_id == query.correlation_id)
+            and (query.since is None or e.occurred_at >= query.since)
+            and (query.after_id is None or (e.id or 0) > query.after_id)
+        ]
+        found.sort(key=lambda e: e.id or 0, reverse=query.newest_first)
+        return found[: query.limit]
+
+    def purge(self, before: datetime, aggregate_ids: Collection[UUID]) -> int:
+        ids = set(aggregate_ids)
+
+        def goes(e: DomainEvent) -> bool:
+            return e.occurred_at < before and (not ids or e.aggregate_id in ids)
+
+        kept = [e for e in self._s.events if not goes(e)]
+        purged = len(self._s.events) - len(kept)
+        self._s.events = kept
+        return purged
+
+
+class _Workers:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add(self, worker: Worker) -> None:
+        self._s.workers[worker.id] = worker
+
+    def get(self, worker_id: UUID) -> Worker | None:
+        return self._s.workers.get(worker_id)
+
+    def search(
+        self, *, states: Collection[WorkerState] = (), queue: str | None = None, limit: int = 100
+    ) -> list[Worker]:
+        found = [
+            w
+            for w in self._s.workers.values()
+            if (not states or w.state in states) and (not queue or w.queue == queue)
+        ]
+        return sorted(found, key=lambda w: w.created_at, reverse=True)[:limit]
+
+    def stale(self, *, heartbeat_before: datetime, limit: int) -> list[Worker]:
+        return [
+            w
+            for w in self._s.workers.values()
+            if w.state in REGISTERED_WORKER_STATES and w.last_sign_of_life < heartbeat_before
+        ][:limit]
+
+    def provisioning_without_token(
+        self, *, now: datetime, created_before: datetime, limit: int
+    ) -> list[Worker]:
+        usable = {
+            t.worker_id
+            for t in self._s.tokens.values()
+            if t.consumed_at is None and t.expires_at > now
+        }
+        return [
+            w
+            for w in self._s.workers.values()
+            if w.state is WorkerState.PROVISIONING
+            and w.created_at < created_before
+            and w.id not in usable
+        ][:limit]
+
+
+class _Tokens:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add(self, token: BootstrapToken) -> None:
+        self._s.tokens[token.token_hash] = token
+
+    def consume(self, token_hash: str, now: datetime) -> BootstrapToken | None:
+        token = self._s.tokens.get(token_hash)
+        if token is None or token.consumed_at is not None or token.expires_at <= now:
+            return None
+        self._s.tokens[token_hash] = consumed = replace(token, consumed_at=now)
+        return consumed
+
+    def get_by_hash(self, token_hash: str) -> BootstrapToken | None:
+        return self._s.tokens.get(token_hash)
+
+    def expired_unconsumed(self, now: datetime, limit: int) -> list[BootstrapToken]:
+        def provisioning(t: BootstrapToken) -> bool:
+            worker = self._s.workers.get(t.worker_id)
+            return worker is not None and worker.state is WorkerState.PROVISIONING
+
+        return [
+            t
+            for t in self._s.tokens.values()
+            if t.consumed_at is None and t.expires_at <= now and provisioning(t)
+        ][:limit]
+
+    def count_outstanding(self, now: datetime) -> int:
+        return sum(
+            1 for t in self._s.tokens.values() if t.consumed_at is None and t.expires_at > now
+        )
+
+
+class _Providers:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add(self, provider: Provider) -> None:
+        self._s.providers[provider.id] = provider
+
+    def get(self, provider_id: UUID) -> Provider | None:
+        return self._s.providers.get(provider_id)
+
+    def get_by_name(self, name: str) -> Provider | None:
+        return next((p for p in self._s.providers.values() if p.name == name), None)
+
+    def search(self) -> list[Provider]:
+        return sorted(self._s.providers.values(), key=lambda p: p.name)
+
+    def update(self, provider_id: UUID, **changes: Any) -> None:
+        if "allowed_regions" in changes:
+            changes["allowed_regions"] = tuple(changes["allowed_regions"])
+        self._s.providers[provider_id] = replace(self._s.providers[provider_id], **changes)
+
+    def lock(self, provider_id: UUID) -> None:
+        """Nothing to do: one transaction at a time (see :class:`InMemoryStore`)."""
+
+    def delete(self, provider_id: UUID) -> None:
+        s = self._s
+        s.workers = {
+            k: replace(w, provider_id=None) if w.provider_id == provider_id else w
+            for k, w in s.workers.items()
+        }
+        s.jobs = {
+            k: replace(j, provider_id=None) if j.provider_id == provider_id else j
+            for k, j in s.jobs.items()
+        }
+        s.providers.pop(provider_id, None)
+
+    def live_worker_counts(self) -> dict[UUID, int]:
+        counts: dict[UUID, int] = {}
+        for w in self._s.workers.values():
+            if w.holds_capacity and w.provider_id is not None:
+                counts[w.provider_id] = counts.get(w.provider_id, 0) + 1
+        return counts
+
+    def search_with_live_workers(self) -> list[Candidate]:
+        counts = self.live_worker_counts()
+        return [Candidate(p, counts.get(p.id, 0)) for p in self.search()]
+
+
+class _Logs:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def append(self, lines: Sequence[LogLine]) -> None:
+        for line in lines:
+            self._s.logs.append(replace(line, id=self._s.next_log_id))
+            self._s.next_log_id += 1
+
+    def _of(self, job_id: UUID) -> list[LogLine]:
+        return [ln for ln in self._s.logs if ln.job_id == job_id]
+
+    def read(
+        self, job_id: UUID, *, after_id: int = 0, limit: int = 1000, tail: int | None = None
+    ) -> list[LogLine]:
+        lines = [ln for ln in self._of(job_id) if (ln.id or 0) > after_id]
+        if tail is not None:
+            return lines[-tail:] if tail else []
+        return lines[:limit]
+
+    def tail_start(self, job_id: UUID, lines: int) -> int:
+        ids = [ln.id or 0 for ln in self._of(job_id)]
+        return ids[-lines - 1] if len(ids) > lines else 0
+
+    def count(self, job_id: UUID, attempt_no: int) -> int:
+        return sum(1 for ln in self._of(job_id) if ln.attempt_no == attempt_no)
+
+
+class _ApiTokens:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add(self, token: ApiToken) -> None:
+        self._s.api_tokens[token.id] = token
+
+    def get_by_hash(self, token_hash: str) -> ApiToken | None:
+        return next((t for t in self._s.api_tokens.values() if t.token_hash == token_hash), None)
+
+    def get_by_name(self, name: str) -> ApiToken | None:
+        return next((t for t in self._s.api_tokens.values() if t.name == name), None)
+
+    def search(self, *, include_revoked: bool = False) -> list[ApiToken]:
+        found = [t for t in self._s.api_tokens.values() if include_revoked or not t.revoked_at]
+        return sorted(found, key=lambda t: (t.created_at, t.name))
+
+    def revoke(self, token_id: UUID, now: datetime) -> bool:
+        token = self._s.api_tokens.get(token_id)
+        if token is None or token.revoked_at is not None:
+            return False
+        self._s.api_tokens[token_id] = replace(token, revoked_at=now)
+        return True
+
+    def touch(self, token_id: UUID, now: datetime, *, unless_after: datetime) -> None:
+        token = self._s.api_tokens.get(token_id)
+        if token is not None and (token.last_used_at is None or token.last_used_at <= unless_after):
+            self._s.api_tokens[token_id] = replace(token, last_used_at=now)
+
+
+class _Transaction:
+    """Every repository over one working copy of the state."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.jobs: JobRepository = _Jobs(state)
+        self.attempts: AttemptRepository = _Attempts(state)
+        self.events: EventRepository = _Events(state)
+        self.workers: WorkerRepository = _Workers(state)
+        self.tokens: TokenRepository = _Tokens(state)
+        self.providers: ProviderRepository = _Providers(state)
+        self.logs: LogRepository = _Logs(state)
+        self.api_tokens: ApiTokenRepository = _ApiTokens(state)
+
+    def apply(self, transition: Transition) -> Applied:
+        s, t = self.state, transition
+        if t.job is not None:
+            job = s.jobs.get(t.job.job_id)
+            if (
+                job is None
+                or job.state not in t.job.from_states
+                or (t.job.attempt is not None and job.attempt != t.job.attempt)
+                or (t.job.worker_id is not None and job.worker_id != t.job.worker_id)
+            ):
+                return Applied(False)
+            job = replace(job, **t.job.changes)
+            if t.kind is Kind.START:  # the store sets the deadline from the job's timeout
+                job = replace(job, deadline_at=_deadline(job))
+            s.jobs[job.id] = job
+            if t.worker is not None:
+                self._worker(t.worker, job.id)
+        elif t.worker is None or not self._worker(t.worker):
+            return Applied(False)
+        else:
+            job = None
+        if t.attempt is not None:
+            key = (t.attempt.job_id, t.attempt.attempt_no)
+            if key in s.attempts:
+                s.attempts[key] = replace(s.attempts[key], **t.attempt.changes)
+        if t.new_attempt is not None:
+            self.attempts.add(t.new_attempt)
+        events = t.events
+        if t.kind is Kind.START and job is not None:
+            # The store gives the start's event the job's correlation id (see start()).
+            events = tuple(replace(e, correlation_id=job.correlation_id) for e in events)
+        self.events.add(*events)
+        return Applied(True, job if t.kind is Kind.START else None)
+
+    def apply_all(self, transitions: Sequence[Transition]) -> list[Transition]:
+        return [t for t in transitions if self.apply(t)]
+
+    def _worker(self, change: WorkerChange, job_id: UUID | None = None) -> bool:
+        worker = self.state.workers.get(change.worker_id)
+        if worker is None:
+            return False
+        if change.count is WorkerCount.BUSY:
+            if worker.state not in change.from_states:
+                return True  # a follower: the claim stands, as in SQL
+            worker = replace(
+                worker,
+                state=WorkerState.BUSY,
+                running_jobs=worker.running_jobs + 1,
+                current_job_id=job_id,
+                **change.changes,
+            )
+        elif change.count is WorkerCount.DONE:
+            last_one = worker.state is WorkerState.BUSY and worker.running_jobs <= 1
+            worker = replace(
+                worker,
+                jobs_executed=worker.jobs_executed + 1,
+                running_jobs=max(worker.running_jobs - 1, 0),
+                state=WorkerState.READY if last_one else worker.state,
+                current_job_id=None if last_one else worker.current_job_id,
+                **change.changes,
+            )
+        else:
+            if worker.state not in change.from_states:
+                return False
+            if (
+                change.silent_since is not None
+                and not worker.last_sign_of_life < change.silent_since
+            ):
+                return False
+            worker = replace(worker, **change.changes)
+        self.state.workers[worker.id] = worker
+        return True
+
+
+class InMemoryStore:
+    """:class:`hodei.services.ports.Store` in memory. One unit of work at a time (a lock,
+    like SQLite's one writer), on a copy that replaces the state when it commits."""
+
+    def __init__(self) -> None:
+        self._state = _State()
+        self._lock = threading.RLock()
+        self.applied: list[Transition] = []  # every transition written, in order
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._lock:
+            tx = _Transaction(self._state.copy())
+            yield tx
+            self._state = tx.state
+
+    def single_write(self) -> contextlib.AbstractContextManager[Transaction]:
+        return self.transaction()
+
+    def reading(self) -> contextlib.AbstractContextManager[Transaction]:
+        return self.transaction()
+
+    def apply(self, transition: Transition) -> Applied:
+        with self.transaction() as tx:
+            applied = tx.apply(transition)
+        if applied:
+            self.applied.append(transition)
+        return applied
+
+    @property
+    def events(self) -> list[DomainEvent]:
+        """Every event committed so far, in order."""
+        return list(self._state.events)
+
+
+@dataclass
+class RecordingPublisher:
+    """A :class:`hodei.services.ports.TaskPublisher` that keeps what it is given. With
+    ``down``, it raises :class:`BrokerUnavailable`, like a broker outage."""
+
+    published: list[Publication] = field(default_factory=list)
+    down: bool = False
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def publish(self, publication: Publication) -> str:
+        if self.down:
+            raise BrokerUnavailable("the broker is down (RecordingPublisher.down)")
+        self.published.append(publication)
+        return f"task-{next(self._ids)}"
+
+    def publish_many(
+        self, publications: Sequence[Publication]
+    ) -> Iterator[tuple[Publication, str]]:
+        for publication in publications:
+            yield publication, self.publish(publication)
+
+
+@dataclass
+class FakeLauncher:
+    """A :class:`hodei.services.ports.WorkerLauncher` that starts nothing and keeps the
+    requests; ``fail_with`` makes every launch raise it."""
+
+    launched: list[LaunchRequest] = field(default_factory=list)
+    destroyed: list[Worker] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def launch(self, request: LaunchRequest) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.launched.append(request)
+        return f"fake:{uuid.uuid4().hex[:8]}"
+
+    def destroy(self, worker: Worker) -> None:
+        self.destroyed.append(worker)
+
+
+def _deadline(job: Job) -> datetime | None:
+    timeout = job.spec.timeout_s
+    if job.started_at is None or timeout is None:
+        return None
+    return job.started_at + timedelta(seconds=timeout)
+
+
+def _implements_the_ports(
+    store: InMemoryStore, publisher: RecordingPublisher, launcher: FakeLauncher
+) -> tuple[Store, TaskPublisher, WorkerLauncher]:
+    """Never called: mypy checks here that the fakes implement the ports."""
+    return store, publisher, launcher

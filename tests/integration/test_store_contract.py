@@ -1,0 +1,226 @@
+"""The same use-case scenarios against hodei.testing.InMemoryStore, SQLite and PostgreSQL:
+the fake behaves like the real stores wherever the use cases look."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from hodei.domain import transitions
+from hodei.domain.records import Job, Worker
+from hodei.domain.specs import JobSpec
+from hodei.domain.states import AttemptState, JobState, WorkerState
+from hodei.errors import JobNotCancellable
+from hodei.services.control import cancel_job, retry_job
+from hodei.services.dispatch import Confirmation, confirm_queued
+from hodei.services.execution import Outcome, claim_attempt, finish_attempt
+from hodei.services.maintenance import reap_stale_workers
+from hodei.services.ports import EventQuery, Store
+from hodei.services.workers import drain_worker, heartbeat, terminate_worker
+from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
+
+QUEUE = "hodei.contract"
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=[pytest.mark.postgres])])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "memory":
+        yield InMemoryStore()
+        return
+    client = request.getfixturevalue(
+        "embedded_client" if request.param == "sqlite" else "pg_client"
+    )
+    yield client.container.store
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+def _job(store: Store, clock: FixedClock, *, max_attempts: int = 1) -> Job:
+    spec = JobSpec.create(["true"], name="c", max_attempts=max_attempts, timeout_s=60)
+    now = clock.now()
+    job = Job(
+        uuid.uuid4(),
+        "c",
+        JobState.PENDING,
+        spec,
+        now,
+        now,
+        attempt=1,
+        max_attempts=max_attempts,
+        queue=QUEUE,
+        correlation_id=f"corr-{uuid.uuid4().hex[:6]}",
+    )
+    with store.transaction() as tx:
+        tx.jobs.add(job)
+    return job
+
+
+def _worker(store: Store, clock: FixedClock) -> Worker:
+    now = clock.now()
+    worker = Worker(
+        uuid.uuid4(),
+        "w",
+        None,
+        QUEUE,
+        WorkerState.READY,
+        now,
+        now,
+        registered_at=now,
+        last_heartbeat=now,
+    )
+    with store.transaction() as tx:
+        tx.workers.add(worker)
+    return worker
+
+
+def _queued(store: Store, clock: FixedClock, job: Job) -> None:
+    confirmation = Confirmation(job.id, job.attempt, "t-1", QUEUE, job.correlation_id)
+    assert confirm_queued(store, clock, [confirmation]) == 1
+
+
+def _kinds(store: Store, job: Job) -> list[str]:
+    with store.reading() as tx:
+        return [e.event_type for e in tx.events.search(EventQuery(aggregate_ids=[job.id]))]
+
+
+def _read(store: Store, job: Job) -> Job:
+    with store.reading() as tx:
+        found = tx.jobs.get(job.id)
+    assert found is not None
+    return found
+
+
+def test_a_job_queues_starts_and_succeeds(store: Store, clock: FixedClock) -> None:
+    job, worker = _job(store, clock), _worker(store, clock)
+    _queued(store, clock, job)
+    claim = claim_attempt(
+        store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t-1"
+    )
+    assert claim.won and claim.job is not None
+    assert claim.job.deadline_at == clock.now() + timedelta(seconds=60)
+    with store.reading() as tx:
+        busy = tx.workers.get(worker.id)
+        [started] = tx.events.search(EventQuery(event_types=["JobStarted"]))
+    assert busy is not None and busy.state is WorkerState.BUSY and busy.running_jobs == 1
+    assert started.correlation_id == job.correlation_id
+    # A second delivery of the same attempt loses.
+    again = claim_attempt(
+        store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t-2"
+    )
+    assert not again.won
+    clock.advance(1)
+    done = finish_attempt(
+        store, clock, job=claim.job, worker_id=worker.id, outcome=Outcome(exit_code=0)
+    )
+    assert done is not None and done.state is JobState.SUCCEEDED
+    assert _read(store, job).state is JobState.SUCCEEDED
+    with store.reading() as tx:
+        ready = tx.workers.get(worker.id)
+        [attempt] = tx.attempts.search(job.id)
+    assert ready is not None and ready.state is WorkerState.READY and ready.jobs_executed == 1
+    assert (attempt.state, attempt.task_id, attempt.exit_code) == (AttemptState.SUCCEEDED, "t-1", 0)
+    assert _kinds(store, job) == ["JobQueued", "JobStarted", "JobSucceeded"]
+
+
+def test_a_failure_with_attempts_left_retries(store: Store, clock: FixedClock) -> None:
+    job, worker = _job(store, clock, max_attempts=2), _worker(store, clock)
+    _queued(store, clock, job)
+    claim = claim_attempt(store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t")
+    assert claim.job is not None
+    retried = finish_attempt(
+        store, clock, job=claim.job, worker_id=worker.id, outcome=Outcome(exit_code=3)
+    )
+    assert retried is not None
+    stored = _read(store, job)
+    assert (stored.state, stored.attempt, stored.worker_id) == (JobState.PENDING, 2, None)
+    assert stored.next_attempt_at is not None and stored.exit_code == 3
+    with store.reading() as tx:
+        [first] = tx.attempts.search(job.id)
+    assert first.state is AttemptState.FAILED
+    # A finish of the old attempt, arriving late, changes nothing.
+    late = finish_attempt(
+        store, clock, job=claim.job, worker_id=worker.id, outcome=Outcome(exit_code=0)
+    )
+    assert late is None and _read(store, job).state is JobState.PENDING
+    assert _kinds(store, job) == ["JobQueued", "JobStarted", "JobRetryScheduled"]
+
+
+def test_cancel_then_retry_by_hand(store: Store, clock: FixedClock) -> None:
+    job = _job(store, clock)
+    _queued(store, clock, job)
+    cancelled = cancel_job(store, clock, job.id, actor="user:t")
+    assert cancelled.state is JobState.CANCELLED
+    with pytest.raises(JobNotCancellable):
+        cancel_job(store, clock, job.id, actor="user:t")
+    publisher = RecordingPublisher()
+    retried = retry_job(store, clock, publisher, job.id, actor="user:t")
+    assert (retried.state, retried.attempt) == (JobState.PENDING, 2)
+    assert [(p.job_id, p.attempt) for p in publisher.published] == [(job.id, 2)]
+    with store.reading() as tx:
+        [first] = tx.attempts.search(job.id)
+    assert first.state is AttemptState.CANCELLED
+    assert _kinds(store, job) == [
+        "JobQueued",
+        "JobCancelRequested",
+        "JobCancelled",
+        "JobRetryScheduled",
+    ]
+
+
+def test_a_silent_worker_is_lost_and_its_job_requeued(store: Store, clock: FixedClock) -> None:
+    job, worker = _job(store, clock), _worker(store, clock)
+    _queued(store, clock, job)
+    assert claim_attempt(store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t")
+    clock.advance(120)
+    publisher = RecordingPublisher()
+    report = reap_stale_workers(store, clock, publisher, stale_after_s=60, lost_requeues=1)
+    assert [w.id for w in report.lost_workers] == [worker.id]
+    assert [j.attempt for j in report.requeued] == [2]
+    assert [p.attempt for p in publisher.published] == [2]
+    with store.reading() as tx:
+        lost = tx.workers.get(worker.id)
+        [first] = tx.attempts.search(job.id)
+    assert lost is not None and lost.state is WorkerState.LOST
+    assert first.state is AttemptState.LOST
+    assert _kinds(store, job)[-1] == "JobRequeued"
+
+
+def test_a_worker_heartbeats_drains_and_terminates(store: Store, clock: FixedClock) -> None:
+    worker = _worker(store, clock)
+    clock.advance(5)
+    assert not heartbeat(store, clock, worker.id).should_stop
+    with store.reading() as tx:
+        seen = tx.workers.get(worker.id)
+    assert seen is not None and seen.last_heartbeat == clock.now()
+    assert drain_worker(store, clock, worker.id, actor="user:t").state is WorkerState.DRAINING
+    assert heartbeat(store, clock, worker.id).should_stop
+    assert terminate_worker(store, clock, worker.id, reason="drained")
+    assert not terminate_worker(store, clock, worker.id, reason="again")
+    with store.reading() as tx:
+        kinds = [e.event_type for e in tx.events.search(EventQuery(aggregate_ids=[worker.id]))]
+    assert kinds == ["WorkerDraining", "WorkerTerminated"]
+
+
+def test_many_confirmations_queue_once_each(store: Store, clock: FixedClock) -> None:
+    jobs = [_job(store, clock) for _ in range(3)]
+    confirmations = [Confirmation(j.id, 1, f"t-{n}", QUEUE, None) for n, j in enumerate(jobs)]
+    assert confirm_queued(store, clock, confirmations) == 3
+    assert confirm_queued(store, clock, confirmations) == 0  # late duplicates
+    assert {_read(store, j).state for j in jobs} == {JobState.QUEUED}
+
+
+def test_a_transition_whose_guard_fails_writes_nothing(store: Store, clock: FixedClock) -> None:
+    job = _job(store, clock)
+    stale = replace(job, attempt=7)
+    change = transitions.cancel(stale, actor="user:t", now=clock.now())
+    with store.transaction() as tx:
+        assert not tx.apply(change)
+    assert _read(store, job).state is JobState.PENDING
+    assert _kinds(store, job) == []
