@@ -3,7 +3,6 @@ the fake behaves like the real stores wherever the use cases look."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -11,8 +10,7 @@ from datetime import timedelta
 import pytest
 
 from hodei.domain import transitions
-from hodei.domain.records import Job, Worker
-from hodei.domain.specs import JobSpec
+from hodei.domain.records import Job
 from hodei.domain.states import AttemptState, JobState, WorkerState
 from hodei.errors import JobNotCancellable
 from hodei.services.control import cancel_job, retry_job
@@ -22,8 +20,7 @@ from hodei.services.maintenance import reap_stale_workers
 from hodei.services.ports import EventQuery, Store
 from hodei.services.workers import drain_worker, heartbeat, terminate_worker
 from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
-
-QUEUE = "hodei.contract"
+from tests.records import QUEUE, queued, ready_worker, waiting_job
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=[pytest.mark.postgres])])
@@ -42,49 +39,6 @@ def clock() -> FixedClock:
     return FixedClock()
 
 
-def _job(store: Store, clock: FixedClock, *, max_attempts: int = 1) -> Job:
-    spec = JobSpec.create(["true"], name="c", max_attempts=max_attempts, timeout_s=60)
-    now = clock.now()
-    job = Job(
-        uuid.uuid4(),
-        "c",
-        JobState.PENDING,
-        spec,
-        now,
-        now,
-        attempt=1,
-        max_attempts=max_attempts,
-        queue=QUEUE,
-        correlation_id=f"corr-{uuid.uuid4().hex[:6]}",
-    )
-    with store.transaction() as tx:
-        tx.jobs.add(job)
-    return job
-
-
-def _worker(store: Store, clock: FixedClock) -> Worker:
-    now = clock.now()
-    worker = Worker(
-        uuid.uuid4(),
-        "w",
-        None,
-        QUEUE,
-        WorkerState.READY,
-        now,
-        now,
-        registered_at=now,
-        last_heartbeat=now,
-    )
-    with store.transaction() as tx:
-        tx.workers.add(worker)
-    return worker
-
-
-def _queued(store: Store, clock: FixedClock, job: Job) -> None:
-    confirmation = Confirmation(job.id, job.attempt, "t-1", QUEUE, job.correlation_id)
-    assert confirm_queued(store, clock, [confirmation]) == 1
-
-
 def _kinds(store: Store, job: Job) -> list[str]:
     with store.reading() as tx:
         return [e.event_type for e in tx.events.search(EventQuery(aggregate_ids=[job.id]))]
@@ -98,8 +52,8 @@ def _read(store: Store, job: Job) -> Job:
 
 
 def test_a_job_queues_starts_and_succeeds(store: Store, clock: FixedClock) -> None:
-    job, worker = _job(store, clock), _worker(store, clock)
-    _queued(store, clock, job)
+    job, worker = waiting_job(store, clock), ready_worker(store, clock)
+    queued(store, clock, job)
     claim = claim_attempt(
         store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t-1"
     )
@@ -130,8 +84,8 @@ def test_a_job_queues_starts_and_succeeds(store: Store, clock: FixedClock) -> No
 
 
 def test_a_failure_with_attempts_left_retries(store: Store, clock: FixedClock) -> None:
-    job, worker = _job(store, clock, max_attempts=2), _worker(store, clock)
-    _queued(store, clock, job)
+    job, worker = waiting_job(store, clock, max_attempts=2), ready_worker(store, clock)
+    queued(store, clock, job)
     claim = claim_attempt(store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t")
     assert claim.job is not None
     retried = finish_attempt(
@@ -153,8 +107,8 @@ def test_a_failure_with_attempts_left_retries(store: Store, clock: FixedClock) -
 
 
 def test_cancel_then_retry_by_hand(store: Store, clock: FixedClock) -> None:
-    job = _job(store, clock)
-    _queued(store, clock, job)
+    job = waiting_job(store, clock)
+    queued(store, clock, job)
     cancelled = cancel_job(store, clock, job.id, actor="user:t")
     assert cancelled.state is JobState.CANCELLED
     with pytest.raises(JobNotCancellable):
@@ -175,8 +129,8 @@ def test_cancel_then_retry_by_hand(store: Store, clock: FixedClock) -> None:
 
 
 def test_a_silent_worker_is_lost_and_its_job_requeued(store: Store, clock: FixedClock) -> None:
-    job, worker = _job(store, clock), _worker(store, clock)
-    _queued(store, clock, job)
+    job, worker = waiting_job(store, clock), ready_worker(store, clock)
+    queued(store, clock, job)
     assert claim_attempt(store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t")
     clock.advance(120)
     publisher = RecordingPublisher()
@@ -193,7 +147,7 @@ def test_a_silent_worker_is_lost_and_its_job_requeued(store: Store, clock: Fixed
 
 
 def test_a_worker_heartbeats_drains_and_terminates(store: Store, clock: FixedClock) -> None:
-    worker = _worker(store, clock)
+    worker = ready_worker(store, clock)
     clock.advance(5)
     assert not heartbeat(store, clock, worker.id).should_stop
     with store.reading() as tx:
@@ -209,7 +163,7 @@ def test_a_worker_heartbeats_drains_and_terminates(store: Store, clock: FixedClo
 
 
 def test_many_confirmations_queue_once_each(store: Store, clock: FixedClock) -> None:
-    jobs = [_job(store, clock) for _ in range(3)]
+    jobs = [waiting_job(store, clock) for _ in range(3)]
     confirmations = [Confirmation(j.id, 1, f"t-{n}", QUEUE, None) for n, j in enumerate(jobs)]
     assert confirm_queued(store, clock, confirmations) == 3
     assert confirm_queued(store, clock, confirmations) == 0  # late duplicates
@@ -217,7 +171,7 @@ def test_many_confirmations_queue_once_each(store: Store, clock: FixedClock) -> 
 
 
 def test_a_transition_whose_guard_fails_writes_nothing(store: Store, clock: FixedClock) -> None:
-    job = _job(store, clock)
+    job = waiting_job(store, clock)
     stale = replace(job, attempt=7)
     change = transitions.cancel(stale, actor="user:t", now=clock.now())
     with store.transaction() as tx:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from hodei.errors import TokenRejected
 from hodei.sdk import Client
 from hodei.services.tokens import consume_token
-from hodei.services.workers import create_worker_token, register_worker
+from hodei.services.workers import create_worker_token
 from hodei.settings import Settings
 from tests.support import run_cli
 
@@ -32,31 +32,8 @@ def _rejections(client: Client) -> list[str]:
     return [e.payload["reason"] for e in events]
 
 
-def test_a_valid_token_registers_its_worker_once(pg_client: Client) -> None:
-    c = pg_client.container
-    secret = _token(pg_client)
-    worker = register_worker(c.store, c.clock, secret, infra_ref="test:not-a-process")
-    assert worker.state.value == "READY" and worker.registered_at is not None
-    with pytest.raises(TokenRejected) as again:
-        register_worker(c.store, c.clock, secret)
-    assert again.value.reason == "consumed"
-    assert "already used" in str(again.value)
-    assert _rejections(pg_client) == ["consumed"]
-
-
-def test_expired_and_unknown_tokens_are_rejected_with_the_reason(pg_client: Client) -> None:
-    c = pg_client.container
-    secret = _token(pg_client, ttl_s=1)
-    with c.engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE worker_bootstrap_tokens SET expires_at = now() - interval '1 hour'")
-        )
-    with pytest.raises(TokenRejected) as expired:
-        consume_token(c.store, c.clock, secret)
-    with pytest.raises(TokenRejected) as unknown:
-        consume_token(c.store, c.clock, "hodei_never-issued")
-    assert (expired.value.reason, unknown.value.reason) == ("expired", "unknown")
-    assert sorted(_rejections(pg_client)) == ["expired", "unknown"]
+# A token registering once, and expired or unknown ones rejected with the reason, are
+# use-case rules: tests/unit/test_use_cases.py checks them on hodei.testing's fakes.
 
 
 def test_ten_threads_racing_for_one_token_exactly_one_wins(pg_client: Client) -> None:

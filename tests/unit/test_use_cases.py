@@ -1,0 +1,161 @@
+"""Use cases on hodei.testing's fakes: no database, no broker, milliseconds each.
+
+What crosses a boundary (atomic writes on SQLite and PostgreSQL, real workers, the
+broker) stays in tests/integration and tests/e2e; test_store_contract.py checks that
+the fake store behaves like the real ones."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from hodei.domain.records import Provider
+from hodei.domain.specs import JobSpec
+from hodei.domain.states import JobState, WorkerState
+from hodei.errors import ProviderUnavailable, TokenRejected
+from hodei.services.dispatch import dispatch_pending
+from hodei.services.execution import claim_attempt
+from hodei.services.maintenance import enforce_deadlines, expire_tokens
+from hodei.services.ports import EventQuery, Store
+from hodei.services.provisioning import provision
+from hodei.services.submission import submit_jobs
+from hodei.services.tokens import consume_token
+from hodei.services.workers import create_worker_token, register_worker, terminate_worker
+from hodei.testing import FakeLauncher, FixedClock, InMemoryStore, RecordingPublisher
+from tests.records import queued, ready_worker, waiting_job
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def store(clock: FixedClock) -> InMemoryStore:
+    store = InMemoryStore()
+    now = clock.now()
+    with store.transaction() as tx:
+        tx.providers.add(Provider(uuid.uuid4(), "local", "local", now, now, max_workers=2))
+    return store
+
+
+def _kinds(store: Store, **query: object) -> list[str]:
+    with store.reading() as tx:
+        return [e.event_type for e in tx.events.search(EventQuery(**query))]  # type: ignore[arg-type]
+
+
+def _rejections(store: Store) -> list[str]:
+    with store.reading() as tx:
+        events = tx.events.search(EventQuery(event_types=["TokenRejected"]))
+    return [e.payload["reason"] for e in events]
+
+
+def _secret(store: Store, clock: FixedClock, ttl_s: float = 60) -> str:
+    token = create_worker_token(store, clock, provider_name="local", ttl_s=ttl_s, actor="sdk:t")
+    return token.secret
+
+
+# Moved from tests/integration/test_worker_tokens.py: the rule is the use case's, the
+# database adds nothing here (the race for one token stays there, on PostgreSQL).
+def test_a_valid_token_registers_its_worker_once(store: Store, clock: FixedClock) -> None:
+    secret = _secret(store, clock)
+    worker = register_worker(store, clock, secret, infra_ref="test:not-a-process")
+    assert worker.state is WorkerState.READY and worker.registered_at is not None
+    with pytest.raises(TokenRejected) as again:
+        register_worker(store, clock, secret)
+    assert again.value.reason == "consumed"
+    assert "already used" in str(again.value)
+    assert _rejections(store) == ["consumed"]
+
+
+def test_expired_and_unknown_tokens_are_rejected_with_the_reason(
+    store: Store, clock: FixedClock
+) -> None:
+    secret = _secret(store, clock, ttl_s=1)
+    clock.advance(3600)
+    with pytest.raises(TokenRejected) as expired:
+        consume_token(store, clock, secret)
+    with pytest.raises(TokenRejected) as unknown:
+        consume_token(store, clock, "hodei_never-issued")
+    assert (expired.value.reason, unknown.value.reason) == ("expired", "unknown")
+    assert sorted(_rejections(store)) == ["expired", "unknown"]
+    # The worker the token was for never registered: PROVISION_FAILED, with both events.
+    [failed] = expire_tokens(store, clock)
+    assert _kinds(store, aggregate_ids=[failed.id])[-1] == "WorkerProvisionFailed"
+
+
+def test_a_submit_publishes_then_confirms_queued(store: Store, clock: FixedClock) -> None:
+    publisher = RecordingPublisher()
+    [submitted] = submit_jobs(
+        store, clock, publisher, [JobSpec.create(["true"], name="a")], actor="user:t"
+    )
+    [publication] = publisher.published
+    assert (publication.job_id, publication.queue) == (submitted.job.id, "hodei.local")
+    # The real publisher confirms from its after-publish hook; here the job stays PENDING
+    # until dispatch_pending publishes it again (the retry path of a lost confirmation).
+    assert _kinds(store, aggregate_ids=[submitted.job.id]) == ["JobCreated"]
+
+
+def test_a_broker_outage_leaves_the_job_pending_until_dispatch(
+    store: Store, clock: FixedClock
+) -> None:
+    publisher = RecordingPublisher(down=True)
+    [submitted] = submit_jobs(
+        store, clock, publisher, [JobSpec.create(["true"], name="a")], actor="user:t"
+    )
+    job_id = submitted.job.id
+    assert _kinds(store, aggregate_ids=[job_id]) == ["JobCreated", "JobPublishFailed"]
+    publisher.down = False
+    clock.advance(10)  # past the publish grace
+    assert dispatch_pending(store, clock, publisher) == 1
+    assert [p.job_id for p in publisher.published] == [job_id]
+
+
+def test_provisioning_launches_a_worker_for_waiting_work(store: Store, clock: FixedClock) -> None:
+    submit_jobs(
+        store,
+        clock,
+        RecordingPublisher(),
+        [JobSpec.create(["true"], name="a")],
+        actor="user:t",
+    )
+    launcher = FakeLauncher()
+    launched = provision(store, clock, lambda _p: launcher, "local", token_ttl_s=60, environment={})
+    assert [t.worker.id for t in launched] == [r.worker_id for r in launcher.launched]
+    with store.reading() as tx:
+        worker = tx.workers.get(launched[0].worker.id)
+    assert worker is not None and worker.infra_ref is not None
+    assert worker.infra_ref.startswith("fake:")
+
+
+def test_a_launch_that_fails_leaves_the_worker_provision_failed(
+    store: Store, clock: FixedClock
+) -> None:
+    submit_jobs(
+        store, clock, RecordingPublisher(), [JobSpec.create(["true"], name="a")], actor="user:t"
+    )
+    launcher = FakeLauncher(fail_with=ProviderUnavailable("no engine"))
+    assert (
+        provision(store, clock, lambda _p: launcher, "local", token_ttl_s=60, environment={}) == []
+    )
+    with store.reading() as tx:
+        [worker] = tx.workers.search()
+    assert worker.state is WorkerState.PROVISION_FAILED
+    assert worker.termination_reason == "no engine"
+
+
+def test_a_running_job_whose_worker_is_gone_times_out_past_its_deadline(
+    store: Store, clock: FixedClock
+) -> None:
+    job, worker = waiting_job(store, clock), ready_worker(store, clock)
+    queued(store, clock, job)
+    assert claim_attempt(store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t")
+    assert terminate_worker(store, clock, worker.id, reason="killed")
+    assert enforce_deadlines(store, clock, grace_s=30) == []  # not past it yet
+    clock.advance(60 + 31)
+    [ended] = enforce_deadlines(store, clock, grace_s=30)
+    assert ended.id == job.id
+    with store.reading() as tx:
+        stored = tx.jobs.get(job.id)
+    assert stored is not None and stored.state is JobState.TIMED_OUT
