@@ -9,14 +9,24 @@ them as one statement on PostgreSQL: a store detail, which no use case chooses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+import sqlalchemy as sa
 
 from hodei.domain.transitions import Applied, Kind, Transition, WorkerChange, WorkerCount
+from hodei.services.ports import AttemptRepository, EventRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
+from hodei.store.run_repository import SqlRunRepository
 from hodei.store.worker_repository import SqlWorkerRepository
 
-if TYPE_CHECKING:
-    from hodei.store.sql_store import SqlTransaction
+
+class SqlTransaction(Protocol):
+    """What writing a transition needs of ``hodei.store.sql_store.SqlTransaction``."""
+
+    connection: sa.Connection
+    runs: SqlRunRepository
+    attempts: AttemptRepository
+    events: EventRepository
 
 
 def apply(tx: SqlTransaction, t: Transition) -> Applied:
