@@ -319,14 +319,7 @@ def retry(job: Job, *, worker_id: UUID, ending: Ending, due: datetime, now: date
         job=JobChange(
             job.id,
             frozenset({JobState.RUNNING}),
-            {
-                "state": JobState.PENDING,
-                "attempt": job.attempt + 1,
-                "next_attempt_at": due,
-                **_NO_RUN,
-                "exit_code": ending.exit_code,
-                "updated_at": now,
-            },
+            _next_attempt(job, due=due, now=now, exit_code=ending.exit_code),
             attempt=job.attempt,
             worker_id=worker_id,
         ),
@@ -347,6 +340,19 @@ def retry(job: Job, *, worker_id: UUID, ending: Ending, due: datetime, now: date
             ),
         ),
     )
+
+
+def _next_attempt(job: Job, *, due: datetime, now: datetime, **more: Any) -> dict[str, Any]:
+    """The changes that reopen a job as its next attempt, due at ``due``: the one way a
+    job goes back to PENDING. The old attempt's row is left to the caller."""
+    return {
+        "state": JobState.PENDING,
+        "attempt": job.attempt + 1,
+        "next_attempt_at": due,
+        **_NO_RUN,
+        **more,
+        "updated_at": now,
+    }
 
 
 def _job_done(worker_id: UUID, now: datetime) -> WorkerChange:
@@ -375,19 +381,17 @@ def reopen(job: Job, *, actor: str, now: datetime) -> Transition:
         job=JobChange(
             job.id,
             frozenset({job.state}),
-            {
-                "state": JobState.PENDING,
-                "attempt": job.attempt + 1,
-                "next_attempt_at": now,
-                **_NO_RUN,
-                "max_attempts": job.max_attempts + job.spec.max_attempts,
-                "exit_code": None,
-                "failure_reason": None,
-                "error": None,
-                "cancel_requested_at": None,
-                "finished_at": None,
-                "updated_at": now,
-            },
+            _next_attempt(
+                job,
+                due=now,
+                now=now,
+                max_attempts=job.max_attempts + job.spec.max_attempts,
+                exit_code=None,
+                failure_reason=None,
+                error=None,
+                cancel_requested_at=None,
+                finished_at=None,
+            ),
             attempt=job.attempt,
             manual_retry=True,
         ),
@@ -413,13 +417,7 @@ def requeue_lost(job: Job, *, worker: Worker, now: datetime) -> Transition:
         job=JobChange(
             job.id,
             frozenset({JobState.RUNNING}),
-            {
-                "state": JobState.PENDING,
-                "attempt": job.attempt + 1,
-                "next_attempt_at": now,
-                **_NO_RUN,
-                "updated_at": now,
-            },
+            _next_attempt(job, due=now, now=now),
             attempt=job.attempt,
         ),
         attempt=_attempt_lost(job, worker, now),
