@@ -3,6 +3,7 @@ the fake behaves like the real stores wherever the use cases look."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -18,7 +19,7 @@ from hodei.services.dispatch import Confirmation, confirm_queued
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.maintenance import reap_stale_workers
 from hodei.services.ports import EventQuery, Store
-from hodei.services.workers import drain_worker, heartbeat, terminate_worker
+from hodei.services.workers import WorkerReport, drain_worker, heartbeat, terminate_worker
 from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
 from tests.records import QUEUE, queued, ready_worker, waiting_job
 
@@ -149,10 +150,13 @@ def test_a_silent_worker_is_lost_and_its_job_requeued(store: Store, clock: Fixed
 def test_a_worker_heartbeats_drains_and_terminates(store: Store, clock: FixedClock) -> None:
     worker = ready_worker(store, clock)
     clock.advance(5)
-    assert not heartbeat(store, clock, worker.id).should_stop
+    held = uuid.uuid4()
+    report = WorkerReport((held,), pending_outcomes=1)
+    assert not heartbeat(store, clock, worker.id, report=lambda: report).should_stop
     with store.reading() as tx:
         seen = tx.workers.get(worker.id)
     assert seen is not None and seen.last_heartbeat == clock.now()
+    assert (seen.reported_jobs, seen.pending_outcomes) == ((held,), 1)
     assert drain_worker(store, clock, worker.id, actor="user:t").state is WorkerState.DRAINING
     assert heartbeat(store, clock, worker.id).should_stop
     assert terminate_worker(store, clock, worker.id, reason="drained")
