@@ -13,6 +13,7 @@ give it a :class:`Kind`, and call ``tx.apply(...)`` (or ``store.apply(...)``) wi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -69,7 +70,21 @@ class WorkerCount(StrEnum):
     DONE = "done"  # one fewer, one more executed: READY again once it runs none
 
 
-@dataclass(frozen=True)
+@functools.cache
+def _check_job(from_states: frozenset[JobState], new: JobState, manual_retry: bool) -> None:
+    """Raise unless every ``from_states`` -> ``new`` is in the table (cached: the per-job
+    path asks the same few questions again and again)."""
+    for old in from_states:
+        ensure_transition(old, new, manual_retry=manual_retry)
+
+
+@functools.cache
+def _check_worker(from_states: frozenset[WorkerState], new: WorkerState) -> None:
+    for old in from_states:
+        ensure_worker_transition(old, new)
+
+
+@dataclass(frozen=True, slots=True)
 class JobChange:
     """Set ``changes`` on the job if it is in one of ``from_states`` (and, when given,
     at ``attempt`` and running on ``worker_id``)."""
@@ -84,11 +99,10 @@ class JobChange:
     def __post_init__(self) -> None:
         new = self.changes.get("state")
         if new is not None:
-            for old in self.from_states:
-                ensure_transition(old, new, manual_retry=self.manual_retry)
+            _check_job(self.from_states, new, self.manual_retry)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkerChange:
     """Set ``changes`` on the worker (and count a job, see :class:`WorkerCount`) if it is
     in one of ``from_states`` (and, when given, silent since ``silent_since``)."""
@@ -102,11 +116,10 @@ class WorkerChange:
     def __post_init__(self) -> None:
         new = self.changes.get("state")
         if new is not None:
-            for old in self.from_states:
-                ensure_worker_transition(old, new)
+            _check_worker(self.from_states, new)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AttemptChange:
     """Set ``changes`` on attempt ``attempt_no`` of the job."""
 
@@ -115,7 +128,7 @@ class AttemptChange:
     changes: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One state change, written all or nothing. The guard is the job change when there
     is one, else the worker change: if it no longer holds, nothing is written."""
@@ -131,7 +144,7 @@ class Transition:
         assert self.job is not None or self.worker is not None, "a transition needs a guard"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What ``apply`` did: ``won`` if the guard held and everything was written."""
 
@@ -146,6 +159,8 @@ class Applied:
 ONE_STATEMENT = frozenset({Kind.QUEUE, Kind.START, Kind.FINISH})
 
 _NO_RUN = {"worker_id": None, "queued_at": None, "started_at": None, "deadline_at": None}
+# One frozenset per state, built once: the guards of the per-job path reuse them.
+_ONLY = {state: frozenset({state}) for state in JobState}
 _TAKES_WORK = frozenset({WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED})
 
 
@@ -168,7 +183,7 @@ def queue(
         Kind.QUEUE,
         job=JobChange(
             job_id,
-            frozenset({JobState.PENDING}),
+            _ONLY[JobState.PENDING],
             {
                 "state": JobState.QUEUED,
                 "queued_at": now,
@@ -207,7 +222,7 @@ def start(
         Kind.START,
         job=JobChange(
             job_id,
-            frozenset({JobState.QUEUED}),
+            _ONLY[JobState.QUEUED],
             {
                 "state": JobState.RUNNING,
                 "worker_id": worker_id,
@@ -251,7 +266,7 @@ _END_EVENT = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ending:
     """How an attempt ended, as its worker measured it."""
 
@@ -278,7 +293,7 @@ def finish(job: Job, *, worker_id: UUID, ending: Ending, now: datetime) -> Trans
         Kind.FINISH,
         job=JobChange(
             job.id,
-            frozenset({JobState.RUNNING}),
+            _ONLY[JobState.RUNNING],
             {
                 "state": ending.state,
                 "exit_code": ending.exit_code,
@@ -318,7 +333,7 @@ def retry(job: Job, *, worker_id: UUID, ending: Ending, due: datetime, now: date
         Kind.RETRY,
         job=JobChange(
             job.id,
-            frozenset({JobState.RUNNING}),
+            _ONLY[JobState.RUNNING],
             _next_attempt(job, due=due, now=now, exit_code=ending.exit_code),
             attempt=job.attempt,
             worker_id=worker_id,
@@ -380,7 +395,7 @@ def reopen(job: Job, *, actor: str, now: datetime) -> Transition:
         Kind.REOPEN,
         job=JobChange(
             job.id,
-            frozenset({job.state}),
+            _ONLY[job.state],
             _next_attempt(
                 job,
                 due=now,
@@ -416,7 +431,7 @@ def requeue_lost(job: Job, *, worker: Worker, now: datetime) -> Transition:
         Kind.REQUEUE_LOST,
         job=JobChange(
             job.id,
-            frozenset({JobState.RUNNING}),
+            _ONLY[JobState.RUNNING],
             _next_attempt(job, due=now, now=now),
             attempt=job.attempt,
         ),
@@ -481,7 +496,7 @@ def fail(
         Kind.FAIL,
         job=JobChange(
             job.id,
-            frozenset({job.state}),
+            _ONLY[job.state],
             {**changes, "finished_at": now, "updated_at": now},
             attempt=job.attempt,
         ),
@@ -508,7 +523,7 @@ def time_out(job: Job, *, now: datetime, error: str) -> Transition:
         Kind.TIME_OUT,
         job=JobChange(
             job.id,
-            frozenset({JobState.RUNNING}),
+            _ONLY[JobState.RUNNING],
             {
                 "state": JobState.TIMED_OUT,
                 "failure_reason": str(FailureReason.TIMEOUT),
@@ -542,7 +557,7 @@ def cancel(job: Job, *, actor: str, now: datetime) -> Transition:
         Kind.CANCEL,
         job=JobChange(
             job.id,
-            frozenset({job.state}),
+            _ONLY[job.state],
             {
                 "state": JobState.CANCELLED,
                 "cancel_requested_at": now,
@@ -581,7 +596,7 @@ def request_cancel(job: Job, *, actor: str, now: datetime) -> Transition:
         Kind.REQUEST_CANCEL,
         job=JobChange(
             job.id,
-            frozenset({JobState.RUNNING}),
+            _ONLY[JobState.RUNNING],
             {"cancel_requested_at": now, "updated_at": now},
         ),
         events=(job_event(job, EventType.JOB_CANCEL_REQUESTED, actor=actor, now=now),),
@@ -594,7 +609,7 @@ def assign(job: Job, *, provider_id: UUID, queue: str, now: datetime) -> Transit
         Kind.ASSIGN,
         job=JobChange(
             job.id,
-            frozenset({JobState.PENDING}),
+            _ONLY[JobState.PENDING],
             {"provider_id": provider_id, "queue": queue, "updated_at": now},
             attempt=job.attempt,
         ),
@@ -608,7 +623,7 @@ def republish(job: Job, *, reason: str, now: datetime) -> Transition:
         Kind.REPUBLISH,
         job=JobChange(
             job.id,
-            frozenset({JobState.QUEUED}),
+            _ONLY[JobState.QUEUED],
             {"queued_at": now, "updated_at": now},
             attempt=job.attempt,
         ),
