@@ -305,3 +305,22 @@ def command_line() -> str:
 
     script = os.path.relpath(sys.argv[0], REPO)
     return " ".join([".venv/bin/python", shlex.quote(script), *map(shlex.quote, sys.argv[1:])])
+
+
+@contextlib.contextmanager
+def baseline_tree(ref: str | None) -> Iterator[Path | None]:
+    """``ref`` checked out in a temporary git worktree, removed afterwards."""
+    if ref is None:
+        yield None
+        return
+    path = Path(tempfile.mkdtemp(prefix="hodei-bench-baseline-"))
+    git = ["git", "-C", str(REPO)]
+    subprocess.run(
+        [*git, "worktree", "add", "--detach", str(path), ref], check=True, capture_output=True
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            [*git, "worktree", "remove", "--force", str(path)], check=False, capture_output=True
+        )

@@ -287,25 +287,6 @@ def render(result: dict[str, Any], variants: list[Variant], args: argparse.Names
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def baseline_tree(ref: str | None) -> Iterator[Path | None]:
-    """``ref`` checked out in a temporary git worktree, removed afterwards."""
-    if ref is None:
-        yield None
-        return
-    path = Path(tempfile.mkdtemp(prefix="hodei-bench-baseline-"))
-    git = ["git", "-C", str(common.REPO)]
-    subprocess.run(
-        [*git, "worktree", "add", "--detach", str(path), ref], check=True, capture_output=True
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(
-            [*git, "worktree", "remove", "--force", str(path)], check=False, capture_output=True
-        )
-
-
 def _commit(tree: Path) -> str:
     out = subprocess.run(
         ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -330,7 +311,7 @@ def main() -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     with (
         common.exit_on_signals(),
-        baseline_tree(args.baseline_ref) as base,
+        common.baseline_tree(args.baseline_ref) as base,
         tempfile.TemporaryDirectory(prefix="hodei-bench-latency-") as logs,
         contextlib.ExitStack() as stack,
     ):

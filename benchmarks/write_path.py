@@ -106,22 +106,6 @@ def probe(database_url: str, n: int) -> dict[str, float]:
 # -- the parent -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def baseline_tree(ref: str) -> Iterator[Path]:
-    """``ref`` checked out in a temporary git worktree, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="hodei-bench-baseline-"))
-    git = ["git", "-C", str(common.REPO)]
-    subprocess.run(
-        [*git, "worktree", "add", "--detach", str(path), ref], check=True, capture_output=True
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(
-            [*git, "worktree", "remove", "--force", str(path)], check=False, capture_output=True
-        )
-
-
 def run_probe(tree: Path, database_url: str, n: int) -> dict[str, float]:
     env = {**common.process_env(), "PYTHONPATH": str(tree)}
     out = subprocess.run(
@@ -159,7 +143,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
-    with baseline_tree(args.baseline_ref) as base:
+    with common.baseline_tree(args.baseline_ref) as base:
+        assert base is not None
         trees = {"baseline": base, "new": common.REPO}
         for backend in args.backends.split(","):
             runs: dict[str, list[dict[str, float]]] = {"baseline": [], "new": []}
