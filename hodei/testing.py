@@ -4,7 +4,8 @@
 the operators' read models of ``read_ports.py``) with plain dictionaries: a transaction
 works on a copy and replaces the state when it commits, so a failed unit of work leaves
 nothing behind, as on a database. ``RecordingPublisher`` keeps what would go on the
-broker, and ``FakeLauncher`` what a provider would start. None of them imports any
+broker (``join`` then delivers it to a worker, like dramatiq's ``StubBroker.join``),
+and ``FakeLauncher`` what a provider would start. None of them imports any
 infrastructure: a use-case test runs in milliseconds on a bare machine::
 
     store, publisher = InMemoryStore(), RecordingPublisher()
@@ -21,7 +22,7 @@ import contextlib
 import itertools
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,9 +46,11 @@ from hodei.domain.transitions import (
     WorkerCount,
 )
 from hodei.errors import BrokerUnavailable, DuplicateIdempotencyKey
+from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.ports import (
     ApiTokenRepository,
     AttemptRepository,
+    Clock,
     EventQuery,
     EventRepository,
     JobQuery,
@@ -611,6 +614,7 @@ class RecordingPublisher:
     published: list[Publication] = field(default_factory=list)
     down: bool = False
     _ids: Iterator[int] = field(default_factory=itertools.count)
+    _delivered: int = 0  # how many of ``published`` join has delivered
 
     def publish(self, publication: Publication) -> str:
         if self.down:
@@ -623,6 +627,41 @@ class RecordingPublisher:
     ) -> Iterator[tuple[Publication, str]]:
         for publication in publications:
             yield publication, self.publish(publication)
+
+    def join(
+        self,
+        store: Store,
+        clock: Clock,
+        worker_id: UUID,
+        run: Callable[[Job], Outcome] = lambda _job: Outcome(exit_code=0),
+    ) -> list[Job]:
+        """Deliver every message published so far to ``worker_id`` (a registered worker
+        row), as a worker would: claim the attempt, ``run`` it, record how it ended.
+        Messages that retries or requeues publish meanwhile are delivered too; a
+        delivery that loses its claim (a duplicate, a stale attempt) runs nothing.
+        Returns the jobs as their attempts ended."""
+        ended: list[Job] = []
+        while self._delivered < len(self.published):
+            message = self.published[self._delivered]
+            task_id = f"task-{self._delivered}"
+            self._delivered += 1
+            claim = claim_attempt(
+                store,
+                clock,
+                job_id=message.job_id,
+                attempt=message.attempt,
+                worker_id=worker_id,
+                task_id=task_id,
+            )
+            if not claim.won or claim.job is None:
+                continue
+            outcome = run(claim.job)
+            finished = finish_attempt(
+                store, clock, job=claim.job, worker_id=worker_id, outcome=outcome
+            )
+            if finished is not None:
+                ended.append(finished)
+        return ended
 
 
 @dataclass

@@ -10,12 +10,12 @@ import uuid
 
 import pytest
 
-from hodei.domain.records import Provider
+from hodei.domain.records import Job, Provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, WorkerState
 from hodei.errors import ProviderUnavailable, TokenRejected
 from hodei.services.dispatch import dispatch_pending
-from hodei.services.execution import claim_attempt
+from hodei.services.execution import Outcome, claim_attempt
 from hodei.services.maintenance import enforce_deadlines, expire_tokens
 from hodei.services.ports import EventQuery, Store
 from hodei.services.provisioning import provision
@@ -159,3 +159,43 @@ def test_a_running_job_whose_worker_is_gone_times_out_past_its_deadline(
     with store.reading() as tx:
         stored = tx.jobs.get(job.id)
     assert stored is not None and stored.state is JobState.TIMED_OUT
+
+
+def test_a_failed_attempt_is_retried_when_due_then_succeeds(
+    store: Store, clock: FixedClock
+) -> None:
+    publisher = RecordingPublisher()
+    spec = JobSpec.create(["flaky"], name="a", max_attempts=2, retry={"backoff_s": 30})
+    [submitted] = submit_jobs(store, clock, publisher, [spec], actor="user:t")
+    worker = ready_worker(store, clock)
+    exit_codes = iter([1, 0])
+
+    def run(_job: Job) -> Outcome:
+        return Outcome(exit_code=next(exit_codes))
+
+    [retried] = publisher.join(store, clock, worker.id, run)
+    assert (retried.state, retried.attempt) == (JobState.PENDING, 2)
+    assert dispatch_pending(store, clock, publisher) == 0  # not due for 30 s
+    clock.advance(30)
+    assert dispatch_pending(store, clock, publisher) == 1
+    [done] = publisher.join(store, clock, worker.id, run)
+    assert (done.id, done.state, done.attempt) == (submitted.job.id, JobState.SUCCEEDED, 2)
+    assert _kinds(store, aggregate_ids=[done.id]) == [
+        "JobCreated",
+        "JobQueued",
+        "JobStarted",
+        "JobRetryScheduled",
+        "JobQueued",
+        "JobStarted",
+        "JobSucceeded",
+    ]
+
+
+def test_a_message_delivered_twice_runs_once(store: Store, clock: FixedClock) -> None:
+    publisher = RecordingPublisher()
+    submit_jobs(store, clock, publisher, [JobSpec.create(["true"], name="a")], actor="user:t")
+    publisher.published.append(publisher.published[0])  # the broker redelivers it
+    ran: list[Job] = []
+    worker = ready_worker(store, clock)
+    publisher.join(store, clock, worker.id, lambda job: ran.append(job) or Outcome(exit_code=0))
+    assert len(ran) == 1
