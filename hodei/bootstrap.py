@@ -96,7 +96,7 @@ class Container:
         from hodei.queueing.app import create_app
 
         self._prepare_home()
-        return create_app(self.settings)
+        return create_app(self.settings, self)
 
     def _prepare_home(self) -> None:
         # The default database and broker are files in HODEI_HOME: create it for them,

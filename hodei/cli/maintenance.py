@@ -54,7 +54,7 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
 
     from hodei.logconfig import configure_logging
     from hodei.queueing import maintenance_tasks
-    from hodei.queueing.app import CONTROL_QUEUE
+    from hodei.queueing.names import CONTROL_QUEUE
     from hodei.store import outage
 
     settings: Settings = ctx.find_root().obj

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from hodei.errors import InvalidConfiguration
+from hodei.queueing.names import CONTROL_QUEUE, RUN_JOB_TASK
 from hodei.settings import Settings, mask_url
 
-CONTROL_QUEUE = "hodei.control"
-RUN_JOB_TASK = "hodei.run_job"
+if TYPE_CHECKING:
+    from hodei.bootstrap import Container
+
+__all__ = ["CONTROL_QUEUE", "RUN_JOB_TASK", "create_app"]
 
 
-def create_app(settings: Settings) -> Celery:
-    """A Celery app on ``settings.broker_url``, with hodei's tasks registered."""
+def create_app(settings: Settings, container: Container | None = None) -> Celery:
+    """A Celery app on ``settings.broker_url``, with hodei's tasks registered. The app
+    holds ``container`` (``hodei_container``): its maintenance tasks run against it, so
+    no task module needs to build (or import) the wiring."""
     _use_hodei_sqlite_transport()
     check_broker_url(settings)
     app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
+    app.hodei_container = container
     app.conf.update(_config(settings))
     # Importing registers the tasks and signal handlers on this app.
     from hodei.queueing import task_events, tasks

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
 
-from hodei.bootstrap import Container
 from hodei.domain.states import ProviderHealth
-from hodei.errors import DatabaseUnavailable, HodeiError
+from hodei.errors import DatabaseUnavailable, HodeiError, InvalidConfiguration
 from hodei.services import maintenance
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.provisioning import provision
-from hodei.settings import Settings
 from hodei.store import outage
+
+if TYPE_CHECKING:  # the type only: the entry point hands the container over
+    from hodei.bootstrap import Container
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +32,14 @@ def use_container(container: Container) -> None:
     _container = container
 
 
-def _current() -> Container:
-    global _container
-    if _container is None:
-        _container = Container(Settings.from_env())
-    return _container
+def _current(app: Celery) -> Container:
+    """The container set by ``use_container``, else the one whose app runs the task."""
+    container = _container or getattr(app, "hodei_container", None)
+    if container is None:
+        raise InvalidConfiguration(
+            "maintenance tasks run on the app of a hodei Container (hodei scheduler)"
+        )
+    return container
 
 
 def run_dispatch_pending(c: Container) -> Report:
@@ -205,7 +209,7 @@ def register(app: Celery) -> None:
         # shared=False: these belong to this app; a shared task would be added to every
         # app the process creates later, ahead of that app's own registration.
         app.task(name=f"hodei.{name}", ignore_result=True, shared=False, base=MaintenanceTask)(
-            _as_task(name, fn)
+            _as_task(name, fn, app)
         )
 
 
@@ -234,10 +238,10 @@ class MaintenanceTask(Task):  # type: ignore[misc]  # celery is untyped
         return super().apply_async(*args, **options)
 
 
-def _as_task(name: str, fn: Callable[[Container], Report]) -> Callable[[], Report]:
+def _as_task(name: str, fn: Callable[[Container], Report], app: Celery) -> Callable[[], Report]:
     def task() -> Report:
         try:
-            report = fn(_current())
+            report = fn(_current(app))
         except DatabaseUnavailable as exc:
             # Beat runs it again soon; the outage is logged once (hodei.store.outage).
             logger.debug("maintenance %s skipped: %s", name, exc)

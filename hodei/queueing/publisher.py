@@ -14,7 +14,7 @@ from celery.signals import after_task_publish
 from kombu.exceptions import KombuError
 
 from hodei.errors import BrokerUnavailable
-from hodei.queueing.app import RUN_JOB_TASK
+from hodei.queueing.names import RUN_JOB_TASK
 from hodei.services.dispatch import Confirmation
 from hodei.services.ports import Publication
 from hodei.settings import mask_url

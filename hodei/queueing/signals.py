@@ -24,7 +24,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
 from hodei.errors import DatabaseUnavailable, HodeiError
-from hodei.queueing.app import RUN_JOB_TASK
+from hodei.queueing.names import RUN_JOB_TASK
 from hodei.runtime import context
 from hodei.services.dispatch import publish_jobs
 from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attempt

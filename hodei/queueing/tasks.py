@@ -14,7 +14,7 @@ from celery.exceptions import Reject
 
 from hodei.errors import AttemptFailed
 from hodei.queueing import maintenance_tasks, signals
-from hodei.queueing.app import RUN_JOB_TASK
+from hodei.queueing.names import RUN_JOB_TASK
 from hodei.runtime import context
 from hodei.runtime.delivery import run_attempt
 from hodei.runtime.retention import Budget

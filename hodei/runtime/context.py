@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from hodei.bootstrap import Container
 from hodei.domain.records import Worker
 from hodei.runtime.outcomes import OutcomeKeeper
 from hodei.runtime.runner import GroupGuard
+
+if TYPE_CHECKING:  # the type only: components do not import the wiring
+    from hodei.bootstrap import Container
 
 
 @dataclass
