@@ -62,6 +62,8 @@ class Settings:
     serve_address: str = "127.0.0.1"
     serve_port: int = 9464
     job_cgroup: str = "auto"  # "off": no cgroup per job even where one could be made
+    # The user jobs run as ("" = the worker's own, but nobody for a root worker).
+    job_user: str = ""
 
     def __post_init__(self) -> None:
         # Absolute, so the URLs below and every child process name the same files.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -30,6 +31,10 @@ def fast_settings(home: Path, **overrides: Any) -> Settings:
         "token_ttl_s": 30.0,
         "cancel_grace_s": 1.0,
         "log_level": "INFO",
+        # Jobs run as the tests' own user, also as root (whose workers' jobs are nobody's
+        # by default): they write into the test's private temporary directory.
+        # test_job_isolation.py tests the default.
+        "job_user": pwd.getpwuid(os.geteuid()).pw_name,
     }
     values.update(overrides)
     return Settings(**values)

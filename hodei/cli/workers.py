@@ -70,6 +70,11 @@ def token_create(ctx: click.Context, provider: str, ttl: float, output: str) -> 
     "--token", envvar="HODEI_OTP_TOKEN", help="Bootstrap token (default: $HODEI_OTP_TOKEN)."
 )
 @click.option("--queue", help="The queue to consume (the token decides; checked if given).")
+@click.option(
+    "--worker-id",
+    type=click.UUID,
+    help="The worker the token is for (checked if given; names the process in ps).",
+)
 @click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option(
     "--idle-timeout",
@@ -81,6 +86,7 @@ def start(
     ctx: click.Context,
     token: str | None,
     queue: str | None,
+    worker_id: uuid.UUID | None,
     concurrency: int,
     idle_timeout: float | None,
 ) -> None:
@@ -95,7 +101,9 @@ def start(
         )
     c = _container(ctx)
     configure_logging(c.settings.log_level, c.settings.log_format)
-    options = WorkerOptions(queue, concurrency, idle_timeout or c.settings.worker_idle_timeout_s)
+    options = WorkerOptions(
+        queue, concurrency, idle_timeout or c.settings.worker_idle_timeout_s, worker_id
+    )
     ctx.exit(run_worker(c, token, options))
 
 

@@ -35,7 +35,12 @@ class LocalLauncher:
             "HODEI_OTP_TOKEN": request.token,
             "HODEI_WORKER_ID": str(request.worker_id),
         }
-        command = [sys.executable, "-m", "hodei", "worker", "start", "--queue", request.queue]
+        # The worker id in argv (not a secret) is how destroy() tells this worker's process
+        # from a reused pid: its environment is unreadable once it runs (runtime/hardening).
+        command = [
+            *(sys.executable, "-m", "hodei", "worker", "start"),
+            *("--queue", request.queue, "--worker-id", str(request.worker_id)),
+        ]
         try:
             with open(log_dir / f"{request.worker_name}.log", "ab") as log:
                 process = subprocess.Popen(
@@ -107,11 +112,14 @@ def _job_groups_in_session(session_id: int) -> set[int]:
 
 
 def _is_worker_process(pid: int, worker: Worker) -> bool:
+    # cmdline, not environ: any user may read it, also of an undumpable process.
     try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            return f"HODEI_WORKER_ID={worker.id}".encode() in environ.read().split(b"\0")
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read().split(b"\0")
     except OSError:
         return False
+    marker = [b"--worker-id", str(worker.id).encode()]
+    return any(argv[i : i + 2] == marker for i in range(len(argv) - 1))
 
 
 def _pid(infra_ref: str | None) -> int | None:

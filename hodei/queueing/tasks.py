@@ -75,6 +75,7 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
         budget=Budget(settings.max_log_bytes, settings.max_log_lines),
         grace_s=settings.cancel_grace_s,
         guard=ctx.guard,
+        user=ctx.job_user,
     )
     outcome = ending.outcome
     task.request.hodei_outcome = outcome  # from here on, the outcome is this task's to record

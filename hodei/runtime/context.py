@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from hodei.domain.records import Worker
+from hodei.runtime.hardening import JobUser
 from hodei.runtime.outcomes import OutcomeKeeper
 from hodei.runtime.runner import GroupGuard
 
@@ -26,6 +27,7 @@ class WorkerContext:
     stopping: threading.Event = field(default_factory=threading.Event)
     gave_up: threading.Event = field(default_factory=threading.Event)  # an outcome's deadline
     guard: GroupGuard | None = None
+    job_user: JobUser | None = None  # None: jobs run as the worker's own user
 
     @property
     def worker_id(self) -> UUID:

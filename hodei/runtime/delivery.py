@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from hodei.domain.records import Job, LogLine
 from hodei.errors import DatabaseUnavailable
+from hodei.runtime.hardening import JobUser
 from hodei.runtime.retention import Budget, Retention
 from hodei.runtime.runner import CommandRunner, GroupGuard, OutputLine, build_job_env
 from hodei.services.execution import Outcome
@@ -230,6 +231,7 @@ def run_attempt(
     budget: Budget,
     grace_s: float,
     guard: GroupGuard | None = None,
+    user: JobUser | None = None,
 ) -> Ending:
     """Run ``job``'s command for its current attempt and say how it ended."""
     sink = LogSink(store, job, budget)
@@ -248,7 +250,7 @@ def run_attempt(
         except DatabaseUnavailable:
             return False  # asked again in 0.5 s; the outage is logged once elsewhere
 
-    runner = CommandRunner(grace_s=grace_s, cancel_check_interval_s=0.5, guard=guard)
+    runner = CommandRunner(grace_s=grace_s, cancel_check_interval_s=0.5, guard=guard, user=user)
     try:
         result = runner.run(
             job.spec.argv,

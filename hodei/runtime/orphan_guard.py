@@ -26,9 +26,10 @@ import threading
 from typing import IO
 
 if __package__:
-    from hodei.runtime import proctree
+    from hodei.runtime import hardening, proctree
 else:  # run as the guard script: load the sibling module alone, not hodei's package
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import hardening  # type: ignore[import-not-found,no-redef]
     import proctree  # type: ignore[import-not-found,no-redef]
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class OrphanGuard:
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             close_fds=True,
+            # Nothing of the worker's environment: the guard needs none of its secrets.
+            env={},
             # Its own group, so a Ctrl-C or a job-group kill aimed at the worker's group
             # does not take the guard away before the worker has finished.
             process_group=0,
@@ -86,6 +89,7 @@ class OrphanGuard:
 
 def _guard_main() -> None:
     """The guard process: track jobs from stdin; at end of file, kill the ones left."""
+    hardening.make_undumpable()  # a job must not stop it (ptrace) nor read its pipe
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     jobs: dict[int, tuple[str, str]] = {}  # pgid -> (run id, cgroup path), "-" for none

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from hodei.runtime import proctree
+from hodei.runtime.hardening import JobUser
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class CommandRunner:
     cancel_check_interval_s: float = 0.5
     guard: GroupGuard | None = None
     use_cgroup: bool = True  # where possible (proctree.RunCgroup); the sweep runs anyway
+    user: JobUser | None = None  # another user to run commands as (a root worker's jobs)
 
     def __post_init__(self) -> None:
         if self.flush_max_lines < 1:
@@ -141,6 +143,9 @@ class CommandRunner:
         are logged and the batch is dropped, so the callback should do its own retrying
         and say what it lost (as ``delivery.LogSink`` does)."""
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        if self.user is not None:
+            env = {**env, "HOME": self.user.home, "USER": self.user.name, "LOGNAME": self.user.name}
+            cwd = cwd if cwd is not None else _reachable_cwd()
         return _Run(self, on_output, should_cancel).execute(argv, env, cwd, timeout_s)
 
 
@@ -182,7 +187,7 @@ class _Run:
                     if self._cgroup
                     else contextlib.nullcontext(True) as inside
                 ):
-                    proc = _spawn(argv, env, cwd)
+                    proc = _spawn(argv, env, cwd, self._cfg.user)
                 proctree.TRACKER.started(proc.pid, run_id)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             if self._cgroup is not None:
@@ -467,8 +472,13 @@ class _ExitWatch:
         os.close(self._fd)
 
 
-def _spawn(argv: list[str], env: Mapping[str, str], cwd: str | None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+def _spawn(
+    argv: list[str], env: Mapping[str, str], cwd: str | None, user: JobUser | None = None
+) -> subprocess.Popen[bytes]:
+    as_user: dict[str, object] = {}
+    if user is not None:
+        as_user = {"user": user.uid, "group": user.gid, "extra_groups": []}
+    return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -479,7 +489,25 @@ def _spawn(argv: list[str], env: Mapping[str, str], cwd: str | None) -> subproce
         # a provider that removes a dead worker can find and kill its jobs by session id.
         process_group=0,
         close_fds=True,
+        **as_user,
     )
+
+
+def _reachable_cwd() -> str:
+    """The worker's working directory if any user may enter it, else ``/``: a job run as
+    another user must not start in a directory it cannot use (root's home)."""
+    here = os.getcwd()
+    path = here
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return "/"
+        except OSError:
+            return "/"
+        parent = os.path.dirname(path)
+        if parent == path:
+            return here
+        path = parent
 
 
 def _spawn_error_message(exc: Exception, argv: list[str], cwd: str | None) -> str:

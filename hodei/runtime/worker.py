@@ -14,10 +14,10 @@ from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.domain.records import Job
-from hodei.errors import BrokerUnavailable, DatabaseUnavailable, HodeiError
+from hodei.errors import BrokerUnavailable, DatabaseUnavailable, HodeiError, InvalidConfiguration
 from hodei.queueing.app import broker_reachable, retries_within
 from hodei.queueing.signals import write_outcome
-from hodei.runtime import context, proctree
+from hodei.runtime import context, hardening, proctree
 from hodei.runtime.context import WorkerContext
 from hodei.runtime.delivery import append_lines
 from hodei.runtime.orphan_guard import OrphanGuard
@@ -36,10 +36,20 @@ class WorkerOptions:
     queue: str | None
     concurrency: int = 1
     idle_timeout_s: float = 60.0
+    worker_id: UUID | None = None  # the one the token must be for, if given
 
 
 def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     """Run a worker until it is idle, drained, declared lost or sent SIGTERM; exit code."""
+    # Before any job can run: its jobs must not read this process's environment (the
+    # database and broker URLs, the token), memory or descriptors (runtime/hardening).
+    if not hardening.make_undumpable():
+        logger.warning("this worker's memory and environment are readable by its jobs")
+    hardening.scrub_environment()
+    try:
+        job_user = hardening.job_user(container.settings.job_user)
+    except ValueError as exc:
+        raise InvalidConfiguration(str(exc)) from None
     # Orphans of its jobs re-parent to the worker, which kills what a job left behind at
     # its end (proctree) and reaps them, instead of their piling up as zombies.
     if not proctree.TRACKER.adopt_orphans():
@@ -54,6 +64,8 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     outage.DATABASE.announce()
     infra_ref = f"pid:{os.getpid()}@{socket.gethostname()}"
     worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
+    if options.worker_id is not None and options.worker_id != worker.id:
+        logger.warning("token is for worker %s, not %s", worker.id, options.worker_id)
     if options.queue and options.queue != worker.queue:
         logger.warning("token is for queue %s; ignoring --queue %s", worker.queue, options.queue)
     guard = _start_guard(worker.id)
@@ -69,7 +81,7 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         container.clock,
         on_give_up=give_up,
     )
-    ctx = WorkerContext(container, worker, outcomes, guard=guard)
+    ctx = WorkerContext(container, worker, outcomes, guard=guard, job_user=job_user)
     context.install(ctx)
     extra = {"worker_id": str(worker.id)}
     logger.info("worker %s ready on %s", worker.id, worker.queue, extra=extra)

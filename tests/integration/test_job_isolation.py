@@ -1,0 +1,191 @@
+"""A job cannot read its worker's secrets (issue 19, item 3).
+
+A hostile job (tests/isolation_probe.py) tries the environ of every ancestor and of every
+process, /proc/<pid>/mem, ptrace, /proc/<pid>/fd, every process's cmdline and the files
+under HODEI_HOME and the worker's home, looking for the database password, the broker
+password and the worker's bootstrap token. The passwords are real parts of the URLs the
+worker uses (PostgreSQL here trusts local connections and Redis's default user has no
+password, so both accept any), and the token is the one the worker started with.
+
+The test process itself (standing for the user's program that submits jobs) holds the
+URLs in its memory; the probe reads memory only of hodei's processes, the worker and its
+orphan guard (docs/architecture.md, "Trust boundaries").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pwd
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hodei import JobState
+from hodei.sdk import Client
+from hodei.services.workers import create_worker_token
+from hodei.settings import Settings
+from tests.conftest import stop_workers
+from tests.support import hodei_env, pid_of, terminate, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+PROBE = Path(__file__).resolve().parent.parent / "isolation_probe.py"
+
+
+def _with_password(url: str, user: str, password: str) -> str:
+    scheme, rest = url.split("://", 1)
+    rest = rest.split("@", 1)[-1]
+    return f"{scheme}://{user}:{password}@{rest}"
+
+
+@pytest.fixture
+def secrets() -> dict[str, str]:
+    return {"db": f"dbpw-{uuid.uuid4().hex}", "broker": f"brokerpw-{uuid.uuid4().hex}"}
+
+
+def _client(settings: Settings, secrets: dict[str, str], **overrides: Any) -> Client:
+    settings = dataclasses.replace(
+        settings,
+        database_url=_with_password(settings.database_url, "postgres", secrets["db"]),
+        broker_url=_with_password(settings.broker_url, "default", secrets["broker"]),
+        **overrides,
+    )
+    return Client.from_env(
+        **{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    )
+
+
+@pytest.fixture
+def same_user_worker(
+    pg_settings: Settings, secrets: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[Client, str]]:
+    """A client and the token of a worker started by hand whose jobs run as its own user,
+    with no capabilities: when the tests run as root, the worker runs under ``setpriv``
+    without any, as root's jobs would otherwise read every process whatever it does
+    (CAP_SYS_PTRACE) and a worker with all capabilities is out of reach of a job without
+    them anyway (the kernel wants the tracer's capabilities to cover the tracee's)."""
+    client = _client(pg_settings, secrets, job_user=pwd.getpwuid(os.geteuid()).pw_name)
+    issued = create_worker_token(
+        client.container.store, client.container.clock, provider_name="local", ttl_s=60, actor="t"
+    )
+    drop = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--"]
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [
+                *(drop if os.geteuid() == 0 else []),
+                sys.executable,
+                "-m",
+                "hodei",
+                "worker",
+                "start",
+            ],
+            env=hodei_env(client.container.settings, HODEI_OTP_TOKEN=issued.secret),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(
+            lambda: _worker_state(client, issued.worker.id) == "READY",
+            timeout=30,
+            message="the hand-started worker to register",
+        )
+        yield client, issued.secret
+    finally:
+        terminate(worker)
+        stop_workers(client)
+        client.close()
+
+
+def _worker_state(client: Client, worker_id: Any) -> str:
+    with client.container.store.reading() as tx:
+        worker = tx.workers.get(worker_id)
+    return worker.state.value if worker else ""
+
+
+@pytest.fixture
+def default_client(pg_settings: Settings, secrets: dict[str, str]) -> Iterator[Client]:
+    client = _client(pg_settings, secrets, job_user="")  # the default: nobody for root
+    yield client
+    stop_workers(client)
+    client.close()
+
+
+def _worker_token(client: Client, worker_id: Any) -> str:
+    """The worker's bootstrap token, read the way only root (or its own user before the
+    fix) can: from its /proc environ."""
+    with client.container.store.reading() as tx:
+        worker = tx.workers.get(worker_id)
+    assert worker is not None
+    pid = pid_of(worker.infra_ref)
+    assert pid is not None
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        for item in f.read().split(b"\0"):
+            if item.startswith(b"HODEI_OTP_TOKEN="):
+                return item.split(b"=", 1)[1].decode()
+    raise AssertionError("the worker has no HODEI_OTP_TOKEN")
+
+
+def _probe(client: Client, secrets: dict[str, str], token: str | None = None) -> dict[str, Any]:
+    """Run the probe as a job on the worker that ran a first job; what it reports."""
+    # A first job brings the worker up; the probe then runs on that same worker.
+    first = client.wait(client.submit("true").id, timeout=60)
+    assert first.state is JobState.SUCCEEDED
+    needles = [secrets["db"], secrets["broker"], token or _worker_token(client, first.worker_id)]
+    job = client.submit(
+        ["/usr/bin/python3", "-I", "-c", PROBE.read_text()],
+        env={
+            "PROBE_NEEDLES": ",".join(n.encode().hex() for n in needles),
+            "PROBE_DIRS": f"{client.container.settings.home}:{Path.home()}",
+        },
+        timeout_s=120,
+    )
+    done = client.wait(job.id, timeout=150)
+    lines = [line.line for line in client.logs(job.id)]
+    assert done.state is JobState.SUCCEEDED, lines
+    assert done.worker_id == first.worker_id
+    report: dict[str, Any] = json.loads(lines[-1])
+    return report
+
+
+def test_a_job_of_the_same_user_finds_no_secret_of_its_worker(
+    same_user_worker: tuple[Client, str], secrets: dict[str, str]
+) -> None:
+    client, token = same_user_worker
+    report = _probe(client, secrets, token)
+    assert report["uid"] == os.geteuid()
+    assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
+    assert report["found"] == [], report
+    assert report["reachable"] == [], report
+    assert report["inherited_fds"] == [], report
+    assert report["files_read"] > 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a worker running as root")
+def test_a_root_workers_jobs_run_as_nobody_and_find_no_secret(
+    default_client: Client, secrets: dict[str, str]
+) -> None:
+    report = _probe(default_client, secrets)
+    assert report["uid"] == pwd.getpwnam("nobody").pw_uid
+    assert report["found"] == [], report
+    assert report["reachable"] == [], report
+    assert report["inherited_fds"] == [], report
+
+
+def test_the_probe_finds_what_is_readable(tmp_path: Path) -> None:
+    """The probe itself works: a file holding a needle is found (so an empty report
+    above means nothing was found, not that the probe is blind)."""
+    (tmp_path / "leak.txt").write_text("x secret-needle-123 y")
+    env = {**os.environ, "PROBE_NEEDLES": b"secret-needle-123".hex(), "PROBE_DIRS": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-I", str(PROBE)], env=env, capture_output=True, text=True, check=True
+    )
+    report = json.loads(out.stdout)
+    assert any("leak.txt" in where for where in report["found"]), report
