@@ -87,7 +87,8 @@ def job_user(setting: str, *, euid: int | None = None) -> JobUser | None:
     Empty (the default): the worker's own user, unless the worker is root, then
     ``nobody``. A user name or a numeric uid: that user (a uid without a passwd entry
     runs with the same gid and ``/`` as its home). ``root`` or ``0`` keeps root.
-    Raises ValueError for a user that does not exist."""
+    Raises ValueError for a user that does not exist, or another user than the
+    worker's own when the worker is not root."""
     effective = os.geteuid() if euid is None else euid
     wanted = setting.strip() or (DEFAULT_JOB_USER if effective == 0 else "")
     if not wanted:
@@ -102,4 +103,12 @@ def job_user(setting: str, *, euid: int | None = None) -> JobUser | None:
 
 
 def _same_or(user: JobUser, euid: int) -> JobUser | None:
-    return None if user.uid == euid else user
+    if user.uid == euid:
+        return None
+    if euid != 0:
+        # Said at the worker's start, not as every job failing to start.
+        raise ValueError(
+            f"HODEI_JOB_USER: a worker running as uid {euid} cannot run jobs as"
+            f" {user.name!r} (only a worker running as root can switch users)"
+        )
+    return user

@@ -34,6 +34,12 @@ def test_an_unknown_user_is_a_one_line_error() -> None:
         hardening.job_user("no-such-user-x", euid=0)
 
 
+def test_only_a_root_worker_may_name_another_user() -> None:
+    with pytest.raises(ValueError, match="a worker running as uid 12345 cannot run jobs as"):
+        hardening.job_user("nobody", euid=12345)
+    assert hardening.job_user(str(12345), euid=12345) is None
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 def test_an_undumpable_process_has_no_secret_left_in_os_environ() -> None:
     code = (
