@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from hodei.store.job_watch import JobWatches
     from hodei.store.listen import SqlEventFeed
     from hodei.store.read_models import SqlReadStore
+    from hodei.store.secrets import SecretBox
     from hodei.store.sql_store import SqlStore
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,14 @@ class Container:
         from hodei.store.sql_store import SqlStore
 
         self.ensure_schema()
-        return SqlStore(self.engine)
+        return SqlStore(self.engine, self.secrets.seal)
+
+    @cached_property
+    def secrets(self) -> SecretBox:
+        """Encrypts and decrypts secret_env; its key is read on first use."""
+        from hodei.store.secrets import SecretBox
+
+        return SecretBox(self.settings)
 
     @cached_property
     def reads(self) -> SqlReadStore:

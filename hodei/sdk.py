@@ -167,9 +167,13 @@ class Client:
         provider: str | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        secret_env: Mapping[str, str] | None = None,
     ) -> Job:
         """Submit one job: a :class:`JobSpec`, or a command (a shell string, or an argv
         list) plus the fields of :meth:`JobSpec.create`.
+
+        ``secret_env``: variables the command gets like ``env``, but stored encrypted,
+        never shown (show, list, events, timeline) and masked in the job's output.
 
         Returns the stored job (the existing one if its idempotency key was seen
         before). Bad input raises :class:`~hodei.errors.InvalidJobSpec`; an unknown
@@ -187,6 +191,7 @@ class Client:
             "provider": provider,
             "correlation_id": correlation_id,
             "idempotency_key": idempotency_key,
+            "secret_env": secret_env,
         }
         if isinstance(spec, JobSpec):
             given = sorted(k for k, v in fields.items() if v is not None)

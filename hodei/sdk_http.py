@@ -196,6 +196,12 @@ class HttpClient(Client):
         if isinstance(specs, JobSpec | str | bytes) or not isinstance(specs, Iterable):
             raise InvalidInput(f"submit_many takes a list of JobSpec, got {type(specs).__name__}")
         specs = builtins.list(specs)
+        if any(s.secret_env for s in specs if isinstance(s, JobSpec)):
+            # to_dict() leaves secret_env out: refuse rather than run without it.
+            raise InvalidInput(
+                "secret_env cannot be sent over the HTTP API yet; submit such a job"
+                " with a database connection (HODEI_API_URL unset)"
+            )
         if not all(isinstance(s, JobSpec) for s in specs):
             raise InvalidInput("submit_many takes a list of JobSpec")
         if len(specs) == 1:

@@ -64,6 +64,9 @@ class Settings:
     job_cgroup: str = "auto"  # "off": no cgroup per job even where one could be made
     # The user jobs run as ("" = the worker's own, but nobody for a root worker).
     job_user: str = ""
+    # Fernet keys for secret_env: the one that encrypts, and older ones still read.
+    secret_key: str = field(default="", repr=False)
+    secret_keys: str = field(default="", repr=False)  # comma-separated
 
     def __post_init__(self) -> None:
         # Absolute, so the URLs below and every child process name the same files.
@@ -146,6 +149,8 @@ class Settings:
         out["database_url"] = mask_url(self.database_url)
         out["broker_url"] = mask_url(self.broker_url)
         out["flower_basic_auth"] = "***" if self.flower_basic_auth else ""
+        out["secret_key"] = "***" if self.secret_key else ""
+        out["secret_keys"] = "***" if self.secret_keys else ""
         return out
 
     def __repr__(self) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -27,7 +28,7 @@ from hodei.domain.events import DomainEvent
 from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
-from hodei.errors import Conflict
+from hodei.errors import Conflict, InvalidInput
 from hodei.sdk import Client
 from hodei.services.events_feed import summarize as summarize_event
 
@@ -49,6 +50,13 @@ def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--name", help="A name for the job (default: the command)."),
         click.option("--env", "-e", multiple=True, metavar="K=V", help="Environment variable."),
+        click.option(
+            "--secret-env",
+            multiple=True,
+            metavar="K[=V]",
+            help="A secret variable: stored encrypted, masked in the output; K alone takes"
+            " its value from your environment (so it is in no command line).",
+        ),
         click.option("--workdir", help="Absolute working directory for the command."),
         click.option(
             "--timeout",
@@ -83,6 +91,22 @@ def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def secret_pairs(pairs: Iterable[str]) -> dict[str, str]:
+    """``--secret-env`` values: ``K=V``, or ``K`` read from this process's environment.
+    Errors name the variable, never its value."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not key:
+            raise InvalidInput("--secret-env needs a name: NAME=VALUE, or NAME alone")
+        if not sep:
+            if key not in os.environ:
+                raise InvalidInput(f"--secret-env {key}: {key} is not set in the environment")
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
 def build_spec(params: dict[str, Any]) -> JobSpec:
     """A JobSpec from CLI parameters; one argument is a shell string, several an argv."""
     command = params["command"]
@@ -91,6 +115,7 @@ def build_spec(params: dict[str, Any]) -> JobSpec:
         command[0] if len(command) == 1 else list(command),
         name=params["name"],
         env=mapping_from_pairs(params["env"], "--env"),
+        secret_env=secret_pairs(params["secret_env"]),
         working_dir=params["workdir"],
         timeout_s=params["timeout"],
         max_attempts=retries + 1,

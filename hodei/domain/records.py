@@ -44,6 +44,9 @@ class Job:
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # spec.secret_env as stored: encrypted (store/secrets.py); only a worker opens it.
+    # "exclude": serializers that read field metadata (pydantic: the HTTP API) omit it.
+    secret_env_sealed: str | None = field(default=None, repr=False, metadata={"exclude": True})
 
     @property
     def is_terminal(self) -> bool:

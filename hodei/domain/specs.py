@@ -65,6 +65,11 @@ class JobSpec:
     provider: str | None = None
     correlation_id: str | None = None
     idempotency_key: str | None = None
+    # Handed to the job's process only: stored encrypted, never in to_dict(), events or
+    # output (masked there); the submitter's own copy is the only clear one.
+    secret_env: Mapping[str, str] = field(
+        default_factory=dict, repr=False, metadata={"exclude": True}
+    )
 
     @classmethod
     def create(
@@ -82,6 +87,7 @@ class JobSpec:
         provider: str | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        secret_env: Mapping[str, str] | None = None,
     ) -> JobSpec:
         """Validate every field and return the spec, or raise :class:`InvalidJobSpec`
         whose one-line message names each problem.
@@ -94,7 +100,10 @@ class JobSpec:
         problems: list[str] = []
         cmd = _check_command(command, problems)
         checked_env = _check_env(env, problems)
-        _check_size(cmd, checked_env, problems)
+        checked_secrets = _check_env(secret_env, problems, what="secret_env")
+        for key in sorted(set(checked_env) & set(checked_secrets)):
+            problems.append(f"{key} is in both env and secret_env")
+        _check_size(cmd, {**checked_env, **checked_secrets}, problems)
         spec = cls(
             name=_check_name(name, cmd, problems),
             command=cmd,
@@ -112,6 +121,7 @@ class JobSpec:
             idempotency_key=_check_label_text(
                 "idempotency_key", idempotency_key, MAX_IDEMPOTENCY_KEY_LENGTH, problems
             ),
+            secret_env=checked_secrets,
         )
         if problems:
             raise InvalidJobSpec("invalid job: " + "; ".join(problems))
@@ -137,6 +147,7 @@ class JobSpec:
             provider=self.provider,
             correlation_id=self.correlation_id,
             idempotency_key=self.idempotency_key,
+            secret_env=self.secret_env,
         )
 
     @property
@@ -201,6 +212,7 @@ class JobSpec:
             "regions": list(self.regions),
             "provider": self.provider,
             "env_keys": sorted(self.env),
+            "secret_env_keys": sorted(self.secret_env),
         }
 
 
@@ -275,21 +287,22 @@ def _check_name(name: object, command: str | tuple[str, ...], problems: list[str
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _check_env(env: object, problems: list[str]) -> dict[str, str]:
+def _check_env(env: object, problems: list[str], *, what: str = "env") -> dict[str, str]:
     if env is None:
         return {}
     if not isinstance(env, Mapping):
-        problems.append(f"env must be a mapping of names to strings, got {type(env).__name__}")
+        problems.append(f"{what} must be a mapping of names to strings, got {type(env).__name__}")
         return {}
     out: dict[str, str] = {}
     for key, value in env.items():
         if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-            problems.append(f"env name {quoted(key)} is not a valid variable name")
+            problems.append(f"{what} name {quoted(key)} is not a valid variable name")
         elif not isinstance(value, str):
-            problems.append(f"env {key} must be a string, got {type(value).__name__}")
-        elif _text(f"env {key}", value, problems):
+            # The type, never the value: a secret's value is in no error message.
+            problems.append(f"{what} {key} must be a string, got {type(value).__name__}")
+        elif _text(f"{what} {key}", value, problems):
             if len(key) + 1 + utf8_size(value) > MAX_ARG_BYTES:
-                problems.append(f"env {key} must be at most {MAX_ARG_BYTES // 1024} KiB")
+                problems.append(f"{what} {key} must be at most {MAX_ARG_BYTES // 1024} KiB")
             else:
                 out[key] = value
     return out

@@ -12,13 +12,16 @@ import logging
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from hodei.errors import AttemptFailed
+from hodei.domain.records import Job
+from hodei.errors import AttemptFailed, HodeiError
 from hodei.queueing import maintenance_tasks, signals
 from hodei.queueing.names import RUN_JOB_TASK
 from hodei.runtime import context
-from hodei.runtime.delivery import run_attempt
+from hodei.runtime.context import WorkerContext
+from hodei.runtime.delivery import run_attempt, unstartable
 from hodei.runtime.retention import Budget
 from hodei.services.execution import Claim
+from hodei.store.secrets import SecretsUnreadable
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +72,22 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
     ctx = context.current()
     assert ctx is not None, "run_job only runs inside `hodei worker start`"
     settings = ctx.container.settings
-    ending = run_attempt(
-        ctx.container.store,
-        claim.job,
-        budget=Budget(settings.max_log_bytes, settings.max_log_lines),
-        grace_s=settings.cancel_grace_s,
-        guard=ctx.guard,
-        user=ctx.job_user,
-    )
+    budget = Budget(settings.max_log_bytes, settings.max_log_lines)
+    try:
+        secret_env = _secret_env(ctx, claim.job)
+    except (SecretsUnreadable, HodeiError) as exc:
+        logger.warning("job %s not started: %s", job_id, exc, extra=log_extra)
+        ending = unstartable(ctx.container.store, claim.job, budget, str(exc))
+    else:
+        ending = run_attempt(
+            ctx.container.store,
+            claim.job,
+            budget=budget,
+            grace_s=settings.cancel_grace_s,
+            guard=ctx.guard,
+            user=ctx.job_user,
+            secret_env=secret_env,
+        )
     outcome = ending.outcome
     task.request.hodei_outcome = outcome  # from here on, the outcome is this task's to record
     # Written now, or kept by the worker until the database answers (runtime/outcomes.py).
@@ -90,3 +101,10 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
             state = str(recorded.job.state)
         raise AttemptFailed(f"{outcome.summary()} (job {state})")
     return outcome.summary()
+
+
+def _secret_env(ctx: WorkerContext, job: Job) -> dict[str, str]:
+    """The job's secret_env in clear, for its command only (never logged)."""
+    if not job.secret_env_sealed:
+        return {}
+    return ctx.container.secrets.open(job.secret_env_sealed)

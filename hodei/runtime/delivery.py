@@ -5,15 +5,22 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from hodei.domain.records import Job, LogLine
 from hodei.errors import DatabaseUnavailable
 from hodei.runtime.hardening import JobUser
+from hodei.runtime.masking import masking
 from hodei.runtime.retention import Budget, Retention
-from hodei.runtime.runner import CommandRunner, GroupGuard, OutputLine, build_job_env
+from hodei.runtime.runner import (
+    SPAWN_ERROR_EXIT_CODE,
+    CommandRunner,
+    GroupGuard,
+    OutputLine,
+    build_job_env,
+)
 from hodei.services.execution import Outcome
 from hodei.services.ports import Store
 
@@ -232,9 +239,12 @@ def run_attempt(
     grace_s: float,
     guard: GroupGuard | None = None,
     user: JobUser | None = None,
+    secret_env: Mapping[str, str] | None = None,
 ) -> Ending:
-    """Run ``job``'s command for its current attempt and say how it ended."""
+    """Run ``job``'s command for its current attempt and say how it ended; the command
+    also gets ``secret_env`` (the job's, decrypted), whose values its output has masked."""
     sink = LogSink(store, job, budget)
+    secrets = dict(secret_env or {})
     extra = {
         "HODEI_JOB_ID": str(job.id),
         "HODEI_ATTEMPT": str(job.attempt),
@@ -254,10 +264,10 @@ def run_attempt(
     try:
         result = runner.run(
             job.spec.argv,
-            env=build_job_env(job.spec.env, extra),
+            env=build_job_env({**job.spec.env, **secrets}, extra),
             cwd=job.spec.working_dir,
             timeout_s=job.spec.timeout_s,
-            on_output=sink.write,
+            on_output=masking(secrets.values(), sink.write),
             should_cancel=should_cancel,
         )
     except BaseException:
@@ -282,6 +292,16 @@ def run_attempt(
         error=result.error,
     )
     return Ending(outcome, held)
+
+
+def unstartable(store: Store, job: Job, budget: Budget, message: str) -> Ending:
+    """The attempt's end when its command cannot even be started (its secret_env cannot
+    be decrypted): ``message`` in its "system" stream, and exit 127 as for a command
+    that is not found."""
+    sink = LogSink(store, job, budget)
+    sink.write([OutputLine("system", f"hodei: {message}", datetime.now(UTC))])
+    held = sink.close()
+    return Ending(Outcome(exit_code=SPAWN_ERROR_EXIT_CODE, error=message), held)
 
 
 def append_lines(store: Store, lines: list[LogLine]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, Job
 from hodei.domain.states import JobState, WorkerState
-from hodei.errors import DuplicateIdempotencyKey
+from hodei.errors import DuplicateIdempotencyKey, InvalidConfiguration
 from hodei.services.ports import JobQuery
 from hodei.store import statements
 from hodei.store.driver_statement import driver_statement, insert_rows
@@ -62,20 +62,32 @@ def _idempotency_key_taken() -> Iterator[None]:
         raise
 
 
+Seal = Callable[[Mapping[str, str]], str]
+
+
 class SqlJobRepository:
-    def __init__(self, connection: sa.Connection) -> None:
+    def __init__(self, connection: sa.Connection, seal: Seal | None = None) -> None:
         self._c = connection
+        self._seal = seal
+
+    def _row(self, job: Job) -> dict[str, Any]:
+        row = job_to_row(job)
+        if job.spec.secret_env:
+            if self._seal is None:
+                raise InvalidConfiguration("this store cannot encrypt secret_env")
+            row["secret_env"] = self._seal(job.spec.secret_env)
+        return row
 
     def add(self, *new_jobs: Job) -> None:
         with _idempotency_key_taken():
-            insert_rows(self._c, jobs, [job_to_row(j) for j in new_jobs])
+            insert_rows(self._c, jobs, [self._row(j) for j in new_jobs])
 
     def create(self, job: Job, events: Sequence[DomainEvent]) -> None:
         if self._c.dialect.name != "postgresql" or not events:
             self.add(job)
             SqlEventRepository(self._c).add(*events)
             return
-        params = prefixed(job_to_row(job), "j_")
+        params = prefixed(self._row(job), "j_")
         for n, event in enumerate(events):
             params.update(prefixed(event_to_row(event), f"e{n}_"))
         create = driver_statement(_create_with_events(len(events)), self._c)

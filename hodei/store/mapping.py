@@ -62,6 +62,8 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "updated_at": job.updated_at,
+        # Sealed by the repository (never the clear values from spec.secret_env).
+        "secret_env": job.secret_env_sealed,
     }
 
 
@@ -69,6 +71,7 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
     data = dict(row)
     data["state"] = JobState(data["state"])
     data["spec"] = spec_from_json(data["spec"])
+    data["secret_env_sealed"] = data.pop("secret_env", None)
     return Job(**data)
 
 

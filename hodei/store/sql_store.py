@@ -24,7 +24,7 @@ from hodei.store.api_token_repository import SqlApiTokenRepository
 from hodei.store.driver_statement import driver_connection
 from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
-from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
+from hodei.store.job_repository import Seal, SqlAttemptRepository, SqlJobRepository
 from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.run_repository import SqlRunRepository
 from hodei.store.worker_repository import SqlTokenRepository, SqlWorkerRepository
@@ -33,9 +33,9 @@ from hodei.store.worker_repository import SqlTokenRepository, SqlWorkerRepositor
 class SqlTransaction:
     """Every repository, sharing one connection and so one transaction."""
 
-    def __init__(self, connection: sa.Connection) -> None:
+    def __init__(self, connection: sa.Connection, seal: Seal | None = None) -> None:
         self.connection = connection
-        self.jobs: JobRepository = SqlJobRepository(connection)
+        self.jobs: JobRepository = SqlJobRepository(connection, seal)
         self.attempts: AttemptRepository = SqlAttemptRepository(connection)
         self.events: EventRepository = SqlEventRepository(connection)
         self.workers: WorkerRepository = SqlWorkerRepository(connection)
@@ -55,8 +55,9 @@ class SqlTransaction:
 class SqlStore:
     """Opens transactions on one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, seal: Seal | None = None) -> None:
         self.engine = engine
+        self._seal = seal  # encrypts a new job's secret_env (store/secrets.py)
 
     def apply(self, transition: Transition) -> Applied:
         # A transition written as one statement needs no transaction around it.
@@ -67,14 +68,14 @@ class SqlStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         with database_errors(), self.engine.begin() as connection:
-            yield SqlTransaction(connection)
+            yield SqlTransaction(connection, self._seal)
 
     @contextlib.contextmanager
     def single_write(self) -> Iterator[SqlTransaction]:
         with database_errors():
             if self.engine.dialect.name != "postgresql":
                 with self.engine.begin() as connection:
-                    yield SqlTransaction(connection)
+                    yield SqlTransaction(connection, self._seal)
                 return
             # Each statement commits on its own: no BEGIN or COMMIT round trips. psycopg's
             # autocommit is switched directly, for this use only: SQLAlchemy's isolation
@@ -85,7 +86,7 @@ class SqlStore:
                 driver = driver_connection(connection)
                 driver.autocommit = True
                 try:
-                    yield SqlTransaction(connection)
+                    yield SqlTransaction(connection, self._seal)
                 finally:
                     if not driver.closed:  # a broken connection is discarded anyway
                         driver.autocommit = False
@@ -93,7 +94,7 @@ class SqlStore:
     @contextlib.contextmanager
     def reading(self) -> Iterator[SqlTransaction]:
         with database_errors(), read_only(self.engine) as connection:
-            yield SqlTransaction(connection)
+            yield SqlTransaction(connection, self._seal)
 
     def dispose(self) -> None:
         """Drop pooled connections (after a fork, or before exit)."""

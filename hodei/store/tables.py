@@ -72,6 +72,7 @@ jobs = sa.Table(
     _ts("started_at"),
     _ts("finished_at"),
     _ts("updated_at", nullable=False),
+    sa.Column("secret_env", sa.Text(), nullable=True),  # Fernet token (store/secrets.py)
     sa.Index("ix_jobs_state_created_at", "state", "created_at"),
     sa.Index("ix_jobs_created_at", "created_at"),
     sa.Index("ix_jobs_correlation_id", "correlation_id"),

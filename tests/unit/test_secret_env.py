@@ -1,0 +1,63 @@
+"""secret_env: its validation, its encryption at rest (with key rotation) and its masking."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from hodei.domain.specs import JobSpec
+from hodei.errors import InvalidConfiguration, InvalidJobSpec
+from hodei.runtime.masking import masking
+from hodei.runtime.runner import OutputLine
+from hodei.settings import Settings
+from hodei.store.secrets import SecretBox, SecretsUnreadable
+
+
+def test_secret_env_is_validated_like_env_and_never_serialized() -> None:
+    spec = JobSpec.create("true", env={"A": "1"}, secret_env={"TOKEN": "hunter2-long-value"})
+    assert "hunter2" not in repr(spec) and "secret_env" not in spec.to_dict()
+    assert spec.summary()["secret_env_keys"] == ["TOKEN"]
+    with pytest.raises(InvalidJobSpec, match="secret_env name '1BAD' is not a valid"):
+        JobSpec.create("true", secret_env={"1BAD": "x"})
+    with pytest.raises(InvalidJobSpec, match="A is in both env and secret_env"):
+        JobSpec.create("true", env={"A": "1"}, secret_env={"A": "2"})
+    with pytest.raises(InvalidJobSpec) as bad:
+        JobSpec.create("true", secret_env={"T": "nul\x00value-secret"})
+    assert "value-secret" not in str(bad.value)
+
+
+def test_a_key_is_rotated_with_the_old_one_in_secret_keys(tmp_path: Path) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    sealed = SecretBox(Settings(home=tmp_path, secret_key=old)).seal({"T": "v"})
+    rotated = SecretBox(Settings(home=tmp_path, secret_key=new, secret_keys=old))
+    assert rotated.open(sealed) == {"T": "v"}
+    with pytest.raises(SecretsUnreadable, match="cannot be decrypted"):
+        SecretBox(Settings(home=tmp_path, secret_key=new)).open(sealed)
+    with pytest.raises(InvalidConfiguration) as bad:
+        SecretBox(Settings(home=tmp_path, secret_key="not-a-key-abc")).seal({"T": "v"})
+    assert "not-a-key-abc" not in str(bad.value)
+
+
+def test_without_a_key_setting_a_0600_key_file_in_hodei_home_is_made_once(
+    tmp_path: Path,
+) -> None:
+    first = SecretBox(Settings(home=tmp_path)).seal({"T": "v"})
+    assert (tmp_path / "secret.key").stat().st_mode & 0o777 == 0o600
+    assert SecretBox(Settings(home=tmp_path)).open(first) == {"T": "v"}
+
+
+def _line(data: bytes) -> OutputLine:
+    return OutputLine.of_bytes("stdout", datetime.now(UTC), data)
+
+
+def test_masking_replaces_whole_values_of_eight_characters_or_more() -> None:
+    out: list[OutputLine] = []
+    write = masking(["abcdefgh", "abcdefgh-longer", "short"], out.extend)
+    write([_line(b"x abcdefgh-longer y abcdefgh short\n"), _line(b"abcd\n"), _line(b"efgh\n")])
+    assert [line.line for line in out] == ["x [masked] y [masked] short", "abcd", "efgh"]
+    assert out[0].data == b"x [masked] y [masked] short\n"
+    plain: list[OutputLine] = []
+    assert masking(["short"], plain.extend) == plain.extend  # nothing to mask: no wrapper
