@@ -27,6 +27,11 @@ def flower(ctx: click.Context, port: int, address: str) -> None:
     from hodei.observability.dashboard import check_exposure, parse_basic_auth, run_flower
 
     settings: Settings = ctx.find_root().obj
+    # A long-running process that holds the database and broker URLs: a job of the same
+    # user must not read them from it (runtime/hardening).
+    from hodei.runtime import hardening
+
+    hardening.make_undumpable()
     credentials = parse_basic_auth(settings.flower_basic_auth)
     check_exposure(address, credentials)
     configure_logging(settings.log_level, settings.log_format)

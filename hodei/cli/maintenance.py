@@ -58,6 +58,10 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     from hodei.store import outage
 
     settings: Settings = ctx.find_root().obj
+    # It launches local workers, so it is their jobs' grandparent: see runtime/hardening.
+    from hodei.runtime import hardening
+
+    hardening.make_undumpable()
     configure_logging(settings.log_level, settings.log_format)
     outage.DATABASE.announce()
     container = Container(settings)

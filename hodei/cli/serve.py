@@ -27,6 +27,11 @@ def serve(ctx: click.Context, address: str | None, port: int | None) -> None:
     from hodei.store import outage
 
     settings: Settings = ctx.find_root().obj
+    # A long-running process that holds the database and broker URLs: a job of the same
+    # user must not read them from it (runtime/hardening).
+    from hodei.runtime import hardening
+
+    hardening.make_undumpable()
     configure_logging(settings.log_level, settings.log_format)
     outage.DATABASE.announce()
     address = address or settings.serve_address

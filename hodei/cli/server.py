@@ -47,6 +47,9 @@ def server(ctx: click.Context, address: str | None, port: int, workers: int) -> 
     from hodei.logconfig import configure_logging
 
     settings: Settings = ctx.find_root().obj
+    from hodei.runtime import hardening
+
+    hardening.make_undumpable()  # holds the database URL: see runtime/hardening
     configure_logging(settings.log_level, settings.log_format)
     serve_api(settings, address or "127.0.0.1", port, workers=workers)
 
