@@ -58,7 +58,7 @@ def is_hodei(pid: int) -> bool:
 
 def ancestors() -> list[int]:
     out, pid = [], os.getppid()
-    while pid > 1 and pid not in out:
+    while pid >= 1 and pid not in out:  # pid 1 too: a container's worker is its PID 1
         out.append(pid)
         pid = stat_ppid(pid)
     return out

@@ -39,6 +39,7 @@ SECRET_ENV: Final = (
     "HODEI_SECRET_KEYS",
 )
 DEFAULT_JOB_USER: Final = "nobody"  # for a worker running as root
+NOBODY_UID: Final = 65534  # nobody's uid and gid on Linux distributions, where it has none
 
 
 def make_undumpable() -> bool:
@@ -96,6 +97,9 @@ def job_user(setting: str, *, euid: int | None = None) -> JobUser | None:
     try:
         entry = pwd.getpwuid(int(wanted)) if wanted.isdigit() else pwd.getpwnam(wanted)
     except KeyError:
+        if wanted == DEFAULT_JOB_USER and not setting.strip():
+            # A minimal image without a passwd entry for it: nobody's customary uid.
+            return JobUser(DEFAULT_JOB_USER, NOBODY_UID, NOBODY_UID, "/")
         if not wanted.isdigit():
             raise ValueError(f"HODEI_JOB_USER: no such user {wanted!r}") from None
         return _same_or(JobUser(wanted, int(wanted), int(wanted), "/"), effective)

@@ -15,13 +15,14 @@ orphan guard (docs/architecture.md, "Trust boundaries").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pwd
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +134,20 @@ def _worker_token(client: Client, worker_id: Any) -> str:
     raise AssertionError("the worker has no HODEI_OTP_TOKEN")
 
 
-def _probe(client: Client, secrets: dict[str, str], token: str | None = None) -> dict[str, Any]:
+def _probe(
+    client: Client,
+    secrets: dict[str, str],
+    token: str | None = None,
+    *,
+    provider: str | None = None,
+    token_of: Callable[[Any], str] | None = None,
+) -> dict[str, Any]:
     """Run the probe as a job on the worker that ran a first job; what it reports."""
     # A first job brings the worker up; the probe then runs on that same worker.
-    first = client.wait(client.submit("true").id, timeout=60)
+    first = client.wait(client.submit("true", provider=provider).id, timeout=90)
     assert first.state is JobState.SUCCEEDED
-    needles = [secrets["db"], secrets["broker"], token or _worker_token(client, first.worker_id)]
+    token = token or (token_of or functools.partial(_worker_token, client))(first.worker_id)
+    needles = [secrets["db"], secrets["broker"], token]
     job = client.submit(
         ["/usr/bin/python3", "-I", "-c", PROBE.read_text()],
         env={
@@ -146,6 +155,7 @@ def _probe(client: Client, secrets: dict[str, str], token: str | None = None) ->
             "PROBE_DIRS": f"{client.container.settings.home}:{Path.home()}",
         },
         timeout_s=120,
+        provider=provider,
     )
     done = client.wait(job.id, timeout=150)
     lines = [line.line for line in client.logs(job.id)]
@@ -189,3 +199,39 @@ def test_the_probe_finds_what_is_readable(tmp_path: Path) -> None:
     )
     report = json.loads(out.stdout)
     assert any("leak.txt" in where for where in report["found"]), report
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("worker_user", ["root", "65534:65534"])
+def test_a_job_in_a_docker_worker_finds_no_secret(
+    default_client: Client, secrets: dict[str, str], worker_user: str
+) -> None:
+    """The same probe in a container of the Docker provider (this checkout's hodei, bind
+    mounted): a root worker's job runs as nobody; a worker running as uid 65534 runs its
+    jobs as that same uid, which only its being undumpable keeps out."""
+    from tests.docker_engine import build_test_image, engine, worker_config
+
+    docker_client = engine()
+    name = f"iso{uuid.uuid4().hex[:8]}"
+    config = worker_config(build_test_image(docker_client), user=worker_user)
+    default_client.add_provider(name, "docker", config=config, max_workers=1)
+
+    def container_token(worker_id: Any) -> str:
+        (container,) = docker_client.containers.list(filters={"label": [f"hodei.provider={name}"]})
+        env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+        assert container.labels["hodei.worker_id"] == str(worker_id)
+        return env["HODEI_OTP_TOKEN"]
+
+    try:
+        report = _probe(default_client, secrets, provider=name, token_of=container_token)
+    finally:
+        for container in docker_client.containers.list(
+            all=True, filters={"label": [f"hodei.provider={name}"]}
+        ):
+            container.remove(force=True)
+        docker_client.close()
+    assert report["uid"] == 65534
+    assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
+    assert report["found"] == [], report
+    assert report["reachable"] == [], report
+    assert report["inherited_fds"] == [], report
