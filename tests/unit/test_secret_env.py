@@ -61,3 +61,18 @@ def test_masking_replaces_whole_values_of_eight_characters_or_more() -> None:
     assert out[0].data == b"x [masked] y [masked] short\n"
     plain: list[OutputLine] = []
     assert masking(["short"], plain.extend) == plain.extend  # nothing to mask: no wrapper
+
+
+def test_the_http_apis_serializer_leaves_secret_env_out() -> None:
+    """FastAPI serializes hodei's records with pydantic, which honours the fields'
+    ``exclude`` metadata: a job's secret values (or their ciphertext) are not sent."""
+    import dataclasses
+
+    from pydantic import TypeAdapter
+
+    from hodei.domain.records import Job
+
+    spec = JobSpec.create("true", secret_env={"TOKEN": "hunter2-long-value"})
+    assert "secret_env" not in TypeAdapter(JobSpec).dump_python(spec)
+    excluded = [f.name for f in dataclasses.fields(Job) if f.metadata.get("exclude")]
+    assert excluded == ["secret_env_sealed"]
