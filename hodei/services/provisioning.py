@@ -118,7 +118,9 @@ def _reserve(
             provider,
             waiting=tx.jobs.count_waiting(provider.queue),
             live=len(live),
-            idle_or_starting=sum(1 for w in live if _may_take_work(w, now, stale_after_s)),
+            idle_or_starting=sum(
+                1 for w in live if _may_take_work(w, now, stale_after_s, token_ttl_s)
+            ),
         )
         if plan.launch == 0:
             return None
@@ -144,11 +146,19 @@ def _reserve(
     return provider, tokens
 
 
-def _may_take_work(worker: Worker, now: datetime, stale_after_s: float | None) -> bool:
-    """Idle or starting, and (once registered) not silent past the reaper's limit."""
+def _may_take_work(
+    worker: Worker, now: datetime, stale_after_s: float | None, token_ttl_s: float
+) -> bool:
+    """Idle or starting, and (once registered) not silent past the reaper's limit.
+
+    A launch older than a token's lifetime is not starting: its token has expired, so it
+    can never register (it died before it did). Without a scheduler to expire it, taking
+    it for a worker on its way left every later job on its queue waiting forever."""
     if worker.state not in _STARTING_OR_IDLE:
         return False
-    if worker.state is WorkerState.PROVISIONING or stale_after_s is None:
+    if worker.state is WorkerState.PROVISIONING:
+        return now - worker.created_at <= timedelta(seconds=token_ttl_s)
+    if stale_after_s is None:
         return True
     return now - worker.last_sign_of_life <= timedelta(seconds=stale_after_s)
 

@@ -145,3 +145,17 @@ def test_a_provisioning_row_no_token_can_register_is_failed(client: Client) -> N
     assert old is not None and old.state is WorkerState.PROVISION_FAILED
     assert old.termination_reason == "never registered, and has no token left to register with"
     assert young is not None and young.state is WorkerState.PROVISIONING  # within the grace
+
+
+def test_a_launch_whose_token_expired_is_not_counted_as_starting(client: Client) -> None:
+    """A worker launched but dead before it registered (its broker was unreachable, it
+    crashed at start) and no scheduler to expire its token: the next submit launched
+    nothing, taking the row for a worker still starting, and `job run` waited forever."""
+    plant_worker(
+        client, state=WorkerState.PROVISIONING, heartbeat_age=None, infra_ref="pid:999999999"
+    )
+    job = client.submit("echo ran")
+    try:
+        assert client.wait(job.id, timeout=30).state is JobState.SUCCEEDED
+    finally:
+        stop_workers(client)
