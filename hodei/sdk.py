@@ -463,6 +463,7 @@ class Client:
             parse_job_id(job_id),
             stale_after_s=self.settings.worker_stale_after_s,
             republish_after_s=self.settings.republish_after_s,
+            token_ttl_s=self.settings.token_ttl_s,
         )
 
     def doctor(

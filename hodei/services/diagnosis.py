@@ -57,10 +57,15 @@ def diagnose_job(
     *,
     stale_after_s: float,
     republish_after_s: float = 300.0,
+    token_ttl_s: float = 300.0,
 ) -> Diagnosis:
     """Read what matters about the job and explain where it stands."""
     facts = _gather(reads, clock, job_id, timedelta(seconds=stale_after_s))
-    facts = replace(facts, republish_after=timedelta(seconds=republish_after_s))
+    facts = replace(
+        facts,
+        republish_after=timedelta(seconds=republish_after_s),
+        token_ttl=timedelta(seconds=token_ttl_s),
+    )
     verdict: Verdict = verdict_for(facts)
     return Diagnosis(
         job_id=facts.job.id,

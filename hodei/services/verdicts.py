@@ -38,6 +38,8 @@ class Facts:
     # Settings.republish_after_s: how long a queued job waits before dispatch_pending
     # publishes it again.
     republish_after: timedelta = timedelta(seconds=300)
+    # Settings.token_ttl_s: a launch older than this can no longer register.
+    token_ttl: timedelta = timedelta(seconds=300)
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,12 @@ def _queued(f: Facts) -> Verdict:
     serving = [w for w in f.queue_workers if w.holds_capacity]
     registered = [w for w in serving if w.state is not WorkerState.PROVISIONING]
     fresh = [w for w in registered if not is_stale(w, f)]
-    starting = [w for w in serving if w.state is WorkerState.PROVISIONING]
+    # A launch whose token has expired is not starting: it died before it registered.
+    starting = [
+        w
+        for w in serving
+        if w.state is WorkerState.PROVISIONING and f.now - w.created_at <= f.token_ttl
+    ]
     idle = [w for w in fresh if w.state in (WorkerState.READY, WorkerState.REGISTERED)]
     waited = f.now - (job.queued_at or f.now)
     if idle:

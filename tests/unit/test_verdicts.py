@@ -104,9 +104,26 @@ QUEUED_LONG = job(JobState.QUEUED, queued_at=NOW - timedelta(minutes=2))
             "all 2 worker(s) on hodei.local are busy and local is at max_workers=2; 3 job(s)",
         ),
         (
-            facts(QUEUED_LONG, [worker(WorkerState.PROVISIONING, None, infra_ref="pid:1")]),
+            facts(
+                QUEUED_LONG,
+                [
+                    worker(
+                        WorkerState.PROVISIONING,
+                        None,
+                        infra_ref="pid:1",
+                        created_at=NOW - timedelta(minutes=1),
+                    )
+                ],
+            ),
             "worker_starting",
             "is starting for hodei.local",
+        ),
+        (
+            # Launched 10 minutes ago, past the 5-minute token lifetime: it died before
+            # registering, and no scheduler has expired it yet. Not "starting, wait".
+            facts(QUEUED_LONG, [worker(WorkerState.PROVISIONING, None, infra_ref="pid:1")]),
+            "no_worker",
+            "queued on hodei.local for 2m 0s but no worker serves that queue",
         ),
         (
             facts(QUEUED_LONG, [worker(WorkerState.READY, 300), worker(WorkerState.BUSY, 200)]),
