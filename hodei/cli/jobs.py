@@ -151,7 +151,6 @@ def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> Non
     if no_wait:
         _print_submitted(submitted, output)
         return
-    _explain_wait(client, submitted)
     try:
         with stop_signals_raise():
             if unpublished.is_unpublished(submitted):
@@ -281,6 +280,7 @@ def _submit(client: Client, spec: JobSpec) -> Job:
         job = client.get(job.id)
         if unpublished.is_unpublished(job):
             unpublished.announce(client, job)
+    _explain_wait(client, job)
     return job
 
 

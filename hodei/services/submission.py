@@ -154,7 +154,10 @@ def _creation_events(job: Job, selection: Selection, actor: str) -> list[DomainE
         )
     ]
     if selection.chosen is None:
-        logger.warning(
+        # INFO, not WARNING: the caller is told (the job comes back PENDING, its
+        # JobUnschedulable event says why, `job submit`/`job run` print it in one line);
+        # a WARNING showed up in the CLI's output as a second, timestamped line.
+        logger.info(
             "No available providers for job %s",
             job.id,
             extra={"job_id": str(job.id), "correlation_id": job.correlation_id},

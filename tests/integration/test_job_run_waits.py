@@ -8,7 +8,7 @@ import sys
 import time
 
 from hodei.sdk import Client
-from tests.support import hodei_env, terminate, wait_for
+from tests.support import hodei_env, run_cli, terminate, wait_for
 
 
 def test_job_run_says_once_why_it_waits_then_runs_when_a_provider_can(
@@ -46,3 +46,20 @@ def test_job_run_says_once_why_it_waits_then_runs_when_a_provider_can(
         if process.poll() is None:
             terminate(process)
     assert (process.returncode, out.strip()) == (0, "hi"), stderr.read_text()
+
+
+def test_job_submit_says_why_it_waits_in_one_line_without_a_log_record(
+    embedded_client: Client,
+) -> None:
+    """`job submit` of a job no provider can take printed only a timestamped log record
+    (`2026-... WARNING hodei.services.submission: No available providers ...`), and
+    `job run` printed that record as well as its own explanation."""
+    settings = embedded_client.settings
+    for command in ("submit", "run"):
+        args = ["job", command, "--no-wait"] if command == "run" else ["job", command]
+        done = run_cli(settings, *args, "--label", "pool=none", "--", "true")
+        assert done.returncode == 0, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, done.stderr
+        assert " waits: no provider can take it now (local: missing label pool=none)" in (lines[0])
+        assert lines[0].startswith("hodei: job "), lines[0]
