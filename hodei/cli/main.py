@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -99,12 +100,19 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+# What drivers put before their message: SQLAlchemy's "(psycopg.OperationalError) ",
+# OSError's "[Errno 98] ".
+_CAUSE_PREFIX = re.compile(r"^(\([\w.]+\)|\[Errno \d+\])\s*")
+
+
 def _report(exc: BaseException) -> None:
-    """One line for the error, one for its cause; the traceback only with -v."""
+    """One line for the error, one for its cause when that says more; the traceback
+    only with -v."""
     click.echo(f"hodei: error: {exc}", err=True)
     cause = exc.__cause__
-    if cause is not None and str(cause) and str(cause) not in str(exc):
-        click.echo(f"  caused by: {type(cause).__name__}: {str(cause).splitlines()[0]}", err=True)
+    first = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+    if cause is not None and first and _CAUSE_PREFIX.sub("", first) not in str(exc):
+        click.echo(f"  caused by: {type(cause).__name__}: {first}", err=True)
     logger.debug("traceback", exc_info=exc)
 
 

@@ -164,6 +164,8 @@ def test_a_broken_database_url_is_one_line(home: Settings, tmp_path: Path) -> No
     assert result.returncode == 5
     assert result.stderr.startswith("hodei: error: database unavailable:")
     assert "Traceback" not in result.stderr
+    # The driver's error was repeated as a `caused by:` line under its own prefix.
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_help_lists_the_exit_codes(home: Settings) -> None:
