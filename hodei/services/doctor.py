@@ -97,7 +97,9 @@ def run_doctor(
         for check in CHECKS.values():
             findings.extend(check(r, now, options))
     if findings:
-        logger.warning("doctor: %d finding(s)", len(findings))
+        # INFO: the findings are the caller's result (`hodei doctor` prints them); a
+        # WARNING showed up in the CLI's output as an extra, timestamped line.
+        logger.info("doctor: %d finding(s)", len(findings))
     return DoctorReport(now, now - options.since, list(CHECKS), findings)
 
 

@@ -125,6 +125,8 @@ def test_state_problems_are_found_with_their_ids(client: Client) -> None:
     text = run_cli(client.settings, "doctor")
     assert text.returncode == 1
     assert f"job_id={stuck.id}" in text.stdout and "try: hodei job diagnose" in text.stdout
+    # The report is the output: no timestamped `WARNING hodei.services.doctor` record too.
+    assert text.stderr == "", text.stderr
 
 
 def test_the_history_window_bounds_what_is_checked(client: Client) -> None:
