@@ -83,6 +83,16 @@ class TextFormatter(logging.Formatter):
         return mask_secrets(text) if record.exc_info else text
 
 
+class CliFormatter(logging.Formatter):
+    """What a one-shot command prints of a record: ``hodei: warning: ...`` on one line, in
+    the voice of its own messages, with no timestamp or logger name (tracebacks and the
+    full format are for ``-v``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        first = record.getMessage().strip().splitlines()
+        return mask_secrets(f"hodei: {record.levelname.lower()}: {first[0] if first else ''}")
+
+
 _RUN_JOB = "hodei.run_job"
 # The publisher's argsrepr: "('<name>', id=<job id>, attempt=<n>)".
 _ARGSREPR = re.compile(r"id=(?P<job_id>[0-9a-f-]{36}), attempt=(?P<attempt>\d+)")
@@ -117,11 +127,16 @@ _active: tuple[str, str] | None = None
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Send hodei's, Celery's and everyone's logs to stderr in one format."""
+    """Send hodei's, Celery's and everyone's logs to stderr in one format: ``text``,
+    ``json``, or ``cli`` (one-shot commands: :class:`CliFormatter`)."""
     global _active
     _active = (level, fmt)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    formatters: dict[str, type[logging.Formatter]] = {
+        "json": JsonFormatter,
+        "cli": CliFormatter,
+    }
+    handler.setFormatter(formatters.get(fmt, TextFormatter)())
     handler.addFilter(_TaskContextFilter())
     handler.addFilter(_MaskingFilter())
     root = logging.getLogger()

@@ -125,7 +125,13 @@ def _report(exc: BaseException) -> None:
 def cli(ctx: click.Context, verbose: bool) -> None:
     """hodei: run shell-command jobs on ephemeral Celery workers, with an audit timeline."""
     settings = Settings.from_env(log_level="DEBUG") if verbose else Settings.from_env()
-    configure_logging(settings.log_level if verbose else _cli_level(settings), settings.log_format)
+    if verbose:
+        configure_logging(settings.log_level, settings.log_format)
+    else:
+        # A one-shot command's records read like its own lines (`hodei: warning: ...`);
+        # workers and servers configure their own logging with timestamps when they start.
+        text = settings.log_format == "text"
+        configure_logging(_cli_level(settings), "cli" if text else settings.log_format)
     ctx.obj = settings
 
 

@@ -135,3 +135,5 @@ def test_provider_health_without_the_docker_library_names_the_extra(tmp_path: Pa
     assert "pip install 'hodei[docker]'" in result.stdout
     assert result.returncode == ServiceUnavailable.exit_code, result.stderr
     assert len(result.stderr.splitlines()) <= 2, result.stderr
+    # Both read like the command's own lines, not a timestamped log record.
+    assert all(line.startswith("hodei: ") for line in result.stderr.splitlines()), result.stderr

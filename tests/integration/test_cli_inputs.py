@@ -112,5 +112,6 @@ def test_provider_health_exits_5_when_a_provider_is_unhealthy(
     result = invoke(embedded_settings, ["provider", "health"])
     assert "UNHEALTHY" in result.stdout
     assert result.exit_code == 5
-    # (the health service logs the change as a warning before it)
+    # The health service's record of the change reads like the command's own lines.
+    assert result.stderr.splitlines()[0].startswith("hodei: warning: provider brk health")
     assert result.stderr.splitlines()[-1] == "hodei: error: provider brk is UNHEALTHY"
