@@ -165,6 +165,15 @@ class Settings:
             out[_env_name(f.name)] = str(value.resolve() if isinstance(value, Path) else value)
         return out
 
+    def container_environment(self) -> dict[str, str]:
+        """:meth:`child_environment` for a worker in a container or pod: without the
+        settings that name this host's users (HODEI_JOB_USER: a user here may not exist
+        there, and the image's worker runs as its own user; set it per provider in the
+        provider's ``environment``)."""
+        out = self.child_environment()
+        out.pop(_env_name("job_user"), None)
+        return out
+
 
 _ENV_ALIASES = {
     "worker_idle_timeout_s": "HODEI_WORKER_IDLE_TIMEOUT",

@@ -88,18 +88,31 @@ def _rootfs_tar() -> bytes:
     return buffer.getvalue()
 
 
+CONTAINER_PREFIX = "/opt/hodei-test-env"
+
+
+def container_python() -> str:
+    """This test environment's interpreter, as a container of :func:`worker_config` (and
+    any job in it, whatever its uid) runs it."""
+    return str(Path(CONTAINER_PREFIX) / Path(sys.executable).relative_to(sys.prefix))
+
+
 def worker_config(image: str, **extra: Any) -> dict[str, Any]:
     """A docker provider config whose containers run this checkout's hodei."""
+    # The test environment goes in at a path of its own: where it lies on the host (tox's
+    # .tox/, mode 0700, inside the checkout) a worker running as another uid could not
+    # reach it. Python finds the venv by the path it is started from.
+    prefix = CONTAINER_PREFIX
     mounts = {
         "/usr": "/usr",
         sys.base_prefix: sys.base_prefix,
-        sys.prefix: sys.prefix,
+        sys.prefix: prefix,
         str(REPO): str(REPO),
     }
     volumes = {host: f"{target}:ro" for host, target in mounts.items() if Path(host).exists()}
     return {
         "image": image,
-        "command": [sys.executable, "-m", "hodei", "worker", "start"],
+        "command": [container_python(), "-m", "hodei", "worker", "start"],
         "network_mode": "host",
         "volumes": volumes,
         "pull_policy": "never",

@@ -110,7 +110,7 @@ class DockerLauncher:
     def environment(self, request: LaunchRequest) -> dict[str, str]:
         """The worker's settings (database, broker, intervals), its token and id."""
         return {
-            **self._settings.child_environment(),
+            **self._settings.container_environment(),
             "HODEI_HOME": "/tmp/hodei",  # noqa: S108 - the control plane's home is not there
             **self.config.environment,
             **request.environment,

@@ -142,7 +142,7 @@ class KubernetesLauncher:
 
     def environment(self, request: LaunchRequest) -> dict[str, str]:
         return {
-            **self._settings.child_environment(),
+            **self._settings.container_environment(),
             "HODEI_HOME": "/tmp/hodei",  # noqa: S108 - the control plane's home is not there
             **self.config.environment,
             **request.environment,

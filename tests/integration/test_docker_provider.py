@@ -7,7 +7,6 @@ built by .ci/build-images) as a provider would in production."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
 from hodei.services.ports import EventQuery
 from hodei.settings import Settings
-from tests.docker_engine import build_test_image, engine, worker_config
+from tests.docker_engine import build_test_image, container_python, engine, worker_config
 from tests.images import WORKER_IMAGE, require_images
 from tests.support import wait_for
 
@@ -246,7 +245,7 @@ def test_an_oom_killed_job_shows_on_its_timeline(
     client.add_provider(
         "dock", "docker", config=worker_config(image, mem_limit="256m"), priority=10
     )
-    hog = f"{sys.executable} -c 'bytearray(1024 * 1024 * 1024)'"
+    hog = f"{container_python()} -c 'bytearray(1024 * 1024 * 1024)'"
     job = client.submit(hog, provider="dock")
 
     done = client.wait(job.id, timeout=90)
