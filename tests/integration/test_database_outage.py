@@ -118,9 +118,12 @@ def outage(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                state = client.get(job.id).state
+                # The worker first: the finish writes the job and the worker together, so
+                # a worker read as READY means the job read after it is no longer RUNNING
+                # (the other order could see the job before the finish and the worker after).
                 with client.container.store.transaction() as tx:
                     worker = tx.workers.get(running.worker_id)
+                state = client.get(job.id).state
             except DatabaseUnavailable:  # the client's pooled connections died with it
                 time.sleep(0.05)
                 continue
