@@ -15,6 +15,7 @@ import pytest
 from hodei import JobState
 from hodei.sdk import Client
 from tests.conftest import stop_workers
+from tests.services import unavailable
 from tests.support import (
     escaping_command,
     fast_settings,
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.slow]
 @pytest.fixture(params=["auto", "off"], ids=["cgroup-if-possible", "no-cgroup"])
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
     if not Path("/proc/self/stat").exists():
-        pytest.skip("needs /proc")
+        unavailable("this test needs Linux /proc")
     settings = fast_settings(tmp_path / ".hodei", job_cgroup=request.param)
     client = Client.from_env(
         **{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
