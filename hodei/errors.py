@@ -78,6 +78,10 @@ class JobNotRetryable(Conflict):
     """Only failed, timed-out or cancelled jobs can be retried."""
 
 
+class ScheduleNotFound(NotFound):
+    """No schedule has this name."""
+
+
 class ServiceUnavailable(HodeiError):
     """A service hodei depends on is unreachable."""
 

@@ -20,6 +20,7 @@ from hodei.domain.events import DomainEvent
 from hodei.domain.inputs import number_problem, text_problem
 from hodei.domain.principals import ApiToken, Role
 from hodei.domain.records import Job, LogLine, Provider, Worker
+from hodei.domain.schedules import DEFAULT_CATCHUP, Schedule
 from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import (
@@ -46,6 +47,7 @@ from hodei.services.ports import EventQuery, JobQuery
 from hodei.services.provider_removal import Removal
 from hodei.services.providers import ProviderView
 from hodei.services.provisioning import provision
+from hodei.services.schedules import ScheduleView
 from hodei.services.status import SystemStatus, system_status
 from hodei.services.submission import submit_jobs
 from hodei.services.tokens import IssuedToken
@@ -677,6 +679,81 @@ class Client:
 
         return revoke_api_token(self._c.store, self._c.clock, name, actor=self.actor)
 
+    # -- cron schedules -----------------------------------------------------------
+
+    def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        spec: JobSpec | str | Sequence[str],
+        *,
+        timezone: str = "UTC",
+        catchup: str = DEFAULT_CATCHUP,
+        paused: bool = False,
+        **fields: Any,
+    ) -> Schedule:
+        """A schedule that submits ``spec`` (a JobSpec, or a command plus the fields of
+        :meth:`JobSpec.create`) on every tick of ``cron`` in ``timezone``.
+
+        Each fire is a job named like the schedule (unless ``name`` is in the fields),
+        with the schedule's name as correlation id. ``catchup`` says what to do with
+        ticks missed while no scheduler ran: ``once`` (default) fires the latest of
+        them, ``skip`` none. Bad input raises InvalidInput; a taken name, Conflict."""
+        from hodei.services.schedules import create_schedule
+
+        c = self._c
+        return create_schedule(
+            c.store,
+            c.clock,
+            name=name,
+            cron_expression=cron,
+            spec=_schedule_spec(name, spec, fields),
+            timezone=timezone,
+            catchup=catchup,
+            paused=paused,
+            actor=self.actor,
+        )
+
+    def schedules(self) -> builtins.list[Schedule]:
+        """Every schedule, by name."""
+        from hodei.services.schedules import list_schedules
+
+        return list_schedules(self._c.store)
+
+    def schedule(self, name: str) -> ScheduleView:
+        """One schedule and its latest fires (ScheduleNotFound if there is none)."""
+        from hodei.services.schedules import get_schedule
+
+        return get_schedule(self._c.store, _schedule_name(name))
+
+    def pause_schedule(self, name: str) -> Schedule:
+        from hodei.services.schedules import pause_schedule
+
+        return pause_schedule(self._c.store, self._c.clock, _schedule_name(name), actor=self.actor)
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Fire again from the next tick; ticks while paused are not caught up."""
+        from hodei.services.schedules import resume_schedule
+
+        return resume_schedule(self._c.store, self._c.clock, _schedule_name(name), actor=self.actor)
+
+    def remove_schedule(self, name: str) -> Schedule:
+        """Delete the schedule; the jobs it submitted stay."""
+        from hodei.services.schedules import remove_schedule
+
+        return remove_schedule(self._c.store, self._c.clock, _schedule_name(name), actor=self.actor)
+
+    def trigger_schedule(self, name: str) -> Job:
+        """Fire the schedule now (also when paused); its cron ticks are unchanged."""
+        from hodei.services.schedules import trigger_schedule
+
+        c = self._c
+        job = trigger_schedule(
+            c.store, c.clock, c.publisher, _schedule_name(name), actor=self.actor
+        )
+        self._provision({job.provider_id})
+        return job
+
     def close(self) -> None:
         """Release the database connections; later calls raise ClientClosed."""
         if not self._closed:
@@ -736,6 +813,34 @@ def _types(types: Sequence[str]) -> builtins.list[str]:
     if isinstance(types, str):
         types = [types]
     return [t for t in types if checked_text(t, "event type") is not None]
+
+
+def _schedule_name(name: str) -> str:
+    checked = checked_text(name, "schedule name")
+    if not checked:
+        raise InvalidInput("give a schedule name")
+    return checked
+
+
+def _schedule_spec(
+    name: str, spec: JobSpec | str | Sequence[str], fields: Mapping[str, Any]
+) -> JobSpec:
+    """The job a schedule submits: a JobSpec as given, or a command plus fields; its
+    name defaults to the schedule's."""
+    if isinstance(spec, JobSpec):
+        if fields:
+            raise InvalidInput(
+                f"give either a JobSpec or a command with fields, not both ({sorted(fields)[0]})"
+            )
+        return spec
+    known = set(JobSpec.__dataclass_fields__) - {"command"}
+    unknown = sorted(set(fields) - known - {"timeout_s"})
+    if unknown:
+        raise InvalidInput(f"unknown job field {unknown[0]!r}")
+    values = dict(fields)
+    if values.get("name") is None and isinstance(name, str):
+        values["name"] = name
+    return JobSpec.create(spec, **values)
 
 
 def _user() -> str:

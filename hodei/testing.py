@@ -31,6 +31,7 @@ from uuid import UUID
 from hodei.domain.events import DomainEvent
 from hodei.domain.principals import ApiToken
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
+from hodei.domain.schedules import Schedule
 from hodei.domain.selection import Candidate
 from hodei.domain.states import (
     REGISTERED_WORKER_STATES,
@@ -45,7 +46,7 @@ from hodei.domain.transitions import (
     WorkerChange,
     WorkerCount,
 )
-from hodei.errors import BrokerUnavailable, DuplicateIdempotencyKey
+from hodei.errors import BrokerUnavailable, Conflict, DuplicateIdempotencyKey
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.ports import (
     ApiTokenRepository,
@@ -53,12 +54,14 @@ from hodei.services.ports import (
     Clock,
     EventQuery,
     EventRepository,
+    Fire,
     JobQuery,
     JobRepository,
     LaunchRequest,
     LogRepository,
     ProviderRepository,
     Publication,
+    ScheduleRepository,
     Store,
     TaskPublisher,
     TokenRepository,
@@ -99,6 +102,8 @@ class _State:
     providers: dict[UUID, Provider] = field(default_factory=dict)
     logs: list[LogLine] = field(default_factory=list)
     api_tokens: dict[UUID, ApiToken] = field(default_factory=dict)
+    schedules: dict[UUID, Schedule] = field(default_factory=dict)
+    fires: dict[tuple[UUID, datetime], Fire] = field(default_factory=dict)
     next_event_id: int = 1
     next_log_id: int = 1
 
@@ -114,6 +119,8 @@ class _State:
             providers=dict(self.providers),
             logs=list(self.logs),
             api_tokens=dict(self.api_tokens),
+            schedules=dict(self.schedules),
+            fires=dict(self.fires),
         )
 
 
@@ -483,6 +490,59 @@ class _ApiTokens:
             self._s.api_tokens[token_id] = replace(token, last_used_at=now)
 
 
+class _Schedules:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add(self, schedule: Schedule) -> None:
+        if self.get_by_name(schedule.name) is not None:
+            raise Conflict(f"a schedule named {schedule.name!r} exists already")
+        self._s.schedules[schedule.id] = schedule
+
+    def get_by_name(self, name: str) -> Schedule | None:
+        return next((x for x in self._s.schedules.values() if x.name == name), None)
+
+    def search(self) -> list[Schedule]:
+        return sorted(self._s.schedules.values(), key=lambda x: x.name)
+
+    def _active(self) -> list[Schedule]:
+        return [x for x in self._s.schedules.values() if not x.paused and x.next_fire_at]
+
+    def due(self, now: datetime, *, limit: int) -> list[Schedule]:
+        found = [x for x in self._active() if x.next_fire_at and x.next_fire_at <= now]
+        return sorted(found, key=lambda x: x.next_fire_at or now)[:limit]
+
+    def next_due_at(self) -> datetime | None:
+        return min((x.next_fire_at for x in self._active() if x.next_fire_at), default=None)
+
+    def update(self, schedule_id: UUID, **changes: Any) -> None:
+        if schedule_id in self._s.schedules:
+            self._s.schedules[schedule_id] = replace(self._s.schedules[schedule_id], **changes)
+
+    def advance(self, schedule_id: UUID, expected_next: datetime, **changes: Any) -> bool:
+        found = self._s.schedules.get(schedule_id)
+        if found is None or found.next_fire_at != expected_next:
+            return False
+        self._s.schedules[schedule_id] = replace(found, **changes)
+        return True
+
+    def delete(self, schedule_id: UUID) -> None:
+        self._s.schedules.pop(schedule_id, None)
+        for key in [k for k in self._s.fires if k[0] == schedule_id]:
+            del self._s.fires[key]
+
+    def record_fire(self, fire: Fire) -> bool:
+        key = (fire.schedule_id, fire.fire_time)
+        if key in self._s.fires:
+            return False
+        self._s.fires[key] = fire
+        return True
+
+    def fires(self, schedule_id: UUID, *, limit: int) -> list[Fire]:
+        found = [f for (sid, _), f in self._s.fires.items() if sid == schedule_id]
+        return sorted(found, key=lambda f: f.fire_time, reverse=True)[:limit]
+
+
 class _Transaction:
     """Every repository over one working copy of the state."""
 
@@ -496,6 +556,7 @@ class _Transaction:
         self.providers: ProviderRepository = _Providers(state)
         self.logs: LogRepository = _Logs(state)
         self.api_tokens: ApiTokenRepository = _ApiTokens(state)
+        self.schedules: ScheduleRepository = _Schedules(state)
 
     def apply(self, transition: Transition) -> Applied:
         s, t = self.state, transition

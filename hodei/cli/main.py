@@ -168,6 +168,10 @@ def _register() -> None:
     from hodei.cli import ops as ops_cli
 
     cli.add_command(events_cli.events)
+
+    from hodei.cli import schedules as schedules_cli
+
+    cli.add_command(schedules_cli.schedule)
     cli.add_command(ops_cli.status)
     cli.add_command(ops_cli.doctor)
 

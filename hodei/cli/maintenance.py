@@ -49,11 +49,21 @@ def run(ctx: click.Context, task_names: tuple[str, ...]) -> None:
 @click.option("--concurrency", type=click.IntRange(1, 16), default=2, show_default=True)
 @click.pass_context
 def scheduler(ctx: click.Context, concurrency: int) -> None:
-    """Run Celery beat and a worker on hodei.control in one process (small installs)."""
+    """Run beat, the cron schedules and a worker on hodei.control in one process.
+
+    Several may run (two machines, a rolling restart): one leads, sending the
+    maintenance tasks and firing cron ticks; the others stand by and take over within
+    seconds of its end (`hodei status` names the leader).
+    """
     import socket
+
+    from celery.beat import EmbeddedService
 
     from hodei.logconfig import configure_logging
     from hodei.queueing import maintenance_tasks
+    from hodei.queueing.beat import LeaderBeatScheduler
+    from hodei.queueing.cron_loop import CronLoop
+    from hodei.queueing.leader import Leadership, holder_name, lock_for
     from hodei.queueing.names import CONTROL_QUEUE
     from hodei.store import outage
 
@@ -67,14 +77,32 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     container = Container(settings)
     container.ensure_schema()
     maintenance_tasks.use_container(container)
-    settings.make_home()  # beat keeps its schedule there
-    container.app.Worker(
-        hostname=f"hodei-scheduler@{socket.gethostname()}",
-        queues=[CONTROL_QUEUE],
-        beat=True,
-        pool="threads",
-        concurrency=concurrency,
-        without_mingle=True,
-        without_gossip=True,
-        loglevel=settings.log_level,
-    ).start()
+    settings.make_home()
+    holder = holder_name()
+    leadership = Leadership(
+        lock_for(settings.database_url, holder, settings.home),
+        container.engine,
+        container.clock,
+        holder,
+    )
+    app = container.app
+    app.hodei_leadership = leadership
+    beat = EmbeddedService(app, thread=True, scheduler_cls=LeaderBeatScheduler)
+    cron_loop = CronLoop(container, leadership)
+    leadership.start()
+    beat.start()
+    cron_loop.start()
+    try:
+        app.Worker(
+            hostname=f"hodei-scheduler@{socket.gethostname()}",
+            queues=[CONTROL_QUEUE],
+            pool="threads",
+            concurrency=concurrency,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel=settings.log_level,
+        ).start()
+    finally:
+        cron_loop.stop()
+        beat.stop()
+        leadership.stop()  # the next scheduler takes over at once, not after a timeout

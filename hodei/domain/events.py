@@ -46,6 +46,12 @@ class EventType(StrEnum):
     PROVIDER_REMOVED = "ProviderRemoved"
     API_TOKEN_CREATED = "ApiTokenCreated"
     API_TOKEN_REVOKED = "ApiTokenRevoked"
+    SCHEDULE_CREATED = "ScheduleCreated"
+    SCHEDULE_FIRED = "ScheduleFired"
+    SCHEDULE_SKIPPED = "ScheduleSkipped"
+    SCHEDULE_PAUSED = "SchedulePaused"
+    SCHEDULE_RESUMED = "ScheduleResumed"
+    SCHEDULE_REMOVED = "ScheduleRemoved"
 
 
 class Aggregate(StrEnum):
@@ -54,6 +60,7 @@ class Aggregate(StrEnum):
     TOKEN = "token"
     PROVIDER = "provider"
     API_TOKEN = "api_token"
+    SCHEDULE = "schedule"
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class Actor:
     PROVISIONER = "system:provisioner"
     REAPER = "system:reaper"
     HEALTH = "system:health"
+    SCHEDULER = "system:scheduler"
 
     @staticmethod
     def worker(worker_id: UUID | str) -> str:

@@ -13,6 +13,7 @@ from uuid import UUID
 from hodei.domain.events import DomainEvent
 from hodei.domain.principals import ApiToken
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
+from hodei.domain.schedules import Schedule
 from hodei.domain.selection import Candidate
 from hodei.domain.states import JobState, WorkerState
 from hodei.domain.transitions import Applied, Transition
@@ -169,6 +170,45 @@ class LogRepository(Protocol):
     def count(self, job_id: UUID, attempt_no: int) -> int: ...
 
 
+@dataclass(frozen=True)
+class Fire:
+    """One recorded fire of a schedule."""
+
+    schedule_id: UUID
+    fire_time: datetime
+    job_id: UUID | None
+    trigger: str
+    fired_at: datetime
+
+
+class ScheduleRepository(Protocol):
+    def add(self, schedule: Schedule) -> None: ...
+    def get_by_name(self, name: str) -> Schedule | None: ...
+    def search(self) -> list[Schedule]: ...
+    def due(self, now: datetime, *, limit: int) -> list[Schedule]:
+        """Active schedules whose next tick is at or before ``now``, soonest first."""
+        ...
+
+    def next_due_at(self) -> datetime | None:
+        """The soonest next tick of any active schedule."""
+        ...
+
+    def update(self, schedule_id: UUID, **changes: Any) -> None: ...
+    def advance(self, schedule_id: UUID, expected_next: datetime, **changes: Any) -> bool:
+        """Apply ``changes`` if the schedule's next tick is still ``expected_next`` (so two
+        schedulers cannot both move it); True if it did."""
+        ...
+
+    def delete(self, schedule_id: UUID) -> None: ...
+    def record_fire(self, fire: Fire) -> bool:
+        """Record a fire unless this (schedule, tick) is recorded already; True if new."""
+        ...
+
+    def fires(self, schedule_id: UUID, *, limit: int) -> list[Fire]:
+        """The latest fires, newest first."""
+        ...
+
+
 class Transaction(Protocol):
     """One database transaction: every state change and its event commit together."""
 
@@ -180,6 +220,7 @@ class Transaction(Protocol):
     providers: ProviderRepository
     logs: LogRepository
     api_tokens: ApiTokenRepository
+    schedules: ScheduleRepository
 
     def apply(self, transition: Transition) -> Applied:
         """Write ``transition`` (see :mod:`hodei.domain.transitions`) if its guard holds:

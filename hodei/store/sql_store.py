@@ -16,6 +16,7 @@ from hodei.services.ports import (
     JobRepository,
     LogRepository,
     ProviderRepository,
+    ScheduleRepository,
     TokenRepository,
     WorkerRepository,
 )
@@ -27,6 +28,7 @@ from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
 from hodei.store.job_repository import Seal, SqlAttemptRepository, SqlJobRepository
 from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.run_repository import SqlRunRepository
+from hodei.store.schedule_repository import SqlScheduleRepository
 from hodei.store.worker_repository import SqlTokenRepository, SqlWorkerRepository
 
 
@@ -43,6 +45,7 @@ class SqlTransaction:
         self.providers: ProviderRepository = SqlProviderRepository(connection)
         self.logs: LogRepository = SqlLogRepository(connection)
         self.api_tokens: ApiTokenRepository = SqlApiTokenRepository(connection)
+        self.schedules: ScheduleRepository = SqlScheduleRepository(connection)
         self.runs = SqlRunRepository(connection)  # the one-statement writes, for apply
 
     def apply(self, transition: Transition) -> Applied:

@@ -195,3 +195,61 @@ api_tokens = sa.Table(
     _ts("last_used_at"),
     _ts("revoked_at"),
 )
+
+# Cron schedules (migration 0009): each tick submits a job (services/schedules.py).
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(63), nullable=False, unique=True),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("catchup", sa.String(10), nullable=False),
+    sa.Column("spec", json_type(), nullable=False),
+    sa.Column("paused", sa.Boolean(), nullable=False),
+    _ts("next_fire_at"),
+    _ts("last_fire_at"),
+    sa.Column("last_job_id", sa.Uuid(), nullable=True),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    sa.Index("ix_schedules_paused_next_fire_at", "paused", "next_fire_at"),
+)
+
+# One row per fire: the primary key makes a (schedule, tick) fire at most once, even
+# when two schedulers race through a change of leader.
+schedule_fires = sa.Table(
+    "schedule_fires",
+    metadata,
+    sa.Column(
+        "schedule_id",
+        sa.Uuid(),
+        sa.ForeignKey("schedules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    _ts("fire_time", nullable=False),
+    sa.Column("job_id", sa.Uuid(), nullable=True),
+    sa.Column("trigger", sa.String(10), nullable=False),
+    _ts("fired_at", nullable=False),
+    sa.PrimaryKeyConstraint("schedule_id", "fire_time", name="pk_schedule_fires"),
+)
+
+# Who leads the schedulers (informational: the lock itself is a PostgreSQL advisory
+# lock, or a file lock beside a SQLite database; queueing/leader.py).
+scheduler_leader = sa.Table(
+    "scheduler_leader",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    _ts("acquired_at", nullable=False),
+    _ts("renewed_at", nullable=False),
+)
+
+# When the leading scheduler's beat last sent each maintenance task: a new leader goes
+# on from there, so a change of leader runs no task twice in one interval.
+beat_runs = sa.Table(
+    "beat_runs",
+    metadata,
+    sa.Column("task", sa.String(100), primary_key=True),
+    _ts("last_sent_at", nullable=False),
+)
