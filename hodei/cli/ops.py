@@ -49,6 +49,7 @@ def _print_status(s: SystemStatus) -> None:
     click.echo(f"jobs ({s.total_jobs}): " + _counts(s.jobs))
     click.echo("workers: " + _counts(s.workers))
     click.echo(f"tokens outstanding: {s.tokens_outstanding}")
+    click.echo(f"scheduler: {_lead(s)}")
     click.echo("\nqueues:")
     if s.queues:
         print_table(
@@ -139,6 +140,9 @@ def doctor(
 
 def _print_report(report: DoctorReport) -> None:
     window = f"since {report.since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    lead = report.scheduler
+    if lead is not None and lead.alive:
+        click.echo(f"scheduler: {lead.holder} leads (seen {lead.renewed_age_s:.0f}s ago)")
     if report.healthy:
         click.echo(f"no problems found ({len(report.checks)} checks, history {window})")
         return
@@ -150,3 +154,13 @@ def _print_report(report: DoctorReport) -> None:
         f"\n{len(report.findings)} problem(s) found ({len(report.checks)} checks, "
         f"history {window}, at {datetime.now(UTC):%H:%M:%S} UTC)"
     )
+
+
+def _lead(s: SystemStatus) -> str:
+    lead = s.scheduler
+    if lead is None:
+        return "none has led yet (start `hodei scheduler`)"
+    seen = ago(lead.renewed_at, s.generated_at)
+    if not lead.alive:
+        return f"no leader: {lead.holder} was last seen {seen}"
+    return f"{lead.holder} leads since {ago(lead.since, s.generated_at)} (seen {seen})"

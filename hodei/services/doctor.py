@@ -18,6 +18,7 @@ from hodei.domain.events import EventType
 from hodei.domain.states import JobState, ProviderHealth, allowed
 from hodei.services.ports import Clock
 from hodei.services.read_ports import ChainAnomaly, OperatorReads, ReadStore, TransitionRules
+from hodei.services.status import SchedulerLead, scheduler_lead
 from hodei.services.verdicts import duration
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class DoctorReport:
     since: datetime
     checks: list[str]
     findings: list[Finding] = field(default_factory=list)
+    scheduler: SchedulerLead | None = None  # who leads the schedulers, if one ever did
 
     @property
     def healthy(self) -> bool:
@@ -68,7 +70,18 @@ class DoctorReport:
             "checks": self.checks,
             "healthy": self.healthy,
             "findings": [f.to_dict() for f in self.findings],
+            "scheduler": None if self.scheduler is None else _lead_dict(self.scheduler),
         }
+
+
+def _lead_dict(lead: SchedulerLead) -> dict[str, Any]:
+    return {
+        "holder": lead.holder,
+        "since": lead.since.isoformat(timespec="milliseconds"),
+        "renewed_at": lead.renewed_at.isoformat(timespec="milliseconds"),
+        "renewed_age_s": lead.renewed_age_s,
+        "alive": lead.alive,
+    }
 
 
 def transition_rules() -> TransitionRules:
@@ -96,11 +109,12 @@ def run_doctor(
     with reads.read() as r:
         for check in CHECKS.values():
             findings.extend(check(r, now, options))
+        lead = scheduler_lead(r.scheduler_leader(), now)
     if findings:
         # INFO: the findings are the caller's result (`hodei doctor` prints them); a
         # WARNING showed up in the CLI's output as an extra, timestamped line.
         logger.info("doctor: %d finding(s)", len(findings))
-    return DoctorReport(now, now - options.since, list(CHECKS), findings)
+    return DoctorReport(now, now - options.since, list(CHECKS), findings, lead)
 
 
 def _event_history(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
@@ -248,6 +262,24 @@ def _unhealthy_providers(r: OperatorReads, now: datetime, o: DoctorOptions) -> l
     return out
 
 
+def _scheduler_lead(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
+    """A scheduler led once but none has renewed the lead lately: no maintenance task
+    and no cron tick runs. (No row at all: no scheduler was ever started, which an
+    install driven by `hodei maintenance run` may intend.)"""
+    lead = scheduler_lead(r.scheduler_leader(), now)
+    if lead is None or lead.alive:
+        return []
+    return [
+        Finding(
+            "no_scheduler_leader",
+            f"no hodei scheduler leads: the last leader, {lead.holder}, renewed the lead"
+            f" {duration(now - lead.renewed_at)} ago; maintenance and cron ticks are not running",
+            {"scheduler": lead.holder},
+            "start `hodei scheduler` (several may run; one leads)",
+        )
+    ]
+
+
 CHECKS: dict[str, Check] = {
     "event_history": _event_history,
     "jobs_without_events": _without_events,
@@ -257,4 +289,5 @@ CHECKS: dict[str, Check] = {
     "expired_tokens_unmarked": _expired_tokens,
     "stale_workers_unreaped": _unreaped_workers,
     "providers_unhealthy": _unhealthy_providers,
+    "scheduler_lead": _scheduler_lead,
 }

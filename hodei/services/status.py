@@ -51,6 +51,32 @@ class ProviderStatusLine:
     queue: str
 
 
+LEAD_FRESH_S = 15.0
+"""A leader that has not renewed its row for this long (three renewals) is not trusted
+to be alive: status and doctor say no scheduler leads."""
+
+
+@dataclass(frozen=True)
+class SchedulerLead:
+    """The ``hodei scheduler`` that holds the lead, as its row says."""
+
+    holder: str
+    since: datetime
+    renewed_at: datetime
+    renewed_age_s: float
+    alive: bool  # renewed within LEAD_FRESH_S
+
+
+def scheduler_lead(
+    found: tuple[str, datetime, datetime] | None, now: datetime
+) -> SchedulerLead | None:
+    if found is None:
+        return None
+    holder, since, renewed = found
+    age = max((now - renewed).total_seconds(), 0.0)
+    return SchedulerLead(holder, since, renewed, round(age, 3), age <= LEAD_FRESH_S)
+
+
 @dataclass(frozen=True)
 class SystemStatus:
     generated_at: datetime
@@ -59,6 +85,7 @@ class SystemStatus:
     queues: list[QueueStatus]
     providers: list[ProviderStatusLine]
     tokens_outstanding: int
+    scheduler: SchedulerLead | None = None
 
     @property
     def total_jobs(self) -> int:
@@ -80,6 +107,7 @@ def system_status(reads: ReadStore, clock: Clock) -> SystemStatus:
         live = r.live_worker_counts()
         tokens = r.tokens_outstanding(now)
         unfolded = r.tally_rows()
+        leader = r.scheduler_leader()
     if unfolded > FOLD_THRESHOLD:
         folded = reads.fold_state_counts()
         logger.debug("folded %d state count rows", folded)
@@ -111,6 +139,7 @@ def system_status(reads: ReadStore, clock: Clock) -> SystemStatus:
             for p in providers
         ],
         tokens_outstanding=tokens,
+        scheduler=scheduler_lead(leader, now),
     )
 
 

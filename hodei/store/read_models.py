@@ -108,6 +108,12 @@ class SqlOperatorReads:
     def tokens_outstanding(self, now: datetime) -> int:
         return SqlTokenRepository(self._c).count_outstanding(now)
 
+    def scheduler_leader(self) -> tuple[str, datetime, datetime] | None:
+        from hodei.store.scheduler_state import read_leader
+
+        found = read_leader(self._c)
+        return (found.holder, found.acquired_at, found.renewed_at) if found else None
+
     # -- jobs, timeline and events -------------------------------------------------
 
     def job(self, job_id: UUID) -> Job | None:

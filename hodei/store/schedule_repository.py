@@ -103,9 +103,11 @@ class SqlScheduleRepository:
             if self._c.dialect.name == "postgresql"
             else sqlite.insert(schedule_fires)
         )
-        # The primary key decides: a second fire of the same tick inserts nothing.
-        result = self._c.execute(insert.values(**values).on_conflict_do_nothing())
-        return result.rowcount == 1
+        # The primary key decides: a second fire of the same tick inserts nothing. (A
+        # returned row, not rowcount, which psycopg reports as -1 for this statement.)
+        statement = insert.values(**values).on_conflict_do_nothing()
+        inserted = self._c.execute(statement.returning(schedule_fires.c.schedule_id)).first()
+        return inserted is not None
 
     def fires(self, schedule_id: UUID, *, limit: int) -> list[Fire]:
         rows = self._c.execute(
