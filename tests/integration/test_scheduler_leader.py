@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import IO, Any
 
@@ -107,7 +108,7 @@ def test_two_schedulers_fire_every_tick_and_task_once_through_a_killed_leader(
         ).one()
     ticks = [row.fire_time for row in fires]
     assert len(ticks) >= 10, ticks
-    gaps = {(b - a).total_seconds() for a, b in zip(ticks, ticks[1:], strict=False)}
+    gaps = {(b - a).total_seconds() for a, b in pairwise(ticks)}
     assert gaps == {2.0}, f"a tick was missed or fired twice: {sorted(gaps)}"
     assert {row.trigger for row in fires} == {"cron"}
     assert len({row.job_id for row in fires}) == len(fires) == jobs[0] == jobs[1]
@@ -136,7 +137,7 @@ def test_two_schedulers_fire_every_tick_and_task_once_through_a_killed_leader(
     counts: dict[str, Any] = {}
     for task, interval in intervals.items():
         times = sorted(t for t, name in sends_a + sends_b if name == task)
-        spacing = [(y - x).total_seconds() for x, y in zip(times, times[1:], strict=False)]
+        spacing = [(y - x).total_seconds() for x, y in pairwise(times)]
         assert all(s >= interval * 0.9 for s in spacing), (task, spacing)
         counts[task] = (
             len([1 for _, n in sends_a if n == task]),
