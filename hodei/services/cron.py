@@ -93,9 +93,8 @@ def due_ticks(
     while tick is not None and tick < boundary:
         if missed == MAX_COUNTED:
             counted_all = False
-            newest_missed = newest_tick_at_or_before(expression, timezone, boundary)
-            if newest_missed is not None and newest_missed >= boundary:
-                newest_missed = None
+            just_before = boundary - timedelta(microseconds=1)  # missed: strictly older
+            newest_missed = newest_tick_at_or_before(expression, timezone, just_before)
             tick = next_tick(expression, timezone, newest_missed or boundary)
             break
         missed += 1

@@ -1,0 +1,89 @@
+"""Cron schedules on SQLite and PostgreSQL: the (schedule, tick) key makes a fire once,
+the SDK's calls and the CLI's one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hodei import Client
+from hodei.services.ports import Fire
+from hodei.settings import Settings
+from tests.support import fast_settings, run_cli
+
+NOWHERE = {"cron-test": "nowhere"}
+
+
+def test_a_tick_is_recorded_once_in_the_database(client: Client) -> None:
+    schedule = client.add_schedule("once", "0 0 * * *", "true", labels=NOWHERE)
+    tick = datetime(2030, 1, 1, tzinfo=UTC)
+    store = client.container.store
+    for expected in (True, False):
+        with store.transaction() as tx:
+            fire = Fire(schedule.id, tick, None, "cron", tick)
+            assert tx.schedules.record_fire(fire) is expected
+    assert [f.fire_time for f in client.schedule("once").fires] == [tick]
+
+
+def test_the_sdk_adds_triggers_pauses_and_removes(client: Client) -> None:
+    added = client.add_schedule(
+        "report", "30 2 * * *", ["echo", "hi"], timezone="Europe/Madrid", labels=NOWHERE
+    )
+    assert added.timezone == "Europe/Madrid" and added.spec["name"] == "report"
+    job = client.trigger_schedule("report")
+    assert job.correlation_id == "report" and job.name == "report"
+    assert client.pause_schedule("report").paused
+    assert not client.resume_schedule("report").paused
+    assert [s.name for s in client.schedules()] == ["report"]
+    kinds = [e.event_type for e in client.timeline(correlation_id="report")]
+    assert kinds[0] == "ScheduleCreated" and "ScheduleFired" in kinds
+    client.remove_schedule("report")
+    assert client.schedules() == []
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return fast_settings(tmp_path / ".hodei")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--cron", "61 * * * *"], 2, "bad cron expression '61 * * * *': Bad minute"),
+        (["--cron", "* * * *"], 2, "it has 4 fields"),
+        (["--cron", "* * * * *", "--timezone", "Mars/Base"], 2, "unknown time zone"),
+        (["--cron", "* * * * *", "--catchup", "always"], 2, "always"),
+        (["--cron", "* * * * *", "--secret-env", "A=b"], 2, "cannot carry secret_env"),
+    ],
+)
+def test_cli_bad_input_is_one_line_with_its_exit_code(
+    settings: Settings, args: list[str], code: int, message: str
+) -> None:
+    done = run_cli(settings, "schedule", "add", "x", *args, "--", "true")
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_schedule_commands(settings: Settings) -> None:
+    add = ["schedule", "add", "tick", "--cron", "*/5 * * * *", "-l", "cron-test=nowhere"]
+    assert run_cli(settings, *add, "--", "echo hi").returncode == 0
+    again = run_cli(settings, *add, "--", "echo hi")
+    assert again.returncode == 4 and "exists already" in again.stderr
+    shown = json.loads(run_cli(settings, "schedule", "show", "tick", "-o", "json").stdout)
+    assert (shown["cron"], shown["catchup"], shown["fires"]) == ("*/5 * * * *", "once", [])
+    job_id = run_cli(settings, "schedule", "trigger", "tick").stdout.strip()
+    shown = json.loads(run_cli(settings, "schedule", "show", "tick", "-o", "json").stdout)
+    assert [f["job_id"] for f in shown["fires"]] == [job_id]
+    assert run_cli(settings, "schedule", "pause", "tick").returncode == 0
+    paused_again = run_cli(settings, "schedule", "pause", "tick")
+    assert paused_again.returncode == 4 and "paused already" in paused_again.stderr
+    assert "paused" in run_cli(settings, "schedule", "list").stdout
+    assert run_cli(settings, "schedule", "resume", "tick").returncode == 0
+    assert run_cli(settings, "schedule", "remove", "tick").returncode == 0
+    gone = run_cli(settings, "schedule", "show", "tick")
+    assert gone.returncode == 3 and "no schedule named 'tick'" in gone.stderr
