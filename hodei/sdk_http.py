@@ -34,6 +34,7 @@ from hodei.api.wire import (
 from hodei.domain.events import DomainEvent
 from hodei.domain.principals import ApiToken, Role
 from hodei.domain.records import Job, LogLine, Provider, Worker
+from hodei.domain.schedules import DEFAULT_CATCHUP, Schedule
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import (
@@ -50,6 +51,8 @@ from hodei.sdk import (
     Client,
     _check_seconds,
     _parse_uuid,
+    _schedule_name,
+    _schedule_spec,
     _types,
     checked_int,
     checked_text,
@@ -61,6 +64,7 @@ from hodei.services.events_feed import FollowOptions
 from hodei.services.health import HealthReport
 from hodei.services.provider_removal import Removal
 from hodei.services.providers import ProviderView
+from hodei.services.schedules import ScheduleView
 from hodei.services.status import SystemStatus
 from hodei.services.tokens import IssuedToken
 from hodei.settings import Settings, mask_url
@@ -562,6 +566,55 @@ class HttpClient(Client):
     def whoami(self) -> str:
         """The actor the server records for this client's calls: ``api:<token name>``."""
         return str(json.loads(self._get("/v1/whoami"))["actor"])
+
+    # -- cron schedules -----------------------------------------------------------
+
+    def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        spec: JobSpec | str | Sequence[str],
+        *,
+        timezone: str = "UTC",
+        catchup: str = DEFAULT_CATCHUP,
+        paused: bool = False,
+        **fields: Any,
+    ) -> Schedule:
+        job = _schedule_spec(name, spec, fields)
+        if job.secret_env:
+            raise InvalidInput("a schedule cannot carry secret_env yet; use env")
+        body = {
+            "name": name,
+            "cron": cron,
+            "timezone": timezone,
+            "catchup": str(catchup),
+            "paused": paused,
+            "job": {k: v for k, v in job.to_dict().items() if v is not None},
+        }
+        return _as(Schedule, self._post("/v1/schedules", body))  # type: ignore[no-any-return]
+
+    def schedules(self) -> builtins.list[Schedule]:
+        return _as(builtins.list[Schedule], self._get("/v1/schedules"))  # type: ignore[no-any-return]
+
+    def schedule(self, name: str) -> ScheduleView:
+        path = f"/v1/schedules/{_segment(_schedule_name(name))}"
+        return _as(ScheduleView, self._get(path))  # type: ignore[no-any-return]
+
+    def _schedule_action(self, name: str, action: str) -> bytes:
+        return self._post(f"/v1/schedules/{_segment(_schedule_name(name))}/{action}")
+
+    def pause_schedule(self, name: str) -> Schedule:
+        return _as(Schedule, self._schedule_action(name, "pause"))  # type: ignore[no-any-return]
+
+    def resume_schedule(self, name: str) -> Schedule:
+        return _as(Schedule, self._schedule_action(name, "resume"))  # type: ignore[no-any-return]
+
+    def trigger_schedule(self, name: str) -> Job:
+        return _as(Job, self._schedule_action(name, "trigger"))  # type: ignore[no-any-return]
+
+    def remove_schedule(self, name: str) -> Schedule:
+        path = f"/v1/schedules/{_segment(_schedule_name(name))}"
+        return _as(Schedule, self._request("DELETE", path))  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if not self._closed:

@@ -145,10 +145,16 @@ def visible(who: Principal, job: Job) -> Job:
 
 def check_owner(request: Request, who: Principal, job: Job) -> None:
     """A submitter may change only the jobs it submitted; operators any job."""
-    if who.may(Role.OPERATOR) or job.submitted_by == who.actor:
+    refuse_unless_owner(request, who, job.submitted_by, f"job {job.id}")
+
+
+def refuse_unless_owner(request: Request, who: Principal, owner: str | None, what: str) -> None:
+    """A submitter may change only what it made (``owner`` is its actor); operators any."""
+    if who.may(Role.OPERATOR) or owner == who.actor:
         return
+    verb = "submitted" if what.startswith("job ") else "made"
     raise _refuse(
         request,
-        Forbidden(f"job {job.id} was not submitted by api:{who.name}; an operator may change it"),
+        Forbidden(f"{what} was not {verb} by api:{who.name}; an operator may change it"),
         f"api:{who.name} ({who.role})",
     )

@@ -35,6 +35,19 @@ class SubmitRequest(BaseModel):
     idempotency_key: str | None = None
 
 
+class ScheduleRequest(BaseModel):
+    """A cron schedule: ``Client.add_schedule``'s arguments, the job as for a submit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    cron: str
+    timezone: str = "UTC"
+    catchup: str = "once"
+    paused: bool = False
+    job: SubmitRequest
+
+
 class SubmitManyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -57,6 +57,18 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("DELETE", "/v1/providers/gone-{role}", None, "operator"),
     ("POST", "/v1/workers/{worker}/drain", None, "operator"),
     ("POST", "/v1/worker-tokens", {"provider": "spare", "ttl_s": 60}, "operator"),
+    ("GET", "/v1/schedules", None, "viewer"),
+    ("GET", "/v1/schedules/sched", None, "viewer"),
+    (
+        "POST",
+        "/v1/schedules",
+        {"name": "s-{role}", "cron": "0 0 * * *", "job": {"command": "true", "labels": NOWHERE}},
+        "submitter",
+    ),
+    ("POST", "/v1/schedules/sched/trigger", None, "submitter"),
+    ("POST", "/v1/schedules/sched/pause", None, "submitter"),
+    ("POST", "/v1/schedules/sched/resume", None, "submitter"),
+    ("DELETE", "/v1/schedules/gone-{role}", None, "submitter"),
     ("GET", "/v1/tokens", None, "admin"),
     ("POST", "/v1/tokens", {"name": "t-{role}", "role": "viewer"}, "admin"),
     ("DELETE", "/v1/tokens/doomed-{role}", None, "admin"),
@@ -99,9 +111,12 @@ def _objects(api: ApiServer) -> dict[str, str]:
     done = submitter.cancel(submitter.submit_many([spec])[0].id)
     other = operator.submit_many([spec])[0]
     worker = api.direct.create_worker_token("spare").worker
+    submitter.add_schedule("sched", "0 0 * * *", "true", labels=NOWHERE)
+    operator.add_schedule("theirs", "0 0 * * *", "true", labels=NOWHERE)
     for role in ROLES:
         api.direct.create_api_token(f"doomed-{role}", "viewer")
         api.direct.add_provider(f"gone-{role}", "local", max_workers=0)
+        submitter.add_schedule(f"gone-{role}", "0 0 * * *", "true", labels=NOWHERE)
     submitter.close()
     operator.close()
     return {
@@ -128,6 +143,9 @@ def _snapshot(api: ApiServer) -> tuple[int, ...]:
                 "SELECT count(*) FROM worker_bootstrap_tokens",
                 "SELECT count(*) FROM api_tokens",
                 "SELECT count(*) FROM api_tokens WHERE revoked_at IS NOT NULL",
+                "SELECT count(*) FROM schedules",
+                "SELECT count(*) FROM schedules WHERE paused",
+                "SELECT count(*) FROM schedule_fires",
             )
         )
 
@@ -184,11 +202,19 @@ def test_every_endpoint_for_every_role_and_every_bad_token(
         _call(http, "POST", f"/v1/jobs/{ids['other']}/cancel", None, api.tokens["operator"]) == 200
     )
     refused += 1
+    # The same for schedules: a submitter changes only those it made.
+    before = _snapshot(api)
+    for action in ("pause", "trigger"):
+        assert _call(http, "POST", f"/v1/schedules/theirs/{action}", None, submitter) == 403
+    assert _call(http, "DELETE", "/v1/schedules/theirs", None, submitter) == 403
+    assert _snapshot(api) == before
+    assert _call(http, "POST", "/v1/schedules/theirs/pause", None, api.tokens["operator"]) == 200
+    refused += 3
     for path in PUBLIC:
         assert http.get(path).status_code in (200, 503), path
     forbidden = (
         sum(1 for _, _, _, least in ENDPOINTS for r in ROLES if ROLES.index(r) < ROLES.index(least))
-        + 1
+        + 4
     )
     assert _refused_total(http, "forbidden") - forbidden_before == forbidden
     assert _refused_total(http, "unauthorized") - unauthorized_before == len(ENDPOINTS) * len(bad)

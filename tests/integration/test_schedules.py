@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hodei import Client
+from hodei.errors import ScheduleNotFound
 from hodei.services.ports import Fire
 from hodei.settings import Settings
 from tests.support import fast_settings, run_cli
@@ -87,3 +89,28 @@ def test_cli_schedule_commands(settings: Settings) -> None:
     assert run_cli(settings, "schedule", "remove", "tick").returncode == 0
     gone = run_cli(settings, "schedule", "show", "tick")
     assert gone.returncode == 3 and "no schedule named 'tick'" in gone.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_http_client_does_the_same_and_hides_env_values_from_others(
+    api_server: Any,
+) -> None:
+    submitter, viewer = api_server.client("submitter"), api_server.client("viewer")
+    added = submitter.add_schedule(
+        "remote", "*/5 * * * *", "true", env={"KEY": "v"}, labels=NOWHERE, catchup="skip"
+    )
+    assert (added.catchup, added.created_by) == ("skip", "api:test-submitter")
+    assert submitter.schedule("remote").schedule.spec["env"] == {"KEY": "v"}
+    assert viewer.schedule("remote").schedule.spec["env"] == {"KEY": "***"}
+    job = submitter.trigger_schedule("remote")
+    assert job.correlation_id == "remote" and job.submitted_by == "api:test-submitter"
+    assert [f.job_id for f in viewer.schedule("remote").fires] == [job.id]
+    assert submitter.pause_schedule("remote").paused
+    assert not submitter.resume_schedule("remote").paused
+    assert [s.name for s in viewer.schedules()] == ["remote"]
+    submitter.remove_schedule("remote")
+    with pytest.raises(ScheduleNotFound):
+        viewer.schedule("remote")
+    submitter.close()
+    viewer.close()
