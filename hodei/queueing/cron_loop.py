@@ -43,7 +43,11 @@ class CronLoop:
         if not self._leadership.leading:
             return MAX_SLEEP_S
         c = self._c
-        fire_due(c.store, c.clock, c.publisher)
+        if fire_due(c.store, c.clock, c.publisher).fired:
+            # Workers for the new jobs now, not at beat's next provision pass (5 s).
+            from hodei.queueing.maintenance_tasks import run_provision
+
+            run_provision(c)
         soonest = next_due_at(c.store)
         if soonest is None:
             return MAX_SLEEP_S
