@@ -196,7 +196,7 @@ api_tokens = sa.Table(
     _ts("revoked_at"),
 )
 
-# Cron schedules (migration 0009): each tick submits a job (services/schedules.py).
+# Cron schedules (migration 0008): each tick submits a job (services/schedules.py).
 schedules = sa.Table(
     "schedules",
     metadata,
