@@ -32,6 +32,7 @@ from hodei.errors import (
     WaitTimeout,
     WorkerNotFound,
 )
+from hodei.services import gates
 from hodei.services.control import cancel_job, retry_job
 from hodei.services.diagnosis import Diagnosis, diagnose_job
 from hodei.services.doctor import DoctorOptions, DoctorReport, run_doctor
@@ -170,12 +171,26 @@ class Client:
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
         secret_env: Mapping[str, str] | None = None,
+        priority: int | None = None,
+        run_at: datetime | timedelta | str | None = None,
+        concurrency_key: str | None = None,
+        max_concurrency: int | None = None,
+        after: Sequence[UUID | str | int] | None = None,
+        after_any: bool | None = None,
     ) -> Job:
         """Submit one job: a :class:`JobSpec`, or a command (a shell string, or an argv
         list) plus the fields of :meth:`JobSpec.create`.
 
         ``secret_env``: variables the command gets like ``env``, but stored encrypted,
         never shown (show, list, events, timeline) and masked in the job's output.
+
+        When and in what order (the job's gates): ``run_at`` (a time, or a timedelta
+        from now) publishes it then, not before; ``after`` (job ids; in
+        :meth:`submit_many`, also the index of a job of the same batch) waits until
+        they have all ended, and cancels it (``dependency_failed``) if one did not
+        succeed, unless ``after_any``; ``concurrency_key`` with ``max_concurrency``
+        (default 1) lets at most that many jobs of the key run at once; ``priority``
+        (0..9, default 5): higher starts first among the jobs waiting on a provider.
 
         Returns the stored job (the existing one if its idempotency key was seen
         before). Bad input raises :class:`~hodei.errors.InvalidJobSpec`; an unknown
@@ -194,6 +209,12 @@ class Client:
             "correlation_id": correlation_id,
             "idempotency_key": idempotency_key,
             "secret_env": secret_env,
+            "priority": priority,
+            "run_at": run_at,
+            "concurrency_key": concurrency_key,
+            "max_concurrency": max_concurrency,
+            "after": after,
+            "after_any": after_any,
         }
         if isinstance(spec, JobSpec):
             given = sorted(k for k, v in fields.items() if v is not None)
@@ -484,7 +505,22 @@ class Client:
 
     def cancel(self, job_id: str | UUID) -> Job:
         """Cancel a job (a running one stops within about a second)."""
-        return cancel_job(self._c.store, self._c.clock, parse_job_id(job_id), actor=self.actor)
+        return cancel_job(
+            self._c.store,
+            self._c.clock,
+            parse_job_id(job_id),
+            actor=self.actor,
+            publisher=self._c.publisher,
+        )
+
+    def release(self, job_id: str | UUID) -> Job:
+        """Run a held job now, whatever it waits for (its due time, the jobs it runs
+        after, a slot of its concurrency key): an operator's override."""
+        job = gates.release_now(
+            self._c.store, self._c.clock, self._c.publisher, parse_job_id(job_id), actor=self.actor
+        )
+        self._provision({job.provider_id})
+        return job
 
     def retry(self, job_id: str | UUID) -> Job:
         """Run a failed, timed-out or cancelled job again as a new attempt."""

@@ -486,6 +486,9 @@ class HttpClient(Client):
     def retry(self, job_id: str | UUID) -> Job:
         return _as(Job, self._post(f"/v1/jobs/{parse_job_id(job_id)}/retry"))  # type: ignore[no-any-return]
 
+    def release(self, job_id: str | UUID) -> Job:
+        return _as(Job, self._post(f"/v1/jobs/{parse_job_id(job_id)}/release"))  # type: ignore[no-any-return]
+
     # -- providers ----------------------------------------------------------------
 
     def add_provider(self, name: str, provider_type: str, **fields: Any) -> Provider:

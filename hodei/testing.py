@@ -55,6 +55,7 @@ from hodei.services.ports import (
     EventQuery,
     EventRepository,
     Fire,
+    GateRepository,
     JobQuery,
     JobRepository,
     LaunchRequest,
@@ -104,6 +105,7 @@ class _State:
     api_tokens: dict[UUID, ApiToken] = field(default_factory=dict)
     schedules: dict[UUID, Schedule] = field(default_factory=dict)
     fires: dict[tuple[UUID, datetime], Fire] = field(default_factory=dict)
+    dependencies: set[tuple[UUID, UUID]] = field(default_factory=set)
     next_event_id: int = 1
     next_log_id: int = 1
 
@@ -121,6 +123,7 @@ class _State:
             api_tokens=dict(self.api_tokens),
             schedules=dict(self.schedules),
             fires=dict(self.fires),
+            dependencies=set(self.dependencies),
         )
 
 
@@ -159,7 +162,11 @@ class _Jobs:
         return found[: query.limit]
 
     def waiting_for_provider(self, *, limit: int) -> list[Job]:
-        found = [j for j in self._s.jobs.values() if j.state is JobState.PENDING and not j.queue]
+        found = [
+            j
+            for j in self._s.jobs.values()
+            if j.state is JobState.PENDING and not j.queue and not j.held
+        ]
         return sorted(found, key=lambda j: (j.created_at, j.id))[:limit]
 
     def due_for_dispatch(
@@ -170,6 +177,7 @@ class _Jobs:
             for j in self._s.jobs.values()
             if j.state is JobState.PENDING
             and j.queue is not None
+            and not j.held
             and (queue is None or j.queue == queue)
             and (
                 (j.next_attempt_at is None and j.updated_at < created_before)
@@ -231,7 +239,11 @@ class _Jobs:
 
     def count_waiting(self, queue: str) -> int:
         waiting = (JobState.PENDING, JobState.QUEUED)
-        return sum(1 for j in self._s.jobs.values() if j.queue == queue and j.state in waiting)
+        return sum(
+            1
+            for j in self._s.jobs.values()
+            if j.queue == queue and j.state in waiting and not j.held
+        )
 
     def count_running_for_worker(self, worker_id: UUID) -> int:
         return sum(
@@ -257,6 +269,65 @@ class _Jobs:
         self._s.events = [e for e in self._s.events if e.aggregate_id not in gone]
         self._s.logs = [ln for ln in self._s.logs if ln.job_id not in gone]
         return len(ids)
+
+
+class _Gates:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def add_dependencies(self, pairs: Sequence[tuple[UUID, UUID]]) -> None:
+        self._s.dependencies.update(pairs)
+
+    def states_of(self, job_ids: Collection[UUID]) -> dict[UUID, JobState]:
+        return {i: self._s.jobs[i].state for i in job_ids if i in self._s.jobs}
+
+    def dependencies(self, job_id: UUID) -> dict[UUID, JobState]:
+        return self.states_of([d for j, d in self._s.dependencies if j == job_id])
+
+    def _held(self) -> list[Job]:
+        found = [j for j in self._s.jobs.values() if j.held and j.state is JobState.PENDING]
+        return sorted(found, key=lambda j: (-j.priority, j.created_at))
+
+    def _free(self, job: Job) -> bool:
+        return job.hold_until is None and all(
+            s in TERMINAL_STATES for s in self.dependencies(job.id).values()
+        )
+
+    def dependents(self, job_ids: Collection[UUID], *, limit: int) -> list[Job]:
+        ids = set(job_ids)
+        waiting = {j for j, d in self._s.dependencies if d in ids}
+        return [j for j in self._held() if j.id in waiting][:limit]
+
+    def lock_key(self, key: str) -> None:
+        return None  # one transaction at a time
+
+    def active_with_key(self, key: str) -> int:
+        return sum(
+            1
+            for j in self._s.jobs.values()
+            if j.concurrency_key == key and not j.held and j.state not in TERMINAL_STATES
+        )
+
+    def waiting_on_key(self, key: str, *, limit: int) -> list[Job]:
+        return [j for j in self._held() if j.concurrency_key == key and self._free(j)][:limit]
+
+    def due(self, now: datetime, *, limit: int) -> list[Job]:
+        found = [j for j in self._held() if j.hold_until is not None and j.hold_until <= now]
+        return sorted(found, key=lambda j: j.hold_until or now)[:limit]
+
+    def next_due(self) -> datetime | None:
+        return min((j.hold_until for j in self._held() if j.hold_until), default=None)
+
+    def unblocked(self, *, limit: int) -> list[Job]:
+        return [
+            j
+            for j in self._held()
+            if self._free(j)
+            and (
+                j.concurrency_key is None
+                or self.active_with_key(j.concurrency_key) < (j.max_concurrency or 1)
+            )
+        ][:limit]
 
 
 class _Attempts:
@@ -557,6 +628,7 @@ class _Transaction:
         self.logs: LogRepository = _Logs(state)
         self.api_tokens: ApiTokenRepository = _ApiTokens(state)
         self.schedules: ScheduleRepository = _Schedules(state)
+        self.gates: GateRepository = _Gates(state)
 
     def apply(self, transition: Transition) -> Applied:
         s, t = self.state, transition
@@ -567,6 +639,7 @@ class _Transaction:
                 or job.state not in t.job.from_states
                 or (t.job.attempt is not None and job.attempt != t.job.attempt)
                 or (t.job.worker_id is not None and job.worker_id != t.job.worker_id)
+                or (t.job.held is not None and job.held != t.job.held)
             ):
                 return Applied(False)
             job = replace(job, **t.job.changes)

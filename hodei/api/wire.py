@@ -33,6 +33,13 @@ class SubmitRequest(BaseModel):
     provider: str | None = None
     correlation_id: str | None = None
     idempotency_key: str | None = None
+    priority: int | None = None
+    run_at: str | None = None  # ISO 8601 with a time zone
+    concurrency_key: str | None = None
+    max_concurrency: int | None = None
+    # Job ids; in a batch, also the index of a job of the same batch.
+    after: list[int | str] | None = None
+    after_any: bool | None = None
 
 
 class ScheduleRequest(BaseModel):

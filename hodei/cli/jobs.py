@@ -7,12 +7,13 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import click
 
-from hodei.cli import unpublished
+from hodei.cli import held, unpublished
 from hodei.cli.log_output import LineWriter
 from hodei.cli.output import (
     OUTPUT_OPTION,
@@ -24,6 +25,7 @@ from hodei.cli.output import (
 from hodei.cli.params import FiniteFloat, id_range
 from hodei.cli.remote import cli_client
 from hodei.cli.serialize import event_to_dict, job_to_dict, mapping_from_pairs
+from hodei.cli.when import due_time
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
@@ -84,6 +86,42 @@ def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--idempotency-key", help="Submitting the same key again returns the first job."
         ),
         click.option("--provider", help="Run on this provider only."),
+        click.option(
+            "--at",
+            "at",
+            metavar="TIME",
+            help="Run at this time, not before: 14:30 (next), 2030-01-02T09:00[+01:00].",
+        ),
+        click.option(
+            "--in", "delay", metavar="DURATION", help="Run after this delay: 90s, 10m, 2h, 1h30m."
+        ),
+        click.option(
+            "--priority",
+            type=int,
+            help="0..9, default 5: among jobs waiting for a provider, higher starts first.",
+        ),
+        click.option(
+            "--concurrency-key",
+            metavar="KEY",
+            help="At most --max-concurrency jobs with this key run at once.",
+        ),
+        click.option(
+            "--max-concurrency",
+            type=int,
+            metavar="N",
+            help="Slots of --concurrency-key (default 1).",
+        ),
+        click.option(
+            "--after",
+            multiple=True,
+            metavar="JOB_ID",
+            help="Run once this job has ended (repeatable); cancelled if it did not succeed.",
+        ),
+        click.option(
+            "--after-any",
+            is_flag=True,
+            help="With --after: run whatever way those jobs ended.",
+        ),
         click.argument("command", nargs=-1, required=True),
     ]
     for option in reversed(options):
@@ -125,6 +163,12 @@ def build_spec(params: dict[str, Any]) -> JobSpec:
         provider=params["provider"],
         correlation_id=params["correlation_id"],
         idempotency_key=params["idempotency_key"],
+        priority=params["priority"],
+        run_at=due_time(params["at"], params["delay"], datetime.now(UTC)),
+        concurrency_key=params["concurrency_key"],
+        max_concurrency=params["max_concurrency"],
+        after=list(params["after"]) or None,
+        after_any=params["after_any"] or None,
     )
 
 
@@ -153,6 +197,8 @@ def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> Non
         return
     try:
         with stop_signals_raise():
+            if submitted.held:
+                submitted = held.wait_for_release(client, submitted)
             if unpublished.is_unpublished(submitted):
                 submitted = unpublished.wait_for_publish(client, submitted)
             if output == "json":
@@ -281,6 +327,7 @@ def _submit(client: Client, spec: JobSpec) -> Job:
         if unpublished.is_unpublished(job):
             unpublished.announce(client, job)
     _explain_wait(client, job)
+    held.announce(client, job)
     return job
 
 
@@ -411,6 +458,17 @@ def retry(ctx: click.Context, job_id: str) -> None:
         click.echo(f"job {retried.id} will run again as attempt {retried.attempt}")
         return
     click.echo(f"job {retried.id} queued again as attempt {retried.attempt}")
+
+
+@job.command("release")
+@click.argument("job_id")
+@click.pass_context
+def release(ctx: click.Context, job_id: str) -> None:
+    """Run a held job now, whatever it waits for: its due time (--at/--in), the jobs it
+    runs after (--after), a slot of its concurrency key."""
+    client = _client(ctx)
+    released = client.release(job_id)
+    click.echo(f"job {released.id} released")
 
 
 @job.command("timeline")

@@ -60,7 +60,7 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     from celery.beat import EmbeddedService
 
     from hodei.logconfig import configure_logging
-    from hodei.queueing import maintenance_tasks
+    from hodei.queueing import due_jobs, maintenance_tasks
     from hodei.queueing.beat import LeaderBeatScheduler
     from hodei.queueing.cron_loop import CronLoop
     from hodei.queueing.leader import Leadership, holder_name, lock_for
@@ -89,9 +89,11 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     app.hodei_leadership = leadership
     beat = EmbeddedService(app, thread=True, scheduler_cls=LeaderBeatScheduler)
     cron_loop = CronLoop(container, leadership)
+    due_loop = due_jobs.DueJobs(container, leadership)
     leadership.start()
     beat.start()
     cron_loop.start()
+    due_loop.start()
     try:
         app.Worker(
             hostname=f"hodei-scheduler@{socket.gethostname()}",
@@ -103,6 +105,7 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
             loglevel=settings.log_level,
         ).start()
     finally:
+        due_loop.stop()
         cron_loop.stop()
         beat.stop()
         leadership.stop()  # the next scheduler takes over at once, not after a timeout

@@ -50,6 +50,7 @@ def _print_status(s: SystemStatus) -> None:
     click.echo("workers: " + _counts(s.workers))
     click.echo(f"tokens outstanding: {s.tokens_outstanding}")
     click.echo(f"scheduler: {_lead(s)}")
+    click.echo("waiting for: " + _counts(s.waiting))
     click.echo("\nqueues:")
     if s.queues:
         print_table(

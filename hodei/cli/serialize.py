@@ -36,6 +36,13 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "finished_at": _iso(job.finished_at),
         "next_attempt_at": _iso(job.next_attempt_at),
         "duration_ms": job.duration_ms,
+        "priority": job.priority,
+        "held": job.held,
+        "run_at": _iso(job.spec.run_at),
+        "after": [str(a) for a in job.spec.after],
+        "after_any": job.spec.after_any,
+        "concurrency_key": job.concurrency_key,
+        "max_concurrency": job.max_concurrency,
     }
 
 

@@ -32,7 +32,7 @@ PROBE_EVERY_S = 1.0
 def is_unpublished(job: Job) -> bool:
     """A job the broker has not taken: PENDING for a provider, and not an automatic retry
     still waiting for its backoff (a manual retry is due at once)."""
-    if job.state is not JobState.PENDING or job.queue is None:
+    if job.state is not JobState.PENDING or job.queue is None or job.held:
         return False
     return job.next_attempt_at is None or job.next_attempt_at <= datetime.now(UTC)
 

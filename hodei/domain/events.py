@@ -27,6 +27,8 @@ class EventType(StrEnum):
     JOB_REQUEUED = "JobRequeued"
     JOB_REPUBLISHED = "JobRepublished"
     JOB_DUPLICATE_DROPPED = "JobDuplicateDropped"
+    JOB_HELD = "JobHeld"
+    JOB_RELEASED = "JobReleased"
     WORKER_PROVISIONING = "WorkerProvisioning"
     WORKER_PROVISION_FAILED = "WorkerProvisionFailed"
     WORKER_REGISTERED = "WorkerRegistered"

@@ -44,6 +44,14 @@ class Job:
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Its gates (services/gates.py): held while it waits for its due time (hold_until,
+    # cleared once passed), the jobs it runs after, or a slot of its concurrency key;
+    # priority orders the jobs waiting on one queue. Copies of the spec's, for SQL.
+    held: bool = False
+    hold_until: datetime | None = None
+    priority: int = 5
+    concurrency_key: str | None = None
+    max_concurrency: int | None = None
     # spec.secret_env as stored: encrypted (store/secrets.py); only a worker opens it.
     # "exclude": serializers that read field metadata (pydantic: the HTTP API) omit it.
     secret_env_sealed: str | None = field(default=None, repr=False, metadata={"exclude": True})

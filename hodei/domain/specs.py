@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import shlex
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+from uuid import UUID
 
 from hodei.domain.inputs import label_problem, number_problem, quoted, text_problem, utf8_size
 from hodei.errors import InvalidJobSpec
@@ -33,6 +36,12 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}")
 _CORRELATION_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 _RETRY_FIELDS = ("backoff_s", "factor", "max_backoff_s")
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9
+DEFAULT_PRIORITY = 5
+MAX_CONCURRENCY = 10_000
+MAX_CONCURRENCY_KEY_LENGTH = 200
+MAX_DEPENDENCIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,16 @@ class JobSpec:
     provider: str | None = None
     correlation_id: str | None = None
     idempotency_key: str | None = None
+    # When and in what order (the job's gates, services/gates.py): not before run_at;
+    # at most max_concurrency RUNNING with the same concurrency_key; only once every
+    # job in ``after`` has ended (an int is the index of a job of the same submit_many,
+    # replaced by that job's id when stored); higher priority starts first.
+    priority: int = DEFAULT_PRIORITY
+    run_at: datetime | None = None
+    concurrency_key: str | None = None
+    max_concurrency: int | None = None
+    after: tuple[UUID | int, ...] = ()
+    after_any: bool = False
     # Handed to the job's process only: stored encrypted, never in to_dict(), events or
     # output (masked there); the submitter's own copy is the only clear one.
     secret_env: Mapping[str, str] = field(
@@ -88,6 +107,12 @@ class JobSpec:
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
         secret_env: Mapping[str, str] | None = None,
+        priority: int | None = None,
+        run_at: datetime | timedelta | str | None = None,
+        concurrency_key: str | None = None,
+        max_concurrency: int | None = None,
+        after: Sequence[UUID | str | int] | None = None,
+        after_any: bool | None = None,
     ) -> JobSpec:
         """Validate every field and return the spec, or raise :class:`InvalidJobSpec`
         whose one-line message names each problem.
@@ -122,7 +147,19 @@ class JobSpec:
                 "idempotency_key", idempotency_key, MAX_IDEMPOTENCY_KEY_LENGTH, problems
             ),
             secret_env=checked_secrets,
+            priority=_check_int(
+                "priority", priority, DEFAULT_PRIORITY, MIN_PRIORITY, MAX_PRIORITY, problems
+            ),
+            run_at=_check_run_at(run_at, problems),
+            concurrency_key=_check_label_text(
+                "concurrency_key", concurrency_key, MAX_CONCURRENCY_KEY_LENGTH, problems
+            ),
+            max_concurrency=_check_max_concurrency(concurrency_key, max_concurrency, problems),
+            after=_check_after(after, problems),
+            after_any=_check_flag("after_any", after_any, problems),
         )
+        if spec.after_any and not spec.after:
+            problems.append("after_any needs after (the jobs to run after)")
         if problems:
             raise InvalidJobSpec("invalid job: " + "; ".join(problems))
         # Marks a spec create() checked, so submitting it does not check it again; a
@@ -148,7 +185,19 @@ class JobSpec:
             correlation_id=self.correlation_id,
             idempotency_key=self.idempotency_key,
             secret_env=self.secret_env,
+            priority=self.priority,
+            run_at=self.run_at,
+            concurrency_key=self.concurrency_key,
+            max_concurrency=self.max_concurrency,
+            after=self.after,
+            after_any=self.after_any,
         )
+
+    @property
+    def gated(self) -> bool:
+        """Whether the job waits for something before it is published (a due time,
+        other jobs, a concurrency slot)."""
+        return bool(self.run_at or self.after or self.concurrency_key)
 
     @property
     def argv(self) -> list[str]:
@@ -185,6 +234,12 @@ class JobSpec:
             "provider": self.provider,
             "correlation_id": self.correlation_id,
             "idempotency_key": self.idempotency_key,
+            "priority": self.priority,
+            "run_at": self.run_at.isoformat() if self.run_at else None,
+            "concurrency_key": self.concurrency_key,
+            "max_concurrency": self.max_concurrency,
+            "after": [a if isinstance(a, int) else str(a) for a in self.after],
+            "after_any": self.after_any,
         }
 
     @classmethod
@@ -213,6 +268,7 @@ class JobSpec:
             "provider": self.provider,
             "env_keys": sorted(self.env),
             "secret_env_keys": sorted(self.secret_env),
+            **({"priority": self.priority} if self.priority != DEFAULT_PRIORITY else {}),
         }
 
 
@@ -430,4 +486,77 @@ def _check_correlation_id(value: object, problems: list[str]) -> str | None:
     if not isinstance(value, str) or not _CORRELATION_ID.fullmatch(value):
         problems.append("correlation_id must be 1..128 letters, digits or . _ : -")
         return None
+    return value
+
+
+def _check_run_at(value: object, problems: list[str]) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        # A delay: from now on the submitting machine's clock.
+        return datetime.now(UTC) + value
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            problems.append(f"run_at must be an ISO 8601 time, got {quoted(value)}")
+            return None
+    if not isinstance(value, datetime):
+        problems.append(f"run_at must be a datetime, got {type(value).__name__}")
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        problems.append("run_at must name its time zone (e.g. 2030-01-01T09:00:00+00:00)")
+        return None
+    return value
+
+
+def _check_max_concurrency(key: object, value: object, problems: list[str]) -> int | None:
+    if key is None:
+        if value is not None:
+            problems.append("max_concurrency needs a concurrency_key")
+        return None
+    return _check_int("max_concurrency", value, 1, 1, MAX_CONCURRENCY, problems)
+
+
+def _check_after(value: object, problems: list[str]) -> tuple[UUID | int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | UUID | int):
+        value = [value]
+    if not isinstance(value, Sequence) or isinstance(value, bytes | bytearray):
+        problems.append(f"after must be a list of job ids, got {type(value).__name__}")
+        return ()
+    if len(value) > MAX_DEPENDENCIES:
+        problems.append(f"after may name at most {MAX_DEPENDENCIES} jobs, got {len(value)}")
+        return ()
+    out: list[UUID | int] = []
+    for item in value:
+        if isinstance(item, bool):
+            problems.append("after must name job ids, not true/false")
+            return ()
+        if isinstance(item, int):
+            if item < 0:
+                problems.append(f"after index {item} is negative")
+                return ()
+            out.append(item)
+        elif isinstance(item, UUID):
+            out.append(item)
+        elif isinstance(item, str):
+            try:
+                out.append(uuid.UUID(item.strip()))
+            except ValueError:
+                problems.append(f"after: not a job id: {quoted(item)}")
+                return ()
+        else:
+            problems.append(f"after must name job ids, got {type(item).__name__}")
+            return ()
+    return tuple(dict.fromkeys(out))
+
+
+def _check_flag(name: str, value: object, problems: list[str]) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        problems.append(f"{name} must be true or false, got {type(value).__name__}")
+        return False
     return value

@@ -90,6 +90,7 @@ class FailureReason(StrEnum):
     PROVISIONING_FAILED = "provisioning_failed"
     SPAWN_ERROR = "spawn_error"
     QUEUE_TIMEOUT = "queue_timeout"
+    DEPENDENCY_FAILED = "dependency_failed"
 
 
 class WorkerState(StrEnum):

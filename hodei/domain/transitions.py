@@ -53,6 +53,8 @@ class Kind(StrEnum):
     TIME_OUT = "time_out"
     ASSIGN = "assign"
     REPUBLISH = "republish"
+    RELEASE = "release"  # a held job's gates opened: it may be published
+    PASS_DUE = "pass_due"  # its due time passed, another gate still holds it
     REGISTER = "register"
     HEARTBEAT = "heartbeat"
     LAUNCHED = "launched"
@@ -95,6 +97,7 @@ class JobChange:
     attempt: int | None = None
     worker_id: UUID | None = None
     manual_retry: bool = False
+    held: bool | None = None  # when given, the job's ``held`` must be this too
 
     def __post_init__(self) -> None:
         new = self.changes.get("state")
@@ -406,6 +409,10 @@ def reopen(job: Job, *, actor: str, now: datetime) -> Transition:
                 error=None,
                 cancel_requested_at=None,
                 finished_at=None,
+                # A job cancelled while it waited (dependency_failed) runs now: retrying
+                # it is the operator's decision to run it anyway.
+                held=False,
+                hold_until=None,
             ),
             attempt=job.attempt,
             manual_retry=True,
@@ -551,8 +558,21 @@ def time_out(job: Job, *, now: datetime, error: str) -> Transition:
     )
 
 
-def cancel(job: Job, *, actor: str, now: datetime) -> Transition:
-    """PENDING or QUEUED -> CANCELLED at once (a queued attempt too)."""
+def cancel(
+    job: Job,
+    *,
+    actor: str,
+    now: datetime,
+    reason: FailureReason = FailureReason.CANCELLED,
+    **details: Any,
+) -> Transition:
+    """PENDING or QUEUED -> CANCELLED at once (a queued attempt too). ``reason`` other
+    than cancelled (dependency_failed) is hodei's own decision: no cancel request."""
+    requested = (
+        (job_event(job, EventType.JOB_CANCEL_REQUESTED, actor=actor, now=now),)
+        if reason is FailureReason.CANCELLED
+        else ()
+    )
     return Transition(
         Kind.CANCEL,
         job=JobChange(
@@ -561,7 +581,7 @@ def cancel(job: Job, *, actor: str, now: datetime) -> Transition:
             {
                 "state": JobState.CANCELLED,
                 "cancel_requested_at": now,
-                "failure_reason": str(FailureReason.CANCELLED),
+                "failure_reason": str(reason),
                 "finished_at": now,
                 "updated_at": now,
             },
@@ -575,7 +595,7 @@ def cancel(job: Job, *, actor: str, now: datetime) -> Transition:
             else None
         ),
         events=(
-            job_event(job, EventType.JOB_CANCEL_REQUESTED, actor=actor, now=now),
+            *requested,
             job_event(
                 job,
                 EventType.JOB_CANCELLED,
@@ -583,7 +603,8 @@ def cancel(job: Job, *, actor: str, now: datetime) -> Transition:
                 now=now,
                 new_state=JobState.CANCELLED,
                 attempt=job.attempt,
-                reason=str(FailureReason.CANCELLED),
+                reason=str(reason),
+                **details,
             ),
         ),
     )
@@ -636,6 +657,46 @@ def republish(job: Job, *, reason: str, now: datetime) -> Transition:
                 attempt=job.attempt,
                 reason=reason,
             ),
+        ),
+    )
+
+
+def release(job: Job, *, now: datetime, actor: str = Actor.DISPATCHER) -> Transition:
+    """A held PENDING job whose gates are open: no longer held, so it is published (and
+    dispatch_pending may publish it). Guarded on ``held``: two releasers release once."""
+    return Transition(
+        Kind.RELEASE,
+        job=JobChange(
+            job.id,
+            _ONLY[JobState.PENDING],
+            {"held": False, "hold_until": None, "updated_at": now},
+            attempt=job.attempt,
+            held=True,
+        ),
+        events=(
+            job_event(
+                job,
+                EventType.JOB_RELEASED,
+                actor=actor,
+                now=now,
+                attempt=job.attempt,
+                waited_s=round((now - job.created_at).total_seconds(), 3),
+            ),
+        ),
+    )
+
+
+def pass_due(job: Job, *, now: datetime) -> Transition:
+    """A held job's due time has passed but another gate holds it: forget the due time,
+    so the due-time scan does not find it again (``spec.run_at`` keeps it)."""
+    return Transition(
+        Kind.PASS_DUE,
+        job=JobChange(
+            job.id,
+            _ONLY[JobState.PENDING],
+            {"hold_until": None, "updated_at": now},
+            attempt=job.attempt,
+            held=True,
         ),
     )
 

@@ -106,6 +106,33 @@ def _config(settings: Settings) -> dict[str, Any]:
     }
 
 
+MAX_PRIORITY = 9  # JobSpec priorities are 0..9, 9 first
+
+
+def provider_queue(app: Celery, name: str) -> Queue:
+    """The Queue of a provider's ``name`` (hodei.<provider>) on ``app``, the same for the
+    publisher and the worker: on RabbitMQ a priority queue (``x-max-priority`` 9), so a
+    higher-priority message waiting in it is delivered first. RabbitMQ cannot change an
+    existing queue's arguments: a queue declared by an older hodei must be deleted once
+    drained (docs/operations.md, "Upgrading to job priorities")."""
+    queues = app.amqp.queues
+    if name not in queues:
+        arguments = {"x-max-priority": MAX_PRIORITY} if _is_amqp(app.conf.broker_url) else {}
+        queues.add(Queue(name, Exchange(name), routing_key=name, queue_arguments=arguments))
+    queue: Queue = queues[name]
+    return queue
+
+
+def broker_priority(broker_url: str, priority: int) -> int:
+    """A job's priority (0..9, 9 first) as the broker reads it: kombu's Redis transport
+    serves priority 0 first, RabbitMQ the highest number."""
+    return MAX_PRIORITY - priority if _is_redis(broker_url) else priority
+
+
+def _is_amqp(broker_url: str | None) -> bool:
+    return bool(broker_url) and str(broker_url).startswith(("amqp", "pyamqp", "librabbitmq"))
+
+
 def broker_reachable(app: Celery, timeout_s: float = 2.0) -> bool:
     """One connection attempt, no retry loop: cheap enough to ask every second."""
     from kombu.exceptions import KombuError
@@ -147,13 +174,21 @@ def _transport_options(broker_url: str) -> dict[str, Any]:
     if _is_redis(broker_url):
         # Unacked messages of a SIGKILLed worker come back after this; the claim then
         # drops them as stale, because the reaper has already requeued a new attempt.
-        return {"visibility_timeout": 3600, "socket_connect_timeout": 4}
+        # One list per priority (kombu serves the lists in this order, 0 first): a job's
+        # priority p goes to step 9 - p (broker_priority).
+        return {
+            "visibility_timeout": 3600,
+            "socket_connect_timeout": 4,
+            "priority_steps": list(range(MAX_PRIORITY + 1)),
+            "queue_order_strategy": "priority",
+        }
     return {}
 
 
 def _beat_schedule() -> dict[str, Any]:
     every = {
         "dispatch_pending": 2.0,
+        "release_gated": 2.0,  # the due times go from the scheduler's own loop (due_jobs)
         "reap_stale_workers": 15.0,
         "expire_tokens": 60.0,
         "enforce_deadlines": 10.0,

@@ -11,7 +11,7 @@ from celery import Celery, Task
 
 from hodei.domain.states import ProviderHealth
 from hodei.errors import DatabaseUnavailable, HodeiError, InvalidConfiguration
-from hodei.services import maintenance
+from hodei.services import gates, maintenance
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.provisioning import provision
 from hodei.store import outage
@@ -47,6 +47,16 @@ def run_dispatch_pending(c: Container) -> Report:
         c.store, c.clock, c.publisher, republish_after_s=c.settings.republish_after_s
     )
     return {"published": published}
+
+
+def run_release_gated(c: Container) -> Report:
+    """Held jobs whose gates are open (due, dependencies ended, a free slot of their
+    key): released and published, or cancelled for a failed dependency."""
+    done = gates.release_due(c.store, c.clock, c.publisher)
+    return {
+        "released": [str(j.id) for j in done.released],
+        "cancelled": [str(j.id) for j in done.cancelled],
+    }
 
 
 def run_reap_stale_workers(c: Container) -> Report:
@@ -192,6 +202,7 @@ def run_fold_state_counts(c: Container) -> Report:
 
 TASKS: dict[str, Callable[[Container], Report]] = {
     "dispatch_pending": run_dispatch_pending,
+    "release_gated": run_release_gated,
     "reap_stale_workers": run_reap_stale_workers,
     "expire_tokens": run_expire_tokens,
     "enforce_deadlines": run_enforce_deadlines,

@@ -14,6 +14,7 @@ from celery.signals import after_task_publish
 from kombu.exceptions import KombuError
 
 from hodei.errors import BrokerUnavailable
+from hodei.queueing.app import broker_priority, provider_queue
 from hodei.queueing.names import RUN_JOB_TASK
 from hodei.services.dispatch import Confirmation
 from hodei.services.ports import Publication
@@ -122,7 +123,8 @@ class CeleryPublisher:
         and kombu copies the queue to check its record each time, a seventh of a publish's
         CPU."""
         for name in sorted({p.queue for p in publications}):
-            producer.maybe_declare(self._app.amqp.queues[name], retry=True, **_RETRY_POLICY)
+            queue = provider_queue(self._app, name)
+            producer.maybe_declare(queue, retry=True, **_RETRY_POLICY)
 
     def _send(
         self,
@@ -137,6 +139,7 @@ class CeleryPublisher:
             RUN_JOB_TASK,
             args=[str(publication.job_id), publication.attempt],
             queue=publication.queue,
+            priority=broker_priority(self._app.conf.broker_url, publication.priority),
             task_id=task_id,
             producer=producer,
             retry=True,

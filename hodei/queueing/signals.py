@@ -26,6 +26,7 @@ from hodei.domain.states import JobState
 from hodei.errors import DatabaseUnavailable, HodeiError
 from hodei.queueing.names import RUN_JOB_TASK
 from hodei.runtime import context
+from hodei.services import gates
 from hodei.services.dispatch import publish_jobs
 from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attempt
 
@@ -179,6 +180,18 @@ def write_outcome(claimed: Job, outcome: Outcome) -> Job | None:
         job.state,
         extra=_extra(claimed.id, claimed.attempt, ctx.worker_id, None, job.correlation_id),
     )
+    if job.is_terminal:
+        # Its dependents and the next job of its concurrency key may go now: released
+        # here, after the finish committed, rather than at the scheduler's next pass.
+        try:
+            gates.after_end(container.store, container.clock, container.publisher, [job])
+        except HodeiError as exc:  # the scheduler's sweep releases them later
+            logger.warning(
+                "jobs waiting for job %s not released now: %s",
+                job.id,
+                exc,
+                extra=_extra(job.id, job.attempt, ctx.worker_id, None, job.correlation_id),
+            )
     due = job.next_attempt_at is not None and job.next_attempt_at <= container.clock.now()
     if job.state is JobState.PENDING and due:
         # A retry with no backoff goes out now; later ones wait for the dispatcher.

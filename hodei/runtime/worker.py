@@ -15,7 +15,7 @@ from uuid import UUID
 from hodei.bootstrap import Container
 from hodei.domain.records import Job
 from hodei.errors import BrokerUnavailable, DatabaseUnavailable, HodeiError, InvalidConfiguration
-from hodei.queueing.app import broker_reachable, retries_within
+from hodei.queueing.app import broker_reachable, provider_queue, retries_within
 from hodei.queueing.signals import write_outcome
 from hodei.runtime import context, hardening, proctree
 from hodei.runtime.context import WorkerContext
@@ -96,6 +96,7 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         container.settings.broker_wait_s
     )
     lost_broker = False
+    provider_queue(container.app, worker.queue)  # declared as the publisher declares it
     try:
         celery_worker = _celery_worker_class(container, ctx)(
             hostname=f"{worker.name}@{socket.gethostname()}",

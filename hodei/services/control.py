@@ -8,13 +8,30 @@ from hodei.domain import transitions
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
 from hodei.errors import JobNotCancellable, JobNotFound, JobNotRetryable
+from hodei.services import gates
 from hodei.services.dispatch import publish_jobs
 from hodei.services.ports import Clock, Store, TaskPublisher
 
 
-def cancel_job(store: Store, clock: Clock, job_id: UUID, *, actor: str) -> Job:
+def cancel_job(
+    store: Store,
+    clock: Clock,
+    job_id: UUID,
+    *,
+    actor: str,
+    publisher: TaskPublisher | None = None,
+) -> Job:
     """Cancel a job: PENDING or QUEUED ends CANCELLED at once; RUNNING gets
-    cancel_requested_at, which its runner honours (SIGTERM, grace, SIGKILL)."""
+    cancel_requested_at, which its runner honours (SIGTERM, grace, SIGKILL). With a
+    ``publisher``, the jobs that waited for it go on at once (its dependents end
+    dependency_failed, the next job of its concurrency key is released)."""
+    cancelled = _cancel(store, clock, job_id, actor)
+    if publisher is not None and cancelled.is_terminal:
+        gates.after_end(store, clock, publisher, [cancelled])
+    return cancelled
+
+
+def _cancel(store: Store, clock: Clock, job_id: UUID, actor: str) -> Job:
     now = clock.now()
     with store.transaction() as tx:
         job = tx.jobs.get(job_id)

@@ -109,6 +109,11 @@ def _gather(reads: ReadStore, clock: Clock, job_id: UUID, stale_after: timedelta
             last_events=list(reversed(newest)),
             stale_after=stale_after,
             launch_failures=r.launch_failures([job.id]) if not job.is_terminal else [],
+            dependencies=r.dependencies(job.id) if job.spec.after else {},
+            key_active=r.active_with_key(job.concurrency_key) if job.concurrency_key else 0,
+            higher_priority=(
+                r.queued_with_higher_priority(job) if job.state is JobState.QUEUED else 0
+            ),
         )
 
 
@@ -118,6 +123,8 @@ def _state_lines(f: Facts) -> list[str]:
     lines = [f"{job.state}, attempt {job.attempt} of {job.max_attempts}, created {created}"]
     if job.failure_reason or job.error:
         lines.append(f"failure: {job.failure_reason or '-'} {job.error or ''}".rstrip())
+    if not job.held:
+        lines.extend(_gate_lines(f))
     for a in f.attempts:
         worker = f" on worker {str(a.worker_id)[:8]}" if a.worker_id else ""
         code = f" exit {a.exit_code}" if a.exit_code is not None else ""
@@ -126,8 +133,29 @@ def _state_lines(f: Facts) -> list[str]:
     return lines
 
 
+def _gate_lines(f: Facts) -> list[str]:
+    """What the job was submitted to wait for, and where each of those stands."""
+    spec, lines = f.job.spec, []
+    if spec.priority != 5:
+        lines.append(f"priority {spec.priority} (0..9, default 5)")
+    if spec.run_at is not None:
+        lines.append(f"due at {spec.run_at.isoformat(timespec='seconds')}")
+    if spec.after:
+        ended = sum(1 for s in f.dependencies.values() if s.is_terminal)
+        how = "whatever way they end" if spec.after_any else "each must succeed"
+        lines.append(f"runs after {len(spec.after)} job(s), {ended} ended ({how})")
+    if spec.concurrency_key is not None:
+        lines.append(
+            f"concurrency key {spec.concurrency_key!r}: {f.key_active} of "
+            f"{spec.max_concurrency or 1} slot(s) taken"
+        )
+    return lines
+
+
 def _queue_lines(f: Facts) -> list[str]:
     job = f.job
+    if job.state is JobState.PENDING and job.held:
+        return ["not queued: held, see its gates below", *_gate_lines(f)]
     if job.state is JobState.QUEUED:
         return [
             f"in job_queue on {job.queue} since {age(job.queued_at, f.now)}; "

@@ -47,7 +47,9 @@ class Confirmation:
 
 def publication_for(job: Job, reason: str = "") -> Publication:
     assert job.queue is not None, "only jobs with a provider are published"
-    return Publication(job.id, job.attempt, job.queue, job.name, reason, job.correlation_id)
+    return Publication(
+        job.id, job.attempt, job.queue, job.name, reason, job.correlation_id, job.priority
+    )
 
 
 def confirm_queued(store: Store, clock: Clock, confirmations: Sequence[Confirmation]) -> int:

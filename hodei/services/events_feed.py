@@ -168,6 +168,16 @@ def _settle(feed: EventFeed, gap: _Gap, now: float, timeout_s: float) -> bool:
 
 _SUMMARY_KEYS = (
     "attempt",
+    # what a held job waits for (JobHeld), and why it was cancelled (dependency_failed)
+    "run_at",
+    "after",
+    "after_count",
+    "after_any",
+    "concurrency_key",
+    "max_concurrency",
+    "dependency",
+    "dependency_state",
+    "waited_s",
     "provider",
     "queue",
     "worker_id",

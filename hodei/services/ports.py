@@ -81,6 +81,52 @@ class JobRepository(Protocol):
     def purge_finished(self, before: datetime, limit: int) -> int: ...
 
 
+class GateRepository(Protocol):
+    """What deciding a held job's gates reads (services/gates.py)."""
+
+    def add_dependencies(self, pairs: Sequence[tuple[UUID, UUID]]) -> None:
+        """Record ``(job_id, depends_on)`` pairs."""
+        ...
+
+    def states_of(self, job_ids: Collection[UUID]) -> dict[UUID, JobState]:
+        """The state of each of these jobs that exists."""
+        ...
+
+    def dependencies(self, job_id: UUID) -> dict[UUID, JobState]:
+        """The jobs ``job_id`` runs after, with their states (a purged one is left out)."""
+        ...
+
+    def dependents(self, job_ids: Collection[UUID], *, limit: int) -> list[Job]:
+        """Held PENDING jobs that run after any of ``job_ids``."""
+        ...
+
+    def lock_key(self, key: str) -> None:
+        """Serialise decisions about concurrency key ``key`` until the transaction ends."""
+        ...
+
+    def active_with_key(self, key: str) -> int:
+        """Jobs of ``key`` that hold a slot: released (not held) and not ended."""
+        ...
+
+    def waiting_on_key(self, key: str, *, limit: int) -> list[Job]:
+        """Held PENDING jobs of ``key`` past their due time and with every dependency
+        ended, highest priority first, then oldest."""
+        ...
+
+    def due(self, now: datetime, *, limit: int) -> list[Job]:
+        """Held PENDING jobs whose ``hold_until`` has come."""
+        ...
+
+    def next_due(self) -> datetime | None:
+        """The earliest ``hold_until`` of a held job."""
+        ...
+
+    def unblocked(self, *, limit: int) -> list[Job]:
+        """Held PENDING jobs past their due time whose dependencies have all ended and,
+        for a keyed job, whose key has a free slot: what a lost release left behind."""
+        ...
+
+
 class AttemptRepository(Protocol):
     def add(self, *attempts: Attempt) -> None: ...
     def search(self, job_id: UUID) -> list[Attempt]: ...
@@ -221,6 +267,7 @@ class Transaction(Protocol):
     logs: LogRepository
     api_tokens: ApiTokenRepository
     schedules: ScheduleRepository
+    gates: GateRepository
 
     def apply(self, transition: Transition) -> Applied:
         """Write ``transition`` (see :mod:`hodei.domain.transitions`) if its guard holds:
@@ -266,6 +313,7 @@ class Publication:
     job_name: str = ""
     reason: str = ""  # why this provider was chosen, for the JobQueued event
     correlation_id: str | None = None  # the job's, for the JobQueued event
+    priority: int = 5  # 0..9, 9 first: the broker delivers higher ones first
 
 
 class TaskPublisher(Protocol):

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, BootstrapToken, Job, Provider, Worker
+from hodei.domain.states import JobState
 from hodei.services.ports import EventQuery
 
 
@@ -105,7 +106,30 @@ class OperatorReads(Protocol):
 
     def events(self, query: EventQuery) -> list[DomainEvent]: ...
     def queue_position(self, job: Job) -> int:
-        """How many QUEUED jobs on the job's queue were queued before it."""
+        """How many QUEUED jobs on the job's queue go before it: a higher priority, or
+        the same one and queued before it (the order Redis and RabbitMQ deliver in)."""
+        ...
+
+    def queued_with_higher_priority(self, job: Job) -> int:
+        """How many QUEUED jobs on the job's queue have a higher priority than it."""
+        ...
+
+    # -- gates (services/gates.py) -----------------------------------------------------
+    def dependencies(self, job_id: UUID) -> dict[UUID, JobState]:
+        """The jobs ``job_id`` runs after, with their states."""
+        ...
+
+    def active_with_key(self, key: str) -> int:
+        """Jobs of concurrency key ``key`` holding a slot (released, not ended)."""
+        ...
+
+    def held_counts(self) -> dict[str, int]:
+        """Held PENDING jobs by what they wait for first: ``due_time``,
+        ``dependencies``, ``concurrency``."""
+        ...
+
+    def queued_behind_priority(self) -> int:
+        """QUEUED jobs with a higher-priority job queued on the same queue."""
         ...
 
     # -- doctor ----------------------------------------------------------------------

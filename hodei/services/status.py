@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -86,6 +86,9 @@ class SystemStatus:
     providers: list[ProviderStatusLine]
     tokens_outstanding: int
     scheduler: SchedulerLead | None = None
+    # PENDING jobs held by a gate, by what they wait for (due_time, dependencies,
+    # concurrency), and QUEUED jobs behind a higher-priority one (priority).
+    waiting: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_jobs(self) -> int:
@@ -108,6 +111,7 @@ def system_status(reads: ReadStore, clock: Clock) -> SystemStatus:
         tokens = r.tokens_outstanding(now)
         unfolded = r.tally_rows()
         leader = r.scheduler_leader()
+        waiting = {**r.held_counts(), "priority": r.queued_behind_priority()}
     if unfolded > FOLD_THRESHOLD:
         folded = reads.fold_state_counts()
         logger.debug("folded %d state count rows", folded)
@@ -140,6 +144,7 @@ def system_status(reads: ReadStore, clock: Clock) -> SystemStatus:
         ],
         tokens_outstanding=tokens,
         scheduler=scheduler_lead(leader, now),
+        waiting=_zero_filled(waiting, ["due_time", "dependencies", "concurrency", "priority"]),
     )
 
 

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from uuid import UUID
 
 from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Job
@@ -15,6 +16,7 @@ from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.domain.timeline import job_event
 from hodei.errors import DuplicateIdempotencyKey, InvalidJobSpec, ProviderNotFound
+from hodei.services import gates
 from hodei.services.dispatch import publish_jobs
 from hodei.services.ports import Clock, Store, TaskPublisher
 
@@ -54,13 +56,21 @@ def submit_jobs(
     except DuplicateIdempotencyKey:
         # A concurrent submit stored the same key first: now it is visible, so reuse it.
         results = _store_jobs(store, clock, specs, actor)
-    new_jobs = [r.job for r in results if not r.existing]
+    new_jobs = [r.job for r in results if not r.existing and not r.job.held]
     reasons = {r.job.id: r.reason for r in results}
     failed = {j.id for j in publish_jobs(store, clock, publisher, new_jobs, reasons)}
+    held = [r.job for r in results if not r.existing and r.job.held]
+    # A held job whose gates are open already (its dependencies ended, its key has a
+    # free slot) goes now; the others wait for what they wait for.
+    released = {j.id: j for j in gates.release_jobs(store, clock, publisher, held).released}
     return [
-        replace(r, published=r.job.queue is not None and r.job.id not in failed)
-        if not r.existing
-        else r
+        r
+        if r.existing
+        else replace(r, job=released[r.job.id], published=True)
+        if r.job.id in released
+        else replace(
+            r, published=r.job.queue is not None and not r.job.held and r.job.id not in failed
+        )
         for r in results
     ]
 
@@ -79,14 +89,20 @@ def _store_jobs(
     now = clock.now()
     results: list[Submitted] = []
     seen: dict[str, Job] = {}
-    single = len(specs) == 1
+    ids = [uuid.uuid4() for _ in specs]
+    # Checked before anything is stored: an index outside the batch, a cycle.
+    dependencies = gates.resolve_after(specs, ids) if any(s.after for s in specs) else []
+    if dependencies:
+        # Stored with the batch's job ids in place of its indices.
+        specs = [_with_ids(spec, ids) for spec in specs]
+    single = len(specs) == 1 and not dependencies
     with store.single_write() if single else store.transaction() as tx:
         candidates = tx.providers.search_with_live_workers()
         live = {c.provider.id: c.live_workers for c in candidates}
         names = {c.provider.name for c in candidates}
         new_jobs: list[Job] = []
         events = []
-        for spec in specs:
+        for job_id, spec in zip(ids, specs, strict=True):
             key = spec.idempotency_key
             existing = seen.get(key) if key else None
             existing = existing or (tx.jobs.get_by_idempotency_key(key) if key else None)
@@ -101,8 +117,10 @@ def _store_jobs(
             selection = select_provider(
                 Requirements(spec.labels, spec.regions, spec.provider), candidates
             )
-            job = _new_job(spec, selection, actor, now)
+            job = _new_job(job_id, spec, selection, actor, now)
             events.extend(_creation_events(job, selection, actor))
+            if job.held:
+                events.append(gates.held_event(job, actor=actor))
             new_jobs.append(job)
             if key:
                 seen[key] = job
@@ -111,18 +129,31 @@ def _store_jobs(
                 chosen.name if chosen and live.get(chosen.id, 0) < chosen.max_workers else None
             )
             results.append(Submitted(job, reason=selection.reason, may_scale=may_scale))
+        if dependencies:
+            stored = {j.id for j in new_jobs}
+            # A job returned by its idempotency key is not stored again, nor are its pairs.
+            dependencies = [(j, d) for j, d in dependencies if j in stored]
+            gates.check_known(tx, dependencies, set(ids))
+            by_id = {j.id: j for j in new_jobs}
+            missing = {d for _, d in dependencies if d in set(ids) and d not in by_id}
+            if missing:
+                raise InvalidJobSpec(
+                    "invalid job: a job of this batch runs after one that its idempotency "
+                    "key made an earlier job; name that job's id instead"
+                )
         if single and new_jobs:
             tx.jobs.create(new_jobs[0], events)
         else:
             tx.jobs.add(*new_jobs)
             tx.events.add(*events)
+            tx.gates.add_dependencies(dependencies)
     return results
 
 
-def _new_job(spec: JobSpec, selection: Selection, actor: str, now: datetime) -> Job:
+def _new_job(job_id: UUID, spec: JobSpec, selection: Selection, actor: str, now: datetime) -> Job:
     provider = selection.chosen
     return Job(
-        id=uuid.uuid4(),
+        id=job_id,
         name=spec.name,
         state=JobState.PENDING,
         spec=spec,
@@ -135,7 +166,19 @@ def _new_job(spec: JobSpec, selection: Selection, actor: str, now: datetime) -> 
         correlation_id=spec.correlation_id,
         idempotency_key=spec.idempotency_key,
         submitted_by=actor,
+        held=spec.gated,
+        hold_until=gates.hold_until(spec, now),
+        priority=spec.priority,
+        concurrency_key=spec.concurrency_key,
+        max_concurrency=spec.max_concurrency,
     )
+
+
+def _with_ids(spec: JobSpec, ids: Sequence[UUID]) -> JobSpec:
+    if not any(isinstance(a, int) for a in spec.after):
+        return spec
+    after = tuple(ids[a] if isinstance(a, int) else a for a in spec.after)
+    return replace(spec, after=tuple(dict.fromkeys(after)))
 
 
 def _creation_events(job: Job, selection: Selection, actor: str) -> list[DomainEvent]:

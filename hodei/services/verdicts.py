@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from hodei.domain.events import DomainEvent, EventType
 from hodei.domain.records import Attempt, Job, Provider, Worker
 from hodei.domain.selection import Selection
 from hodei.domain.states import FailureReason, JobState, ProviderHealth, ProviderStatus, WorkerState
 from hodei.services.dispatch import PUBLISH_GRACE
+from hodei.services.gates import gate_blocker
 
 # A READY worker that leaves a queued job alone this long has probably lost its message.
 IDLE_SUSPICIOUS = timedelta(seconds=30)
@@ -40,6 +42,11 @@ class Facts:
     republish_after: timedelta = timedelta(seconds=300)
     # Settings.token_ttl_s: a launch older than this can no longer register.
     token_ttl: timedelta = timedelta(seconds=300)
+    # Its gates: the jobs it runs after with their states, how many jobs of its
+    # concurrency key hold a slot, and how many QUEUED jobs on its queue outrank it.
+    dependencies: dict[UUID, JobState] = field(default_factory=dict)
+    key_active: int = 0
+    higher_priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,8 @@ def verdict_for(f: Facts) -> Verdict:
         return _running(f)
     if job.state is JobState.QUEUED:
         return _queued(f)
+    if job.held:
+        return _held(f)
     if job.queue is None:
         return _no_provider(f)
     if job.next_attempt_at is not None and job.next_attempt_at > f.now:
@@ -118,6 +127,21 @@ def _ended(f: Facts) -> Verdict:
     job, jid = f.job, f.job.id
     retry = f"`hodei job retry {jid}`"
     reason = job.failure_reason
+    if reason == FailureReason.DEPENDENCY_FAILED:
+        dep = next(
+            (
+                e.payload.get("dependency")
+                for e in reversed(f.last_events)
+                if e.event_type == str(EventType.JOB_CANCELLED)
+            ),
+            None,
+        )
+        return Verdict(
+            "dependency_failed",
+            f"the job was cancelled without running: a job it runs after ({dep or '?'}) "
+            "did not succeed",
+            f"`hodei job diagnose {dep or '<that job>'}` says why; {retry} runs it anyway",
+        )
     if job.state is JobState.CANCELLED or reason == FailureReason.CANCELLED:
         by = _actor_of(f, EventType.JOB_CANCEL_REQUESTED) or _actor_of(f, EventType.JOB_CANCELLED)
         return Verdict("cancelled", f"the job was cancelled{' by ' + by if by else ''}", retry)
@@ -248,6 +272,43 @@ def _queued(f: Facts) -> Verdict:
     return _no_worker(f, queue, waited)
 
 
+def _held(f: Facts) -> Verdict:
+    """A job that waits for its gates (services/gates.py), and what would open them."""
+    job = f.job
+    release = f"`hodei job release {job.id}` runs it now"
+    waits = gate_blocker(job, f.now, f.dependencies, f.key_active)
+    if waits is None:
+        return Verdict(
+            "waiting_release",
+            "the job's gates are open (due, its dependencies ended, a free slot) but it "
+            "has not been released yet",
+            "`hodei maintenance run --task release_gated` releases it now (the scheduler "
+            "does it every 2 s: is `hodei scheduler` running?)",
+        )
+    if waits.code == "waiting_due":
+        due = job.hold_until or f.now
+        return Verdict(
+            waits.code,
+            f"the job waits for its due time, {clock_time(due)} (in {duration(due - f.now)})",
+            f"{release}; or wait: the scheduler publishes it then (is `hodei scheduler` running?)",
+        )
+    if waits.code == "waiting_dependencies":
+        first = next(d for d, s in f.dependencies.items() if not s.is_terminal)
+        return Verdict(
+            waits.code,
+            waits.text,
+            f"{release} without waiting; or wait for them (`hodei job diagnose {first}` "
+            "says where the first one stands)",
+        )
+    key = job.concurrency_key
+    return Verdict(
+        waits.code,
+        f"{waits.text}: it starts as soon as one of them ends",
+        f"{release}, beyond the limit; or wait (`hodei job list --state RUNNING` shows "
+        f"what runs), or cancel a job of key {key!r}",
+    )
+
+
 def _republish_action(f: Facts, idle: Worker, waited: timedelta) -> str:
     """dispatch_pending publishes a queued job again only once it has waited
     HODEI_REPUBLISH_AFTER with an idle worker on its queue: say when that is, rather
@@ -273,11 +334,15 @@ def _busy(f: Facts, fresh: list[Worker]) -> Verdict:
     limit = provider.max_workers if provider else len(fresh)
     name = provider.name if provider else "its provider"
     full = len(fresh) >= limit
+    behind = f.higher_priority
     return Verdict(
-        "waiting_capacity",
+        "waiting_priority" if behind else "waiting_capacity",
         f"all {len(fresh)} worker(s) on {f.job.queue} are busy"
         + (f" and {name} is at max_workers={limit}" if full else "")
-        + f"; {f.position} job(s) are queued ahead of it",
+        + f"; {f.position} job(s) are queued ahead of it"
+        + (
+            f", {behind} of them with a higher priority than its {f.job.priority}" if behind else ""
+        ),
         "wait"
         + (
             f", or raise capacity: `hodei provider update {name} --max-workers {limit + 1}` "

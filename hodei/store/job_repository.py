@@ -28,7 +28,14 @@ from hodei.store.mapping import (
     normalise_changes,
 )
 from hodei.store.statements import NEW_EVENT_COLUMNS, bound_columns, prefixed, where_params
-from hodei.store.tables import domain_events, job_attempts, job_logs, jobs, workers
+from hodei.store.tables import (
+    domain_events,
+    job_attempts,
+    job_dependencies,
+    job_logs,
+    jobs,
+    workers,
+)
 
 # Rows per set-based statement: far below SQLite's limit on bound parameters.
 _SET_CHUNK = 500
@@ -112,15 +119,18 @@ class SqlJobRepository:
         states: Collection[JobState],
         expected_attempt: int | None = None,
         held_by: UUID | None = None,
+        expected_held: bool | None = None,
         **changes: Any,
     ) -> bool:
         """Apply ``changes`` if the job is in one of ``states`` (and at ``expected_attempt``,
-        and running on ``held_by``): the guard of a transition."""
+        running on ``held_by``, and ``expected_held`` or not): the guard of a transition."""
         where = where_params(id=job_id)
         if expected_attempt is not None:
             where["w_attempt"] = expected_attempt
         if held_by is not None:
             where["w_worker_id"] = held_by
+        if expected_held is not None:
+            where["w_held"] = expected_held
         stmt = statements.conditional_update(jobs, _names(states), _keys(where))
         return self._c.execute(stmt, {**normalise_changes(changes), **where}).rowcount == 1
 
@@ -176,6 +186,7 @@ class SqlJobRepository:
             .where(
                 jobs.c.state == str(JobState.PENDING),
                 jobs.c.queue.is_not(None),
+                jobs.c.held.is_(sa.false()),
                 sa.or_(
                     sa.and_(jobs.c.next_attempt_at.is_(None), jobs.c.updated_at < created_before),
                     jobs.c.next_attempt_at <= now,
@@ -191,7 +202,11 @@ class SqlJobRepository:
     def waiting_for_provider(self, *, limit: int) -> list[Job]:
         stmt = (
             sa.select(jobs)
-            .where(jobs.c.state == str(JobState.PENDING), jobs.c.queue.is_(None))
+            .where(
+                jobs.c.state == str(JobState.PENDING),
+                jobs.c.queue.is_(None),
+                jobs.c.held.is_(sa.false()),
+            )
             .order_by(jobs.c.created_at, jobs.c.id)
             .limit(limit)
         )
@@ -248,6 +263,7 @@ class SqlJobRepository:
         stmt = sa.select(sa.func.count()).where(
             jobs.c.queue == queue,
             jobs.c.state.in_([str(JobState.PENDING), str(JobState.QUEUED)]),
+            jobs.c.held.is_(sa.false()),  # a held job needs no worker yet
         )
         return int(self._c.execute(stmt).scalar_one())
 
@@ -274,6 +290,11 @@ class SqlJobRepository:
         # Children first: SQLite only cascades with foreign keys on, so be explicit.
         self._c.execute(job_logs.delete().where(job_logs.c.job_id.in_(ids)))
         self._c.execute(job_attempts.delete().where(job_attempts.c.job_id.in_(ids)))
+        self._c.execute(
+            job_dependencies.delete().where(
+                sa.or_(job_dependencies.c.job_id.in_(ids), job_dependencies.c.depends_on.in_(ids))
+            )
+        )
         self._c.execute(domain_events.delete().where(domain_events.c.aggregate_id.in_(ids)))
         self._c.execute(jobs.delete().where(jobs.c.id.in_(ids)))
         return len(ids)

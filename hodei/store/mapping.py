@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +35,12 @@ def spec_from_json(data: Mapping[str, Any]) -> JobSpec:
         provider=data.get("provider"),
         correlation_id=data.get("correlation_id"),
         idempotency_key=data.get("idempotency_key"),
+        priority=int(data.get("priority", 5)),
+        run_at=datetime.fromisoformat(data["run_at"]) if data.get("run_at") else None,
+        concurrency_key=data.get("concurrency_key"),
+        max_concurrency=data.get("max_concurrency"),
+        after=tuple(a if isinstance(a, int) else UUID(str(a)) for a in data.get("after") or ()),
+        after_any=bool(data.get("after_any", False)),
     )
 
 
@@ -64,6 +71,11 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "updated_at": job.updated_at,
         # Sealed by the repository (never the clear values from spec.secret_env).
         "secret_env": job.secret_env_sealed,
+        "held": job.held,
+        "hold_until": job.hold_until,
+        "priority": job.priority,
+        "concurrency_key": job.concurrency_key,
+        "max_concurrency": job.max_concurrency,
     }
 
 

@@ -22,6 +22,7 @@ from hodei.services.read_ports import ChainAnomaly, QueueDepth, TransitionRules
 from hodei.store import doctor_queries
 from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository
+from hodei.store.gate_repository import OPEN_DEPENDENCY, SqlGateRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
 from hodei.store.mapping import event_from_row, job_from_row, worker_from_row
 from hodei.store.provider_repository import SqlProviderRepository
@@ -209,8 +210,55 @@ class SqlOperatorReads:
         if job.queue is None or job.queued_at is None:
             return 0
         stmt = sa.select(sa.func.count()).where(
-            jobs.c.state == _QUEUED, jobs.c.queue == job.queue, jobs.c.queued_at < job.queued_at
+            jobs.c.state == _QUEUED,
+            jobs.c.queue == job.queue,
+            sa.or_(
+                jobs.c.priority > job.priority,
+                sa.and_(jobs.c.priority == job.priority, jobs.c.queued_at < job.queued_at),
+            ),
         )
+        return int(self._c.execute(stmt).scalar_one())
+
+    def queued_with_higher_priority(self, job: Job) -> int:
+        if job.queue is None:
+            return 0
+        stmt = sa.select(sa.func.count()).where(
+            jobs.c.state == _QUEUED, jobs.c.queue == job.queue, jobs.c.priority > job.priority
+        )
+        return int(self._c.execute(stmt).scalar_one())
+
+    def dependencies(self, job_id: UUID) -> dict[UUID, JobState]:
+        return SqlGateRepository(self._c).dependencies(job_id)
+
+    def active_with_key(self, key: str) -> int:
+        return SqlGateRepository(self._c).active_with_key(key)
+
+    def held_counts(self) -> dict[str, int]:
+        # Bounded by the held jobs (ix_jobs_held_hold_until).
+        reason = sa.case(
+            (jobs.c.hold_until.is_not(None), "due_time"),
+            (OPEN_DEPENDENCY, "dependencies"),
+            else_="concurrency",
+        )
+        stmt = (
+            sa.select(reason, sa.func.count())
+            .where(jobs.c.held.is_(sa.true()), jobs.c.state == _PENDING)
+            .group_by(reason)
+        )
+        return {str(r): int(n) for r, n in self._c.execute(stmt).all()}
+
+    def queued_behind_priority(self) -> int:
+        other = sa.alias(jobs, "other")
+        outranked = (
+            sa.select(sa.literal(1))
+            .where(
+                other.c.state == _QUEUED,
+                other.c.queue == jobs.c.queue,
+                other.c.priority > jobs.c.priority,
+            )
+            .exists()
+        )
+        stmt = sa.select(sa.func.count()).where(jobs.c.state == _QUEUED, outranked)
         return int(self._c.execute(stmt).scalar_one())
 
     # -- doctor (queries in doctor_queries.py) -------------------------------------

@@ -13,6 +13,7 @@ from hodei.services.ports import (
     ApiTokenRepository,
     AttemptRepository,
     EventRepository,
+    GateRepository,
     JobRepository,
     LogRepository,
     ProviderRepository,
@@ -25,6 +26,7 @@ from hodei.store.api_token_repository import SqlApiTokenRepository
 from hodei.store.driver_statement import driver_connection
 from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository, SqlLogRepository
+from hodei.store.gate_repository import SqlGateRepository
 from hodei.store.job_repository import Seal, SqlAttemptRepository, SqlJobRepository
 from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.run_repository import SqlRunRepository
@@ -46,6 +48,7 @@ class SqlTransaction:
         self.logs: LogRepository = SqlLogRepository(connection)
         self.api_tokens: ApiTokenRepository = SqlApiTokenRepository(connection)
         self.schedules: ScheduleRepository = SqlScheduleRepository(connection)
+        self.gates: GateRepository = SqlGateRepository(connection)
         self.runs = SqlRunRepository(connection)  # the one-statement writes, for apply
 
     def apply(self, transition: Transition) -> Applied:

@@ -73,11 +73,29 @@ jobs = sa.Table(
     _ts("finished_at"),
     _ts("updated_at", nullable=False),
     sa.Column("secret_env", sa.Text(), nullable=True),  # Fernet token (store/secrets.py)
+    # Its gates (migration 0009, services/gates.py).
+    sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false()),
+    _ts("hold_until"),
+    sa.Column("priority", sa.Integer(), nullable=False, server_default="5"),
+    sa.Column("concurrency_key", sa.String(200), nullable=True),
+    sa.Column("max_concurrency", sa.Integer(), nullable=True),
     sa.Index("ix_jobs_state_created_at", "state", "created_at"),
     sa.Index("ix_jobs_created_at", "created_at"),
     sa.Index("ix_jobs_correlation_id", "correlation_id"),
     sa.Index("ix_jobs_worker_id_state", "worker_id", "state"),
     sa.Index("ix_jobs_queue_state", "queue", "state"),
+    sa.Index("ix_jobs_held_hold_until", "held", "hold_until"),
+    sa.Index("ix_jobs_concurrency_key_state", "concurrency_key", "state"),
+)
+
+# A job runs after these (migration 0009). ``depends_on`` has no foreign key: purging a
+# finished job must not need its dependents' rows gone first.
+job_dependencies = sa.Table(
+    "job_dependencies",
+    metadata,
+    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("depends_on", sa.Uuid(), primary_key=True),
+    sa.Index("ix_job_dependencies_depends_on", "depends_on"),
 )
 
 job_attempts = sa.Table(

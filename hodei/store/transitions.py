@@ -44,6 +44,7 @@ def apply(tx: SqlTransaction, t: Transition) -> Applied:
             states=job.from_states,
             expected_attempt=job.attempt,
             held_by=job.worker_id,
+            expected_held=job.held,
             **job.changes,
         ):
             return Applied(False)

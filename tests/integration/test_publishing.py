@@ -16,6 +16,10 @@ from hodei.services.submission import submit_jobs
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
+# Where a job of the default priority 5 waits on Redis: kombu keeps one list per
+# priority step, ``<queue>\x06\x16<step>``, and hodei publishes priority p at step 9 - p.
+LOCAL = "hodei.local\x06\x164"
+
 
 def _submit(client: Client, n: int) -> list[UUID]:
     c = client.container
@@ -32,20 +36,20 @@ def _event_counts(client: Client, *types: str) -> dict[str, int]:
 def test_several_batches_all_reach_the_queue_and_are_confirmed_once(pg_client: Client) -> None:
     ids = _submit(pg_client, 600)  # three batches of 250 messages or fewer
     broker = redis.Redis.from_url(pg_client.settings.broker_url)
-    assert broker.llen("hodei.local") == 600
+    assert broker.llen(LOCAL) == 600
     assert {pg_client.get(i).state for i in ids} == {JobState.QUEUED}
     assert _event_counts(pg_client, "JobQueued") == {"JobQueued": 600}
 
 
 def test_a_batch_redis_refuses_confirms_none_of_its_jobs(pg_client: Client) -> None:
     broker = redis.Redis.from_url(pg_client.settings.broker_url)
-    broker.set("hodei.local", "not a list")  # every LPUSH of the batch fails: WRONGTYPE
+    broker.set(LOCAL, "not a list")  # every LPUSH of the batch fails: WRONGTYPE
     ids = _submit(pg_client, 3)
     assert {pg_client.get(i).state for i in ids} == {JobState.PENDING}
     counts = _event_counts(pg_client, "JobQueued", "JobPublishFailed")
     assert counts == {"JobQueued": 0, "JobPublishFailed": 3}
 
-    broker.delete("hodei.local")
+    broker.delete(LOCAL)
     c = pg_client.container
     with c.store.transaction() as tx:  # past the grace a fresh PENDING job gets
         for i in ids:
@@ -54,4 +58,4 @@ def test_a_batch_redis_refuses_confirms_none_of_its_jobs(pg_client: Client) -> N
             )
     assert dispatch_pending(c.store, c.clock, c.publisher) == 3
     assert {pg_client.get(i).state for i in ids} == {JobState.QUEUED}
-    assert broker.llen("hodei.local") == 3
+    assert broker.llen(LOCAL) == 3

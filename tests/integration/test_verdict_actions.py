@@ -138,7 +138,24 @@ def failed(client: Client) -> Job:
     return job
 
 
+def due_later(client: Client) -> Job:
+    return client.submit("true", run_at=timedelta(hours=1))
+
+
+def waits_for_dependency(client: Client) -> Job:
+    dependency = client.submit("sleep 60")
+    return client.submit("true", after=[dependency.id])
+
+
+def waits_for_key_slot(client: Client) -> Job:
+    client.submit("sleep 60", concurrency_key="deploy")
+    return client.submit("true", concurrency_key="deploy")
+
+
 SCENARIOS: list[tuple[Callable[[Client], Job], str, set[JobState]]] = [
+    (due_later, "waiting_due", {JobState.SUCCEEDED}),
+    (waits_for_dependency, "waiting_dependencies", {JobState.SUCCEEDED}),
+    (waits_for_key_slot, "waiting_concurrency", {JobState.SUCCEEDED}),
     (no_scheduler, "no_worker", {JobState.SUCCEEDED}),
     (max_workers_zero, "no_worker", {JobState.SUCCEEDED}),
     (disabled, "no_worker", {JobState.SUCCEEDED}),

@@ -1,6 +1,8 @@
 """JobSpec validation: good specs are accepted as given, bad ones name every problem."""
 
 import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -35,6 +37,12 @@ def test_every_field_round_trips_through_json() -> None:
         provider="local",
         correlation_id="wf-1",
         idempotency_key="k1",
+        priority=7,
+        run_at=RUN_AT,
+        concurrency_key="deploy-prod",
+        max_concurrency=2,
+        after=[str(AFTER)],
+        after_any=True,
     )
     assert JobSpec.from_dict(spec.to_dict()) == spec
     # to_dict spells the fields out: a field added to JobSpec must be added there too;
@@ -45,7 +53,13 @@ def test_every_field_round_trips_through_json() -> None:
         "env": {"A": "1"},
         "labels": {"gpu": "true"},
         "regions": ["eu"],
+        "run_at": RUN_AT.isoformat(),
+        "after": [str(AFTER)],
     }
+
+
+RUN_AT = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+AFTER = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
 
 @pytest.mark.parametrize(
@@ -67,6 +81,20 @@ def test_every_field_round_trips_through_json() -> None:
         ({"command": "x", "labels": {"bad key!": "v"}}, "label key 'bad key!' is not valid"),
         ({"command": "x", "correlation_id": "has space"}, "correlation_id must be 1..128"),
         ({"command": "x", "retry": {"nope": 1}}, "retry accepts backoff_s, factor"),
+        ({"command": "x", "priority": 12}, "priority must be between 0 and 9, got 12"),
+        ({"command": "x", "priority": -1}, "priority must be between 0 and 9"),
+        ({"command": "x", "run_at": "tomorrow"}, "run_at must be an ISO 8601 time"),
+        ({"command": "x", "run_at": "2030-01-01T10:00"}, "run_at must name its time zone"),
+        ({"command": "x", "run_at": 5}, "run_at must be a datetime, got int"),
+        (
+            {"command": "x", "concurrency_key": "k", "max_concurrency": 0},
+            "max_concurrency must be between 1 and 10000, got 0",
+        ),
+        ({"command": "x", "max_concurrency": 2}, "max_concurrency needs a concurrency_key"),
+        ({"command": "x", "after": ["not-a-job"]}, "after: not a job id: 'not-a-job'"),
+        ({"command": "x", "after": [True]}, "after must name job ids, not true/false"),
+        ({"command": "x", "after": [-1]}, "after index -1 is negative"),
+        ({"command": "x", "after_any": "yes"}, "after_any must be true or false, got str"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(kwargs: dict, message: str) -> None:
@@ -211,3 +239,24 @@ def test_numbers_that_are_whole_and_in_range_are_kept() -> None:
     spec = JobSpec.create("true", timeout_s=60.0, max_attempts=3, retry={"backoff_s": 0})
     assert (spec.timeout_s, spec.max_attempts, spec.retry.backoff_s) == (60, 3, 0.0)
     assert isinstance(spec.timeout_s, int)
+
+
+def test_gates_default_to_none_and_a_key_to_one_slot() -> None:
+    plain = JobSpec.create("x")
+    assert (plain.priority, plain.run_at, plain.after, plain.gated) == (5, None, (), False)
+    keyed = JobSpec.create("x", concurrency_key="deploy")
+    assert (keyed.max_concurrency, keyed.gated) == (1, True)
+
+
+def test_run_at_may_be_a_delay_from_now() -> None:
+    before = datetime.now(UTC)
+    spec = JobSpec.create("x", run_at=timedelta(minutes=10))
+    assert spec.run_at is not None
+    assert (
+        before + timedelta(minutes=10) <= spec.run_at <= datetime.now(UTC) + timedelta(minutes=10)
+    )
+
+
+def test_after_takes_ids_and_batch_indices_once_each() -> None:
+    spec = JobSpec.create("x", after=[str(AFTER), AFTER, 0, 0])
+    assert spec.after == (AFTER, 0)

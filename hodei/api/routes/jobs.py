@@ -163,6 +163,16 @@ def retry(request: Request, who: Submitter, job_id: str) -> Job:
     return client.retry(job_id)
 
 
+@router.post(
+    "/jobs/{job_id}/release",
+    summary="Run a held job now, whatever it waits for (submitter: its own; operator)",
+)
+def release(request: Request, who: Submitter, job_id: str) -> Job:
+    client = client_for(request, who)
+    check_owner(request, who, client.get(job_id))
+    return client.release(job_id)
+
+
 @router.get("/jobs/{job_id}/timeline", summary="A job's events in order (role: viewer)")
 def job_timeline(
     request: Request,

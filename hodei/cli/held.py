@@ -1,0 +1,42 @@
+"""``job run`` of a held job: say once what it waits for, and (with a database
+connection) release it when its gates open, so the embedded default needs no scheduler
+for a job it waits on."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from hodei.domain.records import Job
+from hodei.domain.states import JobState
+from hodei.sdk import Client
+from hodei.services import gates
+
+# How often a waiting `job run` checks its own job's gates.
+CHECK_EVERY_S = 0.2
+
+
+def announce(client: Client, job: Job) -> None:
+    """One line: the job is held, and why (its diagnose verdict)."""
+    if not job.held or job.state is not JobState.PENDING:
+        return
+    diagnosis = client.diagnose(job.id)
+    click.echo(f"hodei: job {job.id} waits: {diagnosis.verdict}", err=True)
+
+
+def wait_for_release(client: Client, job: Job) -> Job:
+    """Until ``job`` is released or ended. Over the API the server's scheduler releases
+    it; with the database this process checks its gates itself and publishes it."""
+    local = type(client) is Client
+    while True:
+        current = client.get(job.id)
+        if not current.held or current.state is not JobState.PENDING:
+            return current
+        if local:
+            c = client.container
+            released = gates.release_jobs(c.store, c.clock, c.publisher, [current]).released
+            if released:
+                client._provision({j.provider_id for j in released})
+                return client.get(job.id)
+        time.sleep(CHECK_EVERY_S)
