@@ -307,3 +307,33 @@ def _stop_workers(client: Client) -> None:
     from tests.conftest import stop_workers
 
     stop_workers(client)
+
+
+# -- over the HTTP API --------------------------------------------------------------------
+
+
+def test_gates_go_over_the_http_api_and_its_client(embedded_settings: Settings) -> None:
+    from tests.api_server import running_server
+
+    with running_server(embedded_settings) as server:
+        client = server.client("submitter")
+        later = client.submit("echo later", run_at=timedelta(hours=1), priority=7)
+        assert (later.held, later.priority, later.spec.run_at is not None) == (True, 7, True)
+        assert client.diagnose(later.id).code == "waiting_due"
+        first, second = client.submit_many(
+            [
+                JobSpec.create("echo first", concurrency_key="api", max_concurrency=1),
+                JobSpec.create("echo second", after=[0]),
+            ]
+        )
+        assert second.spec.after == (first.id,)
+        assert client.wait(second.id, timeout=60).state is JobState.SUCCEEDED
+        released = client.release(later.id)
+        assert not released.held
+        assert client.wait(later.id, timeout=60).state is JobState.SUCCEEDED
+        actor = _released_by(client, later)
+        assert actor == "api:test-submitter"
+
+
+def _released_by(client: Client, job: Job) -> str:
+    return next(e.actor for e in job_events(client, job.id) if e.event_type == "JobReleased")
