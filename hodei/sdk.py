@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from hodei.bootstrap import Container
@@ -33,26 +33,23 @@ from hodei.errors import (
     WorkerNotFound,
 )
 from hodei.services import gates
-from hodei.services.control import cancel_job, retry_job
-from hodei.services.diagnosis import Diagnosis, diagnose_job
-from hodei.services.doctor import DoctorOptions, DoctorReport, run_doctor
-from hodei.services.events_feed import (
-    FollowOptions,
-    follow_events,
-    job_timeline,
-    list_events,
-    workflow_timeline,
-)
-from hodei.services.health import HealthReport
 from hodei.services.ports import EventQuery, JobQuery
-from hodei.services.provider_removal import Removal
-from hodei.services.providers import ProviderView
 from hodei.services.provisioning import provision
-from hodei.services.schedules import ScheduleView
-from hodei.services.status import SystemStatus, system_status
 from hodei.services.submission import submit_jobs
-from hodei.services.tokens import IssuedToken
 from hodei.settings import Settings, mask_url
+
+if TYPE_CHECKING:
+    # The operators' views and controls are imported where they are used: `job run`
+    # and `Client.submit` + `wait` need none of them (import time, docs/performance.md).
+    from hodei.services.diagnosis import Diagnosis
+    from hodei.services.doctor import DoctorOptions, DoctorReport
+    from hodei.services.events_feed import FollowOptions
+    from hodei.services.health import HealthReport
+    from hodei.services.provider_removal import Removal
+    from hodei.services.providers import ProviderView
+    from hodei.services.schedules import ScheduleView
+    from hodei.services.status import SystemStatus
+    from hodei.services.tokens import IssuedToken
 
 logger = logging.getLogger(__name__)
 
@@ -405,6 +402,8 @@ class Client:
         attempts (their infrastructure events included) and of those workers'
         bootstrap tokens are interleaved; ``related=False`` gives the job's own only.
         """
+        from hodei.services.events_feed import job_timeline, workflow_timeline
+
         if job_id is None and correlation_id is None:
             raise InvalidInput("give a job id or a correlation id")
         checked_text(correlation_id, "correlation_id")
@@ -431,6 +430,8 @@ class Client:
         limit: int = 100,
     ) -> builtins.list[DomainEvent]:
         """Events in id order: from ``since`` or ``after_id`` on, else the latest ``limit``."""
+        from hodei.services.events_feed import list_events
+
         if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
             raise InvalidInput("since must be a timezone-aware datetime")
         query = EventQuery(
@@ -455,6 +456,8 @@ class Client:
         """Every event from id ``from_id`` (default: only new ones) as it is committed,
         in increasing id order, forever; close the iterator to stop. Each event comes
         exactly once, across database reconnects; resume with ``from_id=last.id + 1``."""
+        from hodei.services.events_feed import FollowOptions, follow_events
+
         wanted = set(_types(types))
         checked_text(correlation_id, "correlation_id")
         from_id = None if from_id is None else checked_int(from_id, "from_id")
@@ -476,10 +479,14 @@ class Client:
 
     def status(self) -> SystemStatus:
         """Jobs and workers by state, queues, providers and capacity, tokens outstanding."""
+        from hodei.services.status import system_status
+
         return system_status(self._c.reads, self._c.clock)
 
     def diagnose(self, job_id: str | UUID) -> Diagnosis:
         """Why a job is where it is, and what to do about it."""
+        from hodei.services.diagnosis import diagnose_job
+
         return diagnose_job(
             self._c.reads,
             self._c.clock,
@@ -494,6 +501,8 @@ class Client:
     ) -> DoctorReport:
         """Check the whole system for inconsistencies; ``since`` bounds the history checked
         (default 24 h). A healthy system has no findings."""
+        from hodei.services.doctor import DoctorOptions, run_doctor
+
         options = options or DoctorOptions(
             stale_after=timedelta(seconds=self.settings.worker_stale_after_s)
         )
@@ -505,6 +514,8 @@ class Client:
 
     def cancel(self, job_id: str | UUID) -> Job:
         """Cancel a job (a running one stops within about a second)."""
+        from hodei.services.control import cancel_job
+
         return cancel_job(
             self._c.store,
             self._c.clock,
@@ -524,6 +535,8 @@ class Client:
 
     def retry(self, job_id: str | UUID) -> Job:
         """Run a failed, timed-out or cancelled job again as a new attempt."""
+        from hodei.services.control import retry_job
+
         job = retry_job(
             self._c.store, self._c.clock, self._c.publisher, parse_job_id(job_id), actor=self.actor
         )

@@ -41,7 +41,25 @@ EXIT_CODES_HELP = _exit_codes_help()
 
 
 class HodeiGroup(click.Group):
-    """A group whose ``main`` is the CLI's single error boundary."""
+    """A group whose ``main`` is the CLI's single error boundary, and whose commands
+    (:data:`COMMANDS`) are imported only when one of them runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands' list from :data:`COMMANDS`, as click would write it from the
+        commands themselves, without importing them."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, _short_help(self, name, limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
@@ -140,43 +158,89 @@ def _cli_level(settings: Settings) -> str:
     return "WARNING" if settings.log_level == "INFO" else settings.log_level
 
 
-def _register() -> None:
-    from hodei.cli import db, jobs, maintenance, workers
+# name: (module, attribute, short help). A command's module is imported only when that
+# command runs: `hodei job run` need not import the servers', operators' and workers'
+# commands and what they import, and `hodei --help` lists them from here, importing none
+# (tests/integration/test_cli_imports.py checks that these lines match the commands' own).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "auth": ("hodei.cli.server", "auth", "API tokens for `hodei server` callers."),
+    "db": ("hodei.cli.db", "db", "Database schema migrations."),
+    "doctor": (
+        "hodei.cli.ops",
+        "doctor",
+        "Check the whole system; exit 1 when anything is found.",
+    ),
+    "events": (
+        "hodei.cli.events",
+        "events",
+        "The audit log: every state change, who caused it and when.",
+    ),
+    "flower": (
+        "hodei.cli.flower",
+        "flower",
+        "Run Flower on hodei's broker: live workers and tasks.",
+    ),
+    "job": ("hodei.cli.jobs", "job", "Submit, watch and control jobs."),
+    "maintenance": (
+        "hodei.cli.maintenance",
+        "maintenance",
+        "Run the periodic upkeep tasks by hand.",
+    ),
+    "provider": (
+        "hodei.cli.providers",
+        "provider",
+        "Register and manage the providers that launch workers.",
+    ),
+    "schedule": (
+        "hodei.cli.schedules",
+        "schedule",
+        'Cron schedules: each tick submits a job (see docs/manual.md, "Cron schedules").',
+    ),
+    "scheduler": (
+        "hodei.cli.maintenance",
+        "scheduler",
+        "Run Celery beat and a worker on hodei.control in one process (small installs).",
+    ),
+    "serve": (
+        "hodei.cli.serve",
+        "serve",
+        "Serve /metrics, /health, /health/ready and /health/live until stopped.",
+    ),
+    "server": (
+        "hodei.cli.server",
+        "server",
+        "Serve the HTTP API (/v1/..., OpenAPI at /docs and /openapi.json), /metrics and"
+        " /health, /health/ready, /health/live until stopped.",
+    ),
+    "status": (
+        "hodei.cli.ops",
+        "status",
+        "Where the data is, jobs and workers by state, queues, providers and capacity,"
+        " tokens outstanding.",
+    ),
+    "worker": (
+        "hodei.cli.workers",
+        "worker",
+        "Start, list and drain workers; issue bootstrap tokens.",
+    ),
+}
 
-    cli.add_command(jobs.job)
-    cli.add_command(workers.worker)
-    cli.add_command(db.db)
-    cli.add_command(maintenance.maintenance)
-    cli.add_command(maintenance.scheduler)
 
-    from hodei.cli import providers as providers_cli
-
-    cli.add_command(providers_cli.provider)
-
-    from hodei.cli import flower as flower_cli
-    from hodei.cli import serve as serve_cli
-
-    cli.add_command(serve_cli.serve)
-
-    from hodei.cli import server as server_cli
-
-    cli.add_command(server_cli.server)
-    cli.add_command(server_cli.auth)
-    cli.add_command(flower_cli.flower)
-
-    from hodei.cli import events as events_cli
-    from hodei.cli import ops as ops_cli
-
-    cli.add_command(events_cli.events)
-
-    from hodei.cli import schedules as schedules_cli
-
-    cli.add_command(schedules_cli.schedule)
-    cli.add_command(ops_cli.status)
-    cli.add_command(ops_cli.doctor)
+def _short_help(group: click.Group, name: str, limit: int) -> str:
+    if name in group.commands:  # added by hand (tests), or already imported
+        return group.commands[name].get_short_help_str(limit)
+    # A stand-in with the command's help text shortens it exactly as click would.
+    return click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)
 
 
-_register()
+def load_command(name: str) -> click.Command:
+    """The command ``name`` of :data:`COMMANDS`, its module imported now."""
+    import importlib
+
+    module, attribute, _help = COMMANDS[name]
+    command = getattr(importlib.import_module(module), attribute)
+    assert isinstance(command, click.Command)
+    return command
 
 
 def main() -> None:

@@ -27,13 +27,22 @@ def create_app(settings: Settings, container: Container | None = None) -> Celery
     app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
     app.hodei_container = container
     app.conf.update(_config(settings))
-    # Importing registers the tasks and signal handlers on this app.
-    from hodei.queueing import task_events, tasks
+    # The tasks, and through them the worker's runtime, are imported when the app is
+    # finalized, which a worker, beat and ``app.tasks`` do first: a client publishes by
+    # name and never needs them (a tenth of a second of every `job run`).
+    app.on_after_finalize.connect(_register_tasks, weak=False)
+    from hodei.queueing import task_events
 
-    tasks.register(app)
     task_events.install(app)
     _use_hodei_logging()
     return app
+
+
+def _register_tasks(sender: Celery, **_: Any) -> None:
+    """Register hodei's tasks (and connect the worker's signal handlers) on ``sender``."""
+    from hodei.queueing import tasks
+
+    tasks.register(sender)
 
 
 def check_broker_url(settings: Settings) -> None:
