@@ -33,6 +33,7 @@ from hodei.errors import (
     WorkerNotFound,
 )
 from hodei.services import gates
+from hodei.services.job_ids import resolve_job_id
 from hodei.services.ports import EventQuery, JobQuery
 from hodei.services.provisioning import provision
 from hodei.services.submission import submit_jobs
@@ -258,9 +259,14 @@ class Client:
 
     # -- reading ------------------------------------------------------------------
 
+    def _job_id(self, value: str | UUID) -> UUID:
+        """A job's id from its whole id or a unique prefix of it."""
+        return resolve_job_id(self._c.store, value)
+
     def get(self, job_id: str | UUID) -> Job:
-        """The job as stored now."""
-        job_uuid = parse_job_id(job_id)
+        """The job as stored now; ``job_id`` may be the start of its id (8 hex digits or
+        more) if no other job's id starts so."""
+        job_uuid = self._job_id(job_id)
         with self._c.store.reading() as tx:
             job = tx.jobs.get(job_uuid)
         if job is None:
@@ -300,7 +306,7 @@ class Client:
         0.05 s)."""
         _check_seconds(timeout, "timeout", allow_none=True)
         _check_seconds(poll_s, "poll_s", allow_none=True)
-        job_uuid = parse_job_id(job_id)
+        job_uuid = self._job_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._c.job_watches.watch(job_uuid, max_poll_s=poll_s) as watch:
             while True:
@@ -413,7 +419,7 @@ class Client:
             with self._c.store.reading() as tx:
                 return tx.events.search(query)
         if job_id is not None:
-            return job_timeline(self._c.reads, parse_job_id(job_id), limit=limit)
+            return job_timeline(self._c.reads, self._job_id(job_id), limit=limit)
         assert correlation_id is not None
         return workflow_timeline(self._c.reads, correlation_id, limit=limit)
 
@@ -490,7 +496,7 @@ class Client:
         return diagnose_job(
             self._c.reads,
             self._c.clock,
-            parse_job_id(job_id),
+            self._job_id(job_id),
             stale_after_s=self.settings.worker_stale_after_s,
             republish_after_s=self.settings.republish_after_s,
             token_ttl_s=self.settings.token_ttl_s,
@@ -519,7 +525,7 @@ class Client:
         return cancel_job(
             self._c.store,
             self._c.clock,
-            parse_job_id(job_id),
+            self._job_id(job_id),
             actor=self.actor,
             publisher=self._c.publisher,
         )
@@ -528,7 +534,7 @@ class Client:
         """Run a held job now, whatever it waits for (its due time, the jobs it runs
         after, a slot of its concurrency key): an operator's override."""
         job = gates.release_now(
-            self._c.store, self._c.clock, self._c.publisher, parse_job_id(job_id), actor=self.actor
+            self._c.store, self._c.clock, self._c.publisher, self._job_id(job_id), actor=self.actor
         )
         self._provision({job.provider_id})
         return job
@@ -538,7 +544,7 @@ class Client:
         from hodei.services.control import retry_job
 
         job = retry_job(
-            self._c.store, self._c.clock, self._c.publisher, parse_job_id(job_id), actor=self.actor
+            self._c.store, self._c.clock, self._c.publisher, self._job_id(job_id), actor=self.actor
         )
         self._provision({job.provider_id})
         return job

@@ -56,12 +56,12 @@ from hodei.sdk import (
     _types,
     checked_int,
     checked_text,
-    parse_job_id,
 )
 from hodei.services.diagnosis import Diagnosis
 from hodei.services.doctor import DoctorOptions, DoctorReport
 from hodei.services.events_feed import FollowOptions
 from hodei.services.health import HealthReport
+from hodei.services.job_ids import parse_job_ref
 from hodei.services.provider_removal import Removal
 from hodei.services.providers import ProviderView
 from hodei.services.schedules import ScheduleView
@@ -216,7 +216,12 @@ class HttpClient(Client):
     # -- reading ------------------------------------------------------------------
 
     def get(self, job_id: str | UUID) -> Job:
-        return _as(Job, self._get(f"/v1/jobs/{parse_job_id(job_id)}"))  # type: ignore[no-any-return]
+        return _as(Job, self._get(f"/v1/jobs/{parse_job_ref(job_id)}"))  # type: ignore[no-any-return]
+
+    def _job_id(self, value: str | UUID) -> UUID:
+        """A job's id from its whole id or a unique prefix (the server resolves it)."""
+        ref = parse_job_ref(value)
+        return ref if isinstance(ref, UUID) else self.get(ref).id
 
     def list(
         self,
@@ -248,7 +253,7 @@ class HttpClient(Client):
         """Block until the job is terminal: long polls, each held open by the server."""
         _check_seconds(timeout, "timeout", allow_none=True)
         _check_seconds(poll_s, "poll_s", allow_none=True)
-        job_uuid = parse_job_id(job_id)
+        job_uuid = self._job_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = LONG_POLL_S if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -278,7 +283,7 @@ class HttpClient(Client):
         after_id = checked_int(after_id, "after_id")
         limit = None if limit is None else checked_int(limit, "limit", 1, 2**63 - 1)
         tail = None if tail is None else checked_int(tail, "tail")
-        job_uuid = parse_job_id(job_id)
+        job_uuid = self._job_id(job_id)
         first = self._log_page(job_uuid, after_id, tail, limit)  # errors now, not lazily
         return self._pages(job_uuid, first, limit)
 
@@ -359,7 +364,7 @@ class HttpClient(Client):
         limit = checked_int(limit, "limit", 1, 100_000)
         if job_id is not None:
             data = self._get(
-                f"/v1/jobs/{parse_job_id(job_id)}/timeline", limit=limit, related=related
+                f"/v1/jobs/{parse_job_ref(job_id)}/timeline", limit=limit, related=related
             )
         else:
             data = self._get("/v1/timeline", correlation_id=correlation_id, limit=limit)
@@ -460,7 +465,7 @@ class HttpClient(Client):
         return _as(SystemStatus, self._get("/v1/status"))  # type: ignore[no-any-return]
 
     def diagnose(self, job_id: str | UUID) -> Diagnosis:
-        return _as(Diagnosis, self._get(f"/v1/jobs/{parse_job_id(job_id)}/diagnosis"))  # type: ignore[no-any-return]
+        return _as(Diagnosis, self._get(f"/v1/jobs/{parse_job_ref(job_id)}/diagnosis"))  # type: ignore[no-any-return]
 
     def doctor(
         self, *, since: timedelta | None = None, options: DoctorOptions | None = None
@@ -481,10 +486,10 @@ class HttpClient(Client):
     # -- controlling --------------------------------------------------------------
 
     def cancel(self, job_id: str | UUID) -> Job:
-        return _as(Job, self._post(f"/v1/jobs/{parse_job_id(job_id)}/cancel"))  # type: ignore[no-any-return]
+        return _as(Job, self._post(f"/v1/jobs/{parse_job_ref(job_id)}/cancel"))  # type: ignore[no-any-return]
 
     def retry(self, job_id: str | UUID) -> Job:
-        return _as(Job, self._post(f"/v1/jobs/{parse_job_id(job_id)}/retry"))  # type: ignore[no-any-return]
+        return _as(Job, self._post(f"/v1/jobs/{parse_job_ref(job_id)}/retry"))  # type: ignore[no-any-return]
 
     def release(self, job_id: str | UUID) -> Job:
         return _as(Job, self._post(f"/v1/jobs/{parse_job_id(job_id)}/release"))  # type: ignore[no-any-return]

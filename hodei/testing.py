@@ -148,6 +148,9 @@ class _Jobs:
     def get_by_idempotency_key(self, key: str) -> Job | None:
         return next((j for j in self._s.jobs.values() if j.idempotency_key == key), None)
 
+    def ids_between(self, low: UUID, high: UUID, *, limit: int) -> list[UUID]:
+        return sorted(i for i in self._s.jobs if low <= i <= high)[:limit]
+
     def search(self, query: JobQuery) -> list[Job]:
         found = [
             j

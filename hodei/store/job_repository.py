@@ -107,6 +107,15 @@ class SqlJobRepository:
         row = self._c.execute(stmt, where_params(id=job_id)).mappings().first()
         return job_from_row(row) if row else None
 
+    def ids_between(self, low: UUID, high: UUID, *, limit: int) -> list[UUID]:
+        query = (
+            sa.select(jobs.c.id)
+            .where(jobs.c.id.between(low, high))
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        return list(self._c.execute(query).scalars())
+
     def get_by_idempotency_key(self, key: str) -> Job | None:
         query = sa.select(jobs).where(jobs.c.idempotency_key == key)
         row = self._c.execute(query).mappings().first()
