@@ -457,7 +457,15 @@ def retry(ctx: click.Context, job_id: str) -> None:
         unpublished.announce(client, now)
         click.echo(f"job {retried.id} will run again as attempt {retried.attempt}")
         return
-    click.echo(f"job {retried.id} queued again as attempt {retried.attempt}")
+    # Say the state it is in now: a job no provider can take stays PENDING, and a fast
+    # one may already have run.
+    _explain_wait(client, now)
+    if now.state is JobState.QUEUED:
+        click.echo(f"job {now.id} queued again as attempt {now.attempt}")
+    elif now.state is JobState.PENDING:
+        click.echo(f"job {now.id} is PENDING as attempt {now.attempt}: no provider can take it now")
+    else:
+        click.echo(f"job {now.id} is {now.state} as attempt {now.attempt}{_why(now)}")
 
 
 @job.command("release")
