@@ -368,6 +368,10 @@ class _Events:
         found.sort(key=lambda e: e.id or 0, reverse=query.newest_first)
         return found[: query.limit]
 
+    def newest_types(self, aggregate_ids: Collection[UUID]) -> dict[UUID, str]:
+        wanted = set(aggregate_ids)
+        return {e.aggregate_id: e.event_type for e in self._s.events if e.aggregate_id in wanted}
+
     def purge(self, before: datetime, aggregate_ids: Collection[UUID]) -> int:
         ids = set(aggregate_ids)
 

@@ -122,15 +122,13 @@ def publish_jobs(
 
 
 def _record_publish_failure(store: Store, clock: Clock, jobs: Sequence[Job], error: str) -> None:
+    """JobPublishFailed (and a warning) once per outage per job: not again while the
+    job's newest event is already one (every idle worker and the scheduler try again
+    every second or two while the broker is down; each try is logged at debug)."""
     now = clock.now()
-    for job in jobs:
-        logger.warning(
-            "could not publish job %s: %s; it stays PENDING",
-            job.id,
-            error,
-            extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
-        )
     with store.transaction() as tx:
+        newest = tx.events.newest_types([j.id for j in jobs])
+        first = [j for j in jobs if newest.get(j.id) != EventType.JOB_PUBLISH_FAILED]
         tx.events.add(
             *(
                 job_event(
@@ -141,8 +139,17 @@ def _record_publish_failure(store: Store, clock: Clock, jobs: Sequence[Job], err
                     attempt=j.attempt,
                     error=error,
                 )
-                for j in jobs
+                for j in first
             )
+        )
+    reported = {j.id for j in first}
+    for job in jobs:
+        logger.log(
+            logging.WARNING if job.id in reported else logging.DEBUG,
+            "could not publish job %s: %s; it stays PENDING",
+            job.id,
+            error,
+            extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
         )
 
 

@@ -41,6 +41,20 @@ class SqlEventRepository:
         rows = self._c.execute(stmt.order_by(order).limit(query.limit)).mappings()
         return [event_from_row(r) for r in rows]
 
+    def newest_types(self, aggregate_ids: Collection[UUID]) -> dict[UUID, str]:
+        if not aggregate_ids:
+            return {}
+        # Each aggregate's newest id by ix_domain_events_aggregate_id_id, then those rows.
+        newest = (
+            sa.select(sa.func.max(events.c.id))
+            .where(events.c.aggregate_id.in_(list(aggregate_ids)))
+            .group_by(events.c.aggregate_id)
+        )
+        query = sa.select(events.c.aggregate_id, events.c.event_type).where(
+            events.c.id.in_(newest.scalar_subquery())
+        )
+        return {row.aggregate_id: row.event_type for row in self._c.execute(query)}
+
     def purge(self, before: datetime, aggregate_ids: Collection[UUID]) -> int:
         stmt = events.delete().where(events.c.occurred_at < before)
         if aggregate_ids:

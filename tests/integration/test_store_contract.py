@@ -15,7 +15,7 @@ from hodei.domain.records import Job
 from hodei.domain.states import AttemptState, JobState, WorkerState
 from hodei.errors import JobNotCancellable
 from hodei.services.control import cancel_job, retry_job
-from hodei.services.dispatch import Confirmation, confirm_queued
+from hodei.services.dispatch import Confirmation, confirm_queued, publish_jobs
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.maintenance import reap_stale_workers
 from hodei.services.ports import EventQuery, Store
@@ -182,3 +182,27 @@ def test_a_transition_whose_guard_fails_writes_nothing(store: Store, clock: Fixe
         assert not tx.apply(change)
     assert _read(store, job).state is JobState.PENDING
     assert _kinds(store, job) == []
+
+
+def test_repeated_publish_failures_record_one_event(store: Store, clock: FixedClock) -> None:
+    job = waiting_job(store, clock)
+    job = replace(job, queue="hodei.local")
+    down = RecordingPublisher(down=True)
+    for _ in range(3):
+        assert publish_jobs(store, clock, down, [job]) == [job]
+    assert _kinds(store, job) == ["JobPublishFailed"]
+    with store.reading() as tx:
+        assert tx.events.newest_types([job.id, uuid.uuid4()]) == {job.id: "JobPublishFailed"}
+
+
+def test_jobs_are_found_by_a_range_of_ids(store: Store, clock: FixedClock) -> None:
+    ids = [uuid.UUID(f"abcdef12-0000-4000-8000-00000000000{n}") for n in (1, 2)]
+    for job_id in ids:
+        job = replace(waiting_job(store, clock), id=job_id, idempotency_key=None)
+        with store.transaction() as tx:
+            tx.jobs.add(job)
+    low, high = uuid.UUID("abcdef12" + "0" * 24), uuid.UUID("abcdef12" + "f" * 24)
+    with store.reading() as tx:
+        assert tx.jobs.ids_between(low, high, limit=5) == ids
+        assert tx.jobs.ids_between(low, high, limit=1) == ids[:1]
+        assert tx.jobs.ids_between(ids[1], high, limit=5) == ids[1:]

@@ -14,6 +14,7 @@ from hodei.domain.records import Job, Provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, WorkerState
 from hodei.errors import ProviderUnavailable, TokenRejected
+from hodei.services.control import retry_job
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.execution import Outcome, claim_attempt
 from hodei.services.maintenance import enforce_deadlines, expire_tokens
@@ -110,6 +111,33 @@ def test_a_broker_outage_leaves_the_job_pending_until_dispatch(
     clock.advance(10)  # past the publish grace
     assert dispatch_pending(store, clock, publisher) == 1
     assert [p.job_id for p in publisher.published] == [job_id]
+
+
+def test_a_publish_failure_is_recorded_once_per_outage(store: Store, clock: FixedClock) -> None:
+    # Every idle worker and the scheduler try to publish a PENDING job every second or
+    # two while the broker is down: one JobPublishFailed per outage, not one per try.
+    publisher = RecordingPublisher(down=True)
+    [submitted] = submit_jobs(
+        store, clock, publisher, [JobSpec.create(["true"], name="a")], actor="user:t"
+    )
+    job_id = submitted.job.id
+    for _ in range(3):
+        clock.advance(10)
+        assert dispatch_pending(store, clock, publisher) == 0
+    assert _kinds(store, aggregate_ids=[job_id]) == ["JobCreated", "JobPublishFailed"]
+    # The broker is back: the job runs (and fails); its retry meets the next outage.
+    publisher.down = False
+    clock.advance(10)
+    assert dispatch_pending(store, clock, publisher) == 1
+    publisher.join(store, clock, ready_worker(store, clock).id, run=lambda _j: Outcome(1))
+    publisher.down = True
+    retry_job(store, clock, publisher, job_id, actor="user:t")
+    for _ in range(2):
+        clock.advance(10)
+        dispatch_pending(store, clock, publisher)
+    kinds = _kinds(store, aggregate_ids=[job_id])
+    assert kinds.count("JobPublishFailed") == 2, kinds
+    assert kinds[-1] == "JobPublishFailed"
 
 
 def test_provisioning_launches_a_worker_for_waiting_work(store: Store, clock: FixedClock) -> None:
