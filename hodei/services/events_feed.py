@@ -22,13 +22,15 @@ MAX_WORKFLOW_JOBS = 1000
 
 def job_timeline(reads: ReadStore, job_id: UUID, *, limit: int = 5000) -> list[DomainEvent]:
     """The job's events, with those of the workers that ran its attempts (their
-    infrastructure events included) and of those workers' bootstrap tokens, in order."""
+    infrastructure events included) and of those workers' bootstrap tokens, in order.
+    Of those, only what happened from the job's creation on: a warm worker's launch,
+    and the jobs it ran before, belong to the worker's history, not this job's."""
     with reads.read() as r:
         job = r.job(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
         related = r.related_aggregates([job.id])
-        return r.events_of([job.id, *related], None, limit)
+        return r.events_of([job.id], None, limit, related=related, related_since=job.created_at)
 
 
 def workflow_timeline(

@@ -99,9 +99,16 @@ class OperatorReads(Protocol):
         ...
 
     def events_of(
-        self, aggregate_ids: Collection[UUID], correlation_id: str | None, limit: int
+        self,
+        aggregate_ids: Collection[UUID],
+        correlation_id: str | None,
+        limit: int,
+        *,
+        related: Collection[UUID] = (),
+        related_since: datetime | None = None,
     ) -> list[DomainEvent]:
-        """Events of these aggregates, or with this correlation id, in id order."""
+        """Events of these aggregates, or with this correlation id, and those of the
+        ``related`` aggregates that occurred at or after ``related_since``, in id order."""
         ...
 
     def events(self, query: EventQuery) -> list[DomainEvent]: ...

@@ -177,11 +177,22 @@ class SqlOperatorReads:
         return [worker_from_row(r) for r in self._c.execute(stmt).mappings()]
 
     def events_of(
-        self, aggregate_ids: Collection[UUID], correlation_id: str | None, limit: int
+        self,
+        aggregate_ids: Collection[UUID],
+        correlation_id: str | None,
+        limit: int,
+        *,
+        related: Collection[UUID] = (),
+        related_since: datetime | None = None,
     ) -> list[DomainEvent]:
         conditions: list[sa.ColumnElement[bool]] = []
         if aggregate_ids:
             conditions.append(events.c.aggregate_id.in_(list(aggregate_ids)))
+        if related:
+            condition: sa.ColumnElement[bool] = events.c.aggregate_id.in_(list(related))
+            if related_since is not None:
+                condition = sa.and_(condition, events.c.occurred_at >= related_since)
+            conditions.append(condition)
         if correlation_id:
             conditions.append(events.c.correlation_id == correlation_id)
         if not conditions:

@@ -99,3 +99,21 @@ def test_events_list_filters(client: Client) -> None:
     wrong = run_cli(client.settings, "events", "list", "--since", "yesterday")
     assert wrong.returncode == 2
     assert wrong.stderr.startswith("hodei: error: --since must be a duration")
+
+
+def test_a_warm_worker_s_launch_is_not_in_a_later_job_s_timeline(client: Client) -> None:
+    client.update_provider("local", max_workers=1)  # the second job runs on the first's worker
+    first = client.submit("true")
+    assert client.wait(first.id, timeout=60).state is JobState.SUCCEEDED
+    second = client.submit("true")
+    done = client.wait(second.id, timeout=60)
+    assert done.worker_id is not None and done.worker_id == client.get(first.id).worker_id
+
+    events = client.timeline(second.id)
+
+    assert (events[0].event_type, events[0].aggregate_id) == ("JobCreated", second.id)
+    launch = {*WORKER_EVENTS, *TOKEN_EVENTS}
+    assert [e.event_type for e in events if e.event_type in launch] == []
+    # The first job, whose worker was launched for it, still shows the launch.
+    first_events = {e.event_type for e in client.timeline(first.id)}
+    assert launch <= first_events
