@@ -199,7 +199,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "scheduler": (
         "hodei.cli.maintenance",
         "scheduler",
-        "Run Celery beat and a worker on hodei.control in one process (small installs).",
+        "Run beat, the cron schedules and a worker on hodei.control in one process.",
     ),
     "serve": (
         "hodei.cli.serve",
