@@ -492,7 +492,7 @@ class HttpClient(Client):
         return _as(Job, self._post(f"/v1/jobs/{parse_job_ref(job_id)}/retry"))  # type: ignore[no-any-return]
 
     def release(self, job_id: str | UUID) -> Job:
-        return _as(Job, self._post(f"/v1/jobs/{parse_job_id(job_id)}/release"))  # type: ignore[no-any-return]
+        return _as(Job, self._post(f"/v1/jobs/{parse_job_ref(job_id)}/release"))  # type: ignore[no-any-return]
 
     # -- providers ----------------------------------------------------------------
 
