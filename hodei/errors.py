@@ -92,6 +92,11 @@ class DatabaseUnavailable(ServiceUnavailable):
     """The database is unreachable."""
 
 
+class ControlPlaneUnavailable(DatabaseUnavailable):
+    """The hodei API an API-mode worker talks to is unreachable (or cannot reach its
+    database): the worker treats it as a database outage."""
+
+
 class BrokerUnavailable(ServiceUnavailable):
     """The message broker is unreachable."""
 

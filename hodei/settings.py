@@ -67,6 +67,11 @@ class Settings:
     # Fernet keys for secret_env: the one that encrypts, and older ones still read.
     secret_key: str = field(default="", repr=False)
     secret_keys: str = field(default="", repr=False)  # comma-separated
+    # Where workers reach `hodei server`: set, providers launch API-mode workers, which
+    # get this URL (as HODEI_API_URL) and no database URL or secret_env key.
+    worker_api_url: str = ""
+    # How long an API-mode worker's credential lasts without a recorded heartbeat.
+    worker_credential_ttl_s: float = 600.0
 
     def __post_init__(self) -> None:
         # Absolute, so the URLs below and every child process name the same files.
@@ -98,6 +103,11 @@ class Settings:
         if self.log_format not in _LOG_FORMATS:
             raise InvalidConfiguration(
                 f"HODEI_LOG_FORMAT must be text or json, not {self.log_format!r}"
+            )
+        if self.worker_api_url and not self.worker_api_url.startswith(("http://", "https://")):
+            raise InvalidConfiguration(
+                f"HODEI_WORKER_API_URL must start with http:// or https://,"
+                f" not {mask_url(self.worker_api_url)!r}"
             )
         if self.job_cgroup not in ("auto", "off"):
             raise InvalidConfiguration(
@@ -166,13 +176,43 @@ class Settings:
         return out
 
     def container_environment(self) -> dict[str, str]:
-        """:meth:`child_environment` for a worker in a container or pod: without the
+        """:meth:`worker_environment` for a worker in a container or pod: without the
         settings that name this host's users (HODEI_JOB_USER: a user here may not exist
         there, and the image's worker runs as its own user; set it per provider in the
         provider's ``environment``)."""
-        out = self.child_environment()
+        out = self.worker_environment()
         out.pop(_env_name("job_user"), None)
         return out
+
+    @property
+    def api_mode_workers(self) -> bool:
+        """Whether providers launch workers that talk to the API (HODEI_WORKER_API_URL)."""
+        return bool(self.worker_api_url)
+
+    def worker_environment(self) -> dict[str, str]:
+        """HODEI_* variables for a worker a provider launches: :meth:`child_environment`,
+        or, with HODEI_WORKER_API_URL, an API-mode worker's: the API's URL as
+        HODEI_API_URL and none of the control plane's keys (API_WORKER_OMITS)."""
+        out = self.child_environment()
+        if not self.api_mode_workers:
+            return out
+        for name in API_WORKER_OMITS:
+            out.pop(name, None)
+        out["HODEI_API_URL"] = self.worker_api_url
+        return out
+
+
+# What an API-mode worker never gets: the database (its URL, the key that opens the
+# jobs' secret_env, Flower's password) is the control plane's, and HODEI_API_TOKEN, an
+# operator's token, is a key of its own.
+API_WORKER_OMITS = (
+    "HODEI_DATABASE_URL",
+    "HODEI_SECRET_KEY",
+    "HODEI_SECRET_KEYS",
+    "HODEI_FLOWER_BASIC_AUTH",
+    "HODEI_API_TOKEN",
+    "HODEI_WORKER_API_URL",
+)
 
 
 _ENV_ALIASES = {
@@ -185,6 +225,7 @@ _ENV_ALIASES = {
     "republish_after_s": "HODEI_REPUBLISH_AFTER",
     "cancel_grace_s": "HODEI_CANCEL_GRACE",
     "broker_wait_s": "HODEI_BROKER_WAIT",
+    "worker_credential_ttl_s": "HODEI_WORKER_CREDENTIAL_TTL",
 }
 
 

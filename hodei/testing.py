@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID
 
 from hodei.domain.events import DomainEvent
-from hodei.domain.principals import ApiToken
+from hodei.domain.principals import ApiToken, WorkerCredential
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
 from hodei.domain.schedules import Schedule
 from hodei.domain.selection import Candidate
@@ -67,6 +67,7 @@ from hodei.services.ports import (
     TaskPublisher,
     TokenRepository,
     Transaction,
+    WorkerCredentialRepository,
     WorkerLauncher,
     WorkerRepository,
 )
@@ -106,6 +107,7 @@ class _State:
     schedules: dict[UUID, Schedule] = field(default_factory=dict)
     fires: dict[tuple[UUID, datetime], Fire] = field(default_factory=dict)
     dependencies: set[tuple[UUID, UUID]] = field(default_factory=set)
+    worker_credentials: dict[UUID, WorkerCredential] = field(default_factory=dict)
     next_event_id: int = 1
     next_log_id: int = 1
 
@@ -124,6 +126,7 @@ class _State:
             schedules=dict(self.schedules),
             fires=dict(self.fires),
             dependencies=set(self.dependencies),
+            worker_credentials=dict(self.worker_credentials),
         )
 
 
@@ -621,6 +624,26 @@ class _Schedules:
         return sorted(found, key=lambda f: f.fire_time, reverse=True)[:limit]
 
 
+class _WorkerCredentials:
+    def __init__(self, s: _State) -> None:
+        self._s = s
+
+    def put(self, credential: WorkerCredential) -> None:
+        self._s.worker_credentials[credential.worker_id] = credential
+
+    def find(self, token_hash: str) -> tuple[Worker, datetime] | None:
+        for c in self._s.worker_credentials.values():
+            worker = self._s.workers.get(c.worker_id)
+            if c.token_hash == token_hash and worker is not None:
+                return worker, c.expires_at
+        return None
+
+    def renew(self, worker_id: UUID, expires_at: datetime) -> None:
+        found = self._s.worker_credentials.get(worker_id)
+        if found is not None:
+            self._s.worker_credentials[worker_id] = replace(found, expires_at=expires_at)
+
+
 class _Transaction:
     """Every repository over one working copy of the state."""
 
@@ -636,6 +659,7 @@ class _Transaction:
         self.api_tokens: ApiTokenRepository = _ApiTokens(state)
         self.schedules: ScheduleRepository = _Schedules(state)
         self.gates: GateRepository = _Gates(state)
+        self.worker_credentials: WorkerCredentialRepository = _WorkerCredentials(state)
 
     def apply(self, transition: Transition) -> Applied:
         s, t = self.state, transition

@@ -65,24 +65,34 @@ class ApiClient(HttpClient):
 
 @contextmanager
 def running_server(
-    settings: Settings, *, log: Any = None, tokens: dict[str, str] | None = None
+    settings: Settings,
+    *,
+    log: Any = None,
+    tokens: dict[str, str] | None = None,
+    worker_api: bool = False,
 ) -> Iterator[ApiServer]:
     """Start ``hodei server`` on ``settings`` (PostgreSQL or SQLite), with one token per
     role made directly on the database (or ``tokens``, for a second replica), and stop
-    it (and what it launched) after."""
+    it (and what it launched) after. With ``worker_api``, the workers it (or the direct
+    client beside it) launches are API-mode workers of this server
+    (HODEI_WORKER_API_URL)."""
+    import dataclasses
+
     from tests.conftest import stop_workers
 
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if worker_api:
+        settings = dataclasses.replace(settings, worker_api_url=url)
     direct = Client.from_env(**{f: getattr(settings, f) for f in settings.__dataclass_fields__})
     if tokens is None:
         tokens = {role: direct.create_api_token(f"test-{role}", role)[1] for role in ROLES}
-    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "hodei", "server", "--port", str(port)],
         env=hodei_env(settings),
         stdout=log or subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
     server = ApiServer(url, process, direct, tokens)
     try:
         _wait_live(url, process)

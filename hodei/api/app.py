@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hodei import __version__
 from hodei.api import problems
 from hodei.api.auth import REGISTRY
-from hodei.api.routes import events, fleet, jobs, schedules
+from hodei.api.routes import events, fleet, jobs, schedules, worker
 from hodei.bootstrap import Container
 from hodei.settings import Settings
 
@@ -62,7 +62,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     ops = _Ops(container)
     problems.install(app)
-    for router in (jobs.router, events.router, fleet.router, schedules.router):
+    for router in (jobs.router, events.router, fleet.router, schedules.router, worker.router):
         app.include_router(router, responses=problems.RESPONSES)
 
     @app.get("/health/live", tags=["operations"], summary="Liveness: 200 while serving")

@@ -11,8 +11,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from hodei.domain.principals import ApiToken
-from hodei.domain.records import Job, LogLine
+from hodei.domain.records import Job, LogLine, Worker
 from hodei.errors import InvalidInput
+from hodei.services.execution import Outcome
 
 
 class SubmitRequest(BaseModel):
@@ -188,3 +189,79 @@ def parse_cursor(cursor: str) -> tuple[datetime, UUID]:
         return parsed, UUID(ident)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("not a cursor this API gave out") from None
+
+
+# --- /v1/worker: what an API-mode worker sends and gets ------------------------------
+
+
+class WorkerRegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(max_length=200)
+    infra_ref: str | None = Field(None, max_length=200)
+
+
+class WorkerRegistered(BaseModel):
+    """The worker as registered and its credential: the secret, this once."""
+
+    worker: Worker
+    credential: str
+    expires_at: datetime
+
+
+class WorkerHeartbeat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    record: bool = True
+    jobs: list[UUID] | None = Field(None, max_length=10_000)  # what the worker holds
+    pending_outcomes: int = Field(0, ge=0)
+
+
+class WorkerPulse(BaseModel):
+    state: str
+    running_jobs: int
+    waiting_jobs: int
+    keep_warm: bool
+    credential_expires_at: datetime | None
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: UUID
+    attempt: int = Field(ge=1)
+    task_id: str = Field(max_length=200)
+
+
+class ClaimOut(BaseModel):
+    """The claim; a won one carries the job and its secret_env in clear, for the
+    command the worker starts (never shown anywhere else)."""
+
+    won: bool
+    reason: str
+    job: Job | None = None
+    secret_env: dict[str, str] = Field(default_factory=dict)
+
+
+class FinishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: UUID
+    attempt: int = Field(ge=1)
+    outcome: Outcome
+
+
+class OutputBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[LogLineOut] = Field(max_length=100_000)
+
+
+class CancelCheck(BaseModel):
+    cancel_requested: bool
+
+
+class WorkerTerminate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(max_length=1000)

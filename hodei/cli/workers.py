@@ -77,6 +77,12 @@ def token_create(ctx: click.Context, provider: str, ttl: float, output: str) -> 
 )
 @click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option(
+    "--api-url",
+    envvar="HODEI_API_URL",
+    help="Talk to this `hodei server` instead of the database (API mode; default: "
+    "$HODEI_API_URL). The worker then needs no database URL.",
+)
+@click.option(
     "--idle-timeout",
     type=FiniteFloat(0.1),
     help="Exit after this many seconds without work (default: HODEI_WORKER_IDLE_TIMEOUT or 60).",
@@ -88,9 +94,13 @@ def start(
     queue: str | None,
     worker_id: uuid.UUID | None,
     concurrency: int,
+    api_url: str | None,
     idle_timeout: float | None,
 ) -> None:
-    """Register with a bootstrap token and run jobs until idle, drained or SIGTERM."""
+    """Register with a bootstrap token and run jobs until idle, drained or SIGTERM.
+
+    With --api-url (HODEI_API_URL) the worker talks to `hodei server`: it exchanges the
+    token for a credential of its own and holds no database URL."""
     from hodei.logconfig import configure_logging
     from hodei.runtime.worker import WorkerOptions, run_worker
 
@@ -104,7 +114,12 @@ def start(
     options = WorkerOptions(
         queue, concurrency, idle_timeout or c.settings.worker_idle_timeout_s, worker_id
     )
-    ctx.exit(run_worker(c, token, options))
+    control = None
+    if api_url:
+        from hodei.runtime.control_http import HttpControlPlane
+
+        control = HttpControlPlane(api_url)
+    ctx.exit(run_worker(c, token, options, control))
 
 
 @worker.command("list")

@@ -36,6 +36,7 @@ class EventType(StrEnum):
     WORKER_DRAINING = "WorkerDraining"
     WORKER_TERMINATED = "WorkerTerminated"
     WORKER_LOST = "WorkerLost"
+    WORKER_REQUEST_REFUSED = "WorkerRequestRefused"  # a worker API call it may not make
     INFRASTRUCTURE_EVENT = "InfrastructureEvent"
     TOKEN_ISSUED = "TokenIssued"
     TOKEN_CONSUMED = "TokenConsumed"

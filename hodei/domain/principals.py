@@ -59,3 +59,19 @@ class Principal:
 
     def may(self, needed: Role) -> bool:
         return self.role.allows(needed)
+
+
+WORKER_CREDENTIAL_PREFIX = "hodei_wkr_"
+"""Every worker credential starts with this (an API-mode worker's key to /v1/worker)."""
+
+
+@dataclass(frozen=True)
+class WorkerCredential:
+    """What an API-mode worker got for its bootstrap token: the sha256 of a secret only
+    it holds, valid until ``expires_at`` (its heartbeats move it on) and only while its
+    worker is live."""
+
+    worker_id: UUID
+    token_hash: str
+    expires_at: datetime
+    created_at: datetime

@@ -14,7 +14,7 @@ from pathlib import Path
 from hodei.domain.records import Worker
 from hodei.errors import ProviderUnavailable
 from hodei.services.ports import LaunchRequest
-from hodei.settings import Settings
+from hodei.settings import API_WORKER_OMITS, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +28,15 @@ class LocalLauncher:
     def launch(self, request: LaunchRequest) -> str:
         log_dir = self._settings.make_home() / "logs"
         log_dir.mkdir(exist_ok=True)
+        inherited = dict(os.environ)
+        if self._settings.api_mode_workers:
+            # An API-mode worker: nothing of the control plane's keys, also not what
+            # this process inherited (HODEI_DATABASE_URL exported in its shell).
+            for name in API_WORKER_OMITS:
+                inherited.pop(name, None)
         env = {
-            **os.environ,
-            **self._settings.child_environment(),
+            **inherited,
+            **self._settings.worker_environment(),
             **request.environment,
             "HODEI_OTP_TOKEN": request.token,
             "HODEI_WORKER_ID": str(request.worker_id),

@@ -22,13 +22,10 @@ from celery.signals import (
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hodei.domain.records import Job
-from hodei.domain.states import JobState
-from hodei.errors import DatabaseUnavailable, HodeiError
+from hodei.errors import Conflict, DatabaseUnavailable, Unauthorized
 from hodei.queueing.names import RUN_JOB_TASK
 from hodei.runtime import context
-from hodei.services import gates
-from hodei.services.dispatch import publish_jobs
-from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attempt
+from hodei.services.execution import Claim, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -95,15 +92,21 @@ def _on_prerun(
     # No new job while an outcome waits to be written (see runtime/outcomes.py).
     ctx.outcomes.claiming(job_id)
     try:
-        claim: Claim = _retrying_db_blips(
-            claim_attempt,
-            ctx.container.store,
-            ctx.container.clock,
-            job_id=job_id,
-            attempt=attempt,
-            worker_id=ctx.worker_id,
-            task_id=str(task_id),
+        claim: Claim = _retrying_db_blips(ctx.control.claim, job_id, attempt, str(task_id))
+    except (Unauthorized, Conflict) as exc:
+        # An API-mode worker whose credential is revoked (LOST, TERMINATED, expired) or
+        # that drains: no claim, the message goes back for another worker, and this one
+        # stops consuming.
+        ctx.outcomes.release(job_id)
+        logger.warning(
+            "job %s attempt %d not claimed, its message goes back: %s",
+            job_id,
+            attempt,
+            exc.message,
+            extra={"job_id": str(job_id), "attempt": attempt, "worker_id": str(ctx.worker_id)},
         )
+        ctx.stop(f"claim refused: {exc.message}")
+        return
     except DatabaseUnavailable as exc:
         # No claim: run_job gives the message back to the broker. No traceback: the
         # outage is logged once per process (hodei.store.outage).
@@ -157,20 +160,13 @@ def _on_failure(
 
 
 def write_outcome(claimed: Job, outcome: Outcome) -> Job | None:
-    """Record ``outcome`` and publish a retry that is due now; the job as it is after,
-    None if the attempt was no longer this worker's. Raises (DatabaseUnavailable...)
-    when it could not be written: the worker's OutcomeKeeper calls it, and keeps the
-    outcome to try again. What follows a written finish only logs its failures."""
+    """Record ``outcome`` (the platform publishes a retry that is due now); the job as
+    it is after, None if the attempt was no longer this worker's. Raises
+    (DatabaseUnavailable...) when it could not be written: the worker's OutcomeKeeper
+    calls it, and keeps the outcome to try again."""
     ctx = context.current()
     assert ctx is not None
-    container = ctx.container
-    job = finish_attempt(
-        container.store,
-        container.clock,
-        job=claimed,
-        worker_id=ctx.worker_id,
-        outcome=outcome,
-    )
+    job = ctx.control.finish(claimed, outcome)
     if job is None:
         return None
     logger.info(
@@ -180,36 +176,6 @@ def write_outcome(claimed: Job, outcome: Outcome) -> Job | None:
         job.state,
         extra=_extra(claimed.id, claimed.attempt, ctx.worker_id, None, job.correlation_id),
     )
-    if job.is_terminal:
-        # Its dependents and the next job of its concurrency key may go now: released
-        # here, after the finish committed, rather than at the scheduler's next pass.
-        try:
-            gates.after_end(container.store, container.clock, container.publisher, [job])
-        except HodeiError as exc:  # the scheduler's sweep releases them later
-            logger.warning(
-                "jobs waiting for job %s not released now: %s",
-                job.id,
-                exc,
-                extra=_extra(job.id, job.attempt, ctx.worker_id, None, job.correlation_id),
-            )
-    due = job.next_attempt_at is not None and job.next_attempt_at <= container.clock.now()
-    if job.state is JobState.PENDING and due:
-        # A retry with no backoff goes out now; later ones wait for the dispatcher.
-        try:
-            publish_jobs(
-                container.store,
-                container.clock,
-                container.publisher,
-                [job],
-                {job.id: "retry due"},
-            )
-        except HodeiError as exc:  # dispatch_pending publishes it later
-            logger.warning(
-                "retry of job %s not published now: %s",
-                job.id,
-                exc,
-                extra=_extra(job.id, job.attempt, ctx.worker_id, None, job.correlation_id),
-            )
     return job
 
 

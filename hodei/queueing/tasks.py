@@ -77,10 +77,10 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
         secret_env = _secret_env(ctx, claim.job)
     except (SecretsUnreadable, HodeiError) as exc:
         logger.warning("job %s not started: %s", job_id, exc, extra=log_extra)
-        ending = unstartable(ctx.container.store, claim.job, budget, str(exc))
+        ending = unstartable(ctx.control, claim.job, budget, str(exc))
     else:
         ending = run_attempt(
-            ctx.container.store,
+            ctx.control,
             claim.job,
             budget=budget,
             grace_s=settings.cancel_grace_s,
@@ -105,6 +105,4 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
 
 def _secret_env(ctx: WorkerContext, job: Job) -> dict[str, str]:
     """The job's secret_env in clear, for its command only (never logged)."""
-    if not job.secret_env_sealed:
-        return {}
-    return ctx.container.secrets.open(job.secret_env_sealed)
+    return ctx.control.secret_env(job)

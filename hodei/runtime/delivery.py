@@ -8,9 +8,10 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from hodei.domain.records import Job, LogLine
-from hodei.errors import DatabaseUnavailable
+from hodei.errors import DatabaseUnavailable, Forbidden, HodeiError, Unauthorized
 from hodei.runtime.hardening import JobUser
 from hodei.runtime.masking import masking
 from hodei.runtime.retention import Budget, Retention
@@ -40,6 +41,29 @@ _MAX_UNWRITTEN_BYTES = 8 * 1024 * 1024
 _MAX_UNWRITTEN_LINES = 50_000
 
 
+class Output(Protocol):
+    """Where an attempt's output goes and where its cancel is asked (the worker's
+    :class:`~hodei.runtime.control_plane.ControlPlane`, or :class:`StoreOutput`)."""
+
+    def append_logs(self, lines: Sequence[LogLine]) -> None: ...
+
+    def cancel_requested(self, job: Job) -> bool: ...
+
+
+@dataclass(frozen=True)
+class StoreOutput:
+    """:class:`Output` straight on a store."""
+
+    store: Store
+
+    def append_logs(self, lines: Sequence[LogLine]) -> None:
+        append_lines(self.store, list(lines))
+
+    def cancel_requested(self, job: Job) -> bool:
+        with self.store.transaction() as tx:
+            return tx.jobs.is_cancel_requested(job.id)
+
+
 @dataclass
 class LogSink:
     """Writes an attempt's output to ``job_logs`` as the runner hands it over, keeping what
@@ -51,7 +75,7 @@ class LogSink:
     when the command has ended.
     """
 
-    store: Store
+    output: Output
     job: Job
     budget: Budget
     _retention: Retention = field(init=False)
@@ -133,6 +157,12 @@ class LogSink:
             self._note_losses(())
             return
         self._lost_reason = _reason(error)
+        if isinstance(error, (Unauthorized, Forbidden)):
+            # Not this worker's attempt any more (API mode): no line of it will be taken.
+            self._unwritten.clear()
+            self._unwritten_bytes = 0
+            self._lose(rows, self._lost_reason)
+            return
         if isinstance(error, DatabaseUnavailable):
             # Keep them for the next batch or the end: no row could be written now. One
             # line when holding starts, one when it ends, not one per batch; at INFO, as
@@ -160,8 +190,7 @@ class LogSink:
         last error, or None once written."""
         for delay in (*delays, None):
             try:
-                with self.store.transaction() as tx:
-                    tx.logs.append(rows)
+                self.output.append_logs(rows)
                 return None
             except Exception as exc:  # whatever the driver raises, output is not dropped
                 error = exc
@@ -232,7 +261,7 @@ def _reason(exc: Exception) -> str:
 
 
 def run_attempt(
-    store: Store,
+    output: Output,
     job: Job,
     *,
     budget: Budget,
@@ -243,7 +272,7 @@ def run_attempt(
 ) -> Ending:
     """Run ``job``'s command for its current attempt and say how it ended; the command
     also gets ``secret_env`` (the job's, decrypted), whose values its output has masked."""
-    sink = LogSink(store, job, budget)
+    sink = LogSink(output, job, budget)
     secrets = dict(secret_env or {})
     extra = {
         "HODEI_JOB_ID": str(job.id),
@@ -255,10 +284,12 @@ def run_attempt(
 
     def should_cancel() -> bool:
         try:
-            with store.transaction() as tx:
-                return tx.jobs.is_cancel_requested(job.id)
+            return output.cancel_requested(job)
         except DatabaseUnavailable:
             return False  # asked again in 0.5 s; the outage is logged once elsewhere
+        except HodeiError as exc:  # refused (API mode): the finish will say why
+            logger.debug("cancel check of job %s failed: %s", job.id, exc)
+            return False
 
     runner = CommandRunner(grace_s=grace_s, cancel_check_interval_s=0.5, guard=guard, user=user)
     try:
@@ -294,11 +325,11 @@ def run_attempt(
     return Ending(outcome, held)
 
 
-def unstartable(store: Store, job: Job, budget: Budget, message: str) -> Ending:
+def unstartable(output: Output, job: Job, budget: Budget, message: str) -> Ending:
     """The attempt's end when its command cannot even be started (its secret_env cannot
     be decrypted): ``message`` in its "system" stream, and exit 127 as for a command
     that is not found."""
-    sink = LogSink(store, job, budget)
+    sink = LogSink(output, job, budget)
     sink.write([OutputLine("system", f"hodei: {message}", datetime.now(UTC))])
     held = sink.close()
     return Ending(Outcome(exit_code=SPAWN_ERROR_EXIT_CODE, error=message), held)

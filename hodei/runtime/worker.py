@@ -14,19 +14,22 @@ from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.domain.records import Job
-from hodei.errors import BrokerUnavailable, DatabaseUnavailable, HodeiError, InvalidConfiguration
+from hodei.errors import (
+    BrokerUnavailable,
+    DatabaseUnavailable,
+    HodeiError,
+    InvalidConfiguration,
+    Unauthorized,
+)
 from hodei.queueing.app import broker_reachable, provider_queue, retries_within
 from hodei.queueing.signals import write_outcome
 from hodei.runtime import context, hardening, proctree
 from hodei.runtime.context import WorkerContext
-from hodei.runtime.delivery import append_lines
+from hodei.runtime.control_plane import ControlPlane, DirectControlPlane
 from hodei.runtime.orphan_guard import OrphanGuard
 from hodei.runtime.outcomes import OutcomeKeeper
-from hodei.services.dispatch import dispatch_pending
 from hodei.services.execution import Outcome
-from hodei.services.workers import heartbeat, register_worker, terminate_worker
 from hodei.settings import mask_url
-from hodei.store import outage
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +42,17 @@ class WorkerOptions:
     worker_id: UUID | None = None  # the one the token must be for, if given
 
 
-def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
-    """Run a worker until it is idle, drained, declared lost or sent SIGTERM; exit code."""
+def run_worker(
+    container: Container,
+    token: str,
+    options: WorkerOptions,
+    control: ControlPlane | None = None,
+) -> int:
+    """Run a worker until it is idle, drained, declared lost or sent SIGTERM; exit code.
+
+    ``control`` is how it reaches the platform: the database through ``container``
+    (the default), or ``hodei server`` (API mode: runtime/control_http.py)."""
+    control = control or DirectControlPlane(container)
     # Before any job can run: its jobs must not read this process's environment (the
     # database and broker URLs, the token), memory or descriptors (runtime/hardening).
     if not hardening.make_undumpable():
@@ -61,9 +73,9 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
     # Register (READY, heartbeating) only once the broker answers: a worker that cannot
     # consume must not look like capacity, and its single-use token stays unused.
     wait_for_broker(container)
-    outage.DATABASE.announce()
+    control.announce()
     infra_ref = f"pid:{os.getpid()}@{socket.gethostname()}"
-    worker = register_worker(container.store, container.clock, token, infra_ref=infra_ref)
+    worker = control.register(token, infra_ref)
     if options.worker_id is not None and options.worker_id != worker.id:
         logger.warning("token is for worker %s, not %s", worker.id, options.worker_id)
     if options.queue and options.queue != worker.queue:
@@ -77,11 +89,12 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
 
     outcomes = OutcomeKeeper(
         write_outcome,
-        lambda lines: append_lines(container.store, lines),
+        control.append_logs,
         container.clock,
         on_give_up=give_up,
     )
-    ctx = WorkerContext(container, worker, outcomes, guard=guard, job_user=job_user)
+    ctx = WorkerContext(container, control, worker, outcomes, guard=guard, job_user=job_user)
+    ctx.stop = lambda reason: _stop(ctx, reason)
     context.install(ctx)
     extra = {"worker_id": str(worker.id)}
     logger.info("worker %s ready on %s", worker.id, worker.queue, extra=extra)
@@ -135,7 +148,7 @@ def run_worker(container: Container, token: str, options: WorkerOptions) -> int:
         if guard is not None:
             guard.close()
         reason = ctx.stop_reason or "stopped"
-        terminate_worker(container.store, container.clock, worker.id, reason=reason)
+        control.terminate(reason)
     if lost_broker:
         raise BrokerUnavailable(
             f"the worker {ctx.stop_reason}: {mask_url(container.settings.broker_url)}"
@@ -206,25 +219,17 @@ def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
         now = time.monotonic()
         record = now - last_beat >= settings.heartbeat_interval_s
         try:
-            pulse = heartbeat(
-                ctx.container.store,
-                ctx.container.clock,
-                ctx.worker_id,
-                record=record,
-                report=ctx.outcomes.held,
-            )
+            pulse = ctx.control.heartbeat(record=record, report=ctx.outcomes.held)
             ctx.outcomes.wake()  # the database answers: kept outcomes go now
-            dispatch_pending(
-                ctx.container.store,
-                ctx.container.clock,
-                ctx.container.publisher,
-                queue=ctx.worker.queue,
-                limit=50,
-            )
         except DatabaseUnavailable as exc:
             # Said once per process by hodei.store.outage; here only at debug.
             logger.debug("heartbeat failed: %s", exc, extra={"worker_id": str(ctx.worker_id)})
             continue
+        except Unauthorized as exc:
+            # API mode: the credential is revoked (the worker was declared LOST, or it
+            # expired). Nothing it does will be taken any more: stop.
+            _stop(ctx, f"its credential was refused: {exc.message}")
+            return
         except HodeiError as exc:
             logger.warning("heartbeat failed: %s", exc, extra={"worker_id": str(ctx.worker_id)})
             continue

@@ -11,6 +11,7 @@ from uuid import UUID
 from hodei.domain import transitions
 from hodei.domain.events import Actor, EventType
 from hodei.domain.records import Job
+from hodei.domain.states import JobState
 from hodei.domain.timeline import job_event
 from hodei.domain.transitions import Transition
 from hodei.errors import BrokerUnavailable
@@ -208,3 +209,11 @@ def republish_stranded(
     except BrokerUnavailable as exc:
         logger.warning("republish failed: %s", exc)
     return done
+
+
+def publish_if_due(store: Store, clock: Clock, publisher: TaskPublisher, job: Job) -> None:
+    """After a finish: publish the retry it scheduled if it is due now (no backoff);
+    later ones wait for :func:`dispatch_pending`. Raises what the publish raises."""
+    due = job.next_attempt_at is not None and job.next_attempt_at <= clock.now()
+    if job.state is JobState.PENDING and due:
+        publish_jobs(store, clock, publisher, [job], {job.id: "retry due"})

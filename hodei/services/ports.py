@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from hodei.domain.events import DomainEvent
-from hodei.domain.principals import ApiToken
+from hodei.domain.principals import ApiToken, WorkerCredential
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
 from hodei.domain.schedules import Schedule
 from hodei.domain.selection import Candidate
@@ -263,6 +263,20 @@ class ScheduleRepository(Protocol):
         ...
 
 
+class WorkerCredentialRepository(Protocol):
+    """API-mode workers' credentials (only their sha256), one per worker."""
+
+    def put(self, credential: WorkerCredential) -> None:
+        """Store the worker's credential, replacing one it had."""
+        ...
+
+    def find(self, token_hash: str) -> tuple[Worker, datetime] | None:
+        """The worker a credential is for and when the credential expires."""
+        ...
+
+    def renew(self, worker_id: UUID, expires_at: datetime) -> None: ...
+
+
 class Transaction(Protocol):
     """One database transaction: every state change and its event commit together."""
 
@@ -276,6 +290,7 @@ class Transaction(Protocol):
     api_tokens: ApiTokenRepository
     schedules: ScheduleRepository
     gates: GateRepository
+    worker_credentials: WorkerCredentialRepository
 
     def apply(self, transition: Transition) -> Applied:
         """Write ``transition`` (see :mod:`hodei.domain.transitions`) if its guard holds:

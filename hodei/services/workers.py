@@ -35,9 +35,15 @@ def create_worker_token(
 
 
 def register_worker(
-    store: Store, clock: Clock, secret: str, *, infra_ref: str | None = None
+    store: Store,
+    clock: Clock,
+    secret: str,
+    *,
+    infra_ref: str | None = None,
+    also: Callable[[Transaction, Worker], None] | None = None,
 ) -> Worker:
-    """Consume the bootstrap token and bring its worker to READY.
+    """Consume the bootstrap token and bring its worker to READY; ``also`` writes more
+    in that same transaction (an API-mode worker's credential).
 
     Raises :class:`hodei.errors.TokenRejected` (after recording a TokenRejected event)
     when the token is unknown, expired or already consumed.
@@ -50,6 +56,8 @@ def register_worker(
             raise WorkerNotFound(f"the token's worker {token.worker_id} no longer exists")
         tx.apply(transitions.register(worker, infra_ref=infra_ref, now=now))
         registered = tx.workers.get(worker.id)
+        if also is not None and registered is not None:
+            also(tx, registered)
     assert registered is not None
     logger.info(
         "worker %s registered on %s", worker.id, worker.queue, extra={"worker_id": str(worker.id)}

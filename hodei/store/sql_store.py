@@ -19,6 +19,7 @@ from hodei.services.ports import (
     ProviderRepository,
     ScheduleRepository,
     TokenRepository,
+    WorkerCredentialRepository,
     WorkerRepository,
 )
 from hodei.store import transitions as writes
@@ -31,6 +32,7 @@ from hodei.store.job_repository import Seal, SqlAttemptRepository, SqlJobReposit
 from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.run_repository import SqlRunRepository
 from hodei.store.schedule_repository import SqlScheduleRepository
+from hodei.store.worker_credentials import SqlWorkerCredentialRepository
 from hodei.store.worker_repository import SqlTokenRepository, SqlWorkerRepository
 
 
@@ -49,6 +51,9 @@ class SqlTransaction:
         self.api_tokens: ApiTokenRepository = SqlApiTokenRepository(connection)
         self.schedules: ScheduleRepository = SqlScheduleRepository(connection)
         self.gates: GateRepository = SqlGateRepository(connection)
+        self.worker_credentials: WorkerCredentialRepository = SqlWorkerCredentialRepository(
+            connection
+        )
         self.runs = SqlRunRepository(connection)  # the one-statement writes, for apply
 
     def apply(self, transition: Transition) -> Applied:

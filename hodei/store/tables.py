@@ -271,3 +271,16 @@ beat_runs = sa.Table(
     sa.Column("task", sa.String(100), primary_key=True),
     _ts("last_sent_at", nullable=False),
 )
+
+# What an API-mode worker presents to /v1/worker (migration 0010): the sha256 of its
+# credential, one per worker, gone with the worker's row.
+worker_credentials = sa.Table(
+    "worker_credentials",
+    metadata,
+    sa.Column(
+        "worker_id", sa.Uuid(), sa.ForeignKey("workers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    _ts("expires_at", nullable=False),
+    _ts("created_at", nullable=False),
+)

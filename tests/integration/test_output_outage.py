@@ -53,7 +53,7 @@ def test_lines_wait_for_the_database_and_are_written_when_it_is_back(
     proxied: tuple[TcpProxy, SqlStore, Job],
 ) -> None:
     proxy, store, job = proxied
-    sink = LogSink(store, job, Budget(0), _sleep=lambda _s: None)
+    sink = LogSink(delivery.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
     sink.write(batch("one"))
     proxy.stop()
     sink.write(batch("two", "three"))  # unreachable: kept
@@ -70,7 +70,7 @@ def test_lines_still_unwritten_at_the_end_are_handed_to_the_worker_to_keep(
     back, and the worker keeps them with the attempt's outcome and writes them before it
     (runtime/outcomes.py; tests/integration/test_database_outage.py runs that for real)."""
     proxy, store, job = proxied
-    sink = LogSink(store, job, Budget(0), _sleep=lambda _s: None)
+    sink = LogSink(delivery.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
     sink.write(batch("one"))
     proxy.stop()
     with caplog.at_level(logging.INFO, logger="hodei.runtime.delivery"):
@@ -93,7 +93,7 @@ def test_past_what_the_sink_holds_the_oldest_lines_are_lost_and_said_to_be(
 ) -> None:
     proxy, store, job = proxied
     monkeypatch.setattr(delivery, "_MAX_UNWRITTEN_LINES", 2)
-    sink = LogSink(store, job, Budget(0), _sleep=lambda _s: None)
+    sink = LogSink(delivery.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
     proxy.stop()
     for text in ("one", "two", "three", "four"):
         sink.write(batch(text))
