@@ -141,13 +141,14 @@ def _probe(
     *,
     provider: str | None = None,
     token_of: Callable[[Any], str] | None = None,
+    more_needles: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run the probe as a job on the worker that ran a first job; what it reports."""
     # A first job brings the worker up; the probe then runs on that same worker.
     first = client.wait(client.submit("true", provider=provider).id, timeout=90)
     assert first.state is JobState.SUCCEEDED
     token = token or (token_of or functools.partial(_worker_token, client))(first.worker_id)
-    needles = [secrets["db"], secrets["broker"], token]
+    needles = [secrets["db"], secrets["broker"], token, *more_needles]
     job = client.submit(
         ["/usr/bin/python3", "-I", "-c", PROBE.read_text()],
         env={
@@ -170,6 +171,71 @@ def test_a_job_of_the_same_user_finds_no_secret_of_its_worker(
 ) -> None:
     client, token = same_user_worker
     report = _probe(client, secrets, token)
+    assert report["uid"] == os.geteuid()
+    assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
+    assert report["found"] == [], report
+    assert report["reachable"] == [], report
+    assert report["inherited_fds"] == [], report
+    assert report["files_read"] > 0
+
+
+@pytest.fixture
+def api_mode_worker(
+    pg_settings: Settings, secrets: dict[str, str], tmp_path: Path
+) -> Iterator[tuple[Client, str]]:
+    """As ``same_user_worker``, but the worker is an API-mode worker of a real ``hodei
+    server``: it holds the API's URL, the broker URL and its token, and after
+    registering a credential of its own, never the database URL."""
+    from tests.api_server import running_server
+
+    made = _client(pg_settings, secrets, job_user=pwd.getpwuid(os.geteuid()).pw_name)
+    base = made.container.settings  # the URLs with the passwords the probe looks for
+    made.close()
+    drop = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--"]
+    with (
+        open(tmp_path / "server.log", "wb") as server_log,
+        running_server(base, log=server_log, worker_api=True) as server,
+    ):
+        client = server.direct
+        issued = create_worker_token(
+            client.container.store,
+            client.container.clock,
+            provider_name="local",
+            ttl_s=60,
+            actor="t",
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
+        env.update(client.container.settings.worker_environment(), HODEI_OTP_TOKEN=issued.secret)
+        assert "HODEI_DATABASE_URL" not in env and env["HODEI_API_URL"] == server.url
+        with open(tmp_path / "worker.log", "wb") as log:
+            worker = subprocess.Popen(
+                [
+                    *(drop if os.geteuid() == 0 else []),
+                    *(sys.executable, "-m", "hodei", "worker", "start"),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_for(
+                lambda: _worker_state(client, issued.worker.id) == "READY",
+                timeout=30,
+                message="the hand-started API-mode worker to register",
+            )
+            yield client, issued.secret
+        finally:
+            terminate(worker)
+
+
+def test_a_job_of_an_api_mode_worker_finds_no_secret_nor_its_credential(
+    api_mode_worker: tuple[Client, str], secrets: dict[str, str]
+) -> None:
+    """The worker's credential (``hodei_wkr_...``, which the test cannot know) is looked
+    for by its prefix: it appears nowhere the job can read."""
+    client, token = api_mode_worker
+    report = _probe(client, secrets, token, more_needles=("hodei_wkr_",))
     assert report["uid"] == os.geteuid()
     assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
     assert report["found"] == [], report
