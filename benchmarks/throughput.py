@@ -11,6 +11,8 @@ flushed broker, unless --database-url / --broker-url point elsewhere):
     worker shape: hodei's worker also runs pool "threads", prefetch 1, acks_late).
 (c) hodei ``submit_many`` of N jobs with no worker consuming (submit rate only); the
     queue it filled is then drained by a fresh worker of the same shape.
+(d) with ``--worker-mode api``: (c)'s drain again, by an API-mode worker (HODEI_API_URL,
+    no database URL) of a ``hodei server`` this run starts; its ratio to (c)'s drain.
 
 End-to-end throughput = N / (last job finished - first submit), wall clock; for raw
 Celery "finished" is the end of the task body, for hodei ``jobs.finished_at`` (written
@@ -18,6 +20,7 @@ by the worker in the same transaction as JobSucceeded). Latency = jobs.started_a
 jobs.created_at (hodei), publish time to task start (raw Celery).
 
     .venv/bin/python benchmarks/throughput.py [--n 2000] [--repeat 1] [--json]
+        [--worker-mode direct|api]
 """
 
 from __future__ import annotations
@@ -182,6 +185,8 @@ class HodeiResult:
     cpu_ms: dict[str, float]
     drain_cpu_ms: dict[str, float]
     failed: int = 0
+    api_drain_jobs_per_s: float = 0.0
+    api_drain_cpu_ms: dict[str, float] | None = None
 
 
 class HodeiBench:
@@ -231,9 +236,35 @@ class HodeiBench:
                 {"id": worker_id},
             )
 
-    def start_worker(self, name: str, secret: str, worker_id: str) -> None:
+    def start_server(self) -> tuple[str, int]:
+        """``hodei server`` on a free port, for API-mode workers; its URL and pid."""
+        import httpx
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        argv = common.hodei_cli("server", "--port", str(port))
+        proc = self.procs.start("hodei-server", argv, self.env)
+        url = f"http://127.0.0.1:{port}"
+
+        def live() -> bool:
+            try:
+                return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        common.wait_for(live, timeout=60, what="hodei server to listen")
+        return url, proc.pid
+
+    def start_worker(
+        self, name: str, secret: str, worker_id: str, api_url: str | None = None
+    ) -> None:
         argv = common.hodei_cli("worker", "start", "--concurrency", str(CONCURRENCY))
-        self.procs.start(name, argv, {**self.env, "HODEI_OTP_TOKEN": secret})
+        env = {**self.env, "HODEI_OTP_TOKEN": secret}
+        if api_url:  # API mode: the server's URL, and no database URL
+            del env["HODEI_DATABASE_URL"]
+            env["HODEI_API_URL"] = api_url
+        self.procs.start(name, argv, env)
         common.wait_for(
             lambda: self._worker_state(worker_id) in ("READY", "BUSY"),
             timeout=60,
@@ -300,7 +331,36 @@ class HodeiBench:
         self.sql.dispose()
 
 
-def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
+def measure_drain(
+    n: int, bench: HodeiBench, tag: str, api: tuple[str, int] | None = None
+) -> tuple[float, Cpu, list[Any]]:
+    """submit_many of n jobs with no worker, then a fresh worker (an API-mode one of
+    ``api``'s server, if given) drains them: its rate, CPU (for API mode, the server's in
+    the client slot) and rows."""
+    from hodei.domain.specs import JobSpec
+
+    # The token's PROVISIONING row, marked as being launched, holds the provider's one
+    # slot, so hodei launches no worker of its own (an unused token holds no capacity).
+    bulk = f"{bench.run_id}-{tag}"
+    secret, worker_id = bench.issue_token()
+    bench.hold_capacity(worker_id)
+    specs = [JobSpec.create(["true"], name=f"{tag}-{i}", correlation_id=bulk) for i in range(n)]
+    bench.client.submit_many(specs)
+    name = f"hodei-{tag}"
+    bench.start_worker(name, secret, worker_id, api[0] if api else None)
+    cpu, pid = bench.cpu_start(name)
+    server_cpu = common.process_cpu_s(api[1]) if api else 0.0
+    drained = bench.wait_terminal(bulk, n, timeout=120 + n * 0.5)
+    bench.cpu_end(cpu, pid, -cpu.client_s)  # this process only polls
+    cpu.client_s = common.process_cpu_s(api[1]) - server_cpu if api else 0.0
+    bench.procs.stop(name)
+    drain_s = max(_ts(r.finished_at) for r in drained) - min(
+        _ts(r.started_at) for r in drained if r.started_at
+    )
+    return n / drain_s, cpu, drained
+
+
+def measure_hodei(n: int, bench: HodeiBench, worker_mode: str = "direct") -> HodeiResult:
     from hodei.domain.specs import JobSpec
 
     old_cap = bench.limit_local_workers(1)
@@ -323,9 +383,7 @@ def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
         end_to_end = max(_ts(r.finished_at) for r in rows) - started
         latencies = [(_ts(r.started_at) - _ts(r.created_at)) * 1000 for r in rows if r.started_at]
 
-        # (c) submit_many with no worker consuming. The token's PROVISIONING row, marked
-        # as being launched, holds the provider's one slot, so hodei launches no worker of
-        # its own (an unused hand-issued token holds no capacity).
+        # (c) submit_many with no worker consuming, then a fresh worker drains it.
         bulk = f"{bench.run_id}-many"
         secret, worker_id = bench.issue_token()
         bench.hold_capacity(worker_id)
@@ -341,10 +399,15 @@ def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
         drain_s = max(_ts(r.finished_at) for r in drained) - min(
             _ts(r.started_at) for r in drained if r.started_at
         )
+        # (d) the same drain by an API-mode worker of a server started for it.
+        api_rate, api_cpu, api_rows = 0.0, None, []
+        if worker_mode == "api":
+            api_rate, api_cpu, api_rows = measure_drain(n, bench, "api", bench.start_server())
+            bench.procs.stop("hodei-server")
     finally:
         bench.limit_local_workers(old_cap)
-    bench.check_no_extra_workers(expected=2)
-    failed = sum(1 for r in (*rows, *drained) if r.state != "SUCCEEDED")
+    bench.check_no_extra_workers(expected=3 if worker_mode == "api" else 2)
+    failed = sum(1 for r in (*rows, *drained, *api_rows) if r.state != "SUCCEEDED")
     return HodeiResult(
         jobs_per_s=n / end_to_end,
         submit_jobs_per_s=n / (submitted - started),
@@ -355,6 +418,8 @@ def measure_hodei(n: int, bench: HodeiBench) -> HodeiResult:
         cpu_ms=cpu.per_job_ms(n),
         drain_cpu_ms=drain_cpu.per_job_ms(n),
         failed=failed,
+        api_drain_jobs_per_s=api_rate,
+        api_drain_cpu_ms=api_cpu.per_job_ms(n) if api_cpu else None,
     )
 
 
@@ -377,7 +442,7 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
         try:
             raw = measure_raw(args.n, args.broker_url, procs, home)
             bench = HodeiBench(database_url, args.broker_url, home, procs)
-            hodei = measure_hodei(args.n, bench)
+            hodei = measure_hodei(args.n, bench, args.worker_mode)
         finally:
             procs.stop_all()
             if bench is not None:
@@ -386,7 +451,15 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
             common.flush_redis(args.broker_url)
     if hodei.failed:
         raise RuntimeError(f"{hodei.failed} hodei job(s) did not succeed")
+    api: dict[str, float] = {}
+    if hodei.api_drain_cpu_ms is not None:
+        api = {
+            "api_drain_jobs_per_s": hodei.api_drain_jobs_per_s,
+            "api_drain_ratio": hodei.api_drain_jobs_per_s / hodei.drain_jobs_per_s,
+            **_prefixed("api_drain_cpu_ms_", hodei.api_drain_cpu_ms),
+        }
     return {
+        **api,
         "raw_jobs_per_s": raw.jobs_per_s,
         "hodei_jobs_per_s": hodei.jobs_per_s,
         "ratio": hodei.jobs_per_s / raw.jobs_per_s,
@@ -450,7 +523,18 @@ def render_table(result: dict[str, float], repeat: int) -> str:
                 for part in ("client", "worker", "postgres")
             )
         lines.append(f"{name:38} {s[rate]:7.1f}  {lat:>17}  {cpu_text:>40}")
+    if "api_drain_jobs_per_s" in s:
+        cpu_text = " / ".join(
+            f"{s['api_drain_cpu_ms_' + part]:.2f}" for part in ("client", "worker", "postgres")
+        )
+        lines.append(
+            f"{'hodei, drain by an API-mode worker':38} {s['api_drain_jobs_per_s']:7.1f}"
+            f"  {'':>17}  {cpu_text:>40}"
+        )
+        lines.append("  (API mode: the client column is the hodei server's CPU)")
     lines.append(f"{'ratio hodei / raw Celery (end to end)':38} {s['ratio']:7.2f}")
+    if "api_drain_ratio" in s:
+        lines.append(f"{'ratio API-mode / direct drain':38} {s['api_drain_ratio']:7.2f}")
     lines.append(f"reproduce: {common.command_line()}")
     return "\n".join(lines)
 
@@ -471,6 +555,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="repetitions; medians are shown")
+    parser.add_argument(
+        "--worker-mode",
+        choices=("direct", "api"),
+        default="direct",
+        help="api: also drain with an API-mode worker of a `hodei server` (no database URL)"
+        " and give its ratio to the direct drain",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser.parse_args(argv)
 
@@ -489,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     result = summarize(args.n, runs)
     if args.json:
         print(render_table(result, args.repeat), file=sys.stderr)
-        print(json.dumps({key: result[key] for key in JSON_KEYS}))
+        extra = [k for k in ("api_drain_jobs_per_s", "api_drain_ratio") if k in result]
+        print(json.dumps({key: result[key] for key in (*JSON_KEYS, *extra)}))
     else:
         print(render_table(result, args.repeat))
     return 0
