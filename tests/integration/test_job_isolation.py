@@ -301,3 +301,72 @@ def test_a_job_in_a_docker_worker_finds_no_secret(
     assert report["found"] == [], report
     assert report["reachable"] == [], report
     assert report["inherited_fds"] == [], report
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("worker_user", ["root", "65534:65534"])
+def test_a_job_in_an_api_mode_docker_worker_finds_no_secret(
+    pg_settings: Settings, secrets: dict[str, str], worker_user: str, tmp_path: Path
+) -> None:
+    """The Docker provider of a control plane with HODEI_WORKER_API_URL: the container's
+    spec (``docker inspect``) holds no database URL, no secret_env key and only a token
+    already spent, and the probe finds neither secrets nor the worker's credential."""
+    import httpx
+
+    from tests.api_server import running_server
+    from tests.docker_engine import build_test_image, engine, worker_config
+
+    made = _client(pg_settings, secrets, job_user="")  # the default: nobody for root
+    base = made.container.settings
+    made.close()
+    docker_client = engine()
+    name = f"isa{uuid.uuid4().hex[:8]}"
+    inspected: list[dict[str, Any]] = []
+    with (
+        open(tmp_path / "server.log", "wb") as log,
+        running_server(base, log=log, worker_api=True) as server,
+    ):
+        client = server.direct
+        config = worker_config(build_test_image(docker_client), user=worker_user)
+        client.add_provider(name, "docker", config=config, max_workers=1)
+
+        def container_token(worker_id: Any) -> str:
+            (container,) = docker_client.containers.list(
+                filters={"label": [f"hodei.provider={name}"]}
+            )
+            assert container.labels["hodei.worker_id"] == str(worker_id)
+            inspected.append(container.attrs)
+            env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+            assert env["HODEI_API_URL"] == server.url
+            return env["HODEI_OTP_TOKEN"]
+
+        try:
+            report = _probe(
+                client,
+                secrets,
+                provider=name,
+                token_of=container_token,
+                more_needles=("hodei_wkr_",),
+            )
+            (attrs,) = inspected
+            env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
+            # Spent: the token in the spec registers nothing any more.
+            again = httpx.post(
+                f"{server.url}/v1/worker/register", json={"token": env["HODEI_OTP_TOKEN"]}
+            )
+            assert again.status_code == 403 and again.json()["code"] == "TokenRejected"
+        finally:
+            for container in docker_client.containers.list(
+                all=True, filters={"label": [f"hodei.provider={name}"]}
+            ):
+                container.remove(force=True)
+            docker_client.close()
+    spec = json.dumps(attrs)
+    assert "HODEI_DATABASE_URL" not in env and "postgresql" not in spec
+    assert not any(k.startswith(("HODEI_SECRET_KEY", "HODEI_API_TOKEN")) for k in env)
+    assert secrets["db"] not in spec
+    assert report["uid"] == 65534
+    assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
+    assert report["found"] == [], report
+    assert report["reachable"] == [], report
+    assert report["inherited_fds"] == [], report
