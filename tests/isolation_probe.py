@@ -53,7 +53,7 @@ def stat_ppid(pid: int) -> int:
 
 def is_hodei(pid: int) -> bool:
     argv = (read(f"/proc/{pid}/cmdline") or b"").split(b"\0")
-    return any(a == b"hodei" or a.endswith(b"orphan_guard.py") for a in argv)
+    return any(a == b"hodei" or a.endswith((b"/hodei", b"orphan_guard.py")) for a in argv)
 
 
 def ancestors() -> list[int]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
 from hodei.domain.records import Job, LogLine, Worker
+from hodei.errors import DatabaseUnavailable, HodeiError
 from hodei.services.after_finish import after_finish
 from hodei.services.dispatch import dispatch_pending
 from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attempt
@@ -94,7 +95,17 @@ class DirectControlPlane:
     def heartbeat(self, *, record: bool, report: Callable[[], WorkerReport]) -> Pulse:
         c = self._c
         pulse = heartbeat(c.store, c.clock, self.worker_id, record=record, report=report)
-        dispatch_pending(c.store, c.clock, c.publisher, queue=self._queue, limit=50)
+        try:  # due retries of its queue go out from here too (as beat's dispatch does)
+            dispatch_pending(c.store, c.clock, c.publisher, queue=self._queue, limit=50)
+        except DatabaseUnavailable:
+            raise  # said once per process (hodei.store.outage); the caller logs at debug
+        except HodeiError as exc:  # the heartbeat itself went through
+            logger.warning(
+                "dispatch of %s failed: %s",
+                self._queue,
+                exc,
+                extra={"worker_id": str(self.worker_id)},
+            )
         return pulse
 
     def claim(self, job_id: UUID, attempt: int, task_id: str) -> Claim:

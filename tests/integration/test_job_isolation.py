@@ -370,3 +370,65 @@ def test_a_job_in_an_api_mode_docker_worker_finds_no_secret(
     assert report["found"] == [], report
     assert report["reachable"] == [], report
     assert report["inherited_fds"] == [], report
+
+
+@pytest.mark.docker
+def test_a_job_in_the_real_worker_image_in_api_mode_finds_no_secret(
+    pg_settings: Settings, secrets: dict[str, str], tmp_path: Path
+) -> None:
+    """The same in workers/Dockerfile's image, nothing mounted: its worker (uid 10001)
+    talks to the API and runs the probe as its own uid, which only its being
+    undumpable keeps out. HODEI_TEST_WORKER_IMAGE names another build of that image
+    (one of this checkout's code, before .ci/build-images has rebuilt hodei-worker:ci)."""
+    import httpx
+
+    from tests.api_server import running_server
+    from tests.docker_engine import engine
+    from tests.images import WORKER_IMAGE, require_images
+
+    image = os.environ.get("HODEI_TEST_WORKER_IMAGE", WORKER_IMAGE)
+    docker_client = engine()
+    require_images(docker_client, image)
+    made = _client(pg_settings, secrets, job_user="")
+    base = made.container.settings
+    made.close()
+    name = f"img{uuid.uuid4().hex[:8]}"
+    envs: list[dict[str, str]] = []
+    with (
+        open(tmp_path / "server.log", "wb") as log,
+        running_server(base, log=log, worker_api=True) as server,
+    ):
+        config = {"image": image, "network_mode": "host", "pull_policy": "never"}
+        server.direct.add_provider(name, "docker", config=config, max_workers=1)
+
+        def container_token(worker_id: Any) -> str:
+            (container,) = docker_client.containers.list(
+                filters={"label": [f"hodei.provider={name}"]}
+            )
+            envs.append(dict(item.split("=", 1) for item in container.attrs["Config"]["Env"]))
+            return envs[-1]["HODEI_OTP_TOKEN"]
+
+        try:
+            report = _probe(
+                server.direct,
+                secrets,
+                provider=name,
+                token_of=container_token,
+                more_needles=("hodei_wkr_",),
+            )
+            again = httpx.post(
+                f"{server.url}/v1/worker/register", json={"token": envs[0]["HODEI_OTP_TOKEN"]}
+            )
+            assert again.status_code == 403
+        finally:
+            for container in docker_client.containers.list(
+                all=True, filters={"label": [f"hodei.provider={name}"]}
+            ):
+                container.remove(force=True)
+            docker_client.close()
+    assert envs[0]["HODEI_API_URL"] == server.url and "HODEI_DATABASE_URL" not in envs[0]
+    assert report["uid"] == 10001
+    assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
+    assert report["found"] == [], report
+    assert report["reachable"] == [], report
+    assert report["inherited_fds"] == [], report

@@ -116,7 +116,9 @@ def claim(request: Request, credential: Credential, body: ClaimRequest) -> Claim
     if won.won and won.job is not None and won.job.secret_env_sealed:
         # Opened here, for the worker's command only: the worker holds no key.
         secret_env = dict(c.secrets.open(won.job.secret_env_sealed))
-    return ClaimOut(won=won.won, reason=won.reason, job=won.job, secret_env=secret_env)
+    # The job only to the worker that won it: a lost claim says why, nothing more.
+    job = won.job if won.won else None
+    return ClaimOut(won=won.won, reason=won.reason, job=job, secret_env=secret_env)
 
 
 @router.post("/finishes", summary="Record how an attempt the worker runs ended")
