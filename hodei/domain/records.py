@@ -52,6 +52,9 @@ class Job:
     priority: int = 5
     concurrency_key: str | None = None
     max_concurrency: int | None = None
+    # A job runs after this one (set with the dependency). Exact for the gates only as
+    # the write that ended the job read it back (transitions.after with its Applied).
+    has_dependents: bool = False
     # spec.secret_env as stored: encrypted (store/secrets.py); only a worker opens it.
     # "exclude": serializers that read field metadata (pydantic: the HTTP API) omit it.
     secret_env_sealed: str | None = field(default=None, repr=False, metadata={"exclude": True})

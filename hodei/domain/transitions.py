@@ -153,6 +153,10 @@ class Applied:
 
     won: bool
     job: Job | None = None  # the job as written, where the store has it (a start)
+    # Whether a job runs after this one, read back by the write under the job's row
+    # lock (None where the write does not say): exact even against a dependent being
+    # added at the same moment, which sets the flag under the same lock.
+    has_dependents: bool | None = None
 
     def __bool__(self) -> bool:
         return self.won
@@ -896,7 +900,10 @@ def provision_failed(
     )
 
 
-def after(job: Job, transition: Transition) -> Job:
-    """``job`` as ``transition`` leaves it (what the store wrote, without reading it)."""
+def after(job: Job, transition: Transition, applied: Applied | None = None) -> Job:
+    """``job`` as ``transition`` leaves it (what the store wrote, without reading it);
+    with ``applied``, also what the write read back (``has_dependents``)."""
     assert transition.job is not None and transition.job.job_id == job.id
-    return replace(job, **transition.job.changes)
+    if applied is None or applied.has_dependents is None:
+        return replace(job, **transition.job.changes)
+    return replace(job, **transition.job.changes, has_dependents=applied.has_dependents)

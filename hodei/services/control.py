@@ -45,10 +45,11 @@ def _cancel(store: Store, clock: Clock, job_id: UUID, actor: str) -> Job:
             change = transitions.request_cancel(job, actor=actor, now=now)
         else:
             change = transitions.cancel(job, actor=actor, now=now)
-        if not tx.apply(change):
+        applied = tx.apply(change)
+        if not applied:
             # It moved (typically: claimed) between our read and write; try again.
             raise JobNotCancellable(f"job {job_id} changed state; cancel again")
-    return transitions.after(job, change)
+    return transitions.after(job, change, applied)
 
 
 def retry_job(

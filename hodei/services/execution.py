@@ -133,7 +133,8 @@ def finish_attempt(
     else:
         # An ending that cannot retry is one guarded write and nothing else.
         final = _finish(now, job, worker_id, outcome, verdict)
-        finished = transitions.after(job, final) if store.apply(final) else None
+        applied = store.apply(final)
+        finished = transitions.after(job, final, applied) if applied else None
     if finished is None:
         logger.warning(
             "finish of job %s attempt %d ignored: no longer this worker's",
@@ -189,7 +190,8 @@ def _finish_or_retry(
         due = now + timedelta(seconds=current.spec.retry.delay_s(current.attempt))
         ending = _ending(outcome, verdict)
         change = transitions.retry(current, worker_id=worker_id, ending=ending, due=due, now=now)
-    return transitions.after(current, change) if tx.apply(change) else None
+    applied = tx.apply(change)
+    return transitions.after(current, change, applied) if applied else None
 
 
 def _verdict(outcome: Outcome) -> _Verdict:

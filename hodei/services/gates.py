@@ -286,8 +286,13 @@ def release_jobs(
 def after_end(
     store: Store, clock: Clock, publisher: TaskPublisher, ended: Sequence[Job]
 ) -> Releases:
-    """Jobs have ended: release their dependents and the next waiters of their keys."""
-    ended = [j for j in ended if j.is_terminal]
+    """Jobs have ended: release their dependents and the next waiters of their keys.
+
+    Each job must be as the write that ended it left it (``transitions.after`` with its
+    Applied): its ``has_dependents`` is then exact, so the end of a job that nobody runs
+    after and that holds no key reads nothing. A release missed all the same (a worker
+    killed before this) is the scheduler's sweep's (:func:`release_due`)."""
+    ended = [j for j in ended if j.is_terminal and (j.has_dependents or j.concurrency_key)]
     if not ended:
         return Releases()
     with store.reading() as tx:

@@ -90,7 +90,8 @@ class GateRepository(Protocol):
     """What deciding a held job's gates reads (services/gates.py)."""
 
     def add_dependencies(self, pairs: Sequence[tuple[UUID, UUID]]) -> None:
-        """Record ``(job_id, depends_on)`` pairs."""
+        """Record ``(job_id, depends_on)`` pairs, and set ``has_dependents`` on each
+        ``depends_on`` job (under its row lock, as its finish reads it)."""
         ...
 
     def states_of(self, job_ids: Collection[UUID]) -> dict[UUID, JobState]:

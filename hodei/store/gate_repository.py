@@ -45,9 +45,19 @@ class SqlGateRepository:
         self._c = connection
 
     def add_dependencies(self, pairs: Sequence[tuple[UUID, UUID]]) -> None:
-        if pairs:
-            insert_rows(
-                self._c, job_dependencies, [{"job_id": j, "depends_on": d} for j, d in pairs]
+        if not pairs:
+            return
+        insert_rows(self._c, job_dependencies, [{"job_id": j, "depends_on": d} for j, d in pairs])
+        # In the same transaction, under each parent's row lock: a finish of the parent
+        # either waits for this commit and returns the flag set, or commits first, and
+        # then the submitter's own release sees the parent ended.
+        parents = sorted({d for _, d in pairs})
+        for start in range(0, len(parents), _CHUNK):
+            self._c.execute(
+                jobs.update()
+                .where(jobs.c.id.in_(parents[start : start + _CHUNK]))
+                .where(jobs.c.has_dependents.is_(sa.false()))
+                .values(has_dependents=True)
             )
 
     def states_of(self, job_ids: Collection[UUID]) -> dict[UUID, JobState]:

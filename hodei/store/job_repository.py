@@ -130,9 +130,10 @@ class SqlJobRepository:
         held_by: UUID | None = None,
         expected_held: bool | None = None,
         **changes: Any,
-    ) -> bool:
+    ) -> sa.Row[tuple[bool]] | None:
         """Apply ``changes`` if the job is in one of ``states`` (and at ``expected_attempt``,
-        running on ``held_by``, and ``expected_held`` or not): the guard of a transition."""
+        running on ``held_by``, and ``expected_held`` or not): the guard of a transition.
+        The job's ``has_dependents`` as updated, None if the guard did not hold."""
         where = where_params(id=job_id)
         if expected_attempt is not None:
             where["w_attempt"] = expected_attempt
@@ -141,7 +142,8 @@ class SqlJobRepository:
         if expected_held is not None:
             where["w_held"] = expected_held
         stmt = statements.conditional_update(jobs, _names(states), _keys(where))
-        return self._c.execute(stmt, {**normalise_changes(changes), **where}).rowcount == 1
+        stmt = stmt.returning(jobs.c.has_dependents)
+        return self._c.execute(stmt, {**normalise_changes(changes), **where}).first()
 
     def compare_and_set_many(
         self,

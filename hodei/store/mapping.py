@@ -76,6 +76,7 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "priority": job.priority,
         "concurrency_key": job.concurrency_key,
         "max_concurrency": job.max_concurrency,
+        "has_dependents": job.has_dependents,
     }
 
 

@@ -201,6 +201,9 @@ def _finish_write() -> _GuardedWrite:
             [JobState.RUNNING],
             ("state", "exit_code", "failure_reason", "error", "finished_at", "updated_at"),
             held=True,
+            # Read under the row's lock, which a submit adding a dependent of this job
+            # also takes to set it: the flag is exact for the ending (gates.after_end).
+            returning=(jobs.c.id, jobs.c.has_dependents),
         ),
         followers=(
             _attempt_update(("state", "finished_at", "exit_code", "signal", "error")),
@@ -275,7 +278,9 @@ class SqlRunRepository:
         failure_reason: str | None,
         error: str | None,
         event: DomainEvent,
-    ) -> bool:
+    ) -> bool | None:
+        """None if the guard did not hold (nothing written); else whether a job runs after
+        this one (``has_dependents`` as the finish left it)."""
         params = {
             "g_id": job_id,
             "g_attempt": attempt,
@@ -295,4 +300,5 @@ class SqlRunRepository:
             "w_now": now,
             **prefixed(event_to_row(event), "e_"),
         }
-        return _FINISH.execute(self._c, params) is not None
+        row = _FINISH.execute(self._c, params)
+        return None if row is None else bool(row["has_dependents"])

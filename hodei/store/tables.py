@@ -79,6 +79,9 @@ jobs = sa.Table(
     sa.Column("priority", sa.Integer(), nullable=False, server_default="5"),
     sa.Column("concurrency_key", sa.String(200), nullable=True),
     sa.Column("max_concurrency", sa.Integer(), nullable=True),
+    # A job runs after this one: set in the transaction that adds the dependency, and
+    # returned by the finish, so an ending that nobody waits for reads nothing more.
+    sa.Column("has_dependents", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Index("ix_jobs_state_created_at", "state", "created_at"),
     sa.Index("ix_jobs_created_at", "created_at"),
     sa.Index("ix_jobs_correlation_id", "correlation_id"),

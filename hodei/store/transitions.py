@@ -37,17 +37,20 @@ def apply(tx: SqlTransaction, t: Transition) -> Applied:
         return _start(tx, t)
     if t.kind is Kind.FINISH:
         return _finish(tx, t)
+    has_dependents = None
     if t.job is not None:
         job = t.job
-        if not SqlJobRepository(tx.connection).compare_and_set(
+        moved = SqlJobRepository(tx.connection).compare_and_set(
             job.job_id,
             states=job.from_states,
             expected_attempt=job.attempt,
             held_by=job.worker_id,
             expected_held=job.held,
             **job.changes,
-        ):
+        )
+        if moved is None:
             return Applied(False)
+        has_dependents = moved.has_dependents
         if t.worker is not None:
             _worker(tx, t.worker)
     elif t.worker is not None and not _worker(tx, t.worker):
@@ -59,7 +62,7 @@ def apply(tx: SqlTransaction, t: Transition) -> Applied:
         tx.attempts.add(t.new_attempt)
     if t.events:
         tx.events.add(*t.events)
-    return Applied(True)
+    return Applied(True, has_dependents=has_dependents)
 
 
 def apply_all(tx: SqlTransaction, transitions: Sequence[Transition]) -> list[Transition]:
@@ -135,18 +138,17 @@ def _finish(tx: SqlTransaction, t: Transition) -> Applied:
     assert job is not None and job.attempt is not None and job.worker_id is not None
     assert attempt is not None
     [event] = t.events
-    return Applied(
-        tx.runs.finish(
-            job.job_id,
-            job.attempt,
-            worker_id=job.worker_id,
-            now=job.changes["finished_at"],
-            state=job.changes["state"],
-            attempt_state=attempt.changes["state"],
-            exit_code=job.changes["exit_code"],
-            signal=attempt.changes["signal"],
-            failure_reason=job.changes["failure_reason"],
-            error=job.changes["error"],
-            event=event,
-        )
+    has_dependents = tx.runs.finish(
+        job.job_id,
+        job.attempt,
+        worker_id=job.worker_id,
+        now=job.changes["finished_at"],
+        state=job.changes["state"],
+        attempt_state=attempt.changes["state"],
+        exit_code=job.changes["exit_code"],
+        signal=attempt.changes["signal"],
+        failure_reason=job.changes["failure_reason"],
+        error=job.changes["error"],
+        event=event,
     )
+    return Applied(has_dependents is not None, has_dependents=has_dependents)

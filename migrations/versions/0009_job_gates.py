@@ -1,4 +1,4 @@
-"""jobs' gates: held, hold_until, priority, concurrency_key, max_concurrency; job_dependencies
+"""jobs' gates: held, hold_until, priority, concurrency_key, max_concurrency, has_dependents; job_dependencies
 
 Revision ID: 0009
 Revises: 0008
@@ -8,7 +8,8 @@ A job may wait before it is published (docs/architecture.md, "Gates"): until its
 time (``hold_until``), until the jobs it runs after have ended (``job_dependencies``),
 or for a slot of its concurrency key. ``held`` says it still waits; ``priority`` orders
 the waiting jobs of one queue (also on the broker). Existing jobs are not held and have
-the default priority 5.
+the default priority 5. ``has_dependents`` says a job runs after this one, so the end
+of a job that nobody waits for (and that has no key) reads nothing more.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def upgrade() -> None:
     )
     op.add_column("jobs", sa.Column("concurrency_key", sa.String(200), nullable=True))
     op.add_column("jobs", sa.Column("max_concurrency", sa.Integer(), nullable=True))
+    op.add_column(
+        "jobs",
+        sa.Column("has_dependents", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     op.create_index("ix_jobs_held_hold_until", "jobs", ["held", "hold_until"])
     op.create_index("ix_jobs_concurrency_key_state", "jobs", ["concurrency_key", "state"])
     op.create_table(
@@ -56,5 +61,5 @@ def downgrade() -> None:
     op.drop_table("job_dependencies")
     op.drop_index("ix_jobs_concurrency_key_state", table_name="jobs")
     op.drop_index("ix_jobs_held_hold_until", table_name="jobs")
-    for column in ("max_concurrency", "concurrency_key", "priority", "hold_until", "held"):
+    for column in ("has_dependents", "max_concurrency", "concurrency_key", "priority", "hold_until", "held"):
         op.drop_column("jobs", column)
