@@ -10,15 +10,17 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+import sqlalchemy as sa
 
 from hodei.domain.records import Job, Worker
 from hodei.domain.states import AttemptState, JobState, WorkerState
 from hodei.sdk import Client
+from hodei.services import gates
 from hodei.services.dispatch import Confirmation, confirm_queued
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.workers import create_worker_token, register_worker
 from tests.integration.operators_plant import plant_job
-from tests.support import StoreWithHook, job_events
+from tests.support import StoreWithHook, job_events, wait_for
 
 
 def _worker(client: Client) -> Worker:
@@ -241,3 +243,81 @@ def test_two_jobs_of_one_worker_ending_at_once_leave_it_ready(pg_client: Client)
             thread.join(timeout=30)
         now = _worker_now(pg_client, worker)
         assert (now.state, now.running_jobs, now.current_job_id) == (WorkerState.READY, 0, None)
+
+
+# -- what a finish tells the gates ----------------------------------------------------------
+
+
+def _statements_of(client: Client, action: Any) -> list[str]:
+    """The SQL statements ``action()`` sends through the client's engine."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    engine = client.container.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    return sent
+
+
+def test_the_end_of_a_job_nobody_runs_after_reads_nothing_for_the_gates(client: Client) -> None:
+    worker = _worker(client)
+    plain, parent = (_claim(client, _queued(client), worker) for _ in range(2))
+    assert plain is not None and parent is not None
+    child = plant_job(client, state=JobState.PENDING, held=True)
+    with client.container.store.transaction() as tx:
+        tx.gates.add_dependencies([(child.id, parent.id)])
+    c = client.container
+
+    ended = _finish(client, plain, worker)
+    assert ended is not None and not ended.has_dependents
+    assert (
+        _statements_of(client, lambda: gates.after_end(c.store, c.clock, c.publisher, [ended]))
+        == []
+    )
+
+    ended = _finish(client, parent, worker)
+    assert ended is not None and ended.has_dependents  # set by the dependency, read back
+    released: list[gates.Releases] = []
+    _statements_of(
+        client, lambda: released.append(gates.after_end(c.store, c.clock, c.publisher, [ended]))
+    )
+    assert [j.id for j in released[0].released] == [child.id]
+
+
+def _waiting_on_a_lock(client: Client) -> bool:
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    with client.container.store.reading() as tx:
+        return int(tx.connection.execute(query).scalar_one()) > 0
+
+
+@pytest.mark.postgres
+def test_a_finish_racing_a_new_dependent_of_its_job_returns_that_it_has_one(
+    pg_client: Client,
+) -> None:
+    # The submit sets the parent's flag under the row's lock; the finish waits for that
+    # commit and reads the row as it is then. (A lookup of job_dependencies inside the
+    # finish would use the statement's snapshot, taken before the wait, and miss it.)
+    worker = _worker(pg_client)
+    parent = _claim(pg_client, _queued(pg_client), worker)
+    assert parent is not None
+    child = plant_job(pg_client, state=JobState.PENDING, held=True)
+    finished: list[Job | None] = []
+    with pg_client.container.store.transaction() as tx:
+        tx.gates.add_dependencies([(child.id, parent.id)])
+        finishing = threading.Thread(
+            target=lambda: finished.append(_finish(pg_client, parent, worker))
+        )
+        finishing.start()
+        wait_for(lambda: _waiting_on_a_lock(pg_client), message="the finish waits on the row")
+    finishing.join(timeout=30)
+    [ended] = finished
+    assert ended is not None and ended.state is JobState.SUCCEEDED
+    assert ended.has_dependents

@@ -234,6 +234,46 @@ def _most_at_once(jobs: list[Job]) -> int:
     return most
 
 
+def test_the_next_job_of_a_key_starts_within_a_second_of_the_slot_freeing(
+    pg_client: Client,
+) -> None:
+    """Issue 21, item 4: no polling delay beyond a second. The worker that ends a key's
+    job releases the next in its finishing path; no scheduler runs here to do it."""
+    client = pg_client
+    client.update_provider("local", max_workers=1)
+    warm = client.submit("true")
+    assert client.wait(warm.id, timeout=60).state is JobState.SUCCEEDED  # a warm worker
+    first = client.submit("sleep 1", concurrency_key="slot", max_concurrency=1)
+    second = client.submit("true", concurrency_key="slot", max_concurrency=1)
+    assert not first.held and second.held
+    done = client.wait(second.id, timeout=60)
+    freed = client.get(first.id).finished_at
+    assert done.state is JobState.SUCCEEDED
+    assert freed is not None and done.started_at is not None
+    assert timedelta(0) <= done.started_at - freed < timedelta(seconds=1), done.started_at - freed
+
+
+def test_a_dependent_submitted_while_its_parent_runs_goes_when_the_parent_ends(
+    pg_client: Client, tmp_path: Path
+) -> None:
+    """The parent's end releases it (its row's has_dependents, set by the submit, comes
+    back from the finish); no scheduler runs here to sweep for it."""
+    client = pg_client
+    gate = tmp_path / "go"
+    parent = client.submit(f"while [ ! -e {gate} ]; do sleep 0.05; done")
+    wait_for(lambda: client.get(parent.id).state is JobState.RUNNING, timeout=60, message="run")
+    child = client.submit("echo child", after=[parent.id])
+    plain = client.submit("echo plain")
+    assert client.get(child.id).held
+    gate.touch()
+    assert client.wait(child.id, timeout=60).state is JobState.SUCCEEDED
+    assert client.wait(plain.id, timeout=60).state is JobState.SUCCEEDED
+    assert (client.get(parent.id).has_dependents, client.get(plain.id).has_dependents) == (
+        True,
+        False,
+    )
+
+
 def test_a_concurrency_key_on_the_embedded_default_holds_the_second_job(
     embedded_client: Client,
 ) -> None:
