@@ -283,6 +283,9 @@ class _Gates:
 
     def add_dependencies(self, pairs: Sequence[tuple[UUID, UUID]]) -> None:
         self._s.dependencies.update(pairs)
+        for _, parent in pairs:
+            if parent in self._s.jobs:
+                self._s.jobs[parent] = replace(self._s.jobs[parent], has_dependents=True)
 
     def states_of(self, job_ids: Collection[UUID]) -> dict[UUID, JobState]:
         return {i: self._s.jobs[i].state for i in job_ids if i in self._s.jobs}
@@ -694,7 +697,11 @@ class _Transaction:
             # The store gives the start's event the job's correlation id (see start()).
             events = tuple(replace(e, correlation_id=job.correlation_id) for e in events)
         self.events.add(*events)
-        return Applied(True, job if t.kind is Kind.START else None)
+        return Applied(
+            True,
+            job if t.kind is Kind.START else None,
+            has_dependents=job.has_dependents if job is not None else None,
+        )
 
     def apply_all(self, transitions: Sequence[Transition]) -> list[Transition]:
         return [t for t in transitions if self.apply(t)]

@@ -227,3 +227,26 @@ def test_a_message_delivered_twice_runs_once(store: Store, clock: FixedClock) ->
     worker = ready_worker(store, clock)
     publisher.join(store, clock, worker.id, lambda job: ran.append(job) or Outcome(exit_code=0))
     assert len(ran) == 1
+
+
+def test_an_ending_says_whether_a_job_runs_after_it_and_releases_that_job(
+    store: Store, clock: FixedClock
+) -> None:
+    from hodei.services import gates
+
+    publisher = RecordingPublisher()
+    [parent, plain] = submit_jobs(
+        store, clock, publisher, [JobSpec.create(["true"]), JobSpec.create(["true"])], actor="u"
+    )
+    [child] = submit_jobs(
+        store, clock, publisher, [JobSpec.create(["true"], after=[parent.job.id])], actor="u"
+    )
+    assert child.job.held
+    ended = {j.id: j for j in publisher.join(store, clock, ready_worker(store, clock).id)}
+    assert (ended[parent.job.id].has_dependents, ended[plain.job.id].has_dependents) == (
+        True,
+        False,
+    )
+    assert gates.after_end(store, clock, publisher, [ended[plain.job.id]]).released == []
+    [released] = gates.after_end(store, clock, publisher, [ended[parent.job.id]]).released
+    assert released.id == child.job.id
