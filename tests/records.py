@@ -14,7 +14,15 @@ from hodei.testing import FixedClock
 QUEUE = "hodei.contract"
 
 
-def waiting_job(store: Store, clock: FixedClock, *, max_attempts: int = 1) -> Job:
+def waiting_job(
+    store: Store,
+    clock: FixedClock,
+    *,
+    max_attempts: int = 1,
+    attempt: int = 1,
+    correlation_id: str | None = None,
+) -> Job:
+    """A PENDING job of ``QUEUE`` at ``attempt``."""
     spec = JobSpec.create(["true"], name="c", max_attempts=max_attempts, timeout_s=60)
     now = clock.now()
     job = Job(
@@ -24,10 +32,10 @@ def waiting_job(store: Store, clock: FixedClock, *, max_attempts: int = 1) -> Jo
         spec,
         now,
         now,
-        attempt=1,
+        attempt=attempt,
         max_attempts=max_attempts,
         queue=QUEUE,
-        correlation_id=f"corr-{uuid.uuid4().hex[:6]}",
+        correlation_id=correlation_id or f"corr-{uuid.uuid4().hex[:6]}",
     )
     with store.transaction() as tx:
         tx.jobs.add(job)
@@ -52,6 +60,8 @@ def ready_worker(store: Store, clock: FixedClock) -> Worker:
     return worker
 
 
-def queued(store: Store, clock: FixedClock, job: Job) -> None:
+def queued(store: Store, clock: FixedClock, job: Job) -> Job:
+    """``job`` confirmed QUEUED (its attempt row and JobQueued event written)."""
     confirmation = Confirmation(job.id, job.attempt, "t-1", QUEUE, job.correlation_id)
     assert confirm_queued(store, clock, [confirmation]) == 1
+    return job

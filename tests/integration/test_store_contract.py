@@ -1,5 +1,10 @@
 """The same use-case scenarios against hodei.testing.InMemoryStore, SQLite and PostgreSQL:
-the fake behaves like the real stores wherever the use cases look."""
+the fake behaves like the real stores wherever the use cases look.
+
+Queue, claim and finish write the job, its attempt, the worker and the event all or
+nothing: on SQLite one statement after another, on PostgreSQL one combined statement
+(store/run_repository.py), in memory one copy of the state. The races only PostgreSQL
+can have stay in test_claim_and_finish.py."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from datetime import timedelta
 import pytest
 
 from hodei.domain import transitions
-from hodei.domain.records import Job
+from hodei.domain.records import Job, Worker
 from hodei.domain.states import AttemptState, JobState, WorkerState
 from hodei.errors import JobNotCancellable
 from hodei.services.control import cancel_job, retry_job
@@ -45,6 +50,43 @@ def _kinds(store: Store, job: Job) -> list[str]:
         return [e.event_type for e in tx.events.search(EventQuery(aggregate_ids=[job.id]))]
 
 
+def _attempt(store: Store, job: Job, attempt_no: int = 1) -> tuple[AttemptState, str | None]:
+    with store.reading() as tx:
+        found = {a.attempt_no: a for a in tx.attempts.search(job.id)}
+    return found[attempt_no].state, found[attempt_no].task_id
+
+
+def _worker(store: Store, worker: Worker) -> Worker:
+    with store.reading() as tx:
+        found = tx.workers.get(worker.id)
+    assert found is not None
+    return found
+
+
+def _claim(
+    store: Store, clock: FixedClock, job: Job, worker: Worker, task_id: str = "t"
+) -> Job | None:
+    claim = claim_attempt(
+        store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id=task_id
+    )
+    return claim.job if claim.won else None
+
+
+def _finish(
+    store: Store, clock: FixedClock, job: Job, worker: Worker, exit_code: int = 0
+) -> Job | None:
+    outcome = Outcome(exit_code, duration_ms=5)
+    return finish_attempt(store, clock, job=job, worker_id=worker.id, outcome=outcome)
+
+
+def _confirm(store: Store, clock: FixedClock, *jobs: Job, attempt: int = 1) -> int:
+    confirmations = [
+        Confirmation(j.id, attempt, f"t-{j.id}", "hodei.local", j.correlation_id, "only")
+        for j in jobs
+    ]
+    return confirm_queued(store, clock, confirmations)
+
+
 def _read(store: Store, job: Job) -> Job:
     with store.reading() as tx:
         found = tx.jobs.get(job.id)
@@ -60,11 +102,21 @@ def test_a_job_queues_starts_and_succeeds(store: Store, clock: FixedClock) -> No
     )
     assert claim.won and claim.job is not None
     assert claim.job.deadline_at == clock.now() + timedelta(seconds=60)
+    stored = _read(store, job)
+    assert claim.job == stored  # the claim hands the runner the job as stored, unread
+    assert (stored.state, stored.worker_id, stored.started_at) == (
+        JobState.RUNNING,
+        worker.id,
+        clock.now(),
+    )
+    assert _attempt(store, job) == (AttemptState.RUNNING, "t-1")
     with store.reading() as tx:
         busy = tx.workers.get(worker.id)
         [started] = tx.events.search(EventQuery(event_types=["JobStarted"]))
     assert busy is not None and busy.state is WorkerState.BUSY and busy.running_jobs == 1
+    assert busy.current_job_id == job.id
     assert started.correlation_id == job.correlation_id
+    assert started.payload["worker_id"] == str(worker.id)
     # A second delivery of the same attempt loses.
     again = claim_attempt(
         store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t-2"
@@ -206,3 +258,111 @@ def test_jobs_are_found_by_a_range_of_ids(store: Store, clock: FixedClock) -> No
         assert tx.jobs.ids_between(low, high, limit=5) == ids
         assert tx.jobs.ids_between(low, high, limit=1) == ids[:1]
         assert tx.jobs.ids_between(ids[1], high, limit=5) == ids[1:]
+
+
+# Moved from test_claim_and_finish.py (there on SQLite and PostgreSQL only).
+def test_a_lost_claim_writes_nothing(store: Store, clock: FixedClock) -> None:
+    first, second = ready_worker(store, clock), ready_worker(store, clock)
+    job = queued(store, clock, waiting_job(store, clock))
+    assert _claim(store, clock, job, first, task_id="t-1") is not None
+    events = len(_kinds(store, job))
+    assert _claim(store, clock, job, second, task_id="t-2") is None
+    assert _read(store, job).worker_id == first.id
+    assert _attempt(store, job) == (AttemptState.RUNNING, "t-1")
+    assert _worker(store, second).state is WorkerState.READY
+    assert len(_kinds(store, job)) == events
+
+
+def test_the_worker_is_ready_again_only_when_its_last_job_ends(
+    store: Store, clock: FixedClock
+) -> None:
+    worker = ready_worker(store, clock)
+    one, two = (
+        _claim(store, clock, queued(store, clock, waiting_job(store, clock)), worker)
+        for _ in range(2)
+    )
+    assert one is not None and two is not None
+    assert _finish(store, clock, one, worker) is not None
+    after_one = _worker(store, worker)
+    assert (after_one.state, after_one.jobs_executed, after_one.running_jobs) == (
+        WorkerState.BUSY,
+        1,
+        1,
+    )
+    ended = _finish(store, clock, two, worker, exit_code=3)
+    assert ended is not None and ended.state is JobState.FAILED
+    after_two = _worker(store, worker)
+    assert (after_two.state, after_two.jobs_executed, after_two.running_jobs) == (
+        WorkerState.READY,
+        2,
+        0,
+    )
+    assert after_two.current_job_id is None
+    assert _attempt(store, one)[0] is AttemptState.SUCCEEDED
+    assert _attempt(store, two)[0] is AttemptState.FAILED
+    with store.reading() as tx:
+        [last] = tx.events.search(EventQuery(aggregate_ids=[two.id], event_types=["JobFailed"]))
+    assert last.correlation_id == two.correlation_id
+    assert (last.payload["exit_code"], last.payload["duration_ms"]) == (3, 5)
+    assert _read(store, two).exit_code == 3
+
+
+def test_a_finish_by_another_worker_writes_nothing(store: Store, clock: FixedClock) -> None:
+    worker, other = ready_worker(store, clock), ready_worker(store, clock)
+    claimed = _claim(store, clock, queued(store, clock, waiting_job(store, clock)), worker)
+    assert claimed is not None
+    events = len(_kinds(store, claimed))
+    assert _finish(store, clock, claimed, other) is None
+    assert _read(store, claimed).state is JobState.RUNNING
+    assert _attempt(store, claimed)[0] is AttemptState.RUNNING
+    assert _worker(store, other).jobs_executed == 0
+    assert len(_kinds(store, claimed)) == events
+    # A message for attempt 1 of a job at attempt 2.
+    later = queued(store, clock, waiting_job(store, clock, attempt=2))
+    assert _claim(store, clock, later, worker) is None
+    assert _finish(store, clock, replace(claimed, id=uuid.uuid4()), worker) is None
+
+
+def test_confirming_one_job_queues_it_with_its_attempt_and_event(
+    store: Store, clock: FixedClock
+) -> None:
+    job = waiting_job(store, clock, correlation_id="order-7")
+    assert _confirm(store, clock, job) == 1
+    stored = _read(store, job)
+    assert stored.state is JobState.QUEUED and stored.queued_at == clock.now()
+    assert _attempt(store, job) == (AttemptState.QUEUED, f"t-{job.id}")
+    with store.reading() as tx:
+        [event] = tx.events.search(EventQuery(aggregate_ids=[job.id]))
+    assert (event.event_type, event.correlation_id) == ("JobQueued", "order-7")
+    assert event.payload["provider"] == "local" and event.payload["selection"] == "only"
+    assert (event.payload["old_state"], event.payload["new_state"]) == ("PENDING", "QUEUED")
+
+
+def test_a_late_or_stale_confirmation_writes_nothing(store: Store, clock: FixedClock) -> None:
+    job = waiting_job(store, clock)
+    assert _confirm(store, clock, job, attempt=2) == 0  # not the job's attempt
+    assert _read(store, job).state is JobState.PENDING
+    assert _confirm(store, clock, job) == 1
+    assert _confirm(store, clock, job) == 0  # already QUEUED: no second attempt row or event
+    assert _kinds(store, job) == ["JobQueued"]
+
+
+def test_many_confirmations_take_the_set_based_path_alike(store: Store, clock: FixedClock) -> None:
+    jobs = [waiting_job(store, clock) for _ in range(3)]
+    assert _confirm(store, clock, *jobs) == 3
+    for job in jobs:
+        assert _read(store, job).state is JobState.QUEUED
+        assert _attempt(store, job) == (AttemptState.QUEUED, f"t-{job.id}")
+        with store.reading() as tx:
+            [event] = tx.events.search(EventQuery(aggregate_ids=[job.id]))
+        assert event.payload["provider"] == "local"
+
+
+def test_a_claim_before_the_confirmation_queues_then_starts(
+    store: Store, clock: FixedClock
+) -> None:
+    worker, job = ready_worker(store, clock), waiting_job(store, clock)
+    assert _claim(store, clock, job, worker, task_id="t-early") is not None
+    assert _kinds(store, job) == ["JobQueued", "JobStarted"]
+    assert _attempt(store, job) == (AttemptState.RUNNING, "t-early")
+    assert _confirm(store, clock, job) == 0  # the publisher's confirmation, arriving late
