@@ -7,8 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
-from datetime import timedelta
-from uuid import UUID
 
 import pytest
 
@@ -17,11 +15,9 @@ from hodei.domain.states import ProviderHealth
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
 from hodei.services.ports import EventQuery
-from hodei.services.reconcile import reschedule_unschedulable
 from hodei.services.submission import submit_jobs
 from hodei.settings import Settings
 from tests.conftest import stop_workers
-from tests.integration.operators_plant import plant_job
 from tests.support import run_cli, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -174,21 +170,3 @@ def test_provisioning_launches_nothing_for_an_unhealthy_provider(pg_client: Clie
         tx.providers.update(local.id, health=ProviderHealth.HEALTHY)
     TASKS["provision"](c)
     assert pg_client.wait(queued.job.id, timeout=60).state is JobState.SUCCEEDED
-
-
-def test_rescheduling_takes_the_oldest_waiting_jobs_first(client: Client) -> None:
-    def waiting(age_min: int) -> UUID:
-        # Needs a label no provider has: it can only wait, then time out.
-        job = plant_job(
-            client, state=JobState.PENDING, queue=None, labels={"gpu": "true"},
-            age=timedelta(minutes=age_min),
-        )  # fmt: skip
-        return job.id
-
-    oldest, older, newest = waiting(30), waiting(20), waiting(10)
-    for _ in range(3):  # newer PENDING jobs that have a queue must not crowd them out
-        plant_job(client, state=JobState.PENDING, age=timedelta(minutes=1))
-    c = client.container
-    report = reschedule_unschedulable(c.store, c.clock, c.publisher, queue_timeout_s=60, limit=2)
-    assert report.failed == [oldest, older]
-    assert client.get(newest).state is JobState.PENDING

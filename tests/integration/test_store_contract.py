@@ -16,14 +16,16 @@ from datetime import timedelta
 import pytest
 
 from hodei.domain import transitions
-from hodei.domain.records import Job, Worker
+from hodei.domain.records import Job, LogLine, Worker
+from hodei.domain.specs import JobSpec
 from hodei.domain.states import AttemptState, JobState, WorkerState
 from hodei.errors import JobNotCancellable
 from hodei.services.control import cancel_job, retry_job
 from hodei.services.dispatch import Confirmation, confirm_queued, publish_jobs
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
-from hodei.services.maintenance import reap_stale_workers
+from hodei.services.maintenance import purge, reap_stale_workers
 from hodei.services.ports import EventQuery, Store
+from hodei.services.reconcile import reschedule_unschedulable
 from hodei.services.workers import WorkerReport, drain_worker, heartbeat, terminate_worker
 from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
 from tests.records import QUEUE, queued, ready_worker, waiting_job
@@ -366,3 +368,57 @@ def test_a_claim_before_the_confirmation_queues_then_starts(
     assert _kinds(store, job) == ["JobQueued", "JobStarted"]
     assert _attempt(store, job) == (AttemptState.RUNNING, "t-early")
     assert _confirm(store, clock, job) == 0  # the publisher's confirmation, arriving late
+
+
+def _unschedulable(store: Store, clock: FixedClock, age: timedelta) -> Job:
+    """A PENDING job no provider can take (a label none has), created ``age`` ago."""
+    at = clock.now() - age
+    spec = JobSpec.create(["true"], name="u", labels={"gpu": "true"})
+    job = Job(uuid.uuid4(), "u", JobState.PENDING, spec, at, at, attempt=1, queue=None)
+    with store.transaction() as tx:
+        tx.jobs.add(job)
+    return job
+
+
+# Moved from test_provider_registry.py (there on SQLite and PostgreSQL only).
+def test_rescheduling_takes_the_oldest_waiting_jobs_first(store: Store, clock: FixedClock) -> None:
+    oldest, older, newest = (
+        _unschedulable(store, clock, timedelta(minutes=m)) for m in (30, 20, 10)
+    )
+    for _ in range(3):  # newer PENDING jobs that have a queue must not crowd them out
+        waiting_job(store, clock)
+    publisher = RecordingPublisher()
+    report = reschedule_unschedulable(store, clock, publisher, queue_timeout_s=60, limit=2)
+    assert report.failed == [oldest.id, older.id]
+    assert _read(store, newest).state is JobState.PENDING
+    stored = _read(store, oldest)
+    assert (stored.state, stored.failure_reason) == (JobState.FAILED, "no_provider")
+    assert _kinds(store, oldest)[-1] == "JobFailed"
+
+
+# Moved from test_maintenance.py (there on PostgreSQL, with a real worker).
+def test_purge_deletes_old_finished_jobs_with_their_records(
+    store: Store, clock: FixedClock
+) -> None:
+    def finished(output: str) -> Job:
+        job, worker = queued(store, clock, waiting_job(store, clock)), ready_worker(store, clock)
+        claimed = _claim(store, clock, job, worker)
+        assert claimed is not None
+        with store.transaction() as tx:
+            tx.logs.append([LogLine(job.id, 1, "stdout", output, clock.now())])
+        assert _finish(store, clock, claimed, worker) is not None
+        return job
+
+    old = finished("old")
+    clock.advance(40 * 86400)
+    recent = finished("recent")
+    assert purge(store, clock, retention_days=30) == 1
+    assert purge(store, clock, retention_days=30) == 0
+    with store.reading() as tx:
+        assert tx.jobs.get(old.id) is None
+        assert tx.attempts.search(old.id) == []
+        assert tx.logs.read(old.id) == []
+        assert tx.events.search(EventQuery(aggregate_ids=[old.id])) == []
+        assert [ln.line for ln in tx.logs.read(recent.id)] == ["recent"]
+        assert len(tx.attempts.search(recent.id)) == 1
+    assert _kinds(store, recent) == ["JobQueued", "JobStarted", "JobSucceeded"]

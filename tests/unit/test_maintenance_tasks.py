@@ -1,0 +1,108 @@
+"""Maintenance tasks on hodei.testing's fakes. Moved from
+tests/integration/test_maintenance.py, where they ran on PostgreSQL: the rules are the
+use cases', and what the store's queries select is checked on every store by
+tests/integration/test_store_contract.py."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+
+from hodei.domain.records import Provider
+from hodei.domain.states import JobState, WorkerState
+from hodei.queueing.maintenance_tasks import TASKS
+from hodei.services.execution import claim_attempt
+from hodei.services.ports import EventQuery, Store, WorkerLauncher
+from hodei.services.workers import create_worker_token, terminate_worker
+from hodei.settings import Settings
+from hodei.testing import FakeLauncher, FixedClock, InMemoryStore, RecordingPublisher
+from tests.records import queued, ready_worker, waiting_job
+
+if TYPE_CHECKING:
+    from hodei.bootstrap import Container
+
+
+@dataclass
+class _Wiring:
+    """What the maintenance tasks use of a Container, over the fakes."""
+
+    store: InMemoryStore = field(default_factory=InMemoryStore)
+    clock: FixedClock = field(default_factory=FixedClock)
+    publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
+    launcher: FakeLauncher = field(default_factory=FakeLauncher)
+    settings: Settings = field(default_factory=lambda: Settings(cancel_grace_s=1.0))
+
+    def launcher_for(self, _provider: Any) -> WorkerLauncher:
+        return self.launcher
+
+    def run(self, task: str) -> dict[str, Any]:
+        return TASKS[task](cast("Container", self))
+
+
+@pytest.fixture
+def c() -> _Wiring:
+    wiring = _Wiring()
+    now = wiring.clock.now()
+    with wiring.store.transaction() as tx:
+        tx.providers.add(Provider(uuid.uuid4(), "local", "local", now, now))
+    return wiring
+
+
+def _kinds(store: Store, *types: str) -> list[str]:
+    with store.reading() as tx:
+        return [e.event_type for e in tx.events.search(EventQuery(event_types=types))]
+
+
+def test_expired_tokens_fail_their_workers_once(c: _Wiring) -> None:
+    token = create_worker_token(c.store, c.clock, provider_name="local", ttl_s=60, actor="sdk:t")
+    assert c.run("expire_tokens") == {"provision_failed": []}  # not expired yet
+    c.clock.advance(61)
+    assert c.run("expire_tokens") == {"provision_failed": [str(token.worker.id)]}
+    assert c.run("expire_tokens") == {"provision_failed": []}
+    with c.store.reading() as tx:
+        worker = tx.workers.get(token.worker.id)
+    assert worker is not None and worker.state is WorkerState.PROVISION_FAILED
+    assert _kinds(c.store, "TokenExpired", "WorkerProvisionFailed") == [
+        "TokenExpired",
+        "WorkerProvisionFailed",
+    ]
+    # Its (never started) infrastructure is removed.
+    assert [w.id for w in c.launcher.destroyed] == [token.worker.id]
+
+
+def test_a_running_job_past_its_deadline_on_a_gone_worker_times_out(c: _Wiring) -> None:
+    job, worker = waiting_job(c.store, c.clock), ready_worker(c.store, c.clock)
+    queued(c.store, c.clock, job)
+    claim = claim_attempt(
+        c.store, c.clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t-1"
+    )
+    assert claim.won
+    assert c.run("enforce_deadlines") == {"timed_out": []}  # its worker is still there
+    c.clock.advance(3600)
+    assert c.run("enforce_deadlines") == {"timed_out": []}  # past it, but the worker lives
+    terminate_worker(c.store, c.clock, worker.id, reason="vanished in a test")
+    assert c.run("enforce_deadlines") == {"timed_out": [str(job.id)]}
+    assert c.run("enforce_deadlines") == {"timed_out": []}
+    with c.store.reading() as tx:
+        stored = tx.jobs.get(job.id)
+        [last] = tx.events.search(EventQuery(aggregate_ids=[job.id], newest_first=True, limit=1))
+    assert stored is not None
+    assert (stored.state, stored.failure_reason) == (JobState.TIMED_OUT, "timeout")
+    assert (last.event_type, last.actor) == ("JobTimedOut", "system:reaper")
+
+
+def test_a_job_within_its_deadline_and_grace_is_left_running(c: _Wiring) -> None:
+    job, worker = waiting_job(c.store, c.clock), ready_worker(c.store, c.clock)
+    queued(c.store, c.clock, job)
+    assert claim_attempt(
+        c.store, c.clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t-1"
+    ).won
+    terminate_worker(c.store, c.clock, worker.id, reason="vanished in a test")
+    c.clock.advance(60 + 0.5)  # past its 60 s timeout, within the 1 s grace
+    assert c.run("enforce_deadlines") == {"timed_out": []}
+    c.clock.advance(timedelta(seconds=1).total_seconds())
+    assert c.run("enforce_deadlines") == {"timed_out": [str(job.id)]}
