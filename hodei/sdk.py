@@ -8,20 +8,18 @@ import getpass
 import logging
 import os
 import time
-import uuid
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
 
 from hodei.bootstrap import Container
 from hodei.domain.events import DomainEvent
-from hodei.domain.inputs import number_problem, text_problem
 from hodei.domain.principals import ApiToken, Role
 from hodei.domain.records import Job, LogLine, Provider, Worker
 from hodei.domain.schedules import DEFAULT_CATCHUP, Schedule
-from hodei.domain.specs import JobSpec, RetryPolicy
+from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import (
     ClientClosed,
@@ -31,6 +29,21 @@ from hodei.errors import (
     JobNotFound,
     WaitTimeout,
     WorkerNotFound,
+)
+from hodei.sdk_base import (
+    LOG_PAGE_LINES,
+    MAX_ID,
+    ClientBase,
+    check_seconds,
+    checked_int,
+    checked_states,
+    checked_text,
+    checked_types,
+    parse_job_id,
+    parse_uuid,
+    provider_name,
+    schedule_name,
+    schedule_spec,
 )
 from hodei.services import gates
 from hodei.services.job_ids import resolve_job_id
@@ -42,6 +55,7 @@ from hodei.settings import Settings, mask_url
 if TYPE_CHECKING:
     # The operators' views and controls are imported where they are used: `job run`
     # and `Client.submit` + `wait` need none of them (import time, docs/performance.md).
+    from hodei.sdk_http import HttpClient
     from hodei.services.diagnosis import Diagnosis
     from hodei.services.doctor import DoctorOptions, DoctorReport
     from hodei.services.events_feed import FollowOptions
@@ -54,46 +68,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LOG_PAGE_LINES = 1000
-"""Lines :meth:`Client.iter_logs` reads per query."""
 
-
-def parse_job_id(value: str | UUID) -> UUID:
-    """A job id from user input, or a one-line :class:`InvalidInput`."""
-    if isinstance(value, UUID):
-        return value
-    try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
-        raise InvalidInput(f"not a job id: {_short(value)}") from None
-
-
-# Ids and counts must fit the databases' 64-bit integers.
-_MAX_ID = 2**63 - 1
-
-
-def checked_text(value: str | None, what: str) -> str | None:
-    """A filter or name from the caller, or a one-line :class:`InvalidInput` if it is
-    not a string a database can be asked about (NUL bytes, lone surrogates)."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{what} must be a string, got {type(value).__name__}")
-    problem = text_problem(value)
-    if problem is not None:
-        raise InvalidInput(f"{what} {problem}")
-    return value
-
-
-def checked_int(value: int, what: str, low: int = 0, high: int = _MAX_ID) -> int:
-    """A whole number in ``low..high`` from the caller, or a one-line InvalidInput."""
-    problem = number_problem(value, low, high, whole=True)
-    if problem is not None:
-        raise InvalidInput(f"{what} {problem}")
-    return int(value)
-
-
-class Client:
+class Client(ClientBase):
     """Submit, watch and control hodei jobs.
 
     >>> client = Client.from_env()
@@ -113,9 +89,10 @@ class Client:
     @classmethod
     def from_env(
         cls, *, interface: str = "sdk", home: str | os.PathLike[str] | None = None, **overrides: Any
-    ) -> Client:
+    ) -> AnyClient:
         """A client configured from HODEI_* variables; keyword arguments (the
-        :class:`~hodei.settings.Settings` fields) override them."""
+        :class:`~hodei.settings.Settings` fields) override them. With ``HODEI_API_URL``
+        set, an :class:`~hodei.sdk_http.HttpClient`: the same calls, over the API."""
         if os.environ.get("HODEI_API_URL") and cls is Client and "database_url" not in overrides:
             # A remote caller: the API (and its token), never the database.
             from hodei.sdk_http import HttpClient
@@ -135,14 +112,6 @@ class Client:
     def settings(self) -> Settings:
         return self._container.settings
 
-    @property
-    def container(self) -> Container:
-        return self._c
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def __repr__(self) -> str:
         s = self._container.settings
         state = " closed" if self._closed else ""
@@ -152,77 +121,6 @@ class Client:
         )
 
     # -- submitting ---------------------------------------------------------------
-
-    def submit(
-        self,
-        spec: JobSpec | str | Sequence[str],
-        *,
-        name: str | None = None,
-        env: Mapping[str, str] | None = None,
-        working_dir: str | None = None,
-        timeout_s: float | None = None,
-        max_attempts: int | None = None,
-        retry: RetryPolicy | Mapping[str, float] | None = None,
-        labels: Mapping[str, str] | None = None,
-        regions: Sequence[str] | str | None = None,
-        provider: str | None = None,
-        correlation_id: str | None = None,
-        idempotency_key: str | None = None,
-        secret_env: Mapping[str, str] | None = None,
-        priority: int | None = None,
-        run_at: datetime | timedelta | str | None = None,
-        concurrency_key: str | None = None,
-        max_concurrency: int | None = None,
-        after: Sequence[UUID | str | int] | None = None,
-        after_any: bool | None = None,
-    ) -> Job:
-        """Submit one job: a :class:`JobSpec`, or a command (a shell string, or an argv
-        list) plus the fields of :meth:`JobSpec.create`.
-
-        ``secret_env``: variables the command gets like ``env``, but stored encrypted,
-        never shown (show, list, events, timeline) and masked in the job's output.
-
-        When and in what order (the job's gates): ``run_at`` (a time, or a timedelta
-        from now) publishes it then, not before; ``after`` (job ids; in
-        :meth:`submit_many`, also the index of a job of the same batch) waits until
-        they have all ended, and cancels it (``dependency_failed``) if one did not
-        succeed, unless ``after_any``; ``concurrency_key`` with ``max_concurrency``
-        (default 1) lets at most that many jobs of the key run at once; ``priority``
-        (0..9, default 5): higher starts first among the jobs waiting on a provider.
-
-        Returns the stored job (the existing one if its idempotency key was seen
-        before). Bad input raises :class:`~hodei.errors.InvalidJobSpec`; an unknown
-        ``provider`` raises :class:`~hodei.errors.ProviderNotFound`.
-        """
-        fields: dict[str, Any] = {
-            "name": name,
-            "env": env,
-            "working_dir": working_dir,
-            "timeout_s": timeout_s,
-            "max_attempts": max_attempts,
-            "retry": retry,
-            "labels": labels,
-            "regions": regions,
-            "provider": provider,
-            "correlation_id": correlation_id,
-            "idempotency_key": idempotency_key,
-            "secret_env": secret_env,
-            "priority": priority,
-            "run_at": run_at,
-            "concurrency_key": concurrency_key,
-            "max_concurrency": max_concurrency,
-            "after": after,
-            "after_any": after_any,
-        }
-        if isinstance(spec, JobSpec):
-            given = sorted(k for k, v in fields.items() if v is not None)
-            if given:
-                raise InvalidInput(
-                    f"give either a JobSpec or a command with fields, not both ({given[0]})"
-                )
-        else:
-            spec = JobSpec.create(spec, **fields)
-        return self.submit_many([spec])[0]
 
     def submit_many(self, specs: Iterable[JobSpec]) -> builtins.list[Job]:
         """Submit many jobs in one transaction, published over one broker connection.
@@ -286,7 +184,7 @@ class Client:
         """Jobs, newest first; pass the last job of a page as ``before`` for the next
         (or its ``(created_at, id)`` as ``after_key``, as the API's cursor does)."""
         query = JobQuery(
-            states=_states(state),
+            states=checked_states(state),
             name=checked_text(name, "name"),
             correlation_id=checked_text(correlation_id, "correlation_id"),
             limit=checked_int(limit, "limit", 1, 1000),
@@ -304,8 +202,8 @@ class Client:
         1 s) only bounds the gap between reads should a notification be lost. On SQLite
         it reads the job 20 ms after the last read, backing off to ``poll_s`` (default
         0.05 s)."""
-        _check_seconds(timeout, "timeout", allow_none=True)
-        _check_seconds(poll_s, "poll_s", allow_none=True)
+        check_seconds(timeout, "timeout", allow_none=True)
+        check_seconds(poll_s, "poll_s", allow_none=True)
         job_uuid = self._job_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._c.job_watches.watch(job_uuid, max_poll_s=poll_s) as watch:
@@ -318,22 +216,6 @@ class Client:
                     raise WaitTimeout(f"job {job.id} is still {job.state} after {timeout:g}s")
                 watch.wait(left)
 
-    def logs(
-        self,
-        job_id: str | UUID,
-        *,
-        after_id: int = 0,
-        tail: int | None = None,
-        limit: int | None = None,
-    ) -> builtins.list[LogLine]:
-        """A job's stored output lines in order, all of them unless asked for fewer:
-        ``tail`` keeps only the last N, ``limit`` at most the first N (after ``after_id``).
-
-        Each line has ``line`` (readable text) and ``data`` (exactly the bytes written,
-        newline included). For output too large to hold in a list, iterate
-        :meth:`iter_logs`, which reads it page by page."""
-        return builtins.list(self.iter_logs(job_id, after_id=after_id, tail=tail, limit=limit))
-
     def iter_logs(
         self,
         job_id: str | UUID,
@@ -345,7 +227,7 @@ class Client:
         """:meth:`logs`, read lazily in pages of ``LOG_PAGE_LINES`` lines by id, so memory
         stays constant however long the output is. The job is looked up at once."""
         after_id = checked_int(after_id, "after_id")
-        limit = None if limit is None else checked_int(limit, "limit", 1, _MAX_ID)
+        limit = None if limit is None else checked_int(limit, "limit", 1, MAX_ID)
         tail = None if tail is None else checked_int(tail, "tail")
         job_uuid = self.get(job_id).id
         if tail is not None:
@@ -372,7 +254,7 @@ class Client:
         """Every line from the start (or the last ``tail``), then live lines, until the
         job is terminal and its output is drained. New lines and the job's end are
         pushed on PostgreSQL and polled for on SQLite, as in :meth:`wait`."""
-        _check_seconds(poll_s, "poll_s", allow_none=True)
+        check_seconds(poll_s, "poll_s", allow_none=True)
         tail = None if tail is None else checked_int(tail, "tail")
         job_uuid = self.get(job_id).id
         with self._c.job_watches.watch(job_uuid, logs=True, max_poll_s=poll_s) as watch:
@@ -413,7 +295,7 @@ class Client:
         if job_id is None and correlation_id is None:
             raise InvalidInput("give a job id or a correlation id")
         checked_text(correlation_id, "correlation_id")
-        limit = checked_int(limit, "limit", 1, _MAX_ID)
+        limit = checked_int(limit, "limit", 1, MAX_ID)
         if job_id is not None and not related:
             query = EventQuery(aggregate_ids=[self.get(job_id).id], limit=limit)
             with self._c.store.reading() as tx:
@@ -441,8 +323,8 @@ class Client:
         if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
             raise InvalidInput("since must be a timezone-aware datetime")
         query = EventQuery(
-            event_types=_types(types),
-            aggregate_ids=[_parse_uuid(aggregate_id, "aggregate id")] if aggregate_id else (),
+            event_types=checked_types(types),
+            aggregate_ids=[parse_uuid(aggregate_id, "aggregate id")] if aggregate_id else (),
             correlation_id=checked_text(correlation_id, "correlation_id"),
             since=since,
             after_id=None if after_id is None else checked_int(after_id, "after_id"),
@@ -464,10 +346,10 @@ class Client:
         exactly once, across database reconnects; resume with ``from_id=last.id + 1``."""
         from hodei.services.events_feed import FollowOptions, follow_events
 
-        wanted = set(_types(types))
+        wanted = set(checked_types(types))
         checked_text(correlation_id, "correlation_id")
         from_id = None if from_id is None else checked_int(from_id, "from_id")
-        aggregate = _parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
+        aggregate = parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
 
         def matches(event: DomainEvent) -> bool:
             return (
@@ -581,7 +463,7 @@ class Client:
         provider = update_provider(
             self._c.store,
             self._c.clock,
-            _provider_name(name),
+            provider_name(name),
             changes,
             validate=validate_config,
             actor=self.actor,
@@ -625,7 +507,7 @@ class Client:
         """A provider with its live worker count."""
         from hodei.services.providers import get_provider
 
-        return get_provider(self._c.store, _provider_name(name))
+        return get_provider(self._c.store, provider_name(name))
 
     def providers(self) -> builtins.list[ProviderView]:
         from hodei.services.providers import list_providers
@@ -640,7 +522,7 @@ class Client:
         c = self._c
         if name is not None:
             self.provider(name)  # ProviderNotFound for a wrong name
-            name = _provider_name(name)
+            name = provider_name(name)
         results = check_providers(
             c.store,
             c.clock,
@@ -655,7 +537,7 @@ class Client:
         from hodei.services.providers import set_provider_status
 
         provider = set_provider_status(
-            self._c.store, self._c.clock, _provider_name(name), status, actor=self.actor
+            self._c.store, self._c.clock, provider_name(name), status, actor=self.actor
         )
         self._providers_changed()
         return provider
@@ -688,7 +570,7 @@ class Client:
             return tx.workers.search(states=() if all_states else LIVE_WORKER_STATES, limit=limit)
 
     def worker(self, worker_id: str | UUID) -> Worker:
-        worker_uuid = _parse_uuid(worker_id, "worker id")
+        worker_uuid = parse_uuid(worker_id, "worker id")
         with self._c.store.reading() as tx:
             found = tx.workers.get(worker_uuid)
         if found is None:
@@ -700,16 +582,16 @@ class Client:
         from hodei.services.workers import drain_worker
 
         c = self._c
-        return drain_worker(c.store, c.clock, _parse_uuid(worker_id, "worker id"), actor=self.actor)
+        return drain_worker(c.store, c.clock, parse_uuid(worker_id, "worker id"), actor=self.actor)
 
     def create_worker_token(self, provider: str = "local", *, ttl_s: float = 300) -> IssuedToken:
         """A single-use bootstrap token (and its worker row) for a worker started by hand."""
         from hodei.services.workers import create_worker_token
 
-        _check_seconds(ttl_s, "ttl_s")
+        check_seconds(ttl_s, "ttl_s")
         c = self._c
         return create_worker_token(
-            c.store, c.clock, provider_name=_provider_name(provider), ttl_s=ttl_s, actor=self.actor
+            c.store, c.clock, provider_name=provider_name(provider), ttl_s=ttl_s, actor=self.actor
         )
 
     def create_api_token(
@@ -762,7 +644,7 @@ class Client:
             c.clock,
             name=name,
             cron_expression=cron,
-            spec=_schedule_spec(name, spec, fields),
+            spec=schedule_spec(name, spec, fields),
             timezone=timezone,
             catchup=catchup,
             paused=paused,
@@ -779,33 +661,31 @@ class Client:
         """One schedule and its latest fires (ScheduleNotFound if there is none)."""
         from hodei.services.schedules import get_schedule
 
-        return get_schedule(self._c.store, _schedule_name(name))
+        return get_schedule(self._c.store, schedule_name(name))
 
     def pause_schedule(self, name: str) -> Schedule:
         from hodei.services.schedules import pause_schedule
 
-        return pause_schedule(self._c.store, self._c.clock, _schedule_name(name), actor=self.actor)
+        return pause_schedule(self._c.store, self._c.clock, schedule_name(name), actor=self.actor)
 
     def resume_schedule(self, name: str) -> Schedule:
         """Fire again from the next tick; ticks while paused are not caught up."""
         from hodei.services.schedules import resume_schedule
 
-        return resume_schedule(self._c.store, self._c.clock, _schedule_name(name), actor=self.actor)
+        return resume_schedule(self._c.store, self._c.clock, schedule_name(name), actor=self.actor)
 
     def remove_schedule(self, name: str) -> Schedule:
         """Delete the schedule; the jobs it submitted stay."""
         from hodei.services.schedules import remove_schedule
 
-        return remove_schedule(self._c.store, self._c.clock, _schedule_name(name), actor=self.actor)
+        return remove_schedule(self._c.store, self._c.clock, schedule_name(name), actor=self.actor)
 
     def trigger_schedule(self, name: str) -> Job:
         """Fire the schedule now (also when paused); its cron ticks are unchanged."""
         from hodei.services.schedules import trigger_schedule
 
         c = self._c
-        job = trigger_schedule(
-            c.store, c.clock, c.publisher, _schedule_name(name), actor=self.actor
-        )
+        job = trigger_schedule(c.store, c.clock, c.publisher, schedule_name(name), actor=self.actor)
         self._provision({job.provider_id})
         return job
 
@@ -815,88 +695,6 @@ class Client:
             self._closed = True
             self._container.close()
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-
-def _states(state: str | JobState | Sequence[str | JobState] | None) -> builtins.list[JobState]:
-    if state is None:
-        return []
-    if not isinstance(state, str | JobState | Sequence):
-        raise InvalidInput(f"state must be a state name or a list of them, not {_short(state)}")
-    values = [state] if isinstance(state, str | JobState) else list(state)
-    allowed = {s.value: s for s in JobState}
-    found = [allowed.get(v.upper()) if isinstance(v, str) else v for v in values]
-    if not all(isinstance(v, JobState) for v in found):
-        raise InvalidInput(f"unknown state in {_short(values)}; use one of {', '.join(allowed)}")
-    return [v for v in found if isinstance(v, JobState)]
-
-
-def _parse_uuid(value: str | UUID, what: str) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
-        raise InvalidInput(f"not an {what}: {_short(value)}") from None
-
-
-def _check_seconds(value: float | None, what: str, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    problem = number_problem(value, 0, 365 * 86400)
-    if problem is not None:
-        raise InvalidInput(f"{what} {problem}")
-
-
-def _provider_name(name: str) -> str:
-    checked = checked_text(name, "provider name")
-    if not checked:
-        raise InvalidInput("give a provider name")
-    return checked
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _types(types: Sequence[str]) -> builtins.list[str]:
-    if isinstance(types, str):
-        types = [types]
-    return [t for t in types if checked_text(t, "event type") is not None]
-
-
-def _schedule_name(name: str) -> str:
-    checked = checked_text(name, "schedule name")
-    if not checked:
-        raise InvalidInput("give a schedule name")
-    return checked
-
-
-def _schedule_spec(
-    name: str, spec: JobSpec | str | Sequence[str], fields: Mapping[str, Any]
-) -> JobSpec:
-    """The job a schedule submits: a JobSpec as given, or a command plus fields; its
-    name defaults to the schedule's."""
-    if isinstance(spec, JobSpec):
-        if fields:
-            raise InvalidInput(
-                f"give either a JobSpec or a command with fields, not both ({sorted(fields)[0]})"
-            )
-        return spec
-    known = set(JobSpec.__dataclass_fields__) - {"command"}
-    unknown = sorted(set(fields) - known - {"timeout_s"})
-    if unknown:
-        raise InvalidInput(f"unknown job field {unknown[0]!r}")
-    values = dict(fields)
-    if values.get("name") is None and isinstance(name, str):
-        values["name"] = name
-    return JobSpec.create(spec, **values)
-
 
 def _user() -> str:
     try:
@@ -905,4 +703,9 @@ def _user() -> str:
         return "unknown"
 
 
-__all__ = ["Client", "parse_job_id"]
+__all__ = ["LOG_PAGE_LINES", "Client", "parse_job_id"]
+
+
+if TYPE_CHECKING:
+    AnyClient: TypeAlias = Client | HttpClient
+    """Either backend: what :meth:`Client.from_env` returns."""

@@ -46,16 +46,16 @@ from hodei.errors import (
     WaitTimeout,
     error_class,
 )
-from hodei.sdk import (
+from hodei.sdk_base import (
     LOG_PAGE_LINES,
-    Client,
-    _check_seconds,
-    _parse_uuid,
-    _schedule_name,
-    _schedule_spec,
-    _types,
+    ClientBase,
+    check_seconds,
     checked_int,
     checked_text,
+    checked_types,
+    parse_uuid,
+    schedule_name,
+    schedule_spec,
 )
 from hodei.services.diagnosis import Diagnosis
 from hodei.services.doctor import DoctorOptions, DoctorReport
@@ -112,7 +112,7 @@ def raise_problem(response: httpx.Response) -> NoReturn:
     raise exc
 
 
-class HttpClient(Client):
+class HttpClient(ClientBase):
     """A :class:`~hodei.sdk.Client` whose every call goes to a ``hodei server``."""
 
     def __init__(
@@ -135,9 +135,7 @@ class HttpClient(Client):
         self._actor: str | None = None
 
     @classmethod
-    def from_env(  # type: ignore[override]
-        cls, *, interface: str = "sdk", home: Any = None, **overrides: Any
-    ) -> HttpClient:
+    def from_env(cls, *, interface: str = "sdk", home: Any = None, **overrides: Any) -> HttpClient:
         url = overrides.get("api_url") or os.environ.get("HODEI_API_URL", "")
         token = overrides.get("api_token") or os.environ.get("HODEI_API_TOKEN")
         return cls(url, token)
@@ -251,8 +249,8 @@ class HttpClient(Client):
         self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float | None = None
     ) -> Job:
         """Block until the job is terminal: long polls, each held open by the server."""
-        _check_seconds(timeout, "timeout", allow_none=True)
-        _check_seconds(poll_s, "poll_s", allow_none=True)
+        check_seconds(timeout, "timeout", allow_none=True)
+        check_seconds(poll_s, "poll_s", allow_none=True)
         job_uuid = self._job_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -317,7 +315,7 @@ class HttpClient(Client):
         self, job_id: str | UUID, *, tail: int | None = None, poll_s: float | None = None
     ) -> Iterator[LogLine]:
         """Lines as the server streams them (NDJSON), until the job has ended."""
-        _check_seconds(poll_s, "poll_s", allow_none=True)
+        check_seconds(poll_s, "poll_s", allow_none=True)
         tail = None if tail is None else checked_int(tail, "tail")
         job_uuid = self.get(job_id).id
         return self._follow_logs(job_uuid, tail)
@@ -386,8 +384,8 @@ class HttpClient(Client):
             raise InvalidInput("since must be a timezone-aware datetime")
         data = self._get(
             "/v1/events",
-            type=_types(types) or None,
-            aggregate_id=str(_parse_uuid(aggregate_id, "aggregate id")) if aggregate_id else None,
+            type=checked_types(types) or None,
+            aggregate_id=str(parse_uuid(aggregate_id, "aggregate id")) if aggregate_id else None,
             correlation_id=checked_text(correlation_id, "correlation_id"),
             since=since.isoformat() if since else None,
             after_id=None if after_id is None else checked_int(after_id, "after_id"),
@@ -408,10 +406,10 @@ class HttpClient(Client):
         seen as ``Last-Event-ID``, so each event still comes exactly once, in order."""
         checked_text(correlation_id, "correlation_id")
         from_id = None if from_id is None else checked_int(from_id, "from_id")
-        aggregate = _parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
+        aggregate = parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
         params = _params(
             {
-                "type": _types(types) or None,
+                "type": checked_types(types) or None,
                 "correlation_id": correlation_id,
                 "aggregate_id": str(aggregate) if aggregate else None,
                 "from_id": from_id,
@@ -537,14 +535,14 @@ class HttpClient(Client):
         return _as(builtins.list[Worker], data)  # type: ignore[no-any-return]
 
     def worker(self, worker_id: str | UUID) -> Worker:
-        return _as(Worker, self._get(f"/v1/workers/{_parse_uuid(worker_id, 'worker id')}"))  # type: ignore[no-any-return]
+        return _as(Worker, self._get(f"/v1/workers/{parse_uuid(worker_id, 'worker id')}"))  # type: ignore[no-any-return]
 
     def drain_worker(self, worker_id: str | UUID) -> Worker:
-        path = f"/v1/workers/{_parse_uuid(worker_id, 'worker id')}/drain"
+        path = f"/v1/workers/{parse_uuid(worker_id, 'worker id')}/drain"
         return _as(Worker, self._post(path))  # type: ignore[no-any-return]
 
     def create_worker_token(self, provider: str = "local", *, ttl_s: float = 300) -> IssuedToken:
-        _check_seconds(ttl_s, "ttl_s")
+        check_seconds(ttl_s, "ttl_s")
         out = WorkerTokenOut.model_validate_json(
             self._post("/v1/worker-tokens", {"provider": provider, "ttl_s": ttl_s})
         )
@@ -588,7 +586,7 @@ class HttpClient(Client):
         paused: bool = False,
         **fields: Any,
     ) -> Schedule:
-        job = _schedule_spec(name, spec, fields)
+        job = schedule_spec(name, spec, fields)
         if job.secret_env:
             raise InvalidInput("a schedule cannot carry secret_env yet; use env")
         body = {
@@ -605,11 +603,11 @@ class HttpClient(Client):
         return _as(builtins.list[Schedule], self._get("/v1/schedules"))  # type: ignore[no-any-return]
 
     def schedule(self, name: str) -> ScheduleView:
-        path = f"/v1/schedules/{_segment(_schedule_name(name))}"
+        path = f"/v1/schedules/{_segment(schedule_name(name))}"
         return _as(ScheduleView, self._get(path))  # type: ignore[no-any-return]
 
     def _schedule_action(self, name: str, action: str) -> bytes:
-        return self._post(f"/v1/schedules/{_segment(_schedule_name(name))}/{action}")
+        return self._post(f"/v1/schedules/{_segment(schedule_name(name))}/{action}")
 
     def pause_schedule(self, name: str) -> Schedule:
         return _as(Schedule, self._schedule_action(name, "pause"))  # type: ignore[no-any-return]
@@ -621,16 +619,13 @@ class HttpClient(Client):
         return _as(Job, self._schedule_action(name, "trigger"))  # type: ignore[no-any-return]
 
     def remove_schedule(self, name: str) -> Schedule:
-        path = f"/v1/schedules/{_segment(_schedule_name(name))}"
+        path = f"/v1/schedules/{_segment(schedule_name(name))}"
         return _as(Schedule, self._request("DELETE", path))  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._http.close()
-
-    def __enter__(self) -> HttpClient:
-        return self
 
 
 class _StreamEnded(Exception):

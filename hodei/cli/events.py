@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,10 +16,12 @@ from hodei.cli.remote import cli_client
 from hodei.cli.serialize import event_to_dict
 from hodei.domain.events import DomainEvent
 from hodei.errors import InvalidInput
-from hodei.sdk import Client
+
+if TYPE_CHECKING:
+    from hodei.sdk import AnyClient
 
 
-def client(ctx: click.Context) -> Client:
+def client(ctx: click.Context) -> AnyClient:
     """A CLI client: over the API when HODEI_API_URL is set, else the database."""
     return cli_client(ctx)
 

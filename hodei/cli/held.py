@@ -5,6 +5,7 @@ for a job it waits on."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,11 +14,14 @@ from hodei.domain.states import JobState
 from hodei.sdk import Client
 from hodei.services import gates
 
+if TYPE_CHECKING:
+    from hodei.sdk import AnyClient
+
 # How often a waiting `job run` checks its own job's gates.
 CHECK_EVERY_S = 0.2
 
 
-def announce(client: Client, job: Job) -> None:
+def announce(client: AnyClient, job: Job) -> None:
     """One line: the job is held, and why (its diagnose verdict)."""
     if not job.held or job.state is not JobState.PENDING:
         return
@@ -25,15 +29,14 @@ def announce(client: Client, job: Job) -> None:
     click.echo(f"hodei: job {job.id} waits: {diagnosis.verdict}", err=True)
 
 
-def wait_for_release(client: Client, job: Job) -> Job:
+def wait_for_release(client: AnyClient, job: Job) -> Job:
     """Until ``job`` is released or ended. Over the API the server's scheduler releases
     it; with the database this process checks its gates itself and publishes it."""
-    local = type(client) is Client
     while True:
         current = client.get(job.id)
         if not current.held or current.state is not JobState.PENDING:
             return current
-        if local:
+        if isinstance(client, Client):  # the database, not a server
             c = client.container
             released = gates.release_jobs(c.store, c.clock, c.publisher, [current]).released
             if released:

@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import click
@@ -31,8 +31,10 @@ from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import Conflict, InvalidInput
-from hodei.sdk import Client
 from hodei.services.events_feed import summarize as summarize_event
+
+if TYPE_CHECKING:
+    from hodei.sdk import AnyClient
 
 # What `job run` exits with when the command did not give an exit code of its own.
 EXIT_TIMED_OUT = 124
@@ -42,7 +44,7 @@ EXIT_OTHER_FAILURE = 1
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
-def _client(ctx: click.Context) -> Client:
+def _client(ctx: click.Context) -> AnyClient:
     """A CLI client: over the API when HODEI_API_URL is set, else the database."""
     return cli_client(ctx)
 
@@ -239,7 +241,7 @@ def stop_signals_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _cancel_on_stop(client: Client, job_id: UUID, stop: BaseException) -> int:
+def _cancel_on_stop(client: AnyClient, job_id: UUID, stop: BaseException) -> int:
     """Cancel the job ``job run`` was watching; the exit code for how it was stopped:
     130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP (128 + the signal)."""
     signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
@@ -259,7 +261,7 @@ def _cancel_on_stop(client: Client, job_id: UUID, stop: BaseException) -> int:
     return 128 + int(signum)
 
 
-def _explain_wait(client: Client, job: Job) -> None:
+def _explain_wait(client: AnyClient, job: Job) -> None:
     """Once, on stderr: why a job no provider can take now waits (each provider and why
     it was passed over). It is accepted and keeps waiting: a provider may be enabled,
     healed or given the label meanwhile; after HODEI_QUEUE_TIMEOUT it fails."""
@@ -316,7 +318,7 @@ def submit(ctx: click.Context, /, output: str, **params: Any) -> None:
     _print_submitted(_submit(_client(ctx), build_spec(params)), output)
 
 
-def _submit(client: Client, spec: JobSpec) -> Job:
+def _submit(client: AnyClient, spec: JobSpec) -> Job:
     """Submit; if the broker did not take the job, say so in one line."""
     with unpublished.publish_failures_reported_by_caller():
         job = client.submit(spec)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,8 +13,10 @@ from hodei.cli.remote import cli_client
 from hodei.cli.serialize import mapping_from_pairs, provider_to_dict
 from hodei.domain.states import ProviderHealth
 from hodei.errors import InvalidConfiguration, ProviderUnavailable
-from hodei.sdk import Client
 from hodei.services.providers import ProviderView
+
+if TYPE_CHECKING:
+    from hodei.sdk import AnyClient
 
 _COLUMNS = [
     "name",
@@ -30,7 +32,7 @@ _COLUMNS = [
 ]
 
 
-def _client(ctx: click.Context) -> Client:
+def _client(ctx: click.Context) -> AnyClient:
     """A CLI client: over the API when HODEI_API_URL is set, else the database."""
     return cli_client(ctx)
 

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from hodei.sdk import Client
 from hodei.settings import Settings
 
+if TYPE_CHECKING:
+    from hodei.sdk import AnyClient
 
-def cli_client(ctx: click.Context) -> Client:
+
+def cli_client(ctx: click.Context) -> AnyClient:
     if os.environ.get("HODEI_API_URL"):
         from hodei.sdk_http import HttpClient
 

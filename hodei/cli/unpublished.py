@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,9 +22,11 @@ from hodei.bootstrap import Container
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
 from hodei.errors import BrokerUnavailable
-from hodei.sdk import Client
 from hodei.services.dispatch import publish_jobs
 from hodei.settings import mask_url
+
+if TYPE_CHECKING:
+    from hodei.sdk import AnyClient
 
 # How often `job run` asks whether the broker is back while it waits.
 PROBE_EVERY_S = 1.0
@@ -50,7 +53,7 @@ def publish_failures_reported_by_caller() -> Iterator[None]:
         dispatch_log.setLevel(level)
 
 
-def announce(client: Client, job: Job) -> None:
+def announce(client: AnyClient, job: Job) -> None:
     """The one line that says what happened to an unpublished job."""
     click.echo(
         f"hodei: job {job.id} is stored PENDING: the broker at "
@@ -60,7 +63,7 @@ def announce(client: Client, job: Job) -> None:
     )
 
 
-def wait_for_publish(client: Client, job: Job) -> Job:
+def wait_for_publish(client: AnyClient, job: Job) -> Job:
     """Wait up to HODEI_BROKER_WAIT seconds for the job to leave PENDING, publishing it
     as soon as the broker answers; :class:`BrokerUnavailable` (exit 5) after that."""
     from hodei.queueing.app import broker_reachable  # Celery: only when it is needed
