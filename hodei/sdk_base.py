@@ -136,15 +136,8 @@ class ClientBase:
         :meth:`iter_logs`, which reads it page by page."""
         return builtins.list(self.iter_logs(job_id, after_id=after_id, tail=tail, limit=limit))
 
-    def iter_logs(
-        self,
-        job_id: str | UUID,
-        *,
-        after_id: int = 0,
-        tail: int | None = None,
-        limit: int | None = None,
-    ) -> Iterator[LogLine]:
-        raise NotImplementedError
+    def iter_logs(self, *args: Any, **kwargs: Any) -> Iterator[LogLine]:
+        raise NotImplementedError  # each backend's, with the arguments of ``logs``
 
     def close(self) -> None:
         raise NotImplementedError
