@@ -666,6 +666,13 @@ class _Transaction:
 
     def apply(self, transition: Transition) -> Applied:
         s, t = self.state, transition
+        if t.provider is not None:
+            provider = s.providers.get(t.provider.provider_id)
+            if provider is None or t.provider.status not in (None, provider.status):
+                return Applied(False)
+            self.providers.update(provider.id, **t.provider.changes)
+            self.events.add(*t.events)
+            return Applied(True)
         if t.job is not None:
             job = s.jobs.get(t.job.job_id)
             if (

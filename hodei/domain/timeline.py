@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from hodei.domain.events import Aggregate, DomainEvent, EventType
-from hodei.domain.records import Job, Worker
-from hodei.domain.states import JobState, WorkerState
+from hodei.domain.records import Job, Provider, Worker
+from hodei.domain.states import JobState, ProviderHealth, ProviderStatus, WorkerState
 
 
 def job_event(
@@ -92,3 +93,28 @@ def _json_ready(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def provider_event(
+    provider: Provider, event_type: EventType, actor: str, now: datetime, **payload: Any
+) -> DomainEvent:
+    """An event on a provider's timeline; the payload names it (its name outlives it)."""
+    return DomainEvent(
+        event_type=str(event_type),
+        aggregate_type=str(Aggregate.PROVIDER),
+        aggregate_id=provider.id,
+        actor=actor,
+        occurred_at=now,
+        payload={"provider": provider.name, **plain(payload)},
+    )
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON can hold it: mappings, lists, a provider's status and health."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, ProviderStatus | ProviderHealth):
+        return str(value)
+    return value

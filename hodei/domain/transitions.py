@@ -1,4 +1,4 @@
-"""Every change of a job's or a worker's state, one pure function each.
+"""Every change of a job's, a worker's or a provider's state, one pure function each.
 
 A function takes the record as the caller read it (or, where the caller reads nothing
 first, its identity) and returns a :class:`Transition`: which row changes and under
@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from hodei.domain.events import Actor, DomainEvent, EventType
-from hodei.domain.records import Attempt, Job, Worker, provider_of_queue
+from hodei.domain.records import Attempt, Job, Provider, Worker, provider_of_queue
 from hodei.domain.states import (
     LAUNCHING_REF,
     LIVE_WORKER_STATES,
@@ -30,11 +30,13 @@ from hodei.domain.states import (
     AttemptState,
     FailureReason,
     JobState,
+    ProviderHealth,
+    ProviderStatus,
     WorkerState,
     ensure_transition,
     ensure_worker_transition,
 )
-from hodei.domain.timeline import job_event, job_event_for, worker_event
+from hodei.domain.timeline import job_event, job_event_for, provider_event, worker_event
 
 
 class Kind(StrEnum):
@@ -63,6 +65,9 @@ class Kind(StrEnum):
     LOSE = "lose"
     TERMINATE = "terminate"
     PROVISION_FAILED = "provision_failed"
+    PROVIDER_STATUS = "provider_status"
+    PROVIDER_HEALTH = "provider_health"
+    PROVIDER_UPDATE = "provider_update"
 
 
 class WorkerCount(StrEnum):
@@ -123,6 +128,15 @@ class WorkerChange:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderChange:
+    """Set ``changes`` on the provider (if its status is still ``status``, when given)."""
+
+    provider_id: UUID
+    changes: Mapping[str, Any]
+    status: ProviderStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptChange:
     """Set ``changes`` on attempt ``attempt_no`` of the job."""
 
@@ -134,7 +148,8 @@ class AttemptChange:
 @dataclass(frozen=True, slots=True)
 class Transition:
     """One state change, written all or nothing. The guard is the job change when there
-    is one, else the worker change: if it no longer holds, nothing is written."""
+    is one, else the worker change, else the provider change: if it no longer holds,
+    nothing is written."""
 
     kind: Kind
     job: JobChange | None = None
@@ -142,9 +157,12 @@ class Transition:
     attempt: AttemptChange | None = None
     new_attempt: Attempt | None = None
     events: tuple[DomainEvent, ...] = ()
+    provider: ProviderChange | None = None  # a provider's change stands alone
 
     def __post_init__(self) -> None:
-        assert self.job is not None or self.worker is not None, "a transition needs a guard"
+        guards = (self.job, self.worker, self.provider)
+        assert any(g is not None for g in guards), "a transition needs a guard"
+        assert self.provider is None or (self.job is None and self.worker is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -907,3 +925,74 @@ def after(job: Job, transition: Transition, applied: Applied | None = None) -> J
     if applied is None or applied.has_dependents is None:
         return replace(job, **transition.job.changes)
     return replace(job, **transition.job.changes, has_dependents=applied.has_dependents)
+
+
+def set_provider_status(
+    provider: Provider, status: ProviderStatus, *, actor: str, now: datetime
+) -> Transition:
+    """ACTIVE, DISABLED or DRAINING, if nobody changed the status since ``provider`` was
+    read."""
+    return Transition(
+        Kind.PROVIDER_STATUS,
+        provider=ProviderChange(
+            provider.id, {"status": status, "updated_at": now}, status=provider.status
+        ),
+        events=(
+            provider_event(
+                provider,
+                EventType.PROVIDER_STATUS_CHANGED,
+                actor,
+                now,
+                old_status=str(provider.status),
+                new_status=str(status),
+            ),
+        ),
+    )
+
+
+def record_health(
+    provider: Provider,
+    health: ProviderHealth,
+    message: str,
+    *,
+    now: datetime,
+    **payload: Any,
+) -> Transition:
+    """A health check's result. A change of health, or a breaker's transition (given as
+    ``payload``), writes ProviderHealthChanged; the same health only its check time."""
+    changed = provider.health is not health or bool(payload)
+    event = provider_event(
+        provider,
+        EventType.PROVIDER_HEALTH_CHANGED,
+        Actor.HEALTH,
+        now,
+        old=str(provider.health),
+        new=str(health),
+        message=message,
+        **payload,
+    )
+    return Transition(
+        Kind.PROVIDER_HEALTH,
+        provider=ProviderChange(
+            provider.id,
+            {"health": health, "health_message": message or None, "health_checked_at": now},
+        ),
+        events=(event,) if changed else (),
+    )
+
+
+def update_provider(
+    provider: Provider,
+    changes: Mapping[str, Any],
+    *,
+    shown: Mapping[str, Any],
+    actor: str,
+    now: datetime,
+) -> Transition:
+    """New settings for a provider; ProviderUpdated lists them as ``shown`` (secrets
+    masked by the caller)."""
+    return Transition(
+        Kind.PROVIDER_UPDATE,
+        provider=ProviderChange(provider.id, {**changes, "updated_at": now}),
+        events=(provider_event(provider, EventType.PROVIDER_UPDATED, actor, now, changes=shown),),
+    )

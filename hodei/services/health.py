@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from hodei.domain.events import Actor, EventType
+from hodei.domain import transitions
 from hodei.domain.records import Provider
 from hodei.domain.states import ProviderHealth, ProviderStatus
 from hodei.errors import HodeiError
 from hodei.services.ports import Clock, Store
-from hodei.services.providers import DEFAULT_HEALTH_CHECK, provider_event
+from hodei.services.providers import DEFAULT_HEALTH_CHECK
 
 logger = logging.getLogger(__name__)
 
@@ -99,26 +99,11 @@ def record_health(
         if provider is None:
             return False
         # A breaker transition is always worth an event, even when health stays the same.
-        changed = provider.health is not report.health or bool(payload)
-        tx.providers.update(
-            provider.id,
-            health=report.health,
-            health_message=report.message or None,
-            health_checked_at=now,
+        change = transitions.record_health(
+            provider, report.health, report.message, now=now, **payload
         )
-        if changed:
-            tx.events.add(
-                provider_event(
-                    provider,
-                    EventType.PROVIDER_HEALTH_CHANGED,
-                    Actor.HEALTH,
-                    now,
-                    old=str(provider.health),
-                    new=str(report.health),
-                    message=report.message,
-                    **payload,
-                )
-            )
+        tx.apply(change)
+    changed = bool(change.events)
     if changed:
         log = logger.warning if report.health is ProviderHealth.UNHEALTHY else logger.info
         log(

@@ -21,9 +21,9 @@ from hodei.domain.states import (
     FailureReason,
     WorkerState,
 )
+from hodei.domain.timeline import provider_event
 from hodei.errors import Conflict, ProviderNotFound
 from hodei.services.ports import Clock, JobQuery, Store, Transaction
-from hodei.services.providers import provider_event
 from hodei.services.workers import fail_provisioning
 
 logger = logging.getLogger(__name__)

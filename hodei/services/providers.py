@@ -13,13 +13,14 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from hodei.domain.events import Aggregate, DomainEvent, EventType
+from hodei.domain import transitions
+from hodei.domain.events import EventType
 from hodei.domain.inputs import label_problem, number_problem, quoted, text_problem
 from hodei.domain.records import Provider
-from hodei.domain.states import ProviderHealth, ProviderStatus
+from hodei.domain.states import ProviderStatus
+from hodei.domain.timeline import plain, provider_event
 from hodei.errors import Conflict, InvalidConfiguration, ProviderNotFound
 from hodei.services.ports import Clock, Store
 
@@ -119,15 +120,15 @@ def update_provider(
         merged = {k: getattr(current, k) for k in EDITABLE} | dict(changes)
         fields = _checked(current.provider_type, merged, validate)
         diff = {
-            k: {"old": _jsonable(getattr(current, k)), "new": _jsonable(v)}
+            k: {"old": plain(getattr(current, k)), "new": plain(v)}
             for k, v in fields.items()
-            if _jsonable(getattr(current, k)) != _jsonable(v)
+            if plain(getattr(current, k)) != plain(v)
         }
         if not diff:
             return current
-        tx.providers.update(current.id, updated_at=now, **{k: fields[k] for k in diff})
-        tx.events.add(
-            provider_event(current, EventType.PROVIDER_UPDATED, actor, now, changes=_public(diff))
+        changed = {k: fields[k] for k in diff}
+        tx.apply(
+            transitions.update_provider(current, changed, shown=_public(diff), actor=actor, now=now)
         )
         updated = tx.providers.get(current.id)
     assert updated is not None
@@ -145,17 +146,9 @@ def set_provider_status(
         current = _get(tx.providers.get_by_name(name), name)
         if current.status is status:
             return current
-        tx.providers.update(current.id, status=status, updated_at=now)
-        tx.events.add(
-            provider_event(
-                current,
-                EventType.PROVIDER_STATUS_CHANGED,
-                actor,
-                now,
-                old_status=str(current.status),
-                new_status=str(status),
-            )
-        )
+        # Read in this transaction, so the status guard holds unless the store lets
+        # another writer in between: then that one's status stands.
+        tx.apply(transitions.set_provider_status(current, status, actor=actor, now=now))
         updated = tx.providers.get(current.id)
     assert updated is not None
     logger.info("Provider %s is now %s", name, status)
@@ -174,19 +167,6 @@ def list_providers(store: Store) -> list[ProviderView]:
             ProviderView(c.provider, c.live_workers)
             for c in tx.providers.search_with_live_workers()
         ]
-
-
-def provider_event(
-    provider: Provider, event_type: EventType, actor: str, now: datetime, **payload: Any
-) -> DomainEvent:
-    return DomainEvent(
-        event_type=str(event_type),
-        aggregate_type=str(Aggregate.PROVIDER),
-        aggregate_id=provider.id,
-        actor=actor,
-        occurred_at=now,
-        payload={"provider": provider.name, **_jsonable(payload)},
-    )
 
 
 def _get(provider: Provider | None, name: str) -> Provider:
@@ -329,14 +309,4 @@ def _public(value: Any) -> Any:
             k: "***" if any(s in str(k).lower() for s in _SECRET_KEYS) else _public(v)
             for k, v in value.items()
         }
-    return _jsonable(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, ProviderStatus | ProviderHealth):
-        return str(value)
-    return value
+    return plain(value)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from hodei.domain.records import Provider
 from hodei.domain.selection import Candidate
+from hodei.domain.states import ProviderStatus
 from hodei.store import statements
 from hodei.store.driver_statement import driver_statement
 from hodei.store.mapping import provider_from_row, provider_to_row
@@ -70,10 +71,19 @@ class SqlProviderRepository:
         return found
 
     def update(self, provider_id: UUID, **changes: Any) -> None:
+        self.compare_and_set(provider_id, expected_status=None, **changes)
+
+    def compare_and_set(
+        self, provider_id: UUID, *, expected_status: ProviderStatus | None, **changes: Any
+    ) -> bool:
+        """Set ``changes`` if the provider is there (and its status is ``expected_status``)."""
         values = {k: (str(v) if hasattr(v, "value") else v) for k, v in changes.items()}
         if "allowed_regions" in values:
             values["allowed_regions"] = list(values["allowed_regions"])
-        self._c.execute(providers.update().where(providers.c.id == provider_id).values(**values))
+        guard = providers.c.id == provider_id
+        if expected_status is not None:
+            guard = sa.and_(guard, providers.c.status == str(expected_status))
+        return self._c.execute(providers.update().where(guard).values(**values)).rowcount == 1
 
     def delete(self, provider_id: UUID) -> None:
         # History stays: workers and jobs keep their queue (hodei.<name>) and events

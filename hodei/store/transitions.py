@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from hodei.domain.transitions import Applied, Kind, Transition, WorkerChange, WorkerCount
 from hodei.services.ports import AttemptRepository, EventRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
+from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.run_repository import SqlRunRepository
 from hodei.store.worker_repository import SqlWorkerRepository
 
@@ -31,6 +32,14 @@ class SqlTransaction(Protocol):
 
 def apply(tx: SqlTransaction, t: Transition) -> Applied:
     """Write ``t`` on ``tx``'s connection if its guard holds."""
+    if t.provider is not None:
+        change, providers = t.provider, SqlProviderRepository(tx.connection)
+        if not providers.compare_and_set(
+            change.provider_id, expected_status=change.status, **change.changes
+        ):
+            return Applied(False)
+        tx.events.add(*t.events)
+        return Applied(True)
     if t.kind is Kind.QUEUE:
         return _queue(tx, t)
     if t.kind is Kind.START:

@@ -16,9 +16,16 @@ from datetime import timedelta
 import pytest
 
 from hodei.domain import transitions
-from hodei.domain.records import Job, LogLine, Worker
+from hodei.domain.events import DomainEvent
+from hodei.domain.records import Job, LogLine, Provider, Worker
 from hodei.domain.specs import JobSpec
-from hodei.domain.states import AttemptState, JobState, WorkerState
+from hodei.domain.states import (
+    AttemptState,
+    JobState,
+    ProviderHealth,
+    ProviderStatus,
+    WorkerState,
+)
 from hodei.errors import JobNotCancellable
 from hodei.services.control import cancel_job, retry_job
 from hodei.services.dispatch import Confirmation, confirm_queued, publish_jobs
@@ -422,3 +429,64 @@ def test_purge_deletes_old_finished_jobs_with_their_records(
         assert [ln.line for ln in tx.logs.read(recent.id)] == ["recent"]
         assert len(tx.attempts.search(recent.id)) == 1
     assert _kinds(store, recent) == ["JobQueued", "JobStarted", "JobSucceeded"]
+
+
+def _provider(store: Store, clock: FixedClock) -> Provider:
+    now = clock.now()
+    provider = Provider(uuid.uuid4(), f"p-{uuid.uuid4().hex[:6]}", "local", now, now)
+    with store.transaction() as tx:
+        tx.providers.add(provider)
+    return provider
+
+
+def _provider_now(store: Store, provider: Provider) -> Provider:
+    with store.reading() as tx:
+        found = tx.providers.get(provider.id)
+    assert found is not None
+    return found
+
+
+def _provider_events(store: Store, provider: Provider) -> list[DomainEvent]:
+    with store.reading() as tx:
+        return tx.events.search(EventQuery(aggregate_ids=[provider.id]))
+
+
+def test_a_provider_status_change_holds_only_from_the_status_it_was_read_in(
+    store: Store, clock: FixedClock
+) -> None:
+    provider = _provider(store, clock)
+    drain = transitions.set_provider_status(
+        provider, ProviderStatus.DRAINING, actor="user:t", now=clock.now()
+    )
+    assert store.apply(drain)
+    assert not store.apply(drain)  # the status is no longer the one it was read in
+    assert _provider_now(store, provider).status is ProviderStatus.DRAINING
+    [event] = _provider_events(store, provider)
+    assert (event.event_type, event.actor) == ("ProviderStatusChanged", "user:t")
+    assert (event.payload["old_status"], event.payload["new_status"]) == ("ACTIVE", "DRAINING")
+    assert event.payload["provider"] == provider.name
+
+
+def test_a_health_check_writes_an_event_only_when_the_health_changes(
+    store: Store, clock: FixedClock
+) -> None:
+    provider = _provider(store, clock)
+    sick = transitions.record_health(
+        provider, ProviderHealth.UNHEALTHY, "no engine", now=clock.now()
+    )
+    assert store.apply(sick)
+    stored = _provider_now(store, provider)
+    assert (stored.health, stored.health_message) == (ProviderHealth.UNHEALTHY, "no engine")
+    assert stored.health_checked_at == clock.now()
+    clock.advance(10)
+    again = transitions.record_health(
+        stored, ProviderHealth.UNHEALTHY, "no engine", now=clock.now()
+    )
+    assert again.events == () and store.apply(again)
+    assert _provider_now(store, provider).health_checked_at == clock.now()
+    [event] = _provider_events(store, provider)
+    assert (event.event_type, event.payload["old"], event.payload["new"]) == (
+        "ProviderHealthChanged",
+        str(provider.health),
+        "UNHEALTHY",
+    )
