@@ -87,6 +87,11 @@ def token_create(ctx: click.Context, provider: str, ttl: float, output: str) -> 
     type=FiniteFloat(0.1),
     help="Exit after this many seconds without work (default: HODEI_WORKER_IDLE_TIMEOUT or 60).",
 )
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit as soon as its queue has no job waiting or running (scripts, tests).",
+)
 @click.pass_context
 def start(
     ctx: click.Context,
@@ -96,6 +101,7 @@ def start(
     concurrency: int,
     api_url: str | None,
     idle_timeout: float | None,
+    burst: bool,
 ) -> None:
     """Register with a bootstrap token and run jobs until idle, drained or SIGTERM.
 
@@ -112,7 +118,7 @@ def start(
     c = _container(ctx)
     configure_logging(c.settings.log_level, c.settings.log_format)
     options = WorkerOptions(
-        queue, concurrency, idle_timeout or c.settings.worker_idle_timeout_s, worker_id
+        queue, concurrency, idle_timeout or c.settings.worker_idle_timeout_s, worker_id, burst
     )
     control = None
     if api_url:

@@ -40,6 +40,7 @@ class WorkerOptions:
     concurrency: int = 1
     idle_timeout_s: float = 60.0
     worker_id: UUID | None = None  # the one the token must be for, if given
+    burst: bool = False  # exit once its queue has nothing waiting or running
 
 
 def run_worker(
@@ -208,7 +209,7 @@ def _start_guard(worker_id: UUID) -> OrphanGuard | None:
 def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
     """Heartbeat from a thread of its own, so a long job never starves it; stop the
     worker when it is idle (unless its provider keeps it warm), drained or was declared
-    lost; publish due retries."""
+    lost, or in burst mode when its queue is empty; publish due retries."""
     settings = ctx.container.settings
     tick = min(1.0, settings.heartbeat_interval_s)
     last_beat = time.monotonic()
@@ -241,6 +242,11 @@ def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
             last_busy = now
         if pulse.should_stop:
             _stop(ctx, f"{pulse.state.lower()} by the control plane")
+            return
+        if options.burst and not (pulse.running_jobs or pulse.waiting_jobs or ctx.outcomes.pending):
+            # Like RQ's burst mode or dramatiq's join: the queue is drained, so leave
+            # (a warm pool's min_workers does not hold a burst worker).
+            _stop(ctx, "its queue is empty (burst)")
             return
         if now - last_busy >= options.idle_timeout_s:
             _stop(ctx, f"idle for {options.idle_timeout_s:g}s")
