@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Producer, Queue
 
-from hodei import JobState
+from hodei import JobSpec, JobState
 from hodei.sdk import Client
+from hodei.services.submission import submit_jobs
 from hodei.services.workers import create_worker_token
 from hodei.settings import Settings
 from tests.conftest import stop_workers
-from tests.support import hodei_env, terminate, wait_for
+from tests.support import hodei_env
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 
@@ -87,12 +88,6 @@ def client(pg_settings: Settings, vhost: dict[str, str]) -> Iterator[Client]:
     c.close()
 
 
-def _state(client: Client, worker_id: Any) -> str:
-    with client.container.store.reading() as tx:
-        worker = tx.workers.get(worker_id)
-    return worker.state.value if worker else ""
-
-
 def _refused(url: str, action: Any) -> str:
     """The broker's refusal of ``action(channel)`` with ``url``'s user ("" if allowed)."""
     # Publisher confirms: a refused publish is reported at once, not on a later call.
@@ -126,26 +121,23 @@ def test_a_providers_broker_user_runs_its_jobs_and_cannot_touch_another_provider
         actor="test",
     )
     settings = dataclasses.replace(client.container.settings, broker_url=vhost["a_url"])
+    c = client.container
+    # Stored and published without provisioning; the burst worker runs it, then exits.
+    spec = JobSpec.create("echo ran on A", provider=vhost["a"])
+    [submitted] = submit_jobs(c.store, c.clock, c.publisher, [spec], actor="test")
     with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "hodei", "worker", "start"],
+        worker = subprocess.run(
+            [sys.executable, "-m", "hodei", "worker", "start", "--burst"],
             env=hodei_env(settings, HODEI_OTP_TOKEN=issued.secret),
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            timeout=90,
         )
-    try:
-        wait_for(
-            lambda: _state(client, issued.worker.id) == "READY",
-            timeout=30,
-            message="A's worker to register: " + (tmp_path / "worker.log").read_text()[-2000:],
-        )
-        job = client.submit("echo ran on A", provider=vhost["a"])
-        done = client.wait(job.id, timeout=60)
-        assert done.state is JobState.SUCCEEDED, (tmp_path / "worker.log").read_text()[-2000:]
-        assert done.worker_id == issued.worker.id
-    finally:
-        terminate(worker)
+    worker_log = (tmp_path / "worker.log").read_text()[-2000:]
+    assert worker.returncode == 0, worker_log
+    done = client.get(submitted.job.id)
+    assert done.state is JobState.SUCCEEDED, worker_log
+    assert done.worker_id == issued.worker.id
 
     a_url = vhost["a_url"]
     # Read B's message, by name or through a queue of its own bound to B's exchange.
@@ -166,4 +158,3 @@ def test_a_providers_broker_user_runs_its_jobs_and_cannot_touch_another_provider
     with Connection(vhost["admin_url"]) as conn:
         _, waiting, _ = conn.default_channel.queue_declare(b_queue, passive=True)
     assert waiting == 1
-    wait_for(lambda: worker.poll() is not None, timeout=15, message="the worker to exit")
