@@ -31,7 +31,7 @@ from hodei.services.control import cancel_job, retry_job
 from hodei.services.dispatch import Confirmation, confirm_queued, publish_jobs
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.maintenance import purge, reap_stale_workers
-from hodei.services.ports import EventQuery, Store
+from hodei.services.ports import EventQuery, JobQuery, Store
 from hodei.services.reconcile import reschedule_unschedulable
 from hodei.services.workers import WorkerReport, drain_worker, heartbeat, terminate_worker
 from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
@@ -490,3 +490,24 @@ def test_a_health_check_writes_an_event_only_when_the_health_changes(
         str(provider.health),
         "UNHEALTHY",
     )
+
+
+# What test_provider_extras.py checked through a real worker: the history stays readable.
+def test_deleting_a_provider_keeps_its_jobs_and_workers_history(
+    store: Store, clock: FixedClock
+) -> None:
+    provider = _provider(store, clock)
+    job, worker = waiting_job(store, clock), ready_worker(store, clock)
+    with store.transaction() as tx:
+        tx.jobs.add(replace(job, id=uuid.uuid4(), provider_id=provider.id, queue="hodei.p"))
+        tx.workers.add(replace(worker, id=uuid.uuid4(), provider_id=provider.id))
+    with store.transaction() as tx:
+        [its_job] = [j for j in tx.jobs.search(JobQuery(provider_id=provider.id))]
+        [its_worker] = [w for w in tx.workers.search(limit=1000) if w.provider_id == provider.id]
+        tx.providers.delete(provider.id)
+    with store.reading() as tx:
+        assert tx.providers.get(provider.id) is None
+        kept_job, kept_worker = tx.jobs.get(its_job.id), tx.workers.get(its_worker.id)
+    assert kept_job is not None and (kept_job.provider_id, kept_job.queue) == (None, "hodei.p")
+    assert kept_worker is not None and kept_worker.provider_id is None
+    assert kept_worker.queue == its_worker.queue
