@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from sqlalchemy.engine import Engine
 
+    from hodei.core import Hodei
     from hodei.queueing.publisher import CeleryPublisher
     from hodei.store.job_watch import JobWatches
     from hodei.store.listen import SqlEventFeed
@@ -120,6 +121,13 @@ class Container:
 
     def _confirm(self, confirmations: Sequence[Confirmation]) -> None:
         confirm_queued(self.store, self.clock, confirmations)
+
+    @cached_property
+    def hodei(self) -> Hodei:
+        """The use cases, composed over this container's ports (read on first use)."""
+        from hodei.core import Hodei
+
+        return Hodei(self)
 
     def launcher_for(self, provider: Provider) -> WorkerLauncher:
         """The launcher for a provider's type."""

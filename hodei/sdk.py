@@ -23,7 +23,6 @@ from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import (
     ClientClosed,
-    HodeiError,
     InvalidConfiguration,
     InvalidInput,
     JobNotFound,
@@ -45,11 +44,8 @@ from hodei.sdk_base import (
     schedule_name,
     schedule_spec,
 )
-from hodei.services import gates
 from hodei.services.job_ids import resolve_job_id
 from hodei.services.ports import EventQuery, JobQuery
-from hodei.services.provisioning import provision
-from hodei.services.submission import submit_jobs
 from hodei.settings import Settings, mask_url
 
 if TYPE_CHECKING:
@@ -128,32 +124,7 @@ class Client(ClientBase):
         Nothing is stored if any spec is invalid or names an unknown provider."""
         if isinstance(specs, JobSpec | str | bytes) or not isinstance(specs, Iterable):
             raise InvalidInput(f"submit_many takes a list of JobSpec, got {type(specs).__name__}")
-        specs = list(specs)
-        results = submit_jobs(
-            self._c.store, self._c.clock, self._c.publisher, specs, actor=self.actor
-        )
-        self._provision_names({r.may_scale for r in results if r.may_scale})
-        return [r.job for r in results]
-
-    def _provision(self, provider_ids: set[UUID | None]) -> None:
-        with self._c.store.reading() as tx:
-            names = {p.name for p in tx.providers.search() if p.id in provider_ids}
-        self._provision_names(names)
-
-    def _provision_names(self, names: set[str]) -> None:
-        for name in sorted(names):
-            try:
-                provision(
-                    self._c.store,
-                    self._c.clock,
-                    self._c.launcher_for,
-                    name,
-                    token_ttl_s=self.settings.token_ttl_s,
-                    environment={},
-                    stale_after_s=self.settings.worker_stale_after_s,
-                )
-            except HodeiError as exc:
-                logger.warning("could not provision workers for %s: %s", name, exc)
+        return self._c.hodei.submit(list(specs), actor=self.actor)
 
     # -- reading ------------------------------------------------------------------
 
@@ -402,34 +373,16 @@ class Client(ClientBase):
 
     def cancel(self, job_id: str | UUID) -> Job:
         """Cancel a job (a running one stops within about a second)."""
-        from hodei.services.control import cancel_job
-
-        return cancel_job(
-            self._c.store,
-            self._c.clock,
-            self._job_id(job_id),
-            actor=self.actor,
-            publisher=self._c.publisher,
-        )
+        return self._c.hodei.cancel(self._job_id(job_id), actor=self.actor)
 
     def release(self, job_id: str | UUID) -> Job:
         """Run a held job now, whatever it waits for (its due time, the jobs it runs
         after, a slot of its concurrency key): an operator's override."""
-        job = gates.release_now(
-            self._c.store, self._c.clock, self._c.publisher, self._job_id(job_id), actor=self.actor
-        )
-        self._provision({job.provider_id})
-        return job
+        return self._c.hodei.release(self._job_id(job_id), actor=self.actor)
 
     def retry(self, job_id: str | UUID) -> Job:
         """Run a failed, timed-out or cancelled job again as a new attempt."""
-        from hodei.services.control import retry_job
-
-        job = retry_job(
-            self._c.store, self._c.clock, self._c.publisher, self._job_id(job_id), actor=self.actor
-        )
-        self._provision({job.provider_id})
-        return job
+        return self._c.hodei.retry(self._job_id(job_id), actor=self.actor)
 
     # -- providers ----------------------------------------------------------------
 
@@ -452,7 +405,7 @@ class Client(ClientBase):
         provider = add_provider(
             self._c.store, self._c.clock, spec, validate=validate_new_config, actor=self.actor
         )
-        self._providers_changed()
+        self._c.hodei.providers_changed()
         return provider
 
     def update_provider(self, name: str, **changes: Any) -> Provider:
@@ -468,7 +421,7 @@ class Client(ClientBase):
             validate=validate_config,
             actor=self.actor,
         )
-        self._providers_changed()
+        self._c.hodei.providers_changed()
         return provider
 
     def remove_provider(self, name: str, *, force: bool = False) -> Removal:
@@ -489,7 +442,7 @@ class Client(ClientBase):
                     exc,
                     extra={"worker_id": str(worker.id)},
                 )
-        self._providers_changed()
+        self._c.hodei.providers_changed()
         return removal
 
     def enable_provider(self, name: str) -> Provider:
@@ -530,34 +483,11 @@ class Client(ClientBase):
             only=name,
             force=True,
         )
-        self._providers_changed()  # a provider healthy again takes its waiting jobs now
+        self._c.hodei.providers_changed()  # a provider healthy again takes its waiting jobs now
         return results
 
     def _set_provider_status(self, name: str, status: ProviderStatus) -> Provider:
-        from hodei.services.providers import set_provider_status
-
-        provider = set_provider_status(
-            self._c.store, self._c.clock, provider_name(name), status, actor=self.actor
-        )
-        self._providers_changed()
-        return provider
-
-    def _providers_changed(self) -> None:
-        """Jobs left PENDING for want of a provider may have one now, and jobs queued on
-        a provider that could not launch workers may get them."""
-        from hodei.services.reconcile import reschedule_unschedulable
-
-        reschedule_unschedulable(
-            self._c.store,
-            self._c.clock,
-            self._c.publisher,
-            queue_timeout_s=self.settings.queue_timeout_s,
-        )
-        # Every provider: one enabled, healthy again or given capacity launches workers
-        # for the jobs already queued on it (provisioning does nothing where none wait).
-        with self._c.store.reading() as tx:
-            names = {p.name for p in tx.providers.search()}
-        self._provision_names(names)
+        return self._c.hodei.set_provider_status(provider_name(name), status, actor=self.actor)
 
     # -- workers, their bootstrap tokens, API tokens ----------------------------------
 
@@ -682,12 +612,7 @@ class Client(ClientBase):
 
     def trigger_schedule(self, name: str) -> Job:
         """Fire the schedule now (also when paused); its cron ticks are unchanged."""
-        from hodei.services.schedules import trigger_schedule
-
-        c = self._c
-        job = trigger_schedule(c.store, c.clock, c.publisher, schedule_name(name), actor=self.actor)
-        self._provision({job.provider_id})
-        return job
+        return self._c.hodei.trigger_schedule(schedule_name(name), actor=self.actor)
 
     def close(self) -> None:
         """Release the database connections; later calls raise ClientClosed."""

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from hodei.core import Wiring
 from hodei.domain.events import DomainEvent
 from hodei.domain.principals import ApiToken, WorkerCredential
 from hodei.domain.records import Attempt, BootstrapToken, Job, LogLine, Provider, Worker
@@ -71,9 +72,11 @@ from hodei.services.ports import (
     WorkerLauncher,
     WorkerRepository,
 )
+from hodei.settings import Settings
 
 __all__ = [
     "FakeLauncher",
+    "FakeWiring",
     "FixedClock",
     "InMemoryStore",
     "RecordingPublisher",
@@ -862,6 +865,21 @@ class FakeLauncher:
         self.destroyed.append(worker)
 
 
+@dataclass
+class FakeWiring:
+    """The ports :class:`hodei.core.Hodei` runs on, all fakes: ``Hodei(FakeWiring())``
+    composes the use cases in memory. Every provider gets ``launcher``."""
+
+    store: InMemoryStore = field(default_factory=InMemoryStore)
+    clock: FixedClock = field(default_factory=FixedClock)
+    publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
+    launcher: FakeLauncher = field(default_factory=FakeLauncher)
+    settings: Settings = field(default_factory=Settings)
+
+    def launcher_for(self, _provider: Provider) -> WorkerLauncher:
+        return self.launcher
+
+
 def _deadline(job: Job) -> datetime | None:
     timeout = job.spec.timeout_s
     if job.started_at is None or timeout is None:
@@ -870,7 +888,7 @@ def _deadline(job: Job) -> datetime | None:
 
 
 def _implements_the_ports(
-    store: InMemoryStore, publisher: RecordingPublisher, launcher: FakeLauncher
-) -> tuple[Store, TaskPublisher, WorkerLauncher]:
+    store: InMemoryStore, publisher: RecordingPublisher, launcher: FakeLauncher, w: FakeWiring
+) -> tuple[Store, TaskPublisher, WorkerLauncher, Wiring]:
     """Never called: mypy checks here that the fakes implement the ports."""
-    return store, publisher, launcher
+    return store, publisher, launcher, w

@@ -12,7 +12,6 @@ import click
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
 from hodei.sdk import Client
-from hodei.services import gates
 
 if TYPE_CHECKING:
     from hodei.sdk import AnyClient
@@ -36,10 +35,7 @@ def wait_for_release(client: AnyClient, job: Job) -> Job:
         current = client.get(job.id)
         if not current.held or current.state is not JobState.PENDING:
             return current
-        if isinstance(client, Client):  # the database, not a server
-            c = client.container
-            released = gates.release_jobs(c.store, c.clock, c.publisher, [current]).released
-            if released:
-                client._provision({j.provider_id for j in released})
-                return client.get(job.id)
+        # With the database (not a server), release it here when its gates open.
+        if isinstance(client, Client) and client.container.hodei.release_due([current]):
+            return client.get(job.id)
         time.sleep(CHECK_EVERY_S)

@@ -6,7 +6,6 @@ tests/integration/test_store_contract.py."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -16,28 +15,18 @@ from hodei.domain.records import Provider
 from hodei.domain.states import JobState, WorkerState
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.services.execution import claim_attempt
-from hodei.services.ports import EventQuery, Store, WorkerLauncher
+from hodei.services.ports import EventQuery, Store
 from hodei.services.workers import create_worker_token, terminate_worker
 from hodei.settings import Settings
-from hodei.testing import FakeLauncher, FixedClock, InMemoryStore, RecordingPublisher
+from hodei.testing import FakeWiring
 from tests.records import queued, ready_worker, waiting_job
 
 if TYPE_CHECKING:
     from hodei.bootstrap import Container
 
 
-@dataclass
-class _Wiring:
+class _Wiring(FakeWiring):
     """What the maintenance tasks use of a Container, over the fakes."""
-
-    store: InMemoryStore = field(default_factory=InMemoryStore)
-    clock: FixedClock = field(default_factory=FixedClock)
-    publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
-    launcher: FakeLauncher = field(default_factory=FakeLauncher)
-    settings: Settings = field(default_factory=lambda: Settings(cancel_grace_s=1.0))
-
-    def launcher_for(self, _provider: Any) -> WorkerLauncher:
-        return self.launcher
 
     def run(self, task: str) -> dict[str, Any]:
         return TASKS[task](cast("Container", self))
@@ -45,7 +34,7 @@ class _Wiring:
 
 @pytest.fixture
 def c() -> _Wiring:
-    wiring = _Wiring()
+    wiring = _Wiring(settings=Settings(cancel_grace_s=1.0))
     now = wiring.clock.now()
     with wiring.store.transaction() as tx:
         tx.providers.add(Provider(uuid.uuid4(), "local", "local", now, now))
