@@ -9,6 +9,7 @@ so :func:`kill_marked` finds exactly those and nothing else on the machine.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -36,6 +37,21 @@ MARKER = "BENCH_RUN_ID"
 
 
 # -- databases and broker -------------------------------------------------------------
+
+
+def add_store_args(parser: argparse.ArgumentParser) -> None:
+    """``--database-url`` and ``--broker-url``, as every benchmark that runs hodei takes
+    them (a scratch PostgreSQL database by default, and a Redis database it flushes)."""
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL database to use (migrated if needed; its jobs are kept); "
+        "default: a scratch database on 127.0.0.1, dropped afterwards",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default=DEFAULT_BROKER_URL,
+        help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
+    )
 
 
 def admin_engine(url: str = ADMIN_URL) -> sa.Engine:

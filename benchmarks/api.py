@@ -207,16 +207,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=2000, help="jobs per measurement")
     parser.add_argument("--done", type=int, default=30, help="submit-then-wait jobs per backend")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
-    parser.add_argument(
-        "--database-url",
-        help="a PostgreSQL database to use (migrated if needed; its jobs are kept); "
-        "default: a scratch database on 127.0.0.1, dropped afterwards",
-    )
-    parser.add_argument(
-        "--broker-url",
-        default=common.DEFAULT_BROKER_URL,
-        help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
-    )
+    common.add_store_args(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser.parse_args(argv)
 

@@ -239,16 +239,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-build", action="store_true", help="do not run .ci/build-images for the image"
     )
-    parser.add_argument(
-        "--database-url",
-        help="a PostgreSQL database to use (migrated if needed; its jobs are kept); "
-        "default: a scratch database on 127.0.0.1, dropped afterwards",
-    )
-    parser.add_argument(
-        "--broker-url",
-        default=common.DEFAULT_BROKER_URL,
-        help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
-    )
+    common.add_store_args(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--verbose", action="store_true", help="print every try on stderr")
     args = parser.parse_args(argv)
