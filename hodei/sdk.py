@@ -278,29 +278,9 @@ class Client(ClientBase):
 
     # -- the operators' view ------------------------------------------------------
 
-    def events(
-        self,
-        *,
-        types: Sequence[str] = (),
-        aggregate_id: str | UUID | None = None,
-        correlation_id: str | None = None,
-        since: datetime | None = None,
-        after_id: int | None = None,
-        limit: int = 100,
-    ) -> builtins.list[DomainEvent]:
-        """Events in id order: from ``since`` or ``after_id`` on, else the latest ``limit``."""
+    def _events(self, query: EventQuery) -> builtins.list[DomainEvent]:
         from hodei.services.events_feed import list_events
 
-        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
-            raise InvalidInput("since must be a timezone-aware datetime")
-        query = EventQuery(
-            event_types=checked_types(types),
-            aggregate_ids=[parse_uuid(aggregate_id, "aggregate id")] if aggregate_id else (),
-            correlation_id=checked_text(correlation_id, "correlation_id"),
-            since=since,
-            after_id=None if after_id is None else checked_int(after_id, "after_id"),
-            limit=checked_int(limit, "limit", 1, 10_000),
-        )
         return list_events(self._c.reads, query)
 
     def follow_events(

@@ -12,11 +12,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
+from hodei.domain.events import DomainEvent
 from hodei.domain.inputs import number_problem, text_problem
 from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState
 from hodei.errors import InvalidInput
+from hodei.services.ports import EventQuery
 
 if TYPE_CHECKING:
     from hodei.bootstrap import Container
@@ -138,6 +140,32 @@ class ClientBase:
 
     def iter_logs(self, *args: Any, **kwargs: Any) -> Iterator[LogLine]:
         raise NotImplementedError  # each backend's, with the arguments of ``logs``
+
+    def events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        aggregate_id: str | UUID | None = None,
+        correlation_id: str | None = None,
+        since: datetime | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[DomainEvent]:
+        """Events in id order: from ``since`` or ``after_id`` on, else the latest ``limit``."""
+        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+            raise InvalidInput("since must be a timezone-aware datetime")
+        query = EventQuery(
+            event_types=checked_types(types),
+            aggregate_ids=[parse_uuid(aggregate_id, "aggregate id")] if aggregate_id else (),
+            correlation_id=checked_text(correlation_id, "correlation_id"),
+            since=since,
+            after_id=None if after_id is None else checked_int(after_id, "after_id"),
+            limit=checked_int(limit, "limit", 1, 10_000),
+        )
+        return self._events(query)
+
+    def _events(self, query: EventQuery) -> builtins.list[DomainEvent]:
+        raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError

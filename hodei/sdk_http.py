@@ -62,6 +62,7 @@ from hodei.services.doctor import DoctorOptions, DoctorReport
 from hodei.services.events_feed import FollowOptions
 from hodei.services.health import HealthReport
 from hodei.services.job_ids import parse_job_ref
+from hodei.services.ports import EventQuery
 from hodei.services.provider_removal import Removal
 from hodei.services.providers import ProviderView
 from hodei.services.schedules import ScheduleView
@@ -370,26 +371,16 @@ class HttpClient(ClientBase):
 
     # -- the operators' view ------------------------------------------------------
 
-    def events(
-        self,
-        *,
-        types: Sequence[str] = (),
-        aggregate_id: str | UUID | None = None,
-        correlation_id: str | None = None,
-        since: datetime | None = None,
-        after_id: int | None = None,
-        limit: int = 100,
-    ) -> builtins.list[DomainEvent]:
-        if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
-            raise InvalidInput("since must be a timezone-aware datetime")
+    def _events(self, query: EventQuery) -> builtins.list[DomainEvent]:
+        aggregate = next(iter(query.aggregate_ids), None)
         data = self._get(
             "/v1/events",
-            type=checked_types(types) or None,
-            aggregate_id=str(parse_uuid(aggregate_id, "aggregate id")) if aggregate_id else None,
-            correlation_id=checked_text(correlation_id, "correlation_id"),
-            since=since.isoformat() if since else None,
-            after_id=None if after_id is None else checked_int(after_id, "after_id"),
-            limit=checked_int(limit, "limit", 1, 10_000),
+            type=query.event_types or None,
+            aggregate_id=str(aggregate) if aggregate else None,
+            correlation_id=query.correlation_id,
+            since=query.since.isoformat() if query.since else None,
+            after_id=query.after_id,
+            limit=query.limit,
         )
         return _as(builtins.list[DomainEvent], data)  # type: ignore[no-any-return]
 

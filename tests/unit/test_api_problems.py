@@ -60,3 +60,22 @@ def test_the_http_client_implements_every_public_method_of_the_client() -> None:
     public = {n for n in vars(Client) if not n.startswith("_")} - composed
     missing = sorted(n for n in public if vars(HttpClient).get(n) is None)
     assert missing == []
+
+
+def test_both_backends_implement_what_their_shared_base_leaves_open() -> None:
+    """ClientBase composes calls (submit, logs, events) from hooks each backend has."""
+    import inspect
+
+    from hodei.sdk import Client
+    from hodei.sdk_base import ClientBase
+    from hodei.sdk_http import HttpClient
+
+    hooks = {
+        name
+        for name, member in vars(ClientBase).items()
+        if inspect.isfunction(member) and "raise NotImplementedError" in inspect.getsource(member)
+    }
+    assert {"submit_many", "iter_logs", "_events", "close"} <= hooks
+    for backend in (Client, HttpClient):
+        missing = sorted(n for n in hooks if vars(backend).get(n) is None)
+        assert missing == [], backend.__name__
