@@ -13,6 +13,7 @@ from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import ProviderUnavailable
 from hodei.services.execution import Outcome
+from hodei.services.schedules import create_schedule
 from hodei.testing import FakeWiring
 from tests.records import ready_worker
 
@@ -92,3 +93,17 @@ def test_enabling_a_provider_launches_workers_for_its_queued_jobs(w: FakeWiring)
     launched = len(w.launcher.launched)
     hodei.set_provider_status("local", ProviderStatus.ACTIVE, actor="user:t")
     assert len(w.launcher.launched) == launched + 1, job
+
+
+def test_a_schedule_fired_by_hand_gets_a_worker_for_its_job(w: FakeWiring) -> None:
+    create_schedule(
+        w.store,
+        w.clock,
+        name="nightly",
+        cron_expression="0 3 * * *",
+        spec=JobSpec.create("true"),
+        actor="user:t",
+    )
+    job = Hodei(w).trigger_schedule("nightly", actor="user:t")
+    assert [p.job_id for p in w.publisher.published] == [job.id]
+    assert len(w.launcher.launched) == 1
