@@ -12,6 +12,8 @@ from hodei.domain.records import Provider
 from hodei.errors import InvalidConfiguration
 from hodei.services.clock import SystemClock
 from hodei.services.dispatch import Confirmation, confirm_queued
+from hodei.services.health import HealthProbe
+from hodei.services.infrastructure import InfrastructureInspector
 from hodei.services.ports import WorkerLauncher
 from hodei.settings import Settings
 
@@ -143,6 +145,28 @@ class Container:
         raise InvalidConfiguration(
             f"provider {provider.name}: type {provider.provider_type!r} has no launcher here"
         )
+
+    def probe_for(self, provider: Provider) -> HealthProbe:
+        """The health check of a provider's type."""
+        from hodei.providers.factory import probe_for
+
+        probe: HealthProbe = probe_for(provider, self.settings, self.store, self.clock)
+        return probe
+
+    def inspector_for(self, provider: Provider) -> InfrastructureInspector:
+        """A Docker or Kubernetes provider's adapter, which lists and removes what it runs."""
+        from hodei.providers.factory import adapter_for
+
+        inspector: InfrastructureInspector = adapter_for(
+            provider, self.settings, self.store, self.clock
+        )
+        return inspector
+
+    def database_back_for(self) -> float | None:
+        """Seconds since the database answers again after an outage, else None."""
+        from hodei.store import outage
+
+        return outage.DATABASE.reachable_for()
 
     def close(self) -> None:
         """Release pooled connections."""

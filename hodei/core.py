@@ -1,10 +1,11 @@
 """The facade: hodei's use cases composed, in one place (issue 17, step 4).
 
 :class:`Hodei` is what an entry point calls: the SDK's local backend (and through it
-the CLI and the API server), and the worker's Celery signal handlers and task. Each
-method is one thing a caller asks for, including what has to follow it (a submit
-launches workers for the work it stored; a provider change reschedules the jobs that
-waited for one, then launches workers), so no caller orchestrates use cases itself.
+the CLI and the API server), and the maintenance tasks that beat and ``hodei
+maintenance run`` start by name. Each method is one thing a caller asks for,
+including what has to follow it (a submit launches workers for the work it stored; a
+provider change reschedules the jobs that waited for one, then launches workers), so
+no caller orchestrates use cases itself.
 
 It reaches the world only through the ports, given as a :class:`Wiring` (the
 ``Container`` of ``hodei.bootstrap``, or ``hodei.testing.FakeWiring``), which it
@@ -14,29 +15,31 @@ reads lazily: a ``job cancel`` builds no Celery app, since it publishes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any, Protocol
 from uuid import UUID
 
-from hodei.domain.records import Job, Provider
+from hodei.domain.records import Job, Provider, Worker
 from hodei.domain.specs import JobSpec
-from hodei.domain.states import JobState, ProviderStatus
-from hodei.errors import HodeiError
-from hodei.services import gates
+from hodei.domain.states import JobState, ProviderHealth, ProviderStatus
+from hodei.errors import HodeiError, InvalidInput
+from hodei.services import gates, maintenance
 from hodei.services.control import cancel_job, retry_job
-from hodei.services.dispatch import publish_jobs
+from hodei.services.dispatch import dispatch_pending, publish_jobs
 from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attempt
+from hodei.services.health import HealthProbe, HealthReport, check_providers, record_health
+from hodei.services.infrastructure import InfrastructureInspector
 from hodei.services.ports import Clock, Store, TaskPublisher, WorkerLauncher
 from hodei.services.providers import set_provider_status
 from hodei.services.provisioning import provision
-from hodei.services.reconcile import reschedule_unschedulable
+from hodei.services.reconcile import reconcile_provider, reschedule_unschedulable
 from hodei.services.schedules import trigger_schedule
 from hodei.services.submission import submit_jobs
 from hodei.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Hodei", "Wiring"]
+__all__ = ["MAINTENANCE_TASKS", "Hodei", "Report", "Wiring"]
 
 
 class Wiring(Protocol):
@@ -55,6 +58,31 @@ class Wiring(Protocol):
     def publisher(self) -> TaskPublisher: ...
 
     def launcher_for(self, provider: Provider) -> WorkerLauncher: ...
+
+    @property
+    def reads(self) -> StateTally: ...
+
+    def probe_for(self, provider: Provider) -> HealthProbe:
+        """The health check of ``provider``'s type."""
+        ...
+
+    def inspector_for(self, provider: Provider) -> InfrastructureInspector:
+        """What lists and removes a Docker or Kubernetes provider's containers or pods."""
+        ...
+
+    def database_back_for(self) -> float | None:
+        """Seconds since the database answers again after an outage this process saw,
+        else None."""
+        ...
+
+
+class StateTally(Protocol):
+    def fold_state_counts(self) -> int:
+        """Collapse the status tally; returns the rows folded away."""
+        ...
+
+
+Report = dict[str, Any]
 
 
 class Hodei:
@@ -161,22 +189,182 @@ class Hodei:
     def provision(self, names: Iterable[str]) -> None:
         """Launch the workers the named providers' waiting jobs need; a provider that
         cannot launch is logged, not raised (its jobs wait, and diagnose says why)."""
-        w = self._w
         for name in sorted(set(names)):
             try:
-                provision(
-                    w.store,
-                    w.clock,
-                    w.launcher_for,
-                    name,
-                    token_ttl_s=w.settings.token_ttl_s,
-                    environment={},
-                    stale_after_s=w.settings.worker_stale_after_s,
-                )
+                self._launch(name)
             except HodeiError as exc:
                 logger.warning("could not provision workers for %s: %s", name, exc)
+
+    def _launch(self, name: str) -> int:
+        w = self._w
+        tokens = provision(
+            w.store,
+            w.clock,
+            w.launcher_for,
+            name,
+            token_ttl_s=w.settings.token_ttl_s,
+            environment={},
+            stale_after_s=w.settings.worker_stale_after_s,
+        )
+        return len(tokens)
 
     def _provision_ids(self, provider_ids: Collection[UUID | None]) -> None:
         with self._w.store.reading() as tx:
             names = {p.name for p in tx.providers.search() if p.id in provider_ids}
         self.provision(names)
+
+    # -- maintenance --------------------------------------------------------------
+
+    def maintenance(self, name: str) -> Report:
+        """Run the maintenance task ``name`` (one of :data:`MAINTENANCE_TASKS`) once;
+        a small report of what it did."""
+        task = _MAINTENANCE.get(name)
+        if task is None:
+            raise InvalidInput(f"unknown maintenance task {name!r}")
+        return task(self)
+
+    def _dispatch_pending(self) -> Report:
+        w = self._w
+        published = dispatch_pending(
+            w.store, w.clock, w.publisher, republish_after_s=w.settings.republish_after_s
+        )
+        return {"published": published}
+
+    def _release_gated(self) -> Report:
+        """Held jobs whose gates are open (due, dependencies ended, a free slot of their
+        key): released and published, or cancelled for a failed dependency."""
+        done = gates.release_due(self._w.store, self._w.clock, self._w.publisher)
+        return {
+            "released": [str(j.id) for j in done.released],
+            "cancelled": [str(j.id) for j in done.cancelled],
+        }
+
+    def _reap_stale_workers(self) -> Report:
+        w = self._w
+        back = w.database_back_for()
+        if back is not None and back < w.settings.worker_stale_after_s:
+            # After an outage every heartbeat is old: a worker that lived through it gets
+            # a whole window to beat again (and write the outcomes it kept) before it
+            # counts as lost, or a job that ran once would run again.
+            logger.info("reap_stale_workers waits: the database answers again since %.0f s", back)
+            return {"lost_workers": [], "requeued": [], "failed": [], "deferred_s": round(back, 1)}
+        report = maintenance.reap_stale_workers(
+            w.store,
+            w.clock,
+            w.publisher,
+            stale_after_s=w.settings.worker_stale_after_s,
+            lost_requeues=w.settings.worker_lost_requeues,
+        )
+        for worker in report.lost_workers:
+            self._destroy(worker)
+        return {
+            "lost_workers": [str(x.id) for x in report.lost_workers],
+            "requeued": [str(j.id) for j in report.requeued],
+            "failed": [str(j.id) for j in report.failed],
+        }
+
+    def _expire_tokens(self) -> Report:
+        failed = maintenance.expire_tokens(self._w.store, self._w.clock)
+        for worker in failed:
+            self._destroy(worker)
+        return {"provision_failed": [str(x.id) for x in failed]}
+
+    def _enforce_deadlines(self) -> Report:
+        w = self._w
+        ended = maintenance.enforce_deadlines(w.store, w.clock, grace_s=w.settings.cancel_grace_s)
+        return {"timed_out": [str(j.id) for j in ended]}
+
+    def _purge(self) -> Report:
+        w = self._w
+        return {
+            "purged_jobs": maintenance.purge(
+                w.store, w.clock, retention_days=w.settings.retention_days
+            )
+        }
+
+    def _fold_state_counts(self) -> Report:
+        # The tally is append-only (+1/-1 per state change); compacting it keeps status fast.
+        return {"folded_rows": self._w.reads.fold_state_counts()}
+
+    def _provision(self) -> Report:
+        with self._w.store.transaction() as tx:
+            names = [p.name for p in tx.providers.search()]
+        return {"launched": {name: n for name in names if (n := self._launch(name))}}
+
+    def _check_provider_health(self) -> Report:
+        """Check each provider whose own health_check interval has passed."""
+        w = self._w
+        results = check_providers(w.store, w.clock, w.probe_for)
+        return {name: str(r.health) for name, r in results.items()}
+
+    def _reconcile_providers(self) -> Report:
+        """Docker and Kubernetes providers: containers or pods versus worker rows."""
+        w = self._w
+        with w.store.transaction() as tx:
+            providers = [p for p in tx.providers.search() if p.provider_type != "local"]
+        out: Report = {}
+        for provider in providers:
+            try:
+                report = reconcile_provider(
+                    w.store,
+                    w.clock,
+                    w.publisher,
+                    provider,
+                    w.inspector_for(provider),
+                    lost_requeues=w.settings.worker_lost_requeues,
+                )
+            except HodeiError as exc:  # one unreachable provider must not stop the others
+                # UNHEALTHY with the reason: no launches on it, and diagnose names it.
+                # Logged as a warning on the change only, not on every pass.
+                unhealthy = HealthReport(ProviderHealth.UNHEALTHY, str(exc))
+                record_health(w.store, w.clock, provider.name, unhealthy)
+                logger.debug("could not reconcile provider %s: %s", provider.name, exc)
+                out[provider.name] = {"error": str(exc)}
+                continue
+            out[provider.name] = {
+                "removed": report.removed,
+                "lost": [str(x) for x in report.lost],
+                "provision_failed": [str(x) for x in report.provision_failed],
+                "events": report.events,
+            }
+        return out
+
+    def _reschedule_unschedulable(self) -> Report:
+        """PENDING jobs with no provider: match again, or fail after HODEI_QUEUE_TIMEOUT."""
+        w = self._w
+        report = reschedule_unschedulable(
+            w.store, w.clock, w.publisher, queue_timeout_s=w.settings.queue_timeout_s
+        )
+        return {
+            "scheduled": [str(j) for j in report.scheduled],
+            "failed": [str(j) for j in report.failed],
+        }
+
+    def _destroy(self, worker: Worker) -> None:
+        with self._w.store.transaction() as tx:
+            provider = tx.providers.get(worker.provider_id) if worker.provider_id else None
+        if provider is None:
+            return
+        try:
+            self._w.launcher_for(provider).destroy(worker)
+        except Exception:  # a cleanup failure must not stop the reaper
+            logger.exception(
+                "could not remove worker %s", worker.id, extra={"worker_id": str(worker.id)}
+            )
+
+
+# The maintenance tasks by name, in the order `hodei maintenance run` runs them.
+_MAINTENANCE: dict[str, Callable[[Hodei], Report]] = {
+    "dispatch_pending": Hodei._dispatch_pending,
+    "release_gated": Hodei._release_gated,
+    "reap_stale_workers": Hodei._reap_stale_workers,
+    "expire_tokens": Hodei._expire_tokens,
+    "enforce_deadlines": Hodei._enforce_deadlines,
+    "purge": Hodei._purge,
+    "fold_state_counts": Hodei._fold_state_counts,
+    "provision": Hodei._provision,
+    "check_provider_health": Hodei._check_provider_health,
+    "reconcile_providers": Hodei._reconcile_providers,
+    "reschedule_unschedulable": Hodei._reschedule_unschedulable,
+}
+MAINTENANCE_TASKS = tuple(_MAINTENANCE)

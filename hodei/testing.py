@@ -38,6 +38,7 @@ from hodei.domain.states import (
     REGISTERED_WORKER_STATES,
     TERMINAL_STATES,
     JobState,
+    ProviderHealth,
     WorkerState,
 )
 from hodei.domain.transitions import (
@@ -47,8 +48,15 @@ from hodei.domain.transitions import (
     WorkerChange,
     WorkerCount,
 )
-from hodei.errors import BrokerUnavailable, Conflict, DuplicateIdempotencyKey
+from hodei.errors import (
+    BrokerUnavailable,
+    Conflict,
+    DuplicateIdempotencyKey,
+    InvalidConfiguration,
+)
 from hodei.services.execution import Outcome, claim_attempt, finish_attempt
+from hodei.services.health import HealthProbe, HealthReport
+from hodei.services.infrastructure import InfrastructureInspector
 from hodei.services.ports import (
     ApiTokenRepository,
     AttemptRepository,
@@ -875,9 +883,39 @@ class FakeWiring:
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
     launcher: FakeLauncher = field(default_factory=FakeLauncher)
     settings: Settings = field(default_factory=Settings)
+    # What every provider's health check reports.
+    health: HealthReport = field(default_factory=lambda: HealthReport(ProviderHealth.HEALTHY))
+    # Set: the database answers again since that many seconds (after an outage).
+    database_back_s: float | None = None
 
     def launcher_for(self, _provider: Provider) -> WorkerLauncher:
         return self.launcher
+
+    @property
+    def reads(self) -> _NoTally:
+        return _NoTally()
+
+    def probe_for(self, _provider: Provider) -> HealthProbe:
+        return _Probe(self.health)
+
+    def inspector_for(self, provider: Provider) -> InfrastructureInspector:
+        raise InvalidConfiguration(f"provider {provider.name}: nothing to inspect in the fakes")
+
+    def database_back_for(self) -> float | None:
+        return self.database_back_s
+
+
+class _NoTally:
+    def fold_state_counts(self) -> int:
+        return 0  # the in-memory store keeps no tally
+
+
+@dataclass
+class _Probe:
+    report: HealthReport
+
+    def check(self, timeout_s: float) -> HealthReport:
+        return self.report
 
 
 def _deadline(job: Job) -> datetime | None:

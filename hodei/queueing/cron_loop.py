@@ -45,9 +45,7 @@ class CronLoop:
         c = self._c
         if fire_due(c.store, c.clock, c.publisher).fired:
             # Workers for the new jobs now, not at beat's next provision pass (5 s).
-            from hodei.queueing.maintenance_tasks import run_provision
-
-            run_provision(c)
+            c.hodei.maintenance("provision")
         soonest = next_due_at(c.store)
         if soonest is None:
             return MAX_SLEEP_S

@@ -44,9 +44,7 @@ class DueJobs:
         c = self._c
         if release_due(c.store, c.clock, c.publisher, sweep=False).released:
             # Workers for them now, not at beat's next provision pass (5 s).
-            from hodei.queueing.maintenance_tasks import run_provision
-
-            run_provision(c)
+            c.hodei.maintenance("provision")
         soonest = next_due(c.store)
         if soonest is None:
             return MAX_SLEEP_S
