@@ -60,7 +60,7 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     from celery.beat import EmbeddedService
 
     from hodei.logconfig import configure_logging
-    from hodei.queueing import due_jobs, maintenance_tasks
+    from hodei.queueing import due_jobs
     from hodei.queueing.beat import LeaderBeatScheduler
     from hodei.queueing.cron_loop import CronLoop
     from hodei.queueing.leader import Leadership, holder_name, lock_for
@@ -76,7 +76,6 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     outage.DATABASE.announce()
     container = Container(settings)
     container.ensure_schema()
-    maintenance_tasks.use_container(container)
     settings.make_home()
     holder = holder_name()
     leadership = Leadership(

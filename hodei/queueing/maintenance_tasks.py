@@ -17,18 +17,10 @@ if TYPE_CHECKING:  # the type only: the entry point hands the container over
 
 logger = logging.getLogger(__name__)
 
-_container: Container | None = None
-
-
-def use_container(container: Container) -> None:
-    """Run the tasks of this process against ``container`` (``hodei scheduler`` sets it)."""
-    global _container
-    _container = container
-
 
 def _current(app: Celery) -> Container:
-    """The container set by ``use_container``, else the one whose app runs the task."""
-    container = _container or getattr(app, "hodei_container", None)
+    """The container whose app runs the task (``create_app`` hands it over)."""
+    container: Container | None = getattr(app, "hodei_container", None)
     if container is None:
         raise InvalidConfiguration(
             "maintenance tasks run on the app of a hodei Container (hodei scheduler)"
