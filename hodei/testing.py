@@ -677,6 +677,13 @@ class _Transaction:
 
     def apply(self, transition: Transition) -> Applied:
         s, t = self.state, transition
+        if t.schedule is not None:
+            schedule = s.schedules.get(t.schedule.schedule_id)
+            if schedule is None or schedule.paused is not t.schedule.paused:
+                return Applied(False)
+            s.schedules[schedule.id] = replace(schedule, **t.schedule.changes)
+            self.events.add(*t.events)
+            return Applied(True)
         if t.provider is not None:
             provider = s.providers.get(t.provider.provider_id)
             if provider is None or t.provider.status not in (None, provider.status):

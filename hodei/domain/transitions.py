@@ -1,4 +1,5 @@
-"""Every change of a job's, a worker's or a provider's state, one pure function each.
+"""Every change of a job's, a worker's, a provider's or a schedule's state, one pure
+function each.
 
 A function takes the record as the caller read it (or, where the caller reads nothing
 first, its identity) and returns a :class:`Transition`: which row changes and under
@@ -23,6 +24,7 @@ from uuid import UUID
 
 from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Attempt, Job, Provider, Worker, provider_of_queue
+from hodei.domain.schedules import Schedule, schedule_event
 from hodei.domain.states import (
     LAUNCHING_REF,
     LIVE_WORKER_STATES,
@@ -68,6 +70,8 @@ class Kind(StrEnum):
     PROVIDER_STATUS = "provider_status"
     PROVIDER_HEALTH = "provider_health"
     PROVIDER_UPDATE = "provider_update"
+    SCHEDULE_PAUSE = "schedule_pause"
+    SCHEDULE_RESUME = "schedule_resume"
 
 
 class WorkerCount(StrEnum):
@@ -137,6 +141,15 @@ class ProviderChange:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleChange:
+    """Set ``changes`` on the schedule if it is still paused (or not) as ``paused``."""
+
+    schedule_id: UUID
+    paused: bool
+    changes: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptChange:
     """Set ``changes`` on attempt ``attempt_no`` of the job."""
 
@@ -148,8 +161,8 @@ class AttemptChange:
 @dataclass(frozen=True, slots=True)
 class Transition:
     """One state change, written all or nothing. The guard is the job change when there
-    is one, else the worker change, else the provider change: if it no longer holds,
-    nothing is written."""
+    is one, else the worker change, else the provider's or the schedule's change: if it
+    no longer holds, nothing is written."""
 
     kind: Kind
     job: JobChange | None = None
@@ -157,12 +170,15 @@ class Transition:
     attempt: AttemptChange | None = None
     new_attempt: Attempt | None = None
     events: tuple[DomainEvent, ...] = ()
-    provider: ProviderChange | None = None  # a provider's change stands alone
+    # A provider's or a schedule's change stands alone.
+    provider: ProviderChange | None = None
+    schedule: ScheduleChange | None = None
 
     def __post_init__(self) -> None:
-        guards = (self.job, self.worker, self.provider)
+        guards = (self.job, self.worker, self.provider, self.schedule)
         assert any(g is not None for g in guards), "a transition needs a guard"
-        assert self.provider is None or (self.job is None and self.worker is None)
+        alone = (self.provider, self.schedule)
+        assert all(g is None for g in alone) or sum(g is not None for g in guards) == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -995,4 +1011,39 @@ def update_provider(
         Kind.PROVIDER_UPDATE,
         provider=ProviderChange(provider.id, {**changes, "updated_at": now}),
         events=(provider_event(provider, EventType.PROVIDER_UPDATED, actor, now, changes=shown),),
+    )
+
+
+def pause_schedule(schedule: Schedule, *, actor: str, now: datetime) -> Transition:
+    """An active schedule stops firing (no next tick until it resumes)."""
+    return Transition(
+        Kind.SCHEDULE_PAUSE,
+        schedule=ScheduleChange(
+            schedule.id, False, {"paused": True, "next_fire_at": None, "updated_at": now}
+        ),
+        events=(schedule_event(schedule, EventType.SCHEDULE_PAUSED, actor=actor, now=now),),
+    )
+
+
+def resume_schedule(
+    schedule: Schedule, *, next_fire_at: datetime | None, actor: str, now: datetime
+) -> Transition:
+    """A paused schedule fires again from ``next_fire_at`` (ticks while paused are not
+    caught up)."""
+    return Transition(
+        Kind.SCHEDULE_RESUME,
+        schedule=ScheduleChange(
+            schedule.id,
+            True,
+            {"paused": False, "next_fire_at": next_fire_at, "updated_at": now},
+        ),
+        events=(
+            schedule_event(
+                schedule,
+                EventType.SCHEDULE_RESUMED,
+                actor=actor,
+                now=now,
+                next_fire_at=next_fire_at,
+            ),
+        ),
     )

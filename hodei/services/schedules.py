@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from hodei.domain import transitions
 from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Job
 from hodei.domain.schedules import (
@@ -150,10 +151,11 @@ def pause_schedule(store: Store, clock: Clock, name: str, *, actor: str) -> Sche
     now = clock.now()
     with store.transaction() as tx:
         schedule = _find(tx, name)
-        if schedule.paused:
+        # Guarded by its state as read: of two pauses at once, one wins, one Conflict.
+        if schedule.paused or not tx.apply(
+            transitions.pause_schedule(schedule, actor=actor, now=now)
+        ):
             raise Conflict(f"schedule {name!r} is paused already")
-        tx.schedules.update(schedule.id, paused=True, next_fire_at=None, updated_at=now)
-        tx.events.add(schedule_event(schedule, EventType.SCHEDULE_PAUSED, actor=actor, now=now))
     return replace(schedule, paused=True, next_fire_at=None, updated_at=now)
 
 
@@ -165,12 +167,9 @@ def resume_schedule(store: Store, clock: Clock, name: str, *, actor: str) -> Sch
         if not schedule.paused:
             raise Conflict(f"schedule {name!r} is not paused")
         first = cron.next_tick(schedule.cron, schedule.timezone, now)
-        tx.schedules.update(schedule.id, paused=False, next_fire_at=first, updated_at=now)
-        tx.events.add(
-            schedule_event(
-                schedule, EventType.SCHEDULE_RESUMED, actor=actor, now=now, next_fire_at=first
-            )
-        )
+        resume = transitions.resume_schedule(schedule, next_fire_at=first, actor=actor, now=now)
+        if not tx.apply(resume):
+            raise Conflict(f"schedule {name!r} is not paused")
     return replace(schedule, paused=False, next_fire_at=first, updated_at=now)
 
 

@@ -78,6 +78,15 @@ class SqlScheduleRepository:
     def update(self, schedule_id: UUID, **changes: Any) -> None:
         self._c.execute(schedules.update().where(schedules.c.id == schedule_id).values(**changes))
 
+    def set_if_paused(self, schedule_id: UUID, was_paused: bool, **changes: Any) -> bool:
+        """Set ``changes`` if the schedule is there and its ``paused`` is ``was_paused``."""
+        result = self._c.execute(
+            schedules.update()
+            .where(schedules.c.id == schedule_id, schedules.c.paused == was_paused)
+            .values(**changes)
+        )
+        return result.rowcount == 1
+
     def advance(self, schedule_id: UUID, expected_next: datetime, **changes: Any) -> bool:
         result = self._c.execute(
             schedules.update()

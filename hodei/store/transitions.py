@@ -18,6 +18,7 @@ from hodei.services.ports import AttemptRepository, EventRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
 from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.run_repository import SqlRunRepository
+from hodei.store.schedule_repository import SqlScheduleRepository
 from hodei.store.worker_repository import SqlWorkerRepository
 
 
@@ -32,6 +33,13 @@ class SqlTransaction(Protocol):
 
 def apply(tx: SqlTransaction, t: Transition) -> Applied:
     """Write ``t`` on ``tx``'s connection if its guard holds."""
+    if t.schedule is not None:
+        wanted = t.schedule
+        schedules = SqlScheduleRepository(tx.connection)
+        if not schedules.set_if_paused(wanted.schedule_id, wanted.paused, **wanted.changes):
+            return Applied(False)
+        tx.events.add(*t.events)
+        return Applied(True)
     if t.provider is not None:
         change, providers = t.provider, SqlProviderRepository(tx.connection)
         if not providers.compare_and_set(

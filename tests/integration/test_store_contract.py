@@ -33,6 +33,7 @@ from hodei.services.execution import Outcome, claim_attempt, finish_attempt
 from hodei.services.maintenance import purge, reap_stale_workers
 from hodei.services.ports import EventQuery, JobQuery, Store
 from hodei.services.reconcile import reschedule_unschedulable
+from hodei.services.schedules import create_schedule
 from hodei.services.workers import WorkerReport, drain_worker, heartbeat, terminate_worker
 from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
 from tests.records import QUEUE, queued, ready_worker, waiting_job
@@ -511,3 +512,37 @@ def test_deleting_a_provider_keeps_its_jobs_and_workers_history(
     assert kept_job is not None and (kept_job.provider_id, kept_job.queue) == (None, "hodei.p")
     assert kept_worker is not None and kept_worker.provider_id is None
     assert kept_worker.queue == its_worker.queue
+
+
+def test_a_schedule_pauses_and_resumes_once_each(store: Store, clock: FixedClock) -> None:
+    name = f"s-{uuid.uuid4().hex[:6]}"
+    create_schedule(
+        store,
+        clock,
+        name=name,
+        cron_expression="0 3 * * *",
+        spec=JobSpec.create("true"),
+        actor="user:t",
+    )
+    with store.reading() as tx:
+        schedule = tx.schedules.get_by_name(name)
+    assert schedule is not None and not schedule.paused
+    pause = transitions.pause_schedule(schedule, actor="user:t", now=clock.now())
+    assert store.apply(pause)
+    assert not store.apply(pause)  # it was read active: a second pause writes nothing
+    with store.reading() as tx:
+        paused = tx.schedules.get_by_name(name)
+    assert paused is not None and paused.paused and paused.next_fire_at is None
+    tick = clock.now() + timedelta(hours=1)
+    resume = transitions.resume_schedule(paused, next_fire_at=tick, actor="user:t", now=clock.now())
+    assert store.apply(resume)
+    assert not store.apply(resume)
+    with store.reading() as tx:
+        active = tx.schedules.get_by_name(name)
+        events = tx.events.search(EventQuery(aggregate_ids=[schedule.id]))
+    assert active is not None and not active.paused and active.next_fire_at == tick
+    assert [e.event_type for e in events] == [
+        "ScheduleCreated",
+        "SchedulePaused",
+        "ScheduleResumed",
+    ]
