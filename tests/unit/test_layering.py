@@ -156,12 +156,20 @@ ENTRY_POINTS = (
 )
 
 
-def test_only_entry_points_import_the_wiring() -> None:
-    """Components get what they need handed over; only an entry point builds it."""
-    importers = sorted(
+def _wiring_importers(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
         name
-        for name, deps in _import_graph().items()
+        for name, deps in graph.items()
         if "hodei.bootstrap" in deps
         and not any(name == e or name.startswith(e + ".") for e in ENTRY_POINTS)
     )
-    assert importers == []
+
+
+def test_only_entry_points_import_the_wiring() -> None:
+    """Components get what they need handed over; only an entry point builds it."""
+    assert _wiring_importers(_import_graph()) == []
+
+
+def test_the_wiring_check_would_catch_a_component() -> None:
+    graph = {"hodei.cli.jobs": {"hodei.bootstrap"}, "hodei.queueing.tasks": {"hodei.bootstrap"}}
+    assert _wiring_importers(graph) == ["hodei.queueing.tasks"]
