@@ -39,7 +39,9 @@ MARKER = "BENCH_RUN_ID"
 # -- databases and broker -------------------------------------------------------------
 
 
-def add_store_args(parser: argparse.ArgumentParser) -> None:
+def add_store_args(
+    parser: argparse.ArgumentParser, *, broker_url: str = DEFAULT_BROKER_URL
+) -> None:
     """``--database-url`` and ``--broker-url``, as every benchmark that runs hodei takes
     them (a scratch PostgreSQL database by default, and a Redis database it flushes)."""
     parser.add_argument(
@@ -49,7 +51,7 @@ def add_store_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--broker-url",
-        default=DEFAULT_BROKER_URL,
+        default=broker_url,
         help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
     )
 

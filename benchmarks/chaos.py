@@ -609,12 +609,7 @@ def _interval(text: str) -> tuple[float, float]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=None, help="default 500 (60 with --db-outage)")
-    parser.add_argument("--database-url", help="default: a scratch database, dropped afterwards")
-    parser.add_argument(
-        "--broker-url",
-        default=CHAOS_BROKER_URL,
-        help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
-    )
+    common.add_store_args(parser, broker_url=CHAOS_BROKER_URL)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kill-every", type=_interval, default=(2.0, 6.0), metavar="MIN:MAX")
     parser.add_argument("--kill-scope", choices=("worker", "session"), default="worker")
