@@ -16,26 +16,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from hodei.domain.records import Job, Provider, Worker
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderHealth, ProviderStatus
 from hodei.errors import HodeiError, InvalidInput
-from hodei.services import gates, maintenance
+from hodei.services import gates
 from hodei.services.control import cancel_job, retry_job
 from hodei.services.dispatch import dispatch_pending, publish_jobs
-from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attempt
 from hodei.services.health import HealthProbe, HealthReport, check_providers, record_health
-from hodei.services.infrastructure import InfrastructureInspector
 from hodei.services.ports import Clock, Store, TaskPublisher, WorkerLauncher
 from hodei.services.providers import set_provider_status
 from hodei.services.provisioning import provision
-from hodei.services.reconcile import reconcile_provider, reschedule_unschedulable
-from hodei.services.schedules import trigger_schedule
 from hodei.services.submission import submit_jobs
 from hodei.settings import Settings
+
+if TYPE_CHECKING:
+    from hodei.services.execution import Claim, Outcome
+    from hodei.services.infrastructure import InfrastructureInspector
+
+# What only the worker, a provider change, a schedule or maintenance needs is imported
+# where it is used: `hodei job run` loads the facade for its submit (import time,
+# docs/performance.md).
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +134,8 @@ class Hodei:
 
     def trigger_schedule(self, name: str, *, actor: str) -> Job:
         """Fire a schedule now: its job, with a worker for it."""
+        from hodei.services.schedules import trigger_schedule
+
         w = self._w
         job = trigger_schedule(w.store, w.clock, w.publisher, name, actor=actor)
         self._provision_ids({job.provider_id})
@@ -139,6 +145,8 @@ class Hodei:
 
     def claim(self, *, job_id: UUID, attempt: int, worker_id: UUID, task_id: str) -> Claim:
         """QUEUED -> RUNNING for this delivery, or why it must not run."""
+        from hodei.services.execution import claim_attempt
+
         w = self._w
         return claim_attempt(
             w.store, w.clock, job_id=job_id, attempt=attempt, worker_id=worker_id, task_id=task_id
@@ -148,6 +156,8 @@ class Hodei:
         """Record how the attempt ended, and publish a retry that is due now. The job as
         it is after; None if the attempt was no longer this worker's. Raises (the
         database is unavailable...) only when the outcome was not written."""
+        from hodei.services.execution import finish_attempt
+
         w = self._w
         job = finish_attempt(w.store, w.clock, job=claimed, worker_id=worker_id, outcome=outcome)
         if job is None:
@@ -176,6 +186,8 @@ class Hodei:
     def providers_changed(self) -> None:
         """Jobs left PENDING for want of a provider may have one now, and jobs queued on
         a provider that could not launch workers may get them."""
+        from hodei.services.reconcile import reschedule_unschedulable
+
         w = self._w
         reschedule_unschedulable(
             w.store, w.clock, w.publisher, queue_timeout_s=w.settings.queue_timeout_s
@@ -240,6 +252,8 @@ class Hodei:
         }
 
     def _reap_stale_workers(self) -> Report:
+        from hodei.services import maintenance
+
         w = self._w
         back = w.database_back_for()
         if back is not None and back < w.settings.worker_stale_after_s:
@@ -264,17 +278,23 @@ class Hodei:
         }
 
     def _expire_tokens(self) -> Report:
+        from hodei.services import maintenance
+
         failed = maintenance.expire_tokens(self._w.store, self._w.clock)
         for worker in failed:
             self._destroy(worker)
         return {"provision_failed": [str(x.id) for x in failed]}
 
     def _enforce_deadlines(self) -> Report:
+        from hodei.services import maintenance
+
         w = self._w
         ended = maintenance.enforce_deadlines(w.store, w.clock, grace_s=w.settings.cancel_grace_s)
         return {"timed_out": [str(j.id) for j in ended]}
 
     def _purge(self) -> Report:
+        from hodei.services import maintenance
+
         w = self._w
         return {
             "purged_jobs": maintenance.purge(
@@ -299,6 +319,8 @@ class Hodei:
 
     def _reconcile_providers(self) -> Report:
         """Docker and Kubernetes providers: containers or pods versus worker rows."""
+        from hodei.services.reconcile import reconcile_provider
+
         w = self._w
         with w.store.transaction() as tx:
             providers = [p for p in tx.providers.search() if p.provider_type != "local"]
@@ -331,6 +353,8 @@ class Hodei:
 
     def _reschedule_unschedulable(self) -> Report:
         """PENDING jobs with no provider: match again, or fail after HODEI_QUEUE_TIMEOUT."""
+        from hodei.services.reconcile import reschedule_unschedulable
+
         w = self._w
         report = reschedule_unschedulable(
             w.store, w.clock, w.publisher, queue_timeout_s=w.settings.queue_timeout_s
