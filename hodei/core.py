@@ -21,11 +21,11 @@ from uuid import UUID
 
 from hodei.domain.records import Job, Provider, Worker
 from hodei.domain.specs import JobSpec
-from hodei.domain.states import JobState, ProviderHealth, ProviderStatus
+from hodei.domain.states import ProviderHealth, ProviderStatus
 from hodei.errors import HodeiError, InvalidInput
 from hodei.services import gates
 from hodei.services.control import cancel_job, retry_job
-from hodei.services.dispatch import dispatch_pending, publish_jobs
+from hodei.services.dispatch import dispatch_pending
 from hodei.services.health import HealthProbe, HealthReport, check_providers, record_health
 from hodei.services.ports import Clock, Store, TaskPublisher, WorkerLauncher
 from hodei.services.providers import set_provider_status
@@ -153,27 +153,24 @@ class Hodei:
         )
 
     def finish(self, claimed: Job, *, worker_id: UUID, outcome: Outcome) -> Job | None:
-        """Record how the attempt ended, and publish a retry that is due now. The job as
-        it is after; None if the attempt was no longer this worker's. Raises (the
-        database is unavailable...) only when the outcome was not written."""
+        """Record how the attempt ended, then what follows (a retry due now published,
+        the jobs that waited for this one released). The job as it is after; None if
+        the attempt was no longer this worker's. Raises (the database is
+        unavailable...) only when the outcome was not written."""
+        from hodei.services.after_finish import after_finish
         from hodei.services.execution import finish_attempt
 
         w = self._w
         job = finish_attempt(w.store, w.clock, job=claimed, worker_id=worker_id, outcome=outcome)
-        if job is None:
-            return None
-        due = job.next_attempt_at is not None and job.next_attempt_at <= w.clock.now()
-        if job.state is JobState.PENDING and due:
-            # A retry with no backoff goes out now; later ones wait for the dispatcher.
-            try:
-                publish_jobs(w.store, w.clock, w.publisher, [job], {job.id: "retry due"})
-            except HodeiError as exc:  # dispatch_pending publishes it later
-                logger.warning(
-                    "retry of job %s not published now: %s",
-                    job.id,
-                    exc,
-                    extra={"job_id": str(job.id), "correlation_id": job.correlation_id},
-                )
+        if job is not None:
+            after_finish(
+                w.store,
+                w.clock,
+                w.publisher,
+                job,
+                worker_id=str(worker_id),
+                correlation_id=job.correlation_id,
+            )
         return job
 
     # -- providers ----------------------------------------------------------------

@@ -22,9 +22,8 @@ from uuid import UUID
 
 from hodei.domain.records import Job, LogLine, Worker
 from hodei.errors import DatabaseUnavailable, HodeiError
-from hodei.services.after_finish import after_finish
 from hodei.services.dispatch import dispatch_pending
-from hodei.services.execution import Claim, Outcome, claim_attempt, finish_attempt
+from hodei.services.execution import Claim, Outcome
 from hodei.services.workers import (
     Pulse,
     WorkerReport,
@@ -72,7 +71,8 @@ class ControlPlane(Protocol):
 
 
 class DirectControlPlane:
-    """The use cases on the worker's own database connection."""
+    """The use cases on the worker's own database connection (claim and finish through
+    the facade, hodei.core.Hodei, as every other caller)."""
 
     def __init__(self, container: Container) -> None:
         self._c = container
@@ -109,28 +109,12 @@ class DirectControlPlane:
         return pulse
 
     def claim(self, job_id: UUID, attempt: int, task_id: str) -> Claim:
-        return claim_attempt(
-            self._c.store,
-            self._c.clock,
-            job_id=job_id,
-            attempt=attempt,
-            worker_id=self.worker_id,
-            task_id=task_id,
+        return self._c.hodei.claim(
+            job_id=job_id, attempt=attempt, worker_id=self.worker_id, task_id=task_id
         )
 
     def finish(self, job: Job, outcome: Outcome) -> Job | None:
-        c = self._c
-        after = finish_attempt(c.store, c.clock, job=job, worker_id=self.worker_id, outcome=outcome)
-        if after is not None:
-            after_finish(
-                c.store,
-                c.clock,
-                c.publisher,
-                after,
-                worker_id=str(self.worker_id),
-                correlation_id=after.correlation_id,
-            )
-        return after
+        return self._c.hodei.finish(job, worker_id=self.worker_id, outcome=outcome)
 
     def cancel_requested(self, job: Job) -> bool:
         with self._c.store.transaction() as tx:
