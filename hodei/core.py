@@ -114,7 +114,7 @@ class Hodei:
         """An operator's override: a held job published now, with a worker for it."""
         w = self._w
         job = gates.release_now(w.store, w.clock, w.publisher, job_id, actor=actor)
-        self._provision_ids({job.provider_id})
+        self.provision_providers({job.provider_id})
         return job
 
     def release_due(self, jobs: Iterable[Job]) -> list[Job]:
@@ -122,14 +122,14 @@ class Hodei:
         w = self._w
         released = gates.release_jobs(w.store, w.clock, w.publisher, jobs).released
         if released:
-            self._provision_ids({j.provider_id for j in released})
+            self.provision_providers({j.provider_id for j in released})
         return list(released)
 
     def retry(self, job_id: UUID, *, actor: str) -> Job:
         """A new attempt of a failed, timed-out or cancelled job, with a worker for it."""
         w = self._w
         job = retry_job(w.store, w.clock, w.publisher, job_id, actor=actor)
-        self._provision_ids({job.provider_id})
+        self.provision_providers({job.provider_id})
         return job
 
     def trigger_schedule(self, name: str, *, actor: str) -> Job:
@@ -138,7 +138,7 @@ class Hodei:
 
         w = self._w
         job = trigger_schedule(w.store, w.clock, w.publisher, name, actor=actor)
-        self._provision_ids({job.provider_id})
+        self.provision_providers({job.provider_id})
         return job
 
     # -- an attempt, inside a worker ----------------------------------------------
@@ -217,7 +217,8 @@ class Hodei:
         )
         return len(tokens)
 
-    def _provision_ids(self, provider_ids: Collection[UUID | None]) -> None:
+    def provision_providers(self, provider_ids: Collection[UUID | None]) -> None:
+        """:meth:`provision` for providers named by id (a waiter tending its job)."""
         with self._w.store.reading() as tx:
             names = {p.name for p in tx.providers.search() if p.id in provider_ids}
         self.provision(names)

@@ -65,6 +65,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+TEND_EVERY_S = 2.0
+"""How often :meth:`Client.wait` and :meth:`Client.follow_logs` look after a job that is
+still QUEUED (:meth:`Client._tend`)."""
+
+
 class Client(ClientBase):
     """Submit, watch and control hodei jobs.
 
@@ -126,6 +131,23 @@ class Client(ClientBase):
             raise InvalidInput(f"submit_many takes a list of JobSpec, got {type(specs).__name__}")
         return self._c.hodei.submit(list(specs), actor=self.actor)
 
+    def _tend(self, job: Job) -> None:
+        """What a waiter does for its QUEUED job, so the embedded default needs no
+        scheduler for it: provision its provider again, which first fails the launches
+        known dead (a worker killed or crashed before it registered) and then launches
+        one if none is left to take the job."""
+        if job.state is JobState.QUEUED and job.provider_id is not None:
+            self._c.hodei.provision_providers({job.provider_id})
+
+    def _settle_launches(self, provider_ids: set[UUID | None] | None = None) -> None:
+        """Launches known dead are PROVISION_FAILED before status or diagnose count them."""
+        from hodei.services.launches import settle_launches
+
+        try:
+            settle_launches(self._c.store, self._c.clock, self._c.launcher_for, provider_ids)
+        except HodeiError as exc:
+            logger.debug("could not check the launches in flight: %s", exc)
+
     # -- reading ------------------------------------------------------------------
 
     def _job_id(self, value: str | UUID) -> UUID:
@@ -177,11 +199,15 @@ class Client(ClientBase):
         check_seconds(poll_s, "poll_s", allow_none=True)
         job_uuid = self._job_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
+        tend_at = time.monotonic() + TEND_EVERY_S
         with self._c.job_watches.watch(job_uuid, max_poll_s=poll_s) as watch:
             while True:
                 job = self.get(job_uuid)
                 if job.is_terminal:
                     return job
+                if time.monotonic() >= tend_at:
+                    self._tend(job)
+                    tend_at = time.monotonic() + TEND_EVERY_S
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise WaitTimeout(f"job {job.id} is still {job.state} after {timeout:g}s")
@@ -233,8 +259,13 @@ class Client(ClientBase):
             if tail is not None:
                 with self._c.store.reading() as tx:
                     last_id = tx.logs.tail_start(job_uuid, tail)
+            tend_at = time.monotonic() + TEND_EVERY_S
             while True:
-                terminal = self.get(job_uuid).is_terminal
+                job = self.get(job_uuid)
+                terminal = job.is_terminal
+                if not terminal and time.monotonic() >= tend_at:
+                    self._tend(job)
+                    tend_at = time.monotonic() + TEND_EVERY_S
                 got = False
                 for line in self._log_pages(job_uuid, last_id, None):
                     last_id = line.id or last_id
@@ -320,16 +351,19 @@ class Client(ClientBase):
         """Jobs and workers by state, queues, providers and capacity, tokens outstanding."""
         from hodei.services.status import system_status
 
+        self._settle_launches()
         return system_status(self._c.reads, self._c.clock)
 
     def diagnose(self, job_id: str | UUID) -> Diagnosis:
         """Why a job is where it is, and what to do about it."""
         from hodei.services.diagnosis import diagnose_job
 
+        job = self.get(job_id)
+        self._settle_launches({job.provider_id})
         return diagnose_job(
             self._c.reads,
             self._c.clock,
-            self._job_id(job_id),
+            job.id,
             stale_after_s=self.settings.worker_stale_after_s,
             republish_after_s=self.settings.republish_after_s,
             token_ttl_s=self.settings.token_ttl_s,

@@ -869,6 +869,7 @@ class FakeLauncher:
     launched: list[LaunchRequest] = field(default_factory=list)
     destroyed: list[Worker] = field(default_factory=list)
     fail_with: Exception | None = None
+    ended: dict[UUID, str] = field(default_factory=dict)  # what exited() says, per worker
 
     def launch(self, request: LaunchRequest) -> str:
         if self.fail_with is not None:
@@ -878,6 +879,9 @@ class FakeLauncher:
 
     def destroy(self, worker: Worker) -> None:
         self.destroyed.append(worker)
+
+    def exited(self, worker: Worker) -> str | None:
+        return self.ended.get(worker.id)
 
 
 @dataclass

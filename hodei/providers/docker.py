@@ -158,6 +158,17 @@ class DockerLauncher:
     def list_managed(self) -> list[InfraWorker]:
         return [_infra(c) for c in self._managed({PROVIDER: self.provider.name})]
 
+    def exited(self, worker: Worker) -> str | None:
+        """Why the worker's container is gone or stopped; None while it runs."""
+        found = [_infra(c) for c in self._managed({WORKER_ID: str(worker.id)})]
+        if any(i.running for i in found):
+            return None
+        if not found:
+            return "its container is gone"
+        item = found[0]
+        what = "OOM-killed" if item.oom_killed else f"exited with code {item.exit_code}"
+        return f"its container {what} before it registered{_detail(item)}"
+
     def _managed(self, labels: dict[str, str]) -> list[Container]:
         selector = [f"{MANAGED}=true", *(f"{k}={v}" for k, v in labels.items())]
         containers: list[Container] = self._call(
@@ -233,6 +244,10 @@ def _translate(name: str, exc: Exception) -> Exception:
 def _explain(exc: BaseException) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc).splitlines()[0][:300]
+
+
+def _detail(item: InfraWorker) -> str:
+    return f": {item.detail}" if item.detail else ""
 
 
 def _infra(container: Container) -> InfraWorker:

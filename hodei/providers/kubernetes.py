@@ -184,6 +184,26 @@ class KubernetesLauncher:
         )
         return [pod_state(p) for p in pods.items]
 
+    def exited(self, worker: Worker) -> str | None:
+        """Why the worker's pod is gone or has ended; None while it is pending or runs."""
+        from kubernetes.client.exceptions import ApiException
+
+        def _read() -> Any:
+            try:
+                return self.api.read_namespaced_pod(pod_name(worker.id), self.config.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        pod = self._call(_read)
+        if pod is None:
+            return "its pod is gone"
+        state = pod_state(pod)
+        if state.running:
+            return None
+        return f"its pod ended before it registered ({state.detail or pod.status.phase})"
+
     def check(self, timeout_s: float) -> HealthReport:
         """List pods in the namespace: forbidden is DEGRADED (with the API's message)."""
         try:

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -66,7 +67,8 @@ class LocalLauncher:
             process.pid,
             extra={"worker_id": str(request.worker_id)},
         )
-        return f"pid:{process.pid}"
+        # The host too: only a process on the same machine can tell whether it still runs.
+        return f"pid:{process.pid}@{socket.gethostname()}"
 
     def destroy(self, worker: Worker) -> None:
         """Kill the worker and every job process it left behind.
@@ -89,6 +91,35 @@ class LocalLauncher:
                 extra={"worker_id": str(worker.id)},
             )
             _signal(functools.partial(os.killpg, pgid, signal.SIGKILL))
+
+    def exited(self, worker: Worker) -> str | None:
+        """Why the worker's process is gone, if it was started on this machine and no
+        longer runs (a zombie counts as gone); None while it runs or elsewhere."""
+        pid, host = _pid(worker.infra_ref), _host(worker.infra_ref)
+        if pid is None or host != socket.gethostname() or _is_worker_process(pid, worker):
+            return None
+        status = _reap(pid)
+        how = "" if status is None else f" ({status})"
+        log = self._settings.home / "logs" / f"{worker.name}.log"
+        return f"its process (pid {pid}) ended before it registered{how}; see {log}"
+
+
+def _reap(pid: int) -> str | None:
+    """How ``pid`` ended, if it is this process's child (the CLI that launched it is
+    still running): reaped, so it leaves no zombie."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if done != pid:
+        return None
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(number).name}"
+        except ValueError:
+            return f"killed by signal {number}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
 
 
 def _signal(send: Callable[[], None]) -> None:
@@ -126,6 +157,12 @@ def _is_worker_process(pid: int, worker: Worker) -> bool:
         return False
     marker = [b"--worker-id", str(worker.id).encode()]
     return any(argv[i : i + 2] == marker for i in range(len(argv) - 1))
+
+
+def _host(infra_ref: str | None) -> str | None:
+    if not infra_ref or "@" not in infra_ref:
+        return None
+    return infra_ref.split("@", 1)[1]
 
 
 def _pid(infra_ref: str | None) -> int | None:

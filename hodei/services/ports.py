@@ -370,3 +370,8 @@ class WorkerLauncher(Protocol):
     def destroy(self, worker: Worker) -> None:
         """Remove the worker's process, container or pod if it still exists."""
         ...
+
+    def exited(self, worker: Worker) -> str | None:
+        """Why the worker's process, container or pod is known to have ended (it died,
+        was killed, exited); None while it runs, or when this process cannot tell."""
+        ...

@@ -19,6 +19,7 @@ from hodei.domain.states import (
 )
 from hodei.errors import HodeiError
 from hodei.services.health import HealthReport, record_health
+from hodei.services.launches import fail_dead_launches, in_flight
 from hodei.services.ports import Clock, LaunchRequest, Store, WorkerLauncher
 from hodei.services.tokens import IssuedToken, issue_token
 from hodei.services.workers import fail_provisioning
@@ -65,13 +66,25 @@ def provision(
     Capacity is held by the workers that have (or are getting) a process: a token issued
     by hand that nothing has presented holds none. A registered worker silent for
     ``stale_after_s`` still holds its slot until the reaper declares it LOST, but is not
-    counted as idle, so the job it would never take gets a worker of its own."""
-    issued = _reserve(store, clock, provider_name, token_ttl_s, stale_after_s)
-    if not issued:
+    counted as idle, so the job it would never take gets a worker of its own. A launch
+    still registering that stands in the way of one is first checked with its provider:
+    if its process, container or pod has ended, it is PROVISION_FAILED and holds nothing
+    (services/launches.py)."""
+    launcher: WorkerLauncher | None = None
+    reserved = _reserve(store, clock, provider_name, token_ttl_s, stale_after_s, doubt=True)
+    if isinstance(reserved, _Doubtful):
+        try:
+            launcher = launcher_for(reserved.provider)
+        except HodeiError:
+            pass  # said below, where a launch needs it
+        else:
+            fail_dead_launches(store, clock, launcher, reserved.launches)
+        reserved = _reserve(store, clock, provider_name, token_ttl_s, stale_after_s, doubt=False)
+    if reserved is None or isinstance(reserved, _Doubtful):
         return []
-    provider, tokens = issued
+    provider, tokens = reserved
     try:
-        launcher = launcher_for(provider)
+        launcher = launcher or launcher_for(provider)
     except HodeiError as exc:
         # It cannot launch anything here (its library is missing, its config cannot
         # work): say so on each reserved worker, and stop launching until it recovers.
@@ -99,13 +112,24 @@ def provision(
     return launched
 
 
+@dataclass(frozen=True)
+class _Doubtful:
+    """Launches in flight without which the plan would launch more: ask their provider
+    whether they are still alive before deciding."""
+
+    provider: Provider
+    launches: list[Worker]
+
+
 def _reserve(
     store: Store,
     clock: Clock,
     provider_name: str,
     token_ttl_s: float,
     stale_after_s: float | None,
-) -> tuple[Provider, Sequence[IssuedToken]] | None:
+    *,
+    doubt: bool,
+) -> tuple[Provider, Sequence[IssuedToken]] | _Doubtful | None:
     now = clock.now()
     with store.transaction() as tx:
         provider = tx.providers.get_by_name(provider_name)
@@ -114,14 +138,26 @@ def _reserve(
         tx.providers.lock(provider.id)
         rows = tx.workers.search(states=LIVE_WORKER_STATES, queue=provider.queue, limit=1000)
         live = [w for w in rows if w.holds_capacity]
-        plan = plan_scale(
-            provider,
-            waiting=tx.jobs.count_waiting(provider.queue),
-            live=len(live),
-            idle_or_starting=sum(
-                1 for w in live if _may_take_work(w, now, stale_after_s, token_ttl_s)
-            ),
-        )
+        waiting = tx.jobs.count_waiting(provider.queue)
+
+        def plan_without(left_out: Sequence[Worker]) -> ScalePlan:
+            left = {w.id for w in left_out}
+            counted = [w for w in live if w.id not in left]
+            return plan_scale(
+                provider,
+                waiting=waiting,
+                live=len(counted),
+                idle_or_starting=sum(
+                    1 for w in counted if _may_take_work(w, now, stale_after_s, token_ttl_s)
+                ),
+            )
+
+        plan = plan_without(())
+        launches = in_flight(live) if doubt else []
+        # The provider is asked only when it matters (nothing is asked on the warm path),
+        # and outside this transaction, which holds the provider's lock.
+        if launches and plan_without(launches).launch > plan.launch:
+            return _Doubtful(provider, launches)
         if plan.launch == 0:
             return None
         logger.info(

@@ -173,6 +173,33 @@ def test_a_launch_that_fails_leaves_the_worker_provision_failed(
     assert worker.termination_reason == "no engine"
 
 
+def test_a_launch_known_dead_is_replaced_and_one_alive_keeps_its_slot(
+    store: Store, clock: FixedClock
+) -> None:
+    """A launch whose process ended before it registered held the provider's slot."""
+    with store.transaction() as tx:
+        provider = tx.providers.get_by_name("local")
+        assert provider is not None
+        tx.providers.update(provider.id, max_workers=1)
+    submit_jobs(store, clock, RecordingPublisher(), [JobSpec.create(["true"])], actor="user:t")
+    launcher = FakeLauncher()
+    [first] = provision(store, clock, lambda _p: launcher, "local", token_ttl_s=600, environment={})
+    submit_jobs(store, clock, RecordingPublisher(), [JobSpec.create(["true"])], actor="user:t")
+    # Alive (the launcher cannot say it ended): it holds the one slot, nothing launches.
+    assert (
+        provision(store, clock, lambda _p: launcher, "local", token_ttl_s=600, environment={}) == []
+    )
+    launcher.ended[first.worker.id] = "its process ended before it registered"
+    [second] = provision(
+        store, clock, lambda _p: launcher, "local", token_ttl_s=600, environment={}
+    )
+    with store.reading() as tx:
+        dead = tx.workers.get(first.worker.id)
+    assert dead is not None and dead.state is WorkerState.PROVISION_FAILED
+    assert dead.termination_reason == "its process ended before it registered"
+    assert second.worker.id != first.worker.id
+
+
 def test_a_running_job_whose_worker_is_gone_times_out_past_its_deadline(
     store: Store, clock: FixedClock
 ) -> None:
