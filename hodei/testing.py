@@ -755,6 +755,11 @@ class _Transaction:
                 current_job_id=None if last_one else worker.current_job_id,
                 **change.changes,
             )
+        elif change.count is WorkerCount.FOLLOW:
+            if worker.state not in change.from_states:
+                return False
+            state = WorkerState.BUSY if worker.running_jobs > 0 else WorkerState.READY
+            worker = replace(worker, state=state, **change.changes)
         else:
             if worker.state not in change.from_states:
                 return False

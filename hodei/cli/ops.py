@@ -48,6 +48,11 @@ def status(ctx: click.Context, output: str) -> None:
 def _print_status(s: SystemStatus) -> None:
     click.echo(f"jobs ({s.total_jobs}): " + _counts(s.jobs))
     click.echo("workers: " + _counts(s.workers))
+    if s.workers.get("DEGRADED"):
+        click.echo(
+            f"  {s.workers['DEGRADED']} DEGRADED: registered but cannot reach the broker "
+            "(Celery reconnects); they take no job until they are READY again"
+        )
     click.echo(f"tokens outstanding: {s.tokens_outstanding}")
     click.echo(f"scheduler: {_lead(s)}")
     click.echo("waiting for: " + _counts(s.waiting))

@@ -13,6 +13,7 @@ from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_tabl
 from hodei.cli.params import FiniteFloat
 from hodei.cli.remote import cli_client
 from hodei.domain.records import Worker
+from hodei.domain.states import WorkerState
 from hodei.errors import InvalidInput
 from hodei.settings import Settings
 
@@ -143,6 +144,8 @@ def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) ->
     for row in rows:
         if row["unused_token"]:  # holds no slot and serves nothing: say so in the table
             row["state"] = f"{row['state']} (unused token)"
+        elif row["state"] == WorkerState.DEGRADED:
+            row["state"] = f"{row['state']} (broker unreachable)"
     print_table(
         rows, ["id", "name", "state", "queue", "current_job_id", "heartbeat_age_s", "jobs_executed"]
     )

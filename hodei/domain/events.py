@@ -33,6 +33,8 @@ class EventType(StrEnum):
     WORKER_PROVISION_FAILED = "WorkerProvisionFailed"
     WORKER_REGISTERED = "WorkerRegistered"
     WORKER_READY = "WorkerReady"
+    WORKER_DEGRADED = "WorkerDegraded"  # it cannot reach its broker
+    WORKER_RECONNECTED = "WorkerReconnected"  # it reaches its broker again
     WORKER_DRAINING = "WorkerDraining"
     WORKER_TERMINATED = "WorkerTerminated"
     WORKER_LOST = "WorkerLost"

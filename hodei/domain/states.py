@@ -100,6 +100,9 @@ class WorkerState(StrEnum):
     REGISTERED = "REGISTERED"
     READY = "READY"
     BUSY = "BUSY"
+    # Registered, but it cannot reach its broker now (Celery is reconnecting): it takes
+    # no job until it is back, READY or BUSY again, or gives up and exits.
+    DEGRADED = "DEGRADED"
     DRAINING = "DRAINING"
     TERMINATED = "TERMINATED"
     LOST = "LOST"
@@ -116,14 +119,15 @@ LIVE_WORKER_STATES = frozenset(
         WorkerState.REGISTERED,
         WorkerState.READY,
         WorkerState.BUSY,
+        WorkerState.DEGRADED,
         WorkerState.DRAINING,
     }
 )
 # Workers that have a process consuming their queue (and so must heartbeat).
 REGISTERED_WORKER_STATES = LIVE_WORKER_STATES - {WorkerState.PROVISIONING}
 _LIVE_TO = frozenset(
-    {WorkerState.READY, WorkerState.BUSY, WorkerState.DRAINING, WorkerState.TERMINATED,
-     WorkerState.LOST}
+    {WorkerState.READY, WorkerState.BUSY, WorkerState.DEGRADED, WorkerState.DRAINING,
+     WorkerState.TERMINATED, WorkerState.LOST}
 )  # fmt: skip
 _WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
     WorkerState.PROVISIONING: frozenset(
@@ -137,6 +141,7 @@ _WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
     WorkerState.REGISTERED: _LIVE_TO,
     WorkerState.READY: _LIVE_TO,
     WorkerState.BUSY: _LIVE_TO,
+    WorkerState.DEGRADED: _LIVE_TO,
     WorkerState.DRAINING: frozenset({WorkerState.TERMINATED, WorkerState.LOST}),
 }
 

@@ -64,6 +64,8 @@ class Kind(StrEnum):
     LAUNCHED = "launched"
     TOUCH = "touch"
     DRAIN = "drain"
+    DEGRADE = "degrade"  # the worker cannot reach its broker
+    RECONNECT = "reconnect"  # it can again
     LOSE = "lose"
     TERMINATE = "terminate"
     PROVISION_FAILED = "provision_failed"
@@ -79,6 +81,7 @@ class WorkerCount(StrEnum):
 
     BUSY = "busy"  # one more running job: BUSY
     DONE = "done"  # one fewer, one more executed: READY again once it runs none
+    FOLLOW = "follow"  # no change of the count: BUSY if it runs any, else READY
 
 
 @functools.cache
@@ -202,7 +205,11 @@ ONE_STATEMENT = frozenset({Kind.QUEUE, Kind.START, Kind.FINISH})
 _NO_RUN = {"worker_id": None, "queued_at": None, "started_at": None, "deadline_at": None}
 # One frozenset per state, built once: the guards of the per-job path reuse them.
 _ONLY = {state: frozenset({state}) for state in JobState}
-_TAKES_WORK = frozenset({WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED})
+# DEGRADED too: a message delivered is proof the broker is back, and the claim must count
+# the job on the worker's row.
+_TAKES_WORK = frozenset(
+    {WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED, WorkerState.DEGRADED}
+)
 
 
 # --- jobs --------------------------------------------------------------------------------
@@ -836,6 +843,52 @@ def drain(worker: Worker, *, actor: str, now: datetime) -> Transition:
                 actor=actor,
                 now=now,
                 new_state=WorkerState.DRAINING,
+            ),
+        ),
+    )
+
+
+def degrade(worker: Worker, *, reason: str, now: datetime) -> Transition:
+    """A worker that takes work -> DEGRADED: it lost its broker and Celery reconnects.
+    It is no READY capacity meanwhile; a job it runs goes on."""
+    return Transition(
+        Kind.DEGRADE,
+        worker=WorkerChange(
+            worker.id,
+            frozenset({WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED}),
+            {"state": WorkerState.DEGRADED, "updated_at": now},
+        ),
+        events=(
+            worker_event(
+                worker,
+                EventType.WORKER_DEGRADED,
+                actor=Actor.worker(worker.id),
+                now=now,
+                new_state=WorkerState.DEGRADED,
+                reason=reason,
+            ),
+        ),
+    )
+
+
+def reconnect(worker: Worker, *, down_s: float, now: datetime) -> Transition:
+    """DEGRADED -> READY, or BUSY if it runs a job: it reaches its broker again. The
+    store decides which from the worker's running-job count as it writes."""
+    return Transition(
+        Kind.RECONNECT,
+        worker=WorkerChange(
+            worker.id,
+            frozenset({WorkerState.DEGRADED}),
+            {"updated_at": now},
+            count=WorkerCount.FOLLOW,
+        ),
+        events=(
+            worker_event(
+                worker,
+                EventType.WORKER_RECONNECTED,
+                actor=Actor.worker(worker.id),
+                now=now,
+                down_s=round(down_s, 3),
             ),
         ),
     )

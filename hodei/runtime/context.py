@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from hodei.domain.records import Worker
+from hodei.runtime.broker_link import BrokerLink
 from hodei.runtime.control_plane import ControlPlane
 from hodei.runtime.hardening import JobUser
 from hodei.runtime.outcomes import OutcomeKeeper
@@ -32,6 +33,7 @@ class WorkerContext:
     guard: GroupGuard | None = None
     job_user: JobUser | None = None  # None: jobs run as the worker's own user
     stop: Callable[[str], None] = lambda _reason: None  # stop consuming, with a reason
+    broker: BrokerLink | None = None  # its consumer's broker connection, lost or up
 
     @property
     def worker_id(self) -> UUID:

@@ -158,6 +158,13 @@ class HttpControlPlane:
             return False  # already LOST or TERMINATED
         return bool(json.loads(raw).get("terminated"))
 
+    def broker_lost(self, reason: str) -> None:
+        # No /v1/worker route reports it yet: an API-mode worker stays READY meanwhile.
+        logger.debug("broker lost, not reported over the API: %s", reason)
+
+    def broker_back(self, down_s: float) -> None:
+        logger.debug("broker back after %.1fs, not reported over the API", down_s)
+
     def close(self) -> None:
         self._http.close()
 

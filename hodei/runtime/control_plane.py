@@ -27,6 +27,8 @@ from hodei.services.execution import Claim, Outcome
 from hodei.services.workers import (
     Pulse,
     WorkerReport,
+    broker_back,
+    broker_lost,
     heartbeat,
     register_worker,
     terminate_worker,
@@ -68,6 +70,14 @@ class ControlPlane(Protocol):
         ...
 
     def terminate(self, reason: str) -> bool: ...
+
+    def broker_lost(self, reason: str) -> None:
+        """The worker's consumer lost its broker: DEGRADED, not READY, with ``reason``."""
+        ...
+
+    def broker_back(self, down_s: float) -> None:
+        """Its consumer reaches the broker again: READY, or BUSY if it runs a job."""
+        ...
 
 
 class DirectControlPlane:
@@ -131,3 +141,9 @@ class DirectControlPlane:
 
     def terminate(self, reason: str) -> bool:
         return terminate_worker(self._c.store, self._c.clock, self.worker_id, reason=reason)
+
+    def broker_lost(self, reason: str) -> None:
+        broker_lost(self._c.store, self._c.clock, self.worker_id, reason=reason)
+
+    def broker_back(self, down_s: float) -> None:
+        broker_back(self._c.store, self._c.clock, self.worker_id, down_s=down_s)

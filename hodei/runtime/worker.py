@@ -24,6 +24,7 @@ from hodei.errors import (
 from hodei.queueing.app import broker_reachable, provider_queue, retries_within
 from hodei.queueing.signals import write_outcome
 from hodei.runtime import context, hardening, proctree
+from hodei.runtime.broker_link import BrokerLink, consumer_class
 from hodei.runtime.context import WorkerContext
 from hodei.runtime.control_plane import ControlPlane, DirectControlPlane
 from hodei.runtime.orphan_guard import OrphanGuard
@@ -94,7 +95,10 @@ def run_worker(
         container.clock,
         on_give_up=give_up,
     )
-    ctx = WorkerContext(container, control, worker, outcomes, guard=guard, job_user=job_user)
+    link = BrokerLink(container.settings.broker_url, container.settings.broker_wait_s)
+    ctx = WorkerContext(
+        container, control, worker, outcomes, guard=guard, job_user=job_user, broker=link
+    )
     ctx.stop = lambda reason: _stop(ctx, reason)
     context.install(ctx)
     extra = {"worker_id": str(worker.id)}
@@ -111,6 +115,8 @@ def run_worker(
     )
     lost_broker = False
     provider_queue(container.app, worker.queue)  # declared as the publisher declares it
+    from kombu.utils.imports import symbol_by_name  # Celery's own way to name its consumer
+
     try:
         celery_worker = _celery_worker_class(container, ctx)(
             hostname=f"{worker.name}@{socket.gethostname()}",
@@ -122,6 +128,8 @@ def run_worker(
             without_gossip=True,
             optimization="fair",
             loglevel=container.settings.log_level,
+            # Not READY while its broker is unreachable: DEGRADED until Celery reconnects.
+            consumer_cls=consumer_class(symbol_by_name(container.app.conf.worker_consumer), link),
         )
         celery_worker.start()
         lost_broker = bool(celery_worker.exitcode) and not broker_reachable(container.app)
@@ -222,6 +230,8 @@ def _housekeeping(ctx: WorkerContext, options: WorkerOptions) -> None:
         try:
             pulse = ctx.control.heartbeat(record=record, report=ctx.outcomes.held)
             ctx.outcomes.wake()  # the database answers: kept outcomes go now
+            if ctx.broker is not None:
+                ctx.broker.record(ctx.control)
         except DatabaseUnavailable as exc:
             # Said once per process by hodei.store.outage; here only at debug.
             logger.debug("heartbeat failed: %s", exc, extra={"worker_id": str(ctx.worker_id)})

@@ -180,6 +180,7 @@ _SUMMARY_KEYS = (
     "dependency",
     "dependency_state",
     "waited_s",
+    "down_s",  # WorkerReconnected: how long the broker was gone
     "provider",
     "queue",
     "worker_id",

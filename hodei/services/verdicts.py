@@ -257,6 +257,9 @@ def _queued(f: Facts) -> Verdict:
             f"{duration(waited)}: its broker message was probably lost",
             _republish_action(f, idle[0], waited),
         )
+    degraded = [w for w in fresh if w.state is WorkerState.DEGRADED]
+    if degraded and not any(w.state is WorkerState.BUSY for w in fresh):
+        return _broker_unreachable(f, degraded, queue)
     if fresh:
         return _busy(f, fresh)
     if starting:
@@ -350,6 +353,21 @@ def _busy(f: Facts, fresh: list[Worker]) -> Verdict:
             if full
             else ""
         ),
+    )
+
+
+def _broker_unreachable(f: Facts, degraded: list[Worker], queue: str) -> Verdict:
+    """Its workers are registered and heartbeat, but cannot reach the broker the job's
+    message waits on: not capacity until Celery reconnects."""
+    w = degraded[0]
+    who = f"worker {str(w.id)[:8]}" if len(degraded) == 1 else f"{len(degraded)} workers"
+    return Verdict(
+        "broker_unreachable",
+        f"{who} on {queue} cannot reach the broker (DEGRADED since "
+        f"{clock_time(w.updated_at)}): the job waits on the broker until one reconnects",
+        "make the broker reachable (HODEI_BROKER_URL): a DEGRADED worker is READY again as "
+        "soon as Celery reconnects, or exits after HODEI_BROKER_WAIT and a new worker is "
+        f"launched; `hodei events list --aggregate {w.id}` says why",
     )
 
 

@@ -162,6 +162,41 @@ def drain_worker(store: Store, clock: Clock, worker_id: UUID, *, actor: str) -> 
     return updated
 
 
+def broker_lost(store: Store, clock: Clock, worker_id: UUID, *, reason: str) -> bool:
+    """The worker cannot reach its broker (Celery is reconnecting): DEGRADED, with
+    WorkerDegraded and ``reason``, so it is no READY capacity. False if it was not
+    taking work (draining, ended) or is DEGRADED already."""
+    now = clock.now()
+    with store.transaction() as tx:
+        worker = tx.workers.get(worker_id)
+        if worker is None:
+            return False
+        won = bool(tx.apply(transitions.degrade(worker, reason=reason, now=now)))
+    if won:
+        logger.warning(
+            "worker %s is DEGRADED: %s", worker_id, reason, extra={"worker_id": str(worker_id)}
+        )
+    return won
+
+
+def broker_back(store: Store, clock: Clock, worker_id: UUID, *, down_s: float) -> bool:
+    """The worker reaches its broker again: READY, or BUSY if it runs a job."""
+    now = clock.now()
+    with store.transaction() as tx:
+        worker = tx.workers.get(worker_id)
+        if worker is None:
+            return False
+        won = bool(tx.apply(transitions.reconnect(worker, down_s=down_s, now=now)))
+    if won:
+        logger.info(
+            "worker %s reaches its broker again after %.1fs",
+            worker_id,
+            down_s,
+            extra={"worker_id": str(worker_id)},
+        )
+    return won
+
+
 def terminate_worker(store: Store, clock: Clock, worker_id: UUID, *, reason: str) -> bool:
     """Mark a worker TERMINATED as it exits; False if it was already LOST or gone."""
     now = clock.now()

@@ -165,7 +165,15 @@ def _start_write() -> _GuardedWrite:
             workers.c.id == sa.bindparam("w_id"),
             one_of(
                 workers.c.state,
-                [str(s) for s in (WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED)],
+                [
+                    str(s)
+                    for s in (
+                        WorkerState.READY,
+                        WorkerState.BUSY,
+                        WorkerState.REGISTERED,
+                        WorkerState.DEGRADED,
+                    )
+                ],
             ),
         )
         .values(

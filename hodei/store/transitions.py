@@ -126,6 +126,8 @@ def _worker(tx: SqlTransaction, change: WorkerChange) -> bool:
     if change.count is WorkerCount.DONE:
         workers.job_done(change.worker_id, now)
         return True
+    if change.count is WorkerCount.FOLLOW:
+        return workers.follow_count(change.worker_id, states=change.from_states, now=now)
     assert change.count is None, "a worker starts a job only by a START, in one statement"
     return workers.compare_and_set(change.worker_id, states=change.from_states, **change.changes)
 

@@ -166,6 +166,24 @@ class SqlWorkerRepository:
     def job_done(self, worker_id: UUID, now: datetime) -> None:
         self._c.execute(_JOB_DONE, where_params(id=worker_id, now=now))
 
+    def follow_count(
+        self, worker_id: UUID, *, states: Collection[WorkerState], now: datetime
+    ) -> bool:
+        """BUSY if it runs a job, else READY, if it is in ``states``: decided from its
+        running-job count as the row is written, so a job's end meanwhile counts."""
+        stmt = (
+            workers.update()
+            .where(workers.c.id == worker_id, workers.c.state.in_([str(s) for s in states]))
+            .values(
+                state=sa.case(
+                    (workers.c.running_jobs > 0, str(WorkerState.BUSY)),
+                    else_=str(WorkerState.READY),
+                ),
+                updated_at=now,
+            )
+        )
+        return self._c.execute(stmt).rowcount == 1
+
 
 class SqlTokenRepository:
     def __init__(self, connection: sa.Connection) -> None:

@@ -20,9 +20,11 @@ import pytest
 from hodei.domain.states import JobState, WorkerState
 from hodei.errors import BrokerUnavailable
 from hodei.sdk import Client
+from hodei.services.ports import EventQuery
 from hodei.services.workers import create_worker_token
 from hodei.settings import Settings
 from tests.conftest import stop_workers
+from tests.integration.operators_plant import HAPPY, plant_job
 from tests.services import unavailable
 from tests.support import fast_settings, hodei_env, run_cli, wait_for
 
@@ -243,3 +245,73 @@ def _worker_state(client: Client, worker_id: UUID) -> WorkerState | None:
     with client.container.store.reading() as tx:
         record = tx.workers.get(worker_id)
     return record.state if record else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "running"])
+def test_a_worker_that_loses_its_broker_is_degraded_until_it_reconnects(
+    settings: Settings, port: int, tmp_path: Path, busy: bool
+) -> None:
+    """Celery reconnects for up to HODEI_BROKER_WAIT; meanwhile the worker showed READY."""
+    settings = dataclasses.replace(settings, broker_wait_s=120.0, worker_idle_timeout_s=300.0)
+    redis = _private_redis(port, tmp_path)
+    client = _client(settings)
+    issued = create_worker_token(
+        client.container.store, client.container.clock, provider_name="local", ttl_s=60, actor="t"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hodei", "worker", "start"],
+        env=hodei_env(settings, HODEI_OTP_TOKEN=issued.secret),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wid = issued.worker.id
+    try:
+        wait_for(lambda: _worker_state(client, wid) is WorkerState.READY, timeout=30)
+        if busy:
+            running = client.submit("sleep 4; echo done")
+            wait_for(lambda: _worker_state(client, wid) is WorkerState.BUSY, timeout=30)
+        redis.terminate()
+        redis.wait(10)
+        wait_for(
+            lambda: str(_worker_state(client, wid)) == "DEGRADED",
+            timeout=20,
+            message="the worker to say it lost its broker",
+        )
+        listed = run_cli(settings, "worker", "list")
+        assert "DEGRADED (broker unreachable)" in listed.stdout, listed.stdout
+        status = run_cli(settings, "status")
+        assert "1 DEGRADED: registered but cannot reach the broker" in status.stdout
+        if busy:
+            # Its job goes on, and ends; the worker stays DEGRADED, not READY.
+            assert client.wait(running.id, timeout=30).state is JobState.SUCCEEDED
+            assert str(_worker_state(client, wid)) == "DEGRADED"
+        else:
+            queued = plant_job(client, state=JobState.QUEUED, steps=HAPPY[:2])
+            diagnosis = client.diagnose(queued.id)
+            assert diagnosis.code == "broker_unreachable", diagnosis.verdict
+            assert f"worker {str(wid)[:8]} on hodei.local cannot reach the broker" in (
+                diagnosis.verdict
+            )
+        redis = _private_redis(port, tmp_path)
+        wait_for(
+            lambda: _worker_state(client, wid) is WorkerState.READY,
+            timeout=60,
+            message="the worker to be READY again once its broker is back",
+        )
+        assert worker.poll() is None
+        job = client.submit("echo again")
+        assert client.wait(job.id, timeout=30).state is JobState.SUCCEEDED
+        with client.container.store.reading() as tx:
+            ran_on = tx.jobs.get(job.id)
+        assert ran_on is not None and ran_on.worker_id == wid
+        with client.container.store.reading() as tx:
+            events = tx.events.search(EventQuery(aggregate_ids=[wid], limit=100))
+        kinds = [e.event_type for e in events]
+        assert "WorkerDegraded" in kinds and "WorkerReconnected" in kinds, kinds
+    finally:
+        worker.kill()
+        worker.wait(10)
+        redis.kill()
+        redis.wait(10)
+        client.close()

@@ -22,7 +22,13 @@ from hodei.services.ports import EventQuery, Store
 from hodei.services.provisioning import provision
 from hodei.services.submission import submit_jobs
 from hodei.services.tokens import consume_token
-from hodei.services.workers import create_worker_token, register_worker, terminate_worker
+from hodei.services.workers import (
+    broker_back,
+    broker_lost,
+    create_worker_token,
+    register_worker,
+    terminate_worker,
+)
 from hodei.testing import FakeLauncher, FixedClock, InMemoryStore, RecordingPublisher
 from tests.records import queued, ready_worker, waiting_job
 
@@ -277,3 +283,28 @@ def test_an_ending_says_whether_a_job_runs_after_it_and_releases_that_job(
     assert gates.after_end(store, clock, publisher, [ended[plain.job.id]]).released == []
     [released] = gates.after_end(store, clock, publisher, [ended[parent.job.id]]).released
     assert released.id == child.job.id
+
+
+def test_a_worker_without_its_broker_is_degraded_then_follows_its_jobs_again(
+    store: Store, clock: FixedClock
+) -> None:
+    worker = ready_worker(store, clock)
+    assert broker_lost(store, clock, worker.id, reason="cannot reach its broker")
+    assert not broker_lost(store, clock, worker.id, reason="again")  # said once
+
+    def state() -> WorkerState:
+        with store.reading() as tx:
+            w = tx.workers.get(worker.id)
+        assert w is not None
+        return w.state
+
+    assert state() is WorkerState.DEGRADED
+    assert broker_back(store, clock, worker.id, down_s=3.0)
+    assert state() is WorkerState.READY
+    # Lost while running a job: BUSY again when back, as long as the job runs.
+    job = waiting_job(store, clock)
+    queued(store, clock, job)
+    assert claim_attempt(store, clock, job_id=job.id, attempt=1, worker_id=worker.id, task_id="t")
+    assert broker_lost(store, clock, worker.id, reason="cannot reach its broker")
+    assert broker_back(store, clock, worker.id, down_s=1.0)
+    assert state() is WorkerState.BUSY
