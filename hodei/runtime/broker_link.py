@@ -68,6 +68,21 @@ def consumer_class(base: type[Any], link: BrokerLink) -> type[Any]:
             link.connected()
             return connection
 
+        def ensure_connected(self, conn: Any) -> Any:
+            # Each failed try of Celery's (re)connect loop, the first connect included,
+            # goes to the errback it passes: note the loss from the first one.
+            retry = conn.ensure_connection
+
+            def noting(errback: Any = None, *args: Any, **kwargs: Any) -> Any:
+                def lost_then(exc: BaseException, interval: float) -> Any:
+                    link.lost(exc)
+                    return errback(exc, interval) if errback is not None else None
+
+                return retry(lost_then, *args, **kwargs)
+
+            conn.ensure_connection = noting
+            return super().ensure_connected(conn)
+
         def on_connection_error_after_connected(self, exc: BaseException) -> None:
             link.lost(exc)
             super().on_connection_error_after_connected(exc)
