@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -245,26 +243,5 @@ def load_command(name: str) -> click.Command:
     return command
 
 
-STARTUP_GC_PAUSE_S = 1.0
-"""How long a CLI process runs without the cyclic garbage collector (below)."""
-
-
 def main() -> None:
-    _pause_gc_while_starting()
     cli(prog_name="hodei")
-
-
-def _pause_gc_while_starting() -> None:
-    """No cyclic garbage collection in the first second of the process. A command's
-    start is a burst of imports that allocates a few hundred thousand objects which all
-    stay alive: the collector went over them some 230 times during `hodei job run --
-    true` (about a tenth of its wall time) and found next to nothing to free. A short
-    command ends before the pause does; a long one (a worker, the scheduler, `job run`
-    following a long job) collects as usual from then on. Reference counting frees
-    everything that is not a cycle meanwhile."""
-    if not gc.isenabled():
-        return
-    gc.disable()
-    resume = threading.Timer(STARTUP_GC_PAUSE_S, gc.enable)
-    resume.daemon = True
-    resume.start()
