@@ -23,6 +23,7 @@ from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import (
     ClientClosed,
+    HodeiError,
     InvalidConfiguration,
     InvalidInput,
     JobNotFound,
