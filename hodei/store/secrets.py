@@ -60,7 +60,13 @@ class SecretBox:
         older = [k.strip() for k in self._settings.secret_keys.split(",") if k.strip()]
         if primary:
             return [primary, *older]
-        return [_key_file(self._settings.make_home() / KEY_FILE), *older]
+        try:
+            return [_key_file(self._settings.make_home() / KEY_FILE), *older]
+        except InvalidConfiguration as exc:
+            # Say what it was for: HODEI_HOME may be needed by nothing else here.
+            raise InvalidConfiguration(
+                f"secret_env cannot be encrypted: HODEI_SECRET_KEY is not set and {exc.message}"
+            ) from None
 
 
 def _fernet(key: str) -> Fernet:
@@ -91,6 +97,10 @@ def _key_file(path: Path) -> str:
                 os.unlink(tmp)
         except OSError as exc:
             raise InvalidConfiguration(
-                f"cannot create the secret key file {path}: {exc.strerror or exc}"
+                f"the secret key file {path} cannot be created: {exc.strerror or exc}"
             ) from None
-    return path.read_text().strip()
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not text"
+        raise InvalidConfiguration(f"the secret key file {path} cannot be read: {reason}") from None

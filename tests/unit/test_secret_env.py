@@ -49,6 +49,27 @@ def test_without_a_key_setting_a_0600_key_file_in_hodei_home_is_made_once(
     assert SecretBox(Settings(home=tmp_path)).open(first) == {"T": "v"}
 
 
+def test_without_any_key_to_be_had_the_error_is_one_line_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    """No HODEI_SECRET_KEY, and no key file can be made (HODEI_HOME under a file) or read
+    (a directory in its place): InvalidConfiguration (exit 2) saying so, no traceback."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InvalidConfiguration) as no_home:
+        SecretBox(Settings(home=tmp_path / "file" / "hodei")).seal({"T": "v"})
+    assert no_home.value.message.startswith(
+        "secret_env cannot be encrypted: HODEI_SECRET_KEY is not set and HODEI_HOME "
+    )
+    (tmp_path / "home" / "secret.key").mkdir(parents=True)
+    with pytest.raises(InvalidConfiguration) as unreadable:
+        SecretBox(Settings(home=tmp_path / "home")).seal({"T": "v"})
+    assert unreadable.value.message == (
+        "secret_env cannot be encrypted: HODEI_SECRET_KEY is not set and the secret key"
+        f" file {tmp_path / 'home' / 'secret.key'} cannot be read: Is a directory"
+    )
+    assert "\n" not in no_home.value.message + unreadable.value.message
+
+
 def _line(data: bytes) -> OutputLine:
     return OutputLine.of_bytes("stdout", datetime.now(UTC), data)
 
