@@ -25,6 +25,18 @@ class SubmitRequest(BaseModel):
     command: str | list[str]
     name: str | None = None
     env: dict[str, str] | None = None
+    # Sealed by the server (its HODEI_SECRET_KEY) through the same submit as a local
+    # client's; never in a response, an event, an error or a log line (repr too).
+    secret_env: dict[str, str] | None = Field(
+        None,
+        repr=False,
+        description=(
+            "Variables the command gets like `env`, stored encrypted and never shown:"
+            " no response, event, error or log holds a value (the names are in"
+            " JobCreated's `secret_env_keys`). Not for a schedule's job."
+        ),
+        json_schema_extra={"writeOnly": True},
+    )
     working_dir: str | None = None
     timeout_s: float | None = None
     max_attempts: int | None = None

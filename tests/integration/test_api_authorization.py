@@ -23,6 +23,9 @@ from tests.api_server import ROLES, ApiServer, module_pg_settings, running_serve
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 NOWHERE = {"matrix": "nowhere"}  # no provider has this label: jobs stay PENDING
+# Every submit of the matrix carries it: refused or not, no log line or event holds it.
+MATRIX_SECRET = "matrix-secret-0f3c9a7e5d"
+SUBMIT = {"command": "true", "labels": NOWHERE, "secret_env": {"MATRIX_TOKEN": MATRIX_SECRET}}
 
 # (method, path, body, the least role allowed). {job} is a job of the submitter,
 # {other} one of the operator, {worker} a provisioning worker; {role} makes names unique.
@@ -44,8 +47,8 @@ ENDPOINTS: list[tuple[str, str, Any, str]] = [
     ("GET", "/v1/workers", None, "viewer"),
     ("GET", "/v1/workers/{worker}", None, "viewer"),
     ("GET", "/v1/whoami", None, "viewer"),
-    ("POST", "/v1/jobs", {"command": "true", "labels": NOWHERE}, "submitter"),
-    ("POST", "/v1/jobs/batch", {"jobs": [{"command": "true", "labels": NOWHERE}]}, "submitter"),
+    ("POST", "/v1/jobs", SUBMIT, "submitter"),
+    ("POST", "/v1/jobs/batch", {"jobs": [SUBMIT, SUBMIT]}, "submitter"),
     ("POST", "/v1/jobs/{job}/cancel", None, "submitter"),
     ("POST", "/v1/jobs/{done}/retry", None, "submitter"),
     ("POST", "/v1/providers", {"name": "p-{role}", "provider_type": "local"}, "operator"),
@@ -225,6 +228,7 @@ def test_every_endpoint_for_every_role_and_every_bad_token(
     )
     # No secret in the server's log or in any event.
     secrets = [*api.tokens.values(), *(t for t in bad.values() if t.startswith("hodei_pat_"))]
+    secrets.append(MATRIX_SECRET)
     log = log_path.read_text(errors="replace")
     assert "refused" in log
     with api.direct.container.engine.connect() as conn:
@@ -276,7 +280,9 @@ def test_env_values_are_shown_only_to_their_submitter_and_operators(
 ) -> None:
     api, _, _ = server
     submitter = api.client("submitter")
-    job = submitter.submit("true", labels=NOWHERE, env={"API_KEY": "s3cret"})
+    job = submitter.submit(
+        "true", labels=NOWHERE, env={"API_KEY": "s3cret"}, secret_env={"TOKEN": MATRIX_SECRET}
+    )
     seen = {}
     for role in ROLES:
         client = api.client(role)
@@ -285,6 +291,11 @@ def test_env_values_are_shown_only_to_their_submitter_and_operators(
             "API_KEY": seen[role]
         }
         client.close()
+        # secret_env is shown to no role, not even its submitter's.
+        headers = {"Authorization": f"Bearer {api.tokens[role]}"}
+        for path in (f"/v1/jobs/{job.id}", "/v1/jobs?limit=1000", f"/v1/jobs/{job.id}/timeline"):
+            answer = httpx.get(api.url + path, headers=headers)
+            assert answer.status_code == 200 and MATRIX_SECRET not in answer.text, (role, path)
     assert seen == {"viewer": "***", "submitter": "s3cret", "operator": "s3cret", "admin": "s3cret"}
     assert api.direct.get(job.id).spec.env == {"API_KEY": "s3cret"}  # stored as given
     submitter.close()
