@@ -21,6 +21,13 @@ Workers are relaunched one of two ways (``--relaunch``):
 behind; ``session`` kills the worker and every process of its session, as losing the
 container or pod would.
 
+``--worker-mode api`` runs API-mode workers: the run starts a ``hodei server`` on a free
+port, sets HODEI_WORKER_API_URL to it (so workers hodei launches are API-mode ones too),
+and each worker gets HODEI_API_URL and no database URL; it registers with its token for
+a credential and claims, finishes, heartbeats and writes output through the server. The
+reaper's LOST revokes a killed worker's credential. It also counts the server's refusals
+(``WorkerRequestRefused`` events: a late call of a worker declared LOST).
+
 ``--db-outage SECONDS`` replaces the killer with a database outage: the run gets a
 PRIVATE PostgreSQL server (``initdb`` and ``pg_ctl`` of PostgreSQL 15 on a free port in
 a temporary directory; never the shared one), and ``--outage-at`` seconds after the
@@ -32,9 +39,10 @@ tracebacks and outage lines in the workers' and scheduler's logs.
 At the end it counts, for the submitted jobs: succeeded, failed (any terminal state but
 SUCCEEDED), lost (not terminal when the run ends, or SUCCEEDED with no completion line),
 and duplicated: jobs with more than one SUCCEEDED attempt in ``job_attempts`` or more
-than one line in the completions file (the command ran to its end twice).
+than one line in the completions file (the command ran to its end twice). The exit
+status is 1 if any job was lost, duplicated or failed.
 
-    .venv/bin/python benchmarks/chaos.py [--jobs 500] [--json]
+    .venv/bin/python benchmarks/chaos.py [--jobs 500] [--worker-mode direct|api] [--json]
     .venv/bin/python benchmarks/chaos.py --db-outage 75 [--jobs 60] [--json]
 """
 
@@ -45,13 +53,16 @@ import collections
 import json
 import os
 import random
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +80,7 @@ from tests import private_postgres
 # Not throughput.py's database: each flushes its own.
 CHAOS_BROKER_URL = "redis://127.0.0.1:6379/6"
 JSON_KEYS = ("submitted", "succeeded", "failed", "lost", "duplicated", "workers_killed")
+API_KEYS = ("worker_mode", "workers_with_credential", "requests_refused")
 OUTAGE_KEYS = ("outage_s", "running_at_outage", "outcomes_kept", "tracebacks_in_logs")
 LIVE = ("PROVISIONING", "REGISTERED", "READY", "BUSY", "DRAINING")
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED")
@@ -106,7 +118,7 @@ class Fleet:
             c.store, c.clock, provider_name="local", ttl_s=120, actor="bench:chaos"
         )
         self.launched += 1
-        env = {**os.environ, "HODEI_OTP_TOKEN": issued.secret}
+        env = worker_env(dict(os.environ), issued.secret)
         self.procs.start(f"worker-{self.launched:03d}", common.hodei_cli("worker", "start"), env)
 
     def keep_workers(self) -> None:
@@ -178,6 +190,21 @@ class Fleet:
         report["outage_done"] = True
 
 
+def worker_env(inherited: dict[str, str], token: str) -> dict[str, str]:
+    """A worker's environment: ``inherited`` and its token; with HODEI_WORKER_API_URL set
+    (``--worker-mode api``), as hodei's providers build an API-mode worker's: the
+    server's URL as HODEI_API_URL and none of the control plane's keys."""
+    from hodei.settings import API_WORKER_OMITS
+
+    env = {**inherited, "HODEI_OTP_TOKEN": token}
+    api_url = inherited.get("HODEI_WORKER_API_URL")
+    if api_url:
+        for name in API_WORKER_OMITS:
+            env.pop(name, None)
+        env["HODEI_API_URL"] = api_url
+    return env
+
+
 def _pid(infra_ref: str | None) -> int | None:
     if not infra_ref or not infra_ref.startswith("pid:"):
         return None
@@ -220,7 +247,9 @@ def _kill_targets(pid: int, scope: str) -> list[int]:
 
 
 def hodei_environment(args: argparse.Namespace, database_url: str, home: Path) -> dict[str, str]:
+    api = {"HODEI_WORKER_API_URL": f"http://127.0.0.1:{_free_port()}"}
     return {
+        **(api if args.worker_mode == "api" else {}),
         "HODEI_DATABASE_URL": database_url,
         "HODEI_BROKER_URL": args.broker_url,
         "HODEI_HOME": str(home),
@@ -232,6 +261,29 @@ def hodei_environment(args: argparse.Namespace, database_url: str, home: Path) -
         "HODEI_TOKEN_TTL": "120",
         "HODEI_LOG_LEVEL": "INFO",
     }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(procs: common.Processes, url: str) -> None:
+    """``hodei server`` at ``url`` (HODEI_WORKER_API_URL), with the run's environment
+    (the database URL included: the control plane's side), until it answers."""
+    import httpx
+
+    port = url.rsplit(":", 1)[1]
+    procs.start("hodei-server", common.hodei_cli("server", "--port", port), dict(os.environ))
+
+    def live() -> bool:
+        try:
+            return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    common.wait_for(live, timeout=60, what="hodei server to listen")
 
 
 @contextmanager
@@ -327,15 +379,17 @@ def _run_in(
     client = Client.from_env()
     fleet = Fleet(args, run_id, procs, client, sql, rng)
     threads: list[threading.Thread] = []
+    stack = ExitStack()
     try:
         _cap_local_provider(sql, args.workers)
+        if args.worker_mode == "api":
+            start_server(procs, os.environ["HODEI_WORKER_API_URL"])
         procs.start("scheduler", common.hodei_cli("scheduler"), dict(os.environ))
         if args.relaunch == "bench":
             for _ in range(args.workers):
                 fleet.start_worker()
             threads.append(threading.Thread(target=fleet.keep_workers, daemon=True))
-        completions = home / "completions.log"
-        completions.touch()
+        completions = stack.enter_context(completions_file())
         started = time.monotonic()
         client.submit_many(job_specs(args, run_id, completions, rng))
         outage: dict[str, Any] = {}
@@ -361,6 +415,9 @@ def _run_in(
             "elapsed_s": round(elapsed, 1),
             "timed_out": timed_out,
             "errors": sorted(set(fleet.errors)),
+            "worker_mode": args.worker_mode,
+            "workers_with_credential": _credentialed(sql),
+            "requests_refused": _refusals(sql),
         }
         if pg is not None:
             result.update(
@@ -376,6 +433,23 @@ def _run_in(
         client.close()
         sql.dispose()
         common.flush_redis(args.broker_url)
+        stack.close()
+
+
+@contextmanager
+def completions_file() -> Iterator[Path]:
+    """An empty file every job can append to, removed afterwards. A root worker runs
+    its jobs as nobody (HODEI_JOB_USER's default), who can neither enter the 0700
+    scratch home nor write to a file of root's: every job would fail."""
+    folder = Path(tempfile.mkdtemp(prefix="hodei-bench-chaos-done-"))
+    try:
+        folder.chmod(0o755)
+        path = folder / "completions.log"
+        path.touch()
+        path.chmod(0o666)
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cap_local_provider(sql: sa.Engine, workers: int) -> None:
@@ -459,6 +533,25 @@ def _traceback_excerpts(text: str, limit: int = 5) -> list[str]:
         if len(out) >= limit:
             break
     return out
+
+
+def _credentialed(sql: sa.Engine) -> int:
+    """Workers that registered through the API (each got a credential): all of them in
+    API mode, none in direct mode."""
+    with sql.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM worker_credentials")).scalar_one())
+
+
+def _refusals(sql: sa.Engine) -> int:
+    """The worker API's refusals (late calls of workers declared LOST, in API mode)."""
+    with sql.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM domain_events WHERE event_type = 'WorkerRequestRefused'"
+                )
+            ).scalar_one()
+        )
 
 
 def _workers_launched(sql: sa.Engine) -> int:
@@ -582,6 +675,7 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
             f"SIGKILL every {args.kill_every[0]:g}-{args.kill_every[1]:g} s "
             f"(scope {args.kill_scope}, relaunch by {args.relaunch})"
         )
+    what += f", {args.worker_mode}-mode workers"
     lines = [
         f"chaos: {args.jobs} jobs of {args.min_s:g}-{args.max_s:g} s on {args.workers} workers, "
         + what,
@@ -614,6 +708,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--kill-every", type=_interval, default=(2.0, 6.0), metavar="MIN:MAX")
     parser.add_argument("--kill-scope", choices=("worker", "session"), default="worker")
     parser.add_argument("--relaunch", choices=("bench", "hodei"), default="bench")
+    parser.add_argument(
+        "--worker-mode",
+        choices=("direct", "api"),
+        default="direct",
+        help="api: workers talk to a `hodei server` this run starts, with no database URL",
+    )
     parser.add_argument("--min-s", type=float, default=0.2, help="shortest job")
     parser.add_argument("--max-s", type=float, default=2.0, help="longest job")
     parser.add_argument("--heartbeat", type=float, default=1.0, help="HODEI_HEARTBEAT_INTERVAL")
@@ -653,11 +753,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     if args.json:
         print(render(result, args), file=sys.stderr)
-        keys = (*JSON_KEYS, *(OUTAGE_KEYS if args.db_outage is not None else ()))
+        keys = (*JSON_KEYS, *API_KEYS, *(OUTAGE_KEYS if args.db_outage is not None else ()))
         print(json.dumps({key: result[key] for key in keys}))
     else:
         print(render(result, args))
-    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+    return 0 if result["lost"] == result["duplicated"] == result["failed"] == 0 else 1
 
 
 if __name__ == "__main__":
