@@ -592,6 +592,7 @@ def count(
     twice_recorded = {j for j, n in succeeded_attempts.items() if n > 1}
     twice_ran = {j for j, n in ran.items() if n > 1 and j in states}
     failed = collections.Counter(s for s in states.values() if s in TERMINAL and s != "SUCCEEDED")
+    extra = _extra_runs(lines, twice_ran, attempts, kills)
     return {
         "submitted": submitted,
         "succeeded": len(succeeded),
@@ -603,7 +604,8 @@ def count(
         "succeeded_without_completion_line": len(never_ran),
         "duplicated_succeeded_attempts": len(twice_recorded),
         "duplicated_completion_lines": len(twice_ran),
-        "extra_runs_by_cause": _extra_run_causes(lines, twice_ran, attempts, kills),
+        "extra_runs_by_cause": dict(collections.Counter(c for c, _ in extra)),
+        "extra_runs_ms_from_kill": [ms for _, ms in extra if ms is not None],
         "attempts_lost": sum(lost_attempts.values()),
         "jobs_requeued": len(lost_attempts),
         "max_losses_per_job": max(lost_attempts.values(), default=0),
@@ -640,29 +642,31 @@ def _load(sql: sa.Engine, run_id: str) -> tuple[dict[str, str], list[AttemptRow]
     )
 
 
-def _extra_run_causes(
+def _extra_runs(
     lines: list[Completion], jobs: set[str], attempts: list[AttemptRow], kills: list[Kill]
-) -> dict[str, int]:
+) -> list[tuple[str, int | None]]:
     """Why a command ran to its end more than once: for each completion of an attempt
     hodei did not record as SUCCEEDED, when it ended against when its worker was killed.
 
     ``after_kill``: it ran on, orphaned, after its worker was SIGKILLed; ``before_kill``:
     it ended but the worker died before recording it (hodei cannot tell it from a job
     that never ran; only an idempotent job is safe there); ``worker_not_killed``: its
-    worker was declared lost while alive."""
+    worker was declared lost while alive. Each with the milliseconds from the kill to
+    the completion line (negative: before the kill; None: no kill)."""
     rows = {(j, n): (s, w) for j, n, s, w in attempts}
     killed_at = {k.worker_id: k.at for k in kills}
-    causes: collections.Counter[str] = collections.Counter()
+    out: list[tuple[str, int | None]] = []
     for line in lines:
         state, worker = rows.get((line.job_id, line.attempt), ("?", None))
         if line.job_id not in jobs or state == "SUCCEEDED":
             continue
         kill = killed_at.get(worker or "")
         if kill is None:
-            causes["worker_not_killed"] += 1
+            out.append(("worker_not_killed", None))
         else:
-            causes["after_kill" if line.at > kill else "before_kill"] += 1
-    return dict(causes)
+            cause = "after_kill" if line.at > kill else "before_kill"
+            out.append((cause, round((line.at - kill) * 1000)))
+    return out
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
