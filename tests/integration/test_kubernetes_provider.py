@@ -5,6 +5,7 @@ and a forbidden namespace show up clearly; every manifest is schema-valid."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
 from hodei.services.ports import EventQuery, LaunchRequest
 from hodei.settings import Settings
+from tests.api_server import running_server
 from tests.conftest import stop_workers
 from tests.k8s_fake import FakeKubernetes
 from tests.support import REPO, wait_for
@@ -100,6 +102,60 @@ def test_a_job_runs_in_a_pod_and_the_pod_is_deleted(
     ) in fake.requests
     exited = _events(client, done.worker_id, "InfrastructureEvent")
     assert [(e.payload["kind"], e.payload["exit_code"]) for e in exited] == [("exited", 0)]
+
+
+@pytest.mark.kubernetes
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_an_api_mode_pod_holds_no_database_url_and_runs_its_job_through_the_api(
+    pg_settings: Settings, fake: FakeKubernetes, tmp_path: Path
+) -> None:
+    """With HODEI_WORKER_API_URL, the pod's spec (all of it, not only its env) holds the
+    API's URL and none of the control plane's keys; its worker, whose process has exactly
+    that environment, registers through the API (a credential) and runs a job with a
+    secret_env the server opened for it; the token in the spec is spent."""
+    import httpx
+    import sqlalchemy as sa
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    settings = dataclasses.replace(pg_settings, worker_idle_timeout_s=2.0, secret_key=key)
+    with (
+        open(tmp_path / "server.log", "wb") as log,
+        running_server(settings, log=log, worker_api=True) as server,
+    ):
+        client = server.direct
+        client.add_provider("k8s", "kubernetes", config=_config(fake, tmp_path), priority=10)
+        job = client.submit(
+            ["sh", "-c", 'echo "from-pod $TOKEN"'],
+            provider="k8s",
+            secret_env={"TOKEN": "s3cr3t-value-0123456789"},
+        )
+        done = client.wait(job.id, timeout=90)
+        assert done.state is JobState.SUCCEEDED, done.error
+        assert [line.line for line in client.logs(job.id)] == ["from-pod [masked]"]
+
+        pod = fake.pod(f"hodei-worker-{done.worker_id}")
+        env = {e["name"]: e.get("value", "") for e in pod.container["env"]}
+        assert env["HODEI_API_URL"] == server.url
+        assert env["HODEI_BROKER_URL"] == settings.broker_url
+        assert not {"HODEI_DATABASE_URL", "HODEI_SECRET_KEY", "HODEI_SECRET_KEYS"} & set(env)
+        assert not {"HODEI_API_TOKEN", "HODEI_WORKER_API_URL"} & set(env)
+        manifest = json.dumps(pod.body)
+        for needle in ("postgresql", settings.database_url, key, *server.tokens.values()):
+            assert needle not in manifest
+        assert "volumes" not in pod.body["spec"]  # no file mounted either
+        with client.container.engine.connect() as conn:
+            credentials = conn.execute(
+                sa.text("SELECT count(*) FROM worker_credentials WHERE worker_id = :w"),
+                {"w": done.worker_id},
+            ).scalar_one()
+        assert credentials == 1
+        again = httpx.post(
+            f"{server.url}/v1/worker/register", json={"token": env["HODEI_OTP_TOKEN"]}
+        )
+        assert again.status_code == 403 and again.json()["code"] == "TokenRejected"
 
 
 @pytest.mark.kubernetes
