@@ -309,15 +309,18 @@ def test_a_job_in_an_api_mode_docker_worker_finds_no_secret(
     pg_settings: Settings, secrets: dict[str, str], worker_user: str, tmp_path: Path
 ) -> None:
     """The Docker provider of a control plane with HODEI_WORKER_API_URL: the container's
-    spec (``docker inspect``) holds no database URL, no secret_env key and only a token
-    already spent, and the probe finds neither secrets nor the worker's credential."""
+    spec (``docker inspect``) holds no database URL, no secret_env key, no API token nor
+    worker credential, and only a token already spent, and the probe finds neither
+    secrets nor the worker's credential."""
     import httpx
+    from cryptography.fernet import Fernet
 
     from tests.api_server import running_server
     from tests.docker_engine import build_test_image, engine, worker_config
 
     made = _client(pg_settings, secrets, job_user="")  # the default: nobody for root
-    base = made.container.settings
+    key = Fernet.generate_key().decode()
+    base = dataclasses.replace(made.container.settings, secret_key=key)
     made.close()
     docker_client = engine()
     name = f"isa{uuid.uuid4().hex[:8]}"
@@ -350,6 +353,7 @@ def test_a_job_in_an_api_mode_docker_worker_finds_no_secret(
             )
             (attrs,) = inspected
             env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
+            api_tokens = list(server.tokens.values())
             # Spent: the token in the spec registers nothing any more.
             again = httpx.post(
                 f"{server.url}/v1/worker/register", json={"token": env["HODEI_OTP_TOKEN"]}
@@ -365,6 +369,8 @@ def test_a_job_in_an_api_mode_docker_worker_finds_no_secret(
     assert "HODEI_DATABASE_URL" not in env and "postgresql" not in spec
     assert not any(k.startswith(("HODEI_SECRET_KEY", "HODEI_API_TOKEN")) for k in env)
     assert secrets["db"] not in spec
+    for needle in (key, "hodei_wkr_", *api_tokens):
+        assert needle not in spec
     assert report["uid"] == 65534
     assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
     assert report["found"] == [], report
