@@ -80,6 +80,11 @@ FOLLOW_RETRIES = 8
 LONG_POLL_S = 30.0
 """How long one ``wait`` request may block on the server."""
 
+KEEP_ALIVE_S = 50.0
+"""How long an idle connection to the server is kept for the next call (httpx's
+default is 5 s): less than the server's (``hodei.api.server.KEEP_ALIVE_S``, 65 s), so
+the client never sends on a connection the server is closing."""
+
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
@@ -131,7 +136,13 @@ class HttpClient(ClientBase):
         self._timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
-            base_url=self._url, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self._url,
+            headers=headers,
+            timeout=timeout_s,
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEP_ALIVE_S
+            ),
         )
         self._actor: str | None = None
 
@@ -402,7 +413,7 @@ class HttpClient(ClientBase):
         )
         return self._sse(params, options or FollowOptions())
 
-    def _sse(self, params: dict[str, Any], options: FollowOptions) -> Generator[DomainEvent]:
+    def _sse(self, params: dict[str, Any] | None, options: FollowOptions) -> Generator[DomainEvent]:
         last_id: int | None = None
         backoff = options.retry_s
         while True:
@@ -419,7 +430,9 @@ class HttpClient(ClientBase):
                 time.sleep(backoff)
                 backoff = min(backoff * 2, options.max_retry_s)
 
-    def _sse_once(self, params: dict[str, Any], headers: dict[str, str]) -> Iterator[DomainEvent]:
+    def _sse_once(
+        self, params: dict[str, Any] | None, headers: dict[str, str]
+    ) -> Iterator[DomainEvent]:
         with self._http.stream(
             "GET",
             "/v1/events/stream",
@@ -627,13 +640,17 @@ def _submit_body(spec: JobSpec) -> dict[str, Any]:
     return body
 
 
-def _params(params: Mapping[str, Any]) -> dict[str, Any]:
+def _params(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The query parameters that have a value; None for none (httpx then leaves the URL
+    as it is instead of parsing and building it again)."""
+    if not params:
+        return None
     out: dict[str, Any] = {}
     for key, value in params.items():
         if value is None:
             continue
         out[key] = ("true" if value else "false") if isinstance(value, bool) else value
-    return out
+    return out or None
 
 
 def _segment(name: str) -> str:

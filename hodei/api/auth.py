@@ -87,8 +87,7 @@ _recent = _RecentTokens()
 
 
 async def principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     """The authenticated caller, or 401."""
     c = container(request)
@@ -107,8 +106,14 @@ async def principal(
 def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, if its role is at least ``role``; else 403."""
 
-    # async: it only compares roles, so it runs on the event loop, not in a thread.
-    async def check(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    # async: it only compares roles, so it runs on the event loop, not in a thread. One
+    # dependency that authenticates too, not one on another: FastAPI resolves each level
+    # of dependencies on every request.
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        who = await principal(request, credentials)
         if not who.may(role):
             raise _refuse(
                 request,

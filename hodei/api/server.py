@@ -6,7 +6,14 @@ import logging
 
 import uvicorn
 
+from hodei.api.http_protocol import OneWriteHttpToolsProtocol
 from hodei.settings import Settings
+
+KEEP_ALIVE_S = 65
+"""How long an idle client connection is kept open (uvicorn's default is 5 s). Longer
+than the idle timeout of the usual load balancers (60 s), so a balancer never reuses a
+connection the server is closing; the SDK drops its idle ones sooner
+(``hodei.sdk_http.KEEP_ALIVE_S``), for the same reason."""
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +34,8 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1) -> 
         host=host,
         port=port,
         workers=workers,
+        http=OneWriteHttpToolsProtocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level=settings.log_level.lower(),
         log_config=None,  # hodei's logging (text or JSON lines), set up by the app factory
         access_log=False,

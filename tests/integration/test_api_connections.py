@@ -1,0 +1,31 @@
+"""Connections between the SDK and ``hodei server`` outlive a pause of the caller."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hodei.settings import Settings
+from tests.api_server import running_server
+
+
+@pytest.mark.slow
+def test_an_idle_connection_is_reused_after_more_than_five_seconds(
+    embedded_settings: Settings,
+) -> None:
+    """uvicorn and httpx both drop an idle connection after 5 s by default, so a caller
+    that pauses longer pays a new connection (with TLS, a new handshake), and may send on
+    one the server is closing. The server keeps it 65 s and the client 50 s."""
+    with running_server(embedded_settings) as server:
+        client = server.client("viewer")
+        try:
+            ports = []
+            for pause in (6, 0):
+                response = client._http.get("/v1/whoami")
+                assert response.status_code == 200
+                ports.append(response.extensions["network_stream"].get_extra_info("client_addr"))
+                time.sleep(pause)
+            assert ports[0] == ports[1], "a new connection was opened"
+        finally:
+            client.close()
