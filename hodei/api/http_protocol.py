@@ -1,10 +1,12 @@
-"""uvicorn's HTTP protocol (httptools), with each response's bytes sent in one write.
+"""uvicorn's HTTP protocol (httptools), with a response's headers and body sent in one
+write.
 
 uvicorn writes a response's status line and headers as soon as the app starts it, and
 the body in a second write: two ``send`` calls, and a client woken for the headers
-alone goes back to wait for the body. Here what one pass of the event loop writes goes
-out together at the end of that pass: a response of the API (start and body sent in a
-row) is one ``send``; a stream's chunks still go out as soon as they are written.
+alone goes back to wait for the body. Here a write is held until the next one, which
+sends both at once, or until the end of the event loop's pass, whichever comes first:
+a response of the API (start and body written in a row) leaves in one ``send``, at the
+moment its body is written; a stream's chunks are never held past the pass.
 """
 
 from __future__ import annotations
@@ -15,24 +17,29 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
-class _OneWritePerPass:
-    """A transport that joins the writes of one event-loop pass into one write."""
+class _JoinedWrites:
+    """A transport that joins each write to the one after it in the same pass."""
 
     def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._pending: list[bytes] = []
+        self._held: bytes | None = None
 
     def write(self, data: bytes) -> None:
-        if not self._pending:
+        if self._held is None:
+            self._held = bytes(data)
             self._loop.call_soon(self._flush)
-        self._pending.append(bytes(data))
+            return
+        # Sent now, not at the end of the pass: the client is woken as early as before.
+        joined, self._held = self._held + data, None
+        self._write(joined)
 
     def _flush(self) -> None:
-        if not self._pending:
-            return
-        data = b"".join(self._pending)
-        self._pending.clear()
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._write(held)
+
+    def _write(self, data: bytes) -> None:
         if not self._transport.is_closing():
             self._transport.write(data)
 
@@ -46,9 +53,9 @@ class _OneWritePerPass:
 
 
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
-    """``hodei server``'s HTTP protocol: uvicorn's, writing through :class:`_OneWritePerPass`."""
+    """``hodei server``'s HTTP protocol: uvicorn's, writing through :class:`_JoinedWrites`."""
 
     def connection_made(self, transport: Any) -> None:
         # uvloop's transports are not asyncio.Transport instances, only alike.
-        joined: Any = _OneWritePerPass(transport, asyncio.get_running_loop())
+        joined: Any = _JoinedWrites(transport, asyncio.get_running_loop())
         super().connection_made(joined)

@@ -1,11 +1,12 @@
-"""The server's transport wrapper: one write per event-loop pass, nothing lost or late."""
+"""The server's transport wrapper: a response's headers and body in one write, nothing
+lost, reordered or held past the event loop's pass."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from hodei.api.http_protocol import _OneWritePerPass
+from hodei.api.http_protocol import _JoinedWrites
 
 
 class _Transport:
@@ -32,30 +33,35 @@ class _Transport:
 def _run(steps: Any) -> _Transport:
     async def main() -> _Transport:
         transport = _Transport()
-        joined = _OneWritePerPass(transport, asyncio.get_running_loop())
+        joined = _JoinedWrites(transport, asyncio.get_running_loop())
         await steps(joined, transport)
         return transport
 
     return asyncio.run(main())
 
 
-def test_a_response_written_in_one_pass_goes_out_in_one_write() -> None:
+def test_a_response_goes_out_in_one_write_as_soon_as_its_body_is_written() -> None:
     async def steps(joined: Any, transport: _Transport) -> None:
         joined.write(b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n")
+        assert transport.writes == []  # the headers wait for the body
         joined.write(b"{}")
-        assert transport.writes == []  # not yet: at the end of this pass
-        await asyncio.sleep(0)
         assert transport.writes == [b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}"]
+        await asyncio.sleep(0)
+        assert len(transport.writes) == 1
 
     _run(steps)
 
 
-def test_chunks_of_a_stream_go_out_pass_by_pass_in_order() -> None:
+def test_chunks_of_a_stream_are_not_held_past_the_pass_nor_reordered() -> None:
     async def steps(joined: Any, transport: _Transport) -> None:
         for chunk in (b"a", b"b", b"c"):
             joined.write(chunk)
             await asyncio.sleep(0)
         assert transport.writes == [b"a", b"b", b"c"]
+        for chunk in (b"d", b"e", b"f"):
+            joined.write(chunk)
+        await asyncio.sleep(0)
+        assert transport.writes == [b"a", b"b", b"c", b"de", b"f"]
 
     _run(steps)
 
