@@ -6,7 +6,6 @@ import logging
 
 import uvicorn
 
-from hodei.api.http_protocol import OneWriteHttpToolsProtocol
 from hodei.settings import Settings
 
 KEEP_ALIVE_S = 65
@@ -34,7 +33,6 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1) -> 
         host=host,
         port=port,
         workers=workers,
-        http=OneWriteHttpToolsProtocol,
         timeout_keep_alive=KEEP_ALIVE_S,
         log_level=settings.log_level.lower(),
         log_config=None,  # hodei's logging (text or JSON lines), set up by the app factory
