@@ -322,6 +322,12 @@ def _priority_race(client: Client, tmp_path: Path) -> None:
     assert min(nexts, key=lambda j: j.started_at or datetime.max.replace(tzinfo=UTC)).id == high.id
 
 
+def test_a_high_priority_job_submitted_last_starts_next_on_the_embedded_default(
+    embedded_client: Client, tmp_path: Path
+) -> None:
+    _priority_race(embedded_client, tmp_path)
+
+
 @pytest.mark.slow
 def test_a_high_priority_job_submitted_last_starts_next_on_redis(
     pg_client: Client, tmp_path: Path
