@@ -25,6 +25,8 @@ def announce(client: AnyClient, job: Job) -> None:
     if not job.held or job.state is not JobState.PENDING:
         return
     diagnosis = client.diagnose(job.id)
+    if not diagnosis.code.startswith("waiting_"):
+        return  # it no longer waits (cancelled by a failed dependency, released, ...)
     click.echo(f"hodei: job {job.id} waits: {diagnosis.verdict}", err=True)
 
 

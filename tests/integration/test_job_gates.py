@@ -149,6 +149,10 @@ def test_a_failed_dependency_cancels_its_dependents_unless_after_any(
     assert client.diagnose(child.id).code == "dependency_failed"
     timeline = run_cli(client.settings, "job", "timeline", "--correlation-id", "wf")
     assert "JobHeld" in timeline.stdout and str(child.id) in timeline.stdout
+    # `job run` after a failed job: cancelled at once, and not announced as waiting.
+    late = run_cli(client.settings, "job", "run", "--after", str(root.id), "--", "echo no")
+    assert late.returncode == 130, late.stderr
+    assert "waits:" not in late.stderr and "dependency_failed" in late.stderr, late.stderr
 
 
 @pytest.mark.slow
