@@ -111,7 +111,7 @@ class Fleet:
     # -- workers started by the benchmark (--relaunch bench) --------------------------
 
     def start_worker(self) -> None:
-        from hodei.services.workers import create_worker_token
+        from hodei.services.fleet.workers import create_worker_token
 
         c = self.client.container
         issued = create_worker_token(

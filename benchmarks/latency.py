@@ -185,7 +185,7 @@ def _claimed_redis_db() -> Iterator[str]:
 _SETUP = """
 import json, sys
 from hodei.sdk import Client
-from hodei.services.workers import create_worker_token
+from hodei.services.fleet.workers import create_worker_token
 with Client.from_env() as client:
     client.update_provider("local", max_workers=1)
     c = client.container

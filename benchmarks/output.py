@@ -36,11 +36,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import command_line, median, scratch_database
 
+from hodei.bootstrap import SystemClock
 from hodei.domain.records import LogLine
 from hodei.domain.specs import JobSpec
 from hodei.runtime.runner import OutputLine, _LineReader, readable
-from hodei.services.clock import SystemClock
-from hodei.services.submission import _store_jobs
+from hodei.services.jobs.submission import _store_jobs
 from hodei.store.driver_statement import insert_rows
 from hodei.store.engine import create_engine
 from hodei.store.migrate import upgrade

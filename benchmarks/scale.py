@@ -198,9 +198,9 @@ def write_cost(transactions: int) -> dict[str, float]:
     """What the state_counts trigger adds to hodei's write path: the median time of one
     job state change (conditional UPDATE plus its event, one transaction), with the
     trigger and without, in alternating blocks so drift hits both alike."""
+    from hodei.domain.event_builders import job_event
     from hodei.domain.events import EventType
     from hodei.domain.states import JobState
-    from hodei.domain.timeline import job_event
     from hodei.store.engine import create_engine
     from hodei.store.sql_store import SqlStore
 

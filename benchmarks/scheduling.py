@@ -110,7 +110,7 @@ def _gaps(done: list[Any], released: dict[Any, datetime]) -> tuple[list[float], 
 
 
 def _released(client: Any, n: int) -> dict[Any, datetime]:
-    from hodei.services.ports import EventQuery
+    from hodei.services.ports.store import EventQuery
 
     with client.container.store.reading() as tx:
         found = tx.events.search(EventQuery(event_types=["JobReleased"], limit=n + 100))

@@ -220,7 +220,7 @@ class HodeiBench:
         return int(old)
 
     def issue_token(self) -> tuple[str, str]:
-        from hodei.services.workers import create_worker_token
+        from hodei.services.fleet.workers import create_worker_token
 
         c = self.client.container
         issued = create_worker_token(

@@ -42,9 +42,9 @@ def probe(database_url: str, n: int) -> dict[str, float]:
     from hodei.domain.records import Worker
     from hodei.domain.specs import JobSpec
     from hodei.domain.states import WorkerState
-    from hodei.services.dispatch import Confirmation, confirm_queued
-    from hodei.services.execution import Outcome, claim_attempt, finish_attempt
-    from hodei.services.submission import submit_jobs
+    from hodei.services.jobs.attempts import Outcome, claim_attempt, finish_attempt
+    from hodei.services.jobs.dispatch import Confirmation, confirm_queued
+    from hodei.services.jobs.submission import submit_jobs
     from hodei.store.engine import create_engine
     from hodei.store.migrate import upgrade
     from hodei.store.sql_store import SqlStore
@@ -64,7 +64,7 @@ def probe(database_url: str, n: int) -> dict[str, float]:
     engine = create_engine(database_url)
     upgrade(engine)
     store, clock, publisher = SqlStore(engine), Clock(), Publisher()
-    from hodei.services.providers import ProviderSpec, add_provider
+    from hodei.services.fleet.provider_registry import ProviderSpec, add_provider
 
     add_provider(
         store,

@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from hodei.domain.records import Provider
 from hodei.errors import InvalidConfiguration
-from hodei.services.clock import SystemClock
-from hodei.services.dispatch import Confirmation, confirm_queued
-from hodei.services.health import HealthProbe
-from hodei.services.infrastructure import InfrastructureInspector
-from hodei.services.ports import WorkerLauncher
+from hodei.services.jobs.dispatch import Confirmation, confirm_queued
+from hodei.services.ports.providers import HealthProbe, InfrastructureInspector, WorkerLauncher
 from hodei.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +28,13 @@ if TYPE_CHECKING:
     from hodei.store.sql_store import SqlStore
 
 logger = logging.getLogger(__name__)
+
+
+class SystemClock:
+    """The real clock (the Clock port), timezone-aware UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
 
 class Container:

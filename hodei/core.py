@@ -23,19 +23,22 @@ from hodei.domain.records import Job, Provider, Worker
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import ProviderHealth, ProviderStatus
 from hodei.errors import HodeiError, InvalidInput
-from hodei.services import gates
-from hodei.services.control import cancel_job, retry_job
-from hodei.services.dispatch import dispatch_pending
-from hodei.services.health import HealthProbe, HealthReport, check_providers, record_health
-from hodei.services.ports import Clock, Store, TaskPublisher, WorkerLauncher
-from hodei.services.providers import set_provider_status
-from hodei.services.provisioning import provision
-from hodei.services.submission import submit_jobs
+from hodei.services.fleet.provider_health import check_providers, record_health
+from hodei.services.fleet.provider_registry import set_provider_status
+from hodei.services.fleet.provisioning import provision
+from hodei.services.jobs import gates
+from hodei.services.jobs.cancel_retry import cancel_job, retry_job
+from hodei.services.jobs.dispatch import dispatch_pending
+from hodei.services.jobs.submission import submit_jobs
+from hodei.services.ports.clock import Clock
+from hodei.services.ports.providers import HealthProbe, HealthReport, WorkerLauncher
+from hodei.services.ports.publisher import TaskPublisher
+from hodei.services.ports.store import Store
 from hodei.settings import Settings
 
 if TYPE_CHECKING:
-    from hodei.services.execution import Claim, Outcome
-    from hodei.services.infrastructure import InfrastructureInspector
+    from hodei.services.jobs.attempts import Claim, Outcome
+    from hodei.services.ports.providers import InfrastructureInspector
 
 # What only the worker, a provider change, a schedule or maintenance needs is imported
 # where it is used: `hodei job run` loads the facade for its submit (import time,
@@ -134,7 +137,7 @@ class Hodei:
 
     def trigger_schedule(self, name: str, *, actor: str) -> Job:
         """Fire a schedule now: its job, with a worker for it."""
-        from hodei.services.schedules import trigger_schedule
+        from hodei.services.jobs.schedules import trigger_schedule
 
         w = self._w
         job = trigger_schedule(w.store, w.clock, w.publisher, name, actor=actor)
@@ -145,7 +148,7 @@ class Hodei:
 
     def claim(self, *, job_id: UUID, attempt: int, worker_id: UUID, task_id: str) -> Claim:
         """QUEUED -> RUNNING for this delivery, or why it must not run."""
-        from hodei.services.execution import claim_attempt
+        from hodei.services.jobs.attempts import claim_attempt
 
         w = self._w
         return claim_attempt(
@@ -157,8 +160,8 @@ class Hodei:
         the jobs that waited for this one released). The job as it is after; None if
         the attempt was no longer this worker's. Raises (the database is
         unavailable...) only when the outcome was not written."""
-        from hodei.services.after_finish import after_finish
-        from hodei.services.execution import finish_attempt
+        from hodei.services.jobs.after_finish import after_finish
+        from hodei.services.jobs.attempts import finish_attempt
 
         w = self._w
         job = finish_attempt(w.store, w.clock, job=claimed, worker_id=worker_id, outcome=outcome)
@@ -183,7 +186,7 @@ class Hodei:
     def providers_changed(self) -> None:
         """Jobs left PENDING for want of a provider may have one now, and jobs queued on
         a provider that could not launch workers may get them."""
-        from hodei.services.reconcile import reschedule_unschedulable
+        from hodei.services.fleet.reconcile import reschedule_unschedulable
 
         w = self._w
         reschedule_unschedulable(
@@ -317,7 +320,7 @@ class Hodei:
 
     def _reconcile_providers(self) -> Report:
         """Docker and Kubernetes providers: containers or pods versus worker rows."""
-        from hodei.services.reconcile import reconcile_provider
+        from hodei.services.fleet.reconcile import reconcile_provider
 
         w = self._w
         with w.store.transaction() as tx:
@@ -351,7 +354,7 @@ class Hodei:
 
     def _reschedule_unschedulable(self) -> Report:
         """PENDING jobs with no provider: match again, or fail after HODEI_QUEUE_TIMEOUT."""
-        from hodei.services.reconcile import reschedule_unschedulable
+        from hodei.services.fleet.reconcile import reschedule_unschedulable
 
         w = self._w
         report = reschedule_unschedulable(

@@ -105,6 +105,26 @@ class ProviderUnavailable(ServiceUnavailable):
     """The provider's infrastructure is unreachable."""
 
 
+# Infrastructure problems that will not go away by trying again.
+PERMANENT_KINDS = frozenset(
+    {"image_missing", "permission_denied", "forbidden", "invalid_config", "namespace_missing"}
+)
+
+
+class ProvisionFailed(ProviderUnavailable):
+    """The provider refused to start a worker (``kind``: image_missing, unschedulable, ...)."""
+
+    def __init__(self, kind: str, detail: str, *, permanent: bool | None = None) -> None:
+        self.kind = kind
+        self.detail = detail
+        self.permanent = kind in PERMANENT_KINDS if permanent is None else permanent
+        super().__init__(f"{kind}: {detail}")
+
+
+class CircuitOpen(ProviderUnavailable):
+    """The provider's circuit breaker is open: its API failed repeatedly."""
+
+
 class SchemaOutOfDate(HodeiError):
     """The database schema is behind (`hodei db upgrade`) or differs (`hodei db current`)."""
 

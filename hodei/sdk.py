@@ -45,23 +45,23 @@ from hodei.sdk_base import (
     schedule_name,
     schedule_spec,
 )
-from hodei.services.job_ids import resolve_job_id
-from hodei.services.ports import EventQuery, JobQuery
+from hodei.services.jobs.job_ids import resolve_job_id
+from hodei.services.ports.store import EventQuery, JobQuery
 from hodei.settings import Settings, mask_url
 
 if TYPE_CHECKING:
     # The operators' views and controls are imported where they are used: `job run`
     # and `Client.submit` + `wait` need none of them (import time, docs/performance.md).
     from hodei.sdk_http import HttpClient
-    from hodei.services.diagnosis import Diagnosis
-    from hodei.services.doctor import DoctorOptions, DoctorReport
-    from hodei.services.events_feed import FollowOptions
-    from hodei.services.health import HealthReport
-    from hodei.services.provider_removal import Removal
-    from hodei.services.providers import ProviderView
-    from hodei.services.schedules import ScheduleView
-    from hodei.services.status import SystemStatus
-    from hodei.services.tokens import IssuedToken
+    from hodei.services.fleet.bootstrap_tokens import IssuedToken
+    from hodei.services.fleet.provider_registry import ProviderView
+    from hodei.services.fleet.provider_removal import Removal
+    from hodei.services.jobs.schedules import ScheduleView
+    from hodei.services.operators.diagnosis import Diagnosis
+    from hodei.services.operators.doctor import DoctorOptions, DoctorReport
+    from hodei.services.operators.events_feed import FollowOptions
+    from hodei.services.operators.status import SystemStatus
+    from hodei.services.ports.providers import HealthReport
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class Client(ClientBase):
 
     def _settle_launches(self, provider_ids: set[UUID | None] | None = None) -> None:
         """Launches known dead are PROVISION_FAILED before status or diagnose count them."""
-        from hodei.services.launches import settle_launches
+        from hodei.services.fleet.launches import settle_launches
 
         try:
             settle_launches(self._c.store, self._c.clock, self._c.launcher_for, provider_ids)
@@ -293,7 +293,7 @@ class Client(ClientBase):
         attempts (their infrastructure events included) and of those workers'
         bootstrap tokens are interleaved; ``related=False`` gives the job's own only.
         """
-        from hodei.services.events_feed import job_timeline, workflow_timeline
+        from hodei.services.operators.events_feed import job_timeline, workflow_timeline
 
         if job_id is None and correlation_id is None:
             raise InvalidInput("give a job id or a correlation id")
@@ -311,7 +311,7 @@ class Client(ClientBase):
     # -- the operators' view ------------------------------------------------------
 
     def _events(self, query: EventQuery) -> builtins.list[DomainEvent]:
-        from hodei.services.events_feed import list_events
+        from hodei.services.operators.events_feed import list_events
 
         return list_events(self._c.reads, query)
 
@@ -327,7 +327,7 @@ class Client(ClientBase):
         """Every event from id ``from_id`` (default: only new ones) as it is committed,
         in increasing id order, forever; close the iterator to stop. Each event comes
         exactly once, across database reconnects; resume with ``from_id=last.id + 1``."""
-        from hodei.services.events_feed import FollowOptions, follow_events
+        from hodei.services.operators.events_feed import FollowOptions, follow_events
 
         wanted = set(checked_types(types))
         checked_text(correlation_id, "correlation_id")
@@ -350,14 +350,14 @@ class Client(ClientBase):
 
     def status(self) -> SystemStatus:
         """Jobs and workers by state, queues, providers and capacity, tokens outstanding."""
-        from hodei.services.status import system_status
+        from hodei.services.operators.status import system_status
 
         self._settle_launches()
         return system_status(self._c.reads, self._c.clock)
 
     def diagnose(self, job_id: str | UUID) -> Diagnosis:
         """Why a job is where it is, and what to do about it."""
-        from hodei.services.diagnosis import diagnose_job
+        from hodei.services.operators.diagnosis import diagnose_job
 
         job = self.get(job_id)
         self._settle_launches({job.provider_id})
@@ -375,7 +375,7 @@ class Client(ClientBase):
     ) -> DoctorReport:
         """Check the whole system for inconsistencies; ``since`` bounds the history checked
         (default 24 h). A healthy system has no findings."""
-        from hodei.services.doctor import DoctorOptions, run_doctor
+        from hodei.services.operators.doctor import DoctorOptions, run_doctor
 
         options = options or DoctorOptions(
             stale_after=timedelta(seconds=self.settings.worker_stale_after_s)
@@ -402,13 +402,14 @@ class Client(ClientBase):
     # -- providers ----------------------------------------------------------------
 
     def add_provider(self, name: str, provider_type: str, **fields: Any) -> Provider:
-        """Register a provider; ``fields`` as :class:`~hodei.services.providers.ProviderSpec`
-        (config, priority, max_workers, min_workers, labels, preferred_region,
-        allowed_regions, health_check). Config is validated for its type, and the type's
-        library must be installed (:class:`~hodei.errors.MissingExtra` names the pip
+        """Register a provider; ``fields`` as
+        :class:`~hodei.services.fleet.provider_registry.ProviderSpec` (config, priority,
+        max_workers, min_workers, labels, preferred_region, allowed_regions,
+        health_check). Config is validated for its type, and the type's library must be
+        installed (:class:`~hodei.errors.MissingExtra` names the pip
         command otherwise)."""
         from hodei.providers.config import validate_new_config
-        from hodei.services.providers import ProviderSpec, add_provider
+        from hodei.services.fleet.provider_registry import ProviderSpec, add_provider
 
         known = {f.name for f in dataclasses.fields(ProviderSpec)} - {"name", "provider_type"}
         unknown = sorted(set(fields) - known)
@@ -426,7 +427,7 @@ class Client(ClientBase):
     def update_provider(self, name: str, **changes: Any) -> Provider:
         """Change a provider's config, priority, limits, labels, regions or health_check."""
         from hodei.providers.config import validate_config
-        from hodei.services.providers import update_provider
+        from hodei.services.fleet.provider_registry import update_provider
 
         provider = update_provider(
             self._c.store,
@@ -443,7 +444,7 @@ class Client(ClientBase):
         """Delete a provider (ProviderRemoved). Refused (:class:`~hodei.errors.Conflict`)
         while it has live workers or unfinished jobs, unless ``force``: then its workers
         are ended (and their processes or containers removed) and its jobs FAILED."""
-        from hodei.services.provider_removal import remove_provider
+        from hodei.services.fleet.provider_removal import remove_provider
 
         removal = remove_provider(self._c.store, self._c.clock, name, force=force, actor=self.actor)
         for worker in removal.ended_workers:
@@ -473,19 +474,19 @@ class Client(ClientBase):
 
     def provider(self, name: str) -> ProviderView:
         """A provider with its live worker count."""
-        from hodei.services.providers import get_provider
+        from hodei.services.fleet.provider_registry import get_provider
 
         return get_provider(self._c.store, provider_name(name))
 
     def providers(self) -> builtins.list[ProviderView]:
-        from hodei.services.providers import list_providers
+        from hodei.services.fleet.provider_registry import list_providers
 
         return list_providers(self._c.store)
 
     def check_provider_health(self, name: str | None = None) -> dict[str, HealthReport]:
         """Check now (all providers, or one), store the result and return it."""
         from hodei.providers.factory import probe_for
-        from hodei.services.health import check_providers
+        from hodei.services.fleet.provider_health import check_providers
 
         c = self._c
         if name is not None:
@@ -524,14 +525,14 @@ class Client(ClientBase):
 
     def drain_worker(self, worker_id: str | UUID) -> Worker:
         """Let a worker finish its current job, then exit."""
-        from hodei.services.workers import drain_worker
+        from hodei.services.fleet.workers import drain_worker
 
         c = self._c
         return drain_worker(c.store, c.clock, parse_uuid(worker_id, "worker id"), actor=self.actor)
 
     def create_worker_token(self, provider: str = "local", *, ttl_s: float = 300) -> IssuedToken:
         """A single-use bootstrap token (and its worker row) for a worker started by hand."""
-        from hodei.services.workers import create_worker_token
+        from hodei.services.fleet.workers import create_worker_token
 
         check_seconds(ttl_s, "ttl_s")
         c = self._c
@@ -543,7 +544,7 @@ class Client(ClientBase):
         self, name: str, role: str | Role, *, expires_in: timedelta | None = None
     ) -> tuple[ApiToken, str]:
         """An API token for ``hodei server``, and its secret: shown this once only."""
-        from hodei.services.api_tokens import create_api_token, parse_role
+        from hodei.services.operators.api_tokens import create_api_token, parse_role
 
         c = self._c
         role = role if isinstance(role, Role) else parse_role(str(role))
@@ -552,12 +553,12 @@ class Client(ClientBase):
         )
 
     def api_tokens(self, *, include_revoked: bool = False) -> builtins.list[ApiToken]:
-        from hodei.services.api_tokens import list_api_tokens
+        from hodei.services.operators.api_tokens import list_api_tokens
 
         return list_api_tokens(self._c.store, include_revoked=include_revoked)
 
     def revoke_api_token(self, name: str) -> ApiToken:
-        from hodei.services.api_tokens import revoke_api_token
+        from hodei.services.operators.api_tokens import revoke_api_token
 
         return revoke_api_token(self._c.store, self._c.clock, name, actor=self.actor)
 
@@ -581,7 +582,7 @@ class Client(ClientBase):
         with the schedule's name as correlation id. ``catchup`` says what to do with
         ticks missed while no scheduler ran: ``once`` (default) fires the latest of
         them, ``skip`` none. Bad input raises InvalidInput; a taken name, Conflict."""
-        from hodei.services.schedules import create_schedule
+        from hodei.services.jobs.schedules import create_schedule
 
         c = self._c
         return create_schedule(
@@ -598,30 +599,30 @@ class Client(ClientBase):
 
     def schedules(self) -> builtins.list[Schedule]:
         """Every schedule, by name."""
-        from hodei.services.schedules import list_schedules
+        from hodei.services.jobs.schedules import list_schedules
 
         return list_schedules(self._c.store)
 
     def schedule(self, name: str) -> ScheduleView:
         """One schedule and its latest fires (ScheduleNotFound if there is none)."""
-        from hodei.services.schedules import get_schedule
+        from hodei.services.jobs.schedules import get_schedule
 
         return get_schedule(self._c.store, schedule_name(name))
 
     def pause_schedule(self, name: str) -> Schedule:
-        from hodei.services.schedules import pause_schedule
+        from hodei.services.jobs.schedules import pause_schedule
 
         return pause_schedule(self._c.store, self._c.clock, schedule_name(name), actor=self.actor)
 
     def resume_schedule(self, name: str) -> Schedule:
         """Fire again from the next tick; ticks while paused are not caught up."""
-        from hodei.services.schedules import resume_schedule
+        from hodei.services.jobs.schedules import resume_schedule
 
         return resume_schedule(self._c.store, self._c.clock, schedule_name(name), actor=self.actor)
 
     def remove_schedule(self, name: str) -> Schedule:
         """Delete the schedule; the jobs it submitted stay."""
-        from hodei.services.schedules import remove_schedule
+        from hodei.services.jobs.schedules import remove_schedule
 
         return remove_schedule(self._c.store, self._c.clock, schedule_name(name), actor=self.actor)
 

@@ -18,7 +18,7 @@ from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState
 from hodei.errors import InvalidInput
-from hodei.services.ports import EventQuery
+from hodei.services.ports.store import EventQuery
 
 if TYPE_CHECKING:
     from hodei.bootstrap import Container

@@ -57,17 +57,17 @@ from hodei.sdk_base import (
     schedule_name,
     schedule_spec,
 )
-from hodei.services.diagnosis import Diagnosis
-from hodei.services.doctor import DoctorOptions, DoctorReport
-from hodei.services.events_feed import FollowOptions
-from hodei.services.health import HealthReport
-from hodei.services.job_ids import parse_job_ref
-from hodei.services.ports import EventQuery
-from hodei.services.provider_removal import Removal
-from hodei.services.providers import ProviderView
-from hodei.services.schedules import ScheduleView
-from hodei.services.status import SystemStatus
-from hodei.services.tokens import IssuedToken
+from hodei.services.fleet.bootstrap_tokens import IssuedToken
+from hodei.services.fleet.provider_registry import ProviderView
+from hodei.services.fleet.provider_removal import Removal
+from hodei.services.jobs.job_ids import parse_job_ref
+from hodei.services.jobs.schedules import ScheduleView
+from hodei.services.operators.diagnosis import Diagnosis
+from hodei.services.operators.doctor import DoctorOptions, DoctorReport
+from hodei.services.operators.events_feed import FollowOptions
+from hodei.services.operators.status import SystemStatus
+from hodei.services.ports.providers import HealthReport
+from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings, mask_url
 
 logger = logging.getLogger(__name__)

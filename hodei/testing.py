@@ -1,9 +1,9 @@
 """In-memory stand-ins for hodei's ports, shipped for tests of the use cases.
 
-``InMemoryStore`` implements :class:`hodei.services.ports.Store` (the write side; not
-the operators' read models of ``read_ports.py``) with plain dictionaries: a transaction
-works on a copy and replaces the state when it commits, so a failed unit of work leaves
-nothing behind, as on a database. ``RecordingPublisher`` keeps what would go on the
+``InMemoryStore`` implements :class:`hodei.services.ports.store.Store` (the write side;
+not the operators' read models of ``services/ports/reads.py``) with plain dictionaries:
+a transaction works on a copy and replaces the state when it commits, so a failed unit
+of work leaves nothing behind, as on a database. ``RecordingPublisher`` keeps what would go on the
 broker (``join`` then delivers it to a worker, like dramatiq's ``StubBroker.join``),
 and ``FakeLauncher`` what a provider would start. None of them imports any
 infrastructure: a use-case test runs in milliseconds on a bare machine::
@@ -54,30 +54,32 @@ from hodei.errors import (
     DuplicateIdempotencyKey,
     InvalidConfiguration,
 )
-from hodei.services.execution import Outcome, claim_attempt, finish_attempt
-from hodei.services.health import HealthProbe, HealthReport
-from hodei.services.infrastructure import InfrastructureInspector
-from hodei.services.ports import (
+from hodei.services.jobs.attempts import Outcome, claim_attempt, finish_attempt
+from hodei.services.ports.clock import Clock
+from hodei.services.ports.providers import (
+    HealthProbe,
+    HealthReport,
+    InfrastructureInspector,
+    LaunchRequest,
+    WorkerLauncher,
+)
+from hodei.services.ports.publisher import Publication, TaskPublisher
+from hodei.services.ports.store import (
     ApiTokenRepository,
     AttemptRepository,
-    Clock,
     EventQuery,
     EventRepository,
     Fire,
     GateRepository,
     JobQuery,
     JobRepository,
-    LaunchRequest,
     LogRepository,
     ProviderRepository,
-    Publication,
     ScheduleRepository,
     Store,
-    TaskPublisher,
     TokenRepository,
     Transaction,
     WorkerCredentialRepository,
-    WorkerLauncher,
     WorkerRepository,
 )
 from hodei.settings import Settings
@@ -774,7 +776,7 @@ class _Transaction:
 
 
 class InMemoryStore:
-    """:class:`hodei.services.ports.Store` in memory. One unit of work at a time (a lock,
+    """:class:`hodei.services.ports.store.Store` in memory. One unit of work at a time (a lock,
     like SQLite's one writer), on a copy that replaces the state when it commits."""
 
     def __init__(self) -> None:
@@ -810,7 +812,7 @@ class InMemoryStore:
 
 @dataclass
 class RecordingPublisher:
-    """A :class:`hodei.services.ports.TaskPublisher` that keeps what it is given. With
+    """A :class:`hodei.services.ports.publisher.TaskPublisher` that keeps what it is given. With
     ``down``, it raises :class:`BrokerUnavailable`, like a broker outage."""
 
     published: list[Publication] = field(default_factory=list)
@@ -868,7 +870,7 @@ class RecordingPublisher:
 
 @dataclass
 class FakeLauncher:
-    """A :class:`hodei.services.ports.WorkerLauncher` that starts nothing and keeps the
+    """A :class:`hodei.services.ports.providers.WorkerLauncher` that starts nothing and keeps the
     requests; ``fail_with`` makes every launch raise it."""
 
     launched: list[LaunchRequest] = field(default_factory=list)

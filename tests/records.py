@@ -7,8 +7,8 @@ import uuid
 from hodei.domain.records import Job, Worker
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, WorkerState
-from hodei.services.dispatch import Confirmation, confirm_queued
-from hodei.services.ports import Store
+from hodei.services.jobs.dispatch import Confirmation, confirm_queued
+from hodei.services.ports.store import Store
 from hodei.testing import FixedClock
 
 QUEUE = "hodei.contract"

@@ -23,7 +23,7 @@ from hodei.domain.principals import Principal, Role
 from hodei.domain.records import Job
 from hodei.errors import Forbidden, HodeiError, Unauthorized
 from hodei.sdk import Client
-from hodei.services.api_tokens import authenticate, hash_token
+from hodei.services.operators.api_tokens import authenticate, hash_token
 
 logger = logging.getLogger(__name__)
 

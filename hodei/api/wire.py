@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hodei.domain.principals import ApiToken
 from hodei.domain.records import Job, LogLine, Worker
 from hodei.errors import InvalidInput
-from hodei.services.execution import Outcome
+from hodei.services.jobs.attempts import Outcome
 
 
 class SubmitRequest(BaseModel):

@@ -31,7 +31,7 @@ from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import Conflict, InvalidInput
-from hodei.services.events_feed import summarize as summarize_event
+from hodei.services.operators.events_feed import summarize as summarize_event
 
 if TYPE_CHECKING:
     from hodei.sdk import AnyClient

@@ -10,8 +10,8 @@ import click
 
 from hodei.cli.events import client, parse_duration
 from hodei.cli.output import OUTPUT_OPTION, ago, print_json, print_table
-from hodei.services.doctor import DoctorOptions, DoctorReport
-from hodei.services.status import SystemStatus
+from hodei.services.operators.doctor import DoctorOptions, DoctorReport
+from hodei.services.operators.status import SystemStatus
 from hodei.settings import mask_url
 
 # `hodei doctor` exits with this when it found something (like a linter).

@@ -13,7 +13,7 @@ from hodei.cli.remote import cli_client
 from hodei.cli.serialize import mapping_from_pairs, provider_to_dict
 from hodei.domain.states import ProviderHealth
 from hodei.errors import InvalidConfiguration, ProviderUnavailable
-from hodei.services.providers import ProviderView
+from hodei.services.fleet.provider_registry import ProviderView
 
 if TYPE_CHECKING:
     from hodei.sdk import AnyClient

@@ -11,8 +11,8 @@ from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_tabl
 from hodei.cli.remote import cli_client
 from hodei.cli.serialize import job_to_dict
 from hodei.domain.schedules import DEFAULT_CATCHUP, Catchup, Schedule
-from hodei.services.ports import Fire
-from hodei.services.schedules import ScheduleView
+from hodei.services.jobs.schedules import ScheduleView
+from hodei.services.ports.store import Fire
 
 
 def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Job
 from hodei.errors import InvalidInput
-from hodei.services.providers import ProviderView
+from hodei.services.fleet.provider_registry import ProviderView
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:

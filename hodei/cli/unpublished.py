@@ -22,7 +22,7 @@ from hodei.bootstrap import Container
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
 from hodei.errors import BrokerUnavailable
-from hodei.services.dispatch import publish_jobs
+from hodei.services.jobs.dispatch import publish_jobs
 from hodei.settings import mask_url
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def is_unpublished(job: Job) -> bool:
 def publish_failures_reported_by_caller() -> Iterator[None]:
     """While submitting: the CLI reports an unpublished job itself, in one line, so the
     dispatcher's timestamped warning would only repeat it."""
-    dispatch_log = logging.getLogger("hodei.services.dispatch")
+    dispatch_log = logging.getLogger("hodei.services.jobs.dispatch")
     level = dispatch_log.level
     dispatch_log.setLevel(logging.ERROR)
     try:

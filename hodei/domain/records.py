@@ -44,7 +44,7 @@ class Job:
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    # Its gates (services/gates.py): held while it waits for its due time (hold_until,
+    # Its gates (services/jobs/gates.py): held while it waits for its due time (hold_until,
     # cleared once passed), the jobs it runs after, or a slot of its concurrency key;
     # priority orders the jobs waiting on one queue. Copies of the spec's, for SQL.
     held: bool = False

@@ -1,8 +1,8 @@
 """Cron schedules: the record, its checks, its events, and which ticks to fire.
 
 A schedule submits a normal job on every tick of its cron expression (see
-``hodei.services.schedules``). The cron arithmetic itself is a library's
-(``hodei.services.cron``); what to do with ticks that were missed is decided here.
+``hodei.services.jobs.schedules``). The cron arithmetic itself is a library's
+(``hodei.services.jobs.cron``); what to do with ticks that were missed is decided here.
 """
 
 from __future__ import annotations

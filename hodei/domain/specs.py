@@ -74,7 +74,7 @@ class JobSpec:
     provider: str | None = None
     correlation_id: str | None = None
     idempotency_key: str | None = None
-    # When and in what order (the job's gates, services/gates.py): not before run_at;
+    # When and in what order (the job's gates, services/jobs/gates.py): not before run_at;
     # at most max_concurrency RUNNING with the same concurrency_key; only once every
     # job in ``after`` has ended (an int is the index of a job of the same submit_many,
     # replaced by that job's id when stored); higher priority starts first.

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from hodei.domain.event_builders import job_event, job_event_for, provider_event, worker_event
 from hodei.domain.events import Actor, DomainEvent, EventType
 from hodei.domain.records import Attempt, Job, Provider, Worker, provider_of_queue
 from hodei.domain.schedules import Schedule, schedule_event
@@ -38,7 +39,6 @@ from hodei.domain.states import (
     ensure_transition,
     ensure_worker_transition,
 )
-from hodei.domain.timeline import job_event, job_event_for, provider_event, worker_event
 
 
 class Kind(StrEnum):

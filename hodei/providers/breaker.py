@@ -21,7 +21,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TypeVar
 
-from hodei.errors import ProviderUnavailable
+from hodei.errors import CircuitOpen, ProviderUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +32,6 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"
-
-
-class CircuitOpen(ProviderUnavailable):
-    """The provider's circuit breaker is open: its API failed repeatedly."""
 
 
 Listener = Callable[[str, BreakerState, BreakerState, str], None]

@@ -15,12 +15,14 @@ from typing import Any
 
 from hodei.domain.records import Provider, Worker
 from hodei.domain.states import ProviderHealth
-from hodei.errors import InvalidConfiguration, MissingExtra
+from hodei.errors import InvalidConfiguration, MissingExtra, ProvisionFailed
 from hodei.providers.breaker import BreakerState, breaker_for
 from hodei.providers.config import require_library
-from hodei.services.health import HealthReport, record_breaker_transition
-from hodei.services.infrastructure import ProvisionFailed, fail_waiting_jobs
-from hodei.services.ports import Clock, LaunchRequest, Store
+from hodei.services.fleet.infra_failures import fail_waiting_jobs
+from hodei.services.fleet.provider_health import record_breaker_transition
+from hodei.services.ports.clock import Clock
+from hodei.services.ports.providers import HealthReport, LaunchRequest
+from hodei.services.ports.store import Store
 from hodei.settings import Settings
 
 logger = logging.getLogger(__name__)

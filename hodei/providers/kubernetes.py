@@ -18,12 +18,10 @@ from uuid import UUID
 
 from hodei.domain.records import Provider, Worker
 from hodei.domain.states import ProviderHealth
-from hodei.errors import ProviderUnavailable
+from hodei.errors import ProviderUnavailable, ProvisionFailed
 from hodei.providers.breaker import CircuitBreaker
 from hodei.providers.config import KubernetesConfig, kubernetes_config
-from hodei.services.health import HealthReport
-from hodei.services.infrastructure import InfraWorker, ProvisionFailed
-from hodei.services.ports import LaunchRequest
+from hodei.services.ports.providers import HealthReport, InfraWorker, LaunchRequest
 from hodei.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hodei.domain.records import Worker
 from hodei.errors import ProviderUnavailable
-from hodei.services.ports import LaunchRequest
+from hodei.services.ports.providers import LaunchRequest
 from hodei.settings import API_WORKER_OMITS, Settings
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from hodei.errors import DatabaseUnavailable, HodeiError
-from hodei.services.schedules import fire_due, next_due_at
+from hodei.services.jobs.schedules import fire_due, next_due_at
 
 if TYPE_CHECKING:
     from hodei.bootstrap import Container

@@ -10,7 +10,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from hodei.errors import DatabaseUnavailable, HodeiError
-from hodei.services.gates import next_due, release_due
+from hodei.services.jobs.gates import next_due, release_due
 
 if TYPE_CHECKING:
     from hodei.bootstrap import Container

@@ -29,7 +29,7 @@ from typing import IO, Protocol
 from sqlalchemy.engine import Engine, make_url
 
 from hodei.errors import HodeiError
-from hodei.services.ports import Clock
+from hodei.services.ports.clock import Clock
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from kombu.exceptions import KombuError
 from hodei.errors import BrokerUnavailable
 from hodei.queueing.app import broker_priority, provider_queue
 from hodei.queueing.names import RUN_JOB_TASK
-from hodei.services.dispatch import Confirmation
-from hodei.services.ports import Publication
+from hodei.services.jobs.dispatch import Confirmation
+from hodei.services.ports.publisher import Publication
 from hodei.settings import mask_url
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ _sending: contextvars.ContextVar[_Sending | None] = contextvars.ContextVar(
 
 
 class CeleryPublisher:
-    """The :class:`hodei.services.ports.TaskPublisher` on a Celery app."""
+    """The :class:`hodei.services.ports.publisher.TaskPublisher` on a Celery app."""
 
     def __init__(self, app: Celery, confirm: ConfirmFn) -> None:
         self._app = app

@@ -25,7 +25,7 @@ from hodei.domain.records import Job
 from hodei.errors import Conflict, DatabaseUnavailable, Unauthorized
 from hodei.queueing.names import RUN_JOB_TASK
 from hodei.runtime import context
-from hodei.services.execution import Claim, Outcome
+from hodei.services.jobs.attempts import Claim, Outcome
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from hodei.errors import AttemptFailed, HodeiError
 from hodei.queueing import maintenance_tasks, signals
 from hodei.queueing.names import RUN_JOB_TASK
 from hodei.runtime import context
+from hodei.runtime.attempt_runner import run_attempt, unstartable
 from hodei.runtime.context import WorkerContext
-from hodei.runtime.delivery import run_attempt, unstartable
 from hodei.runtime.retention import Budget
-from hodei.services.execution import Claim
+from hodei.services.jobs.attempts import Claim
 from hodei.store.secrets import SecretsUnreadable
 
 logger = logging.getLogger(__name__)

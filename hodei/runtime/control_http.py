@@ -41,8 +41,8 @@ from hodei.errors import (
     Unauthorized,
     error_class,
 )
-from hodei.services.execution import Claim, Outcome
-from hodei.services.workers import Pulse, WorkerReport
+from hodei.services.fleet.workers import Pulse, WorkerReport
+from hodei.services.jobs.attempts import Claim, Outcome
 from hodei.settings import mask_url
 from hodei.store.outage import OutageReporter
 

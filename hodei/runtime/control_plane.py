@@ -22,9 +22,7 @@ from uuid import UUID
 
 from hodei.domain.records import Job, LogLine, Worker
 from hodei.errors import DatabaseUnavailable, HodeiError
-from hodei.services.dispatch import dispatch_pending
-from hodei.services.execution import Claim, Outcome
-from hodei.services.workers import (
+from hodei.services.fleet.workers import (
     Pulse,
     WorkerReport,
     broker_back,
@@ -33,6 +31,8 @@ from hodei.services.workers import (
     register_worker,
     terminate_worker,
 )
+from hodei.services.jobs.attempts import Claim, Outcome
+from hodei.services.jobs.dispatch import dispatch_pending
 from hodei.store import outage
 
 if TYPE_CHECKING:  # the type only: components do not import the wiring

@@ -21,9 +21,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_never, wait_exponen
 
 from hodei.domain.records import Job, LogLine
 from hodei.errors import DatabaseUnavailable
-from hodei.services.execution import Outcome
-from hodei.services.ports import Clock
-from hodei.services.workers import WorkerReport
+from hodei.services.fleet.workers import WorkerReport
+from hodei.services.jobs.attempts import Outcome
+from hodei.services.ports.clock import Clock
 
 logger = logging.getLogger(__name__)
 

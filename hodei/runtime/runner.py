@@ -141,7 +141,7 @@ class CommandRunner:
         a command that cannot start. The command's env gets ``HODEI_RUN_ID``, the marker by
         which its processes are found however they detach. Exceptions from ``on_output``
         are logged and the batch is dropped, so the callback should do its own retrying
-        and say what it lost (as ``delivery.LogSink`` does)."""
+        and say what it lost (as ``attempt_runner.LogSink`` does)."""
         argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         if self.user is not None:
             env = {**env, "HOME": self.user.home, "USER": self.user.name, "LOGNAME": self.user.name}

@@ -29,7 +29,7 @@ from hodei.runtime.context import WorkerContext
 from hodei.runtime.control_plane import ControlPlane, DirectControlPlane
 from hodei.runtime.orphan_guard import OrphanGuard
 from hodei.runtime.outcomes import OutcomeKeeper
-from hodei.services.execution import Outcome
+from hodei.services.jobs.attempts import Outcome
 from hodei.settings import mask_url
 
 logger = logging.getLogger(__name__)

@@ -15,9 +15,11 @@ from hodei.domain import transitions
 from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
 from hodei.domain.records import Job, Worker
 from hodei.domain.states import AttemptState
-from hodei.services.dispatch import publish_jobs
-from hodei.services.ports import Clock, Store, TaskPublisher, Transaction
-from hodei.services.workers import fail_provisioning
+from hodei.services.fleet.workers import fail_provisioning
+from hodei.services.jobs.dispatch import publish_jobs
+from hodei.services.ports.clock import Clock
+from hodei.services.ports.publisher import TaskPublisher
+from hodei.services.ports.store import Store, Transaction
 
 logger = logging.getLogger(__name__)
 

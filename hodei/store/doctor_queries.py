@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from hodei.domain.events import EventType
 from hodei.domain.records import BootstrapToken, Job, Worker
 from hodei.domain.states import REGISTERED_WORKER_STATES, JobState, WorkerState
-from hodei.services.read_ports import ChainAnomaly, TransitionRules
+from hodei.services.ports.reads import ChainAnomaly, TransitionRules
 from hodei.store.mapping import job_from_row, token_from_row, worker_from_row
 from hodei.store.tables import domain_events as events
 from hodei.store.tables import jobs, workers

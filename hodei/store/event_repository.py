@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import LogLine
-from hodei.services.ports import EventQuery
+from hodei.services.ports.store import EventQuery
 from hodei.store.driver_statement import insert_rows
 from hodei.store.mapping import event_from_row, event_to_row, log_from_row, log_to_row
 from hodei.store.tables import domain_events as events

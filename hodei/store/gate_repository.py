@@ -1,4 +1,4 @@
-"""What deciding a held job's gates reads, in SQL (services/gates.py)."""
+"""What deciding a held job's gates reads, in SQL (services/jobs/gates.py)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, Job
 from hodei.domain.states import JobState, WorkerState
 from hodei.errors import DuplicateIdempotencyKey, InvalidConfiguration
-from hodei.services.ports import JobQuery
+from hodei.services.ports.store import JobQuery
 from hodei.store import statements
 from hodei.store.driver_statement import driver_statement, insert_rows
 from hodei.store.event_repository import SqlEventRepository

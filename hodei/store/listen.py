@@ -100,7 +100,7 @@ class PgNotifications:
 
 
 class SqlEventFeed:
-    """:class:`hodei.services.read_ports.EventFeed` on an engine."""
+    """:class:`hodei.services.ports.reads.EventFeed` on an engine."""
 
     def __init__(self, engine: Engine, *, poll_s: float = 0.5) -> None:
         self.engine = engine

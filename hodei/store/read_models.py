@@ -1,4 +1,4 @@
-"""The operators' read models in SQL (:mod:`hodei.services.read_ports`).
+"""The operators' read models in SQL (:mod:`hodei.services.ports.reads`).
 
 Every query is indexed or bounded by what is active now; EXPLAIN output for the key
 ones is in docs/performance.md.
@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, BootstrapToken, Job, Provider, Worker
 from hodei.domain.states import LIVE_WORKER_STATES, JobState, WorkerState
-from hodei.services.ports import EventQuery
-from hodei.services.read_ports import ChainAnomaly, QueueDepth, TransitionRules
+from hodei.services.ports.reads import ChainAnomaly, QueueDepth, TransitionRules
+from hodei.services.ports.store import EventQuery
 from hodei.store import doctor_queries
 from hodei.store.engine import database_errors, read_only
 from hodei.store.event_repository import SqlEventRepository
@@ -41,7 +41,7 @@ _PENDING, _QUEUED, _RUNNING = (
 
 
 class SqlOperatorReads:
-    """:class:`hodei.services.read_ports.OperatorReads` on one connection."""
+    """:class:`hodei.services.ports.reads.OperatorReads` on one connection."""
 
     def __init__(self, connection: sa.Connection) -> None:
         self._c = connection
@@ -319,7 +319,7 @@ def _with_after(query: EventQuery, after_id: int) -> EventQuery:
 
 
 class SqlReadStore:
-    """:class:`hodei.services.read_ports.ReadStore` on an engine."""
+    """:class:`hodei.services.ports.reads.ReadStore` on an engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

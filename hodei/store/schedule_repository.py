@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hodei.domain.schedules import Catchup, Schedule
 from hodei.errors import Conflict
-from hodei.services.ports import Fire
+from hodei.services.ports.store import Fire
 from hodei.store.tables import schedule_fires, schedules
 
 _COLUMNS = (

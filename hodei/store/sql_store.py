@@ -1,4 +1,4 @@
-"""The SQL implementation of the :class:`hodei.services.ports.Store` port."""
+"""The SQL implementation of the :class:`hodei.services.ports.store.Store` port."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from hodei.domain.transitions import ONE_STATEMENT, Applied, Transition
-from hodei.services.ports import (
+from hodei.services.ports.store import (
     ApiTokenRepository,
     AttemptRepository,
     EventRepository,

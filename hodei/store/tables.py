@@ -73,7 +73,7 @@ jobs = sa.Table(
     _ts("finished_at"),
     _ts("updated_at", nullable=False),
     sa.Column("secret_env", sa.Text(), nullable=True),  # Fernet token (store/secrets.py)
-    # Its gates (migration 0009, services/gates.py).
+    # Its gates (migration 0009, services/jobs/gates.py).
     sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false()),
     _ts("hold_until"),
     sa.Column("priority", sa.Integer(), nullable=False, server_default="5"),
@@ -217,7 +217,7 @@ api_tokens = sa.Table(
     _ts("revoked_at"),
 )
 
-# Cron schedules (migration 0008): each tick submits a job (services/schedules.py).
+# Cron schedules (migration 0008): each tick submits a job (services/jobs/schedules.py).
 schedules = sa.Table(
     "schedules",
     metadata,

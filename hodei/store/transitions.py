@@ -14,7 +14,7 @@ from typing import Protocol
 import sqlalchemy as sa
 
 from hodei.domain.transitions import Applied, Kind, Transition, WorkerChange, WorkerCount
-from hodei.services.ports import AttemptRepository, EventRepository
+from hodei.services.ports.store import AttemptRepository, EventRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
 from hodei.store.provider_repository import SqlProviderRepository
 from hodei.store.run_repository import SqlRunRepository

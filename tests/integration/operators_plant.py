@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from hodei.domain.event_builders import job_event
 from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
 from hodei.domain.records import Attempt, BootstrapToken, Job, Provider, Worker
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import AttemptState, JobState, ProviderHealth, WorkerState
-from hodei.domain.timeline import job_event
 from hodei.sdk import Client
 
 # (event type, old state, new state) for each step of a planted job's history

@@ -148,7 +148,7 @@ def test_the_sdk_event_stream_reconnects_exactly_once_when_the_connection_is_cut
     from urllib.parse import urlparse
 
     from hodei.sdk_http import HttpClient
-    from hodei.services.events_feed import FollowOptions
+    from hodei.services.operators.events_feed import FollowOptions
     from tests.support import TcpProxy
 
     submitter = api_server.client("submitter")

@@ -22,8 +22,8 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from hodei import JobSpec, JobState
 from hodei.sdk import Client
-from hodei.services.submission import submit_jobs
-from hodei.services.workers import create_worker_token
+from hodei.services.fleet.workers import create_worker_token
+from hodei.services.jobs.submission import submit_jobs
 from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.support import hodei_env

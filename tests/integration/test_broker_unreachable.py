@@ -20,8 +20,8 @@ import pytest
 from hodei.domain.states import JobState, WorkerState
 from hodei.errors import BrokerUnavailable
 from hodei.sdk import Client
-from hodei.services.ports import EventQuery
-from hodei.services.workers import create_worker_token
+from hodei.services.fleet.workers import create_worker_token
+from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.integration.operators_plant import HAPPY, plant_job

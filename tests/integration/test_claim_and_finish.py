@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from hodei.domain.records import Job, Worker
 from hodei.domain.states import JobState, WorkerState
 from hodei.sdk import Client
-from hodei.services import gates
-from hodei.services.dispatch import Confirmation, confirm_queued
-from hodei.services.execution import Outcome, claim_attempt, finish_attempt
-from hodei.services.workers import create_worker_token, register_worker
+from hodei.services.fleet.workers import create_worker_token, register_worker
+from hodei.services.jobs import gates
+from hodei.services.jobs.attempts import Outcome, claim_attempt, finish_attempt
+from hodei.services.jobs.dispatch import Confirmation, confirm_queued
 from tests.integration.operators_plant import plant_job
 from tests.support import StoreWithHook, job_events, wait_for
 

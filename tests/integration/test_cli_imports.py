@@ -56,8 +56,14 @@ def test_job_run_imports_neither_the_worker_nor_the_operators_commands(
     assert _loaded(modules, "hodei.queueing.tasks", "hodei.runtime", "tenacity") == []
     # The other commands, the operators' views, the API's libraries, alembic.
     assert _loaded(modules, "hodei.cli.ops", "hodei.cli.server", "hodei.cli.workers") == []
-    assert _loaded(modules, "hodei.services.doctor", "hodei.services.diagnosis") == []
-    assert _loaded(modules, "hodei.services.status", "hodei.services.verdicts") == []
+    assert (
+        _loaded(modules, "hodei.services.operators.doctor", "hodei.services.operators.diagnosis")
+        == []
+    )
+    assert (
+        _loaded(modules, "hodei.services.operators.status", "hodei.services.operators.verdicts")
+        == []
+    )
     assert _loaded(modules, "pydantic", "fastapi", "httpx", "alembic") == []
 
 

@@ -17,7 +17,7 @@ from hodei import JobState
 from hodei.domain.records import Job
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
-from hodei.services.ports import EventQuery
+from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings
 from tests.docker_engine import build_test_image, container_python, engine, worker_config
 from tests.images import WORKER_IMAGE, require_images

@@ -16,7 +16,7 @@ from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import DatabaseUnavailable
-from hodei.services.ports import EventQuery
+from hodei.services.ports.store import EventQuery
 from hodei.store import statements
 from hodei.store.driver_statement import DriverStatement, driver_statement
 from hodei.store.engine import create_engine

@@ -18,7 +18,7 @@ from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import JobNotFound
 from hodei.sdk import Client
-from hodei.services.submission import submit_jobs
+from hodei.services.jobs.submission import submit_jobs
 from hodei.store.engine import create_engine
 from hodei.store.sql_store import SqlStore
 from tests.support import StoreWithHook

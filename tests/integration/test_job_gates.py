@@ -1,4 +1,4 @@
-"""When and in what order jobs run (services/gates.py): run later, concurrency keys,
+"""When and in what order jobs run (services/jobs/gates.py): run later, concurrency keys,
 dependencies, priorities; with real workers, brokers and databases."""
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def test_a_1000_job_fan_out_fan_in_graph_runs_in_order_each_job_once(
 
 
 def _starts(jobs: list[Job]) -> object:
-    from hodei.services.ports import EventQuery
+    from hodei.services.ports.store import EventQuery
 
     return EventQuery(
         event_types=["JobStarted"], aggregate_ids=[j.id for j in jobs], limit=len(jobs) * 2

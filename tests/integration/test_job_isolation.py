@@ -30,7 +30,7 @@ import pytest
 
 from hodei import JobState
 from hodei.sdk import Client
-from hodei.services.workers import create_worker_token
+from hodei.services.fleet.workers import create_worker_token
 from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.support import hodei_env, pid_of, terminate, wait_for

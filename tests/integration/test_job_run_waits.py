@@ -52,7 +52,7 @@ def test_job_submit_says_why_it_waits_in_one_line_without_a_log_record(
     embedded_client: Client,
 ) -> None:
     """`job submit` of a job no provider can take printed only a timestamped log record
-    (`2026-... WARNING hodei.services.submission: No available providers ...`), and
+    (`2026-... WARNING hodei.services.jobs.submission: No available providers ...`), and
     `job run` printed that record as well as its own explanation."""
     settings = embedded_client.settings
     for command in ("submit", "run"):

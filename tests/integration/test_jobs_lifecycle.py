@@ -106,7 +106,7 @@ def test_cancelling_a_running_sleep(lifecycle_client: Client) -> None:
 
 
 def test_cancelling_a_queued_job_is_immediate_and_it_never_runs(pg_client: Client) -> None:
-    from hodei.services.submission import submit_jobs
+    from hodei.services.jobs.submission import submit_jobs
 
     c = pg_client.container
     # Stored and published, but no worker is launched for it.
@@ -122,7 +122,7 @@ def test_cancelling_a_queued_job_is_immediate_and_it_never_runs(pg_client: Clien
 
 
 def test_the_same_message_delivered_twice_runs_once(pg_client: Client, tmp_path: Path) -> None:
-    from hodei.services.ports import Publication
+    from hodei.services.ports.publisher import Publication
 
     runs = tmp_path / "runs"
     job = pg_client.submit(f"echo ran >> {runs}; sleep 1")

@@ -22,7 +22,8 @@ from hodei.providers.config import kubernetes_config
 from hodei.providers.kubernetes import pod_manifest
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
-from hodei.services.ports import EventQuery, LaunchRequest
+from hodei.services.ports.providers import LaunchRequest
+from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings
 from tests.api_server import running_server
 from tests.conftest import stop_workers

@@ -7,9 +7,9 @@ import pytest
 from hodei import JobSpec, JobState
 from hodei.domain.states import WorkerState
 from hodei.sdk import Client
-from hodei.services.dispatch import republish_stranded
-from hodei.services.submission import submit_jobs
-from hodei.services.workers import drain_worker
+from hodei.services.fleet.workers import drain_worker
+from hodei.services.jobs.dispatch import republish_stranded
+from hodei.services.jobs.submission import submit_jobs
 from tests.support import job_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 
 def test_drain_lets_the_job_finish_then_the_worker_exits(pg_client: Client) -> None:
-    from hodei.services.workers import drain_worker
+    from hodei.services.fleet.workers import drain_worker
 
     job = pg_client.submit("sleep 1; echo drained-after")
     running = wait_for(lambda: (j := pg_client.get(job.id)).state is JobState.RUNNING and j)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from hodei import JobState
 from hodei.domain.states import WorkerState
 from hodei.sdk import Client
-from hodei.services.doctor import DoctorReport
+from hodei.services.operators.doctor import DoctorReport
 from tests.integration.operators_plant import (
     HAPPY,
     add_job_event,
@@ -125,7 +125,7 @@ def test_state_problems_are_found_with_their_ids(client: Client) -> None:
     text = run_cli(client.settings, "doctor")
     assert text.returncode == 1
     assert f"job_id={stuck.id}" in text.stdout and "try: hodei job diagnose" in text.stdout
-    # The report is the output: no timestamped `WARNING hodei.services.doctor` record too.
+    # The report is the output: no timestamped `WARNING hodei.services.operators.doctor` record too.
     assert text.stderr == "", text.stderr
 
 
@@ -144,7 +144,7 @@ def test_the_history_window_bounds_what_is_checked(client: Client) -> None:
 def test_a_running_job_its_worker_does_not_report_is_flagged(client: Client) -> None:
     """The worker heartbeats, but names no command or kept outcome for the job (issue
     15: it gave up writing the outcome and went on heartbeating as BUSY)."""
-    from hodei.services.workers import WorkerReport, heartbeat
+    from hodei.services.fleet.workers import WorkerReport, heartbeat
 
     worker = plant_worker(client, state=WorkerState.BUSY, heartbeat_age=timedelta(seconds=1))
     at = client.container.clock.now() - timedelta(seconds=5)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from hodei.domain.events import DomainEvent
 from hodei.sdk import Client
-from hodei.services.events_feed import FollowOptions
+from hodei.services.operators.events_feed import FollowOptions
 from hodei.settings import Settings
 from hodei.store.event_repository import SqlEventRepository
 from tests.support import hodei_env, wait_for
@@ -117,7 +117,7 @@ def test_sqlite_follower_resumes_exactly(embedded_client: Client) -> None:
 def test_an_event_committed_out_of_order_is_held_not_skipped(
     pg_client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="hodei.services.events_feed")
+    caplog.set_level(logging.DEBUG, logger="hodei.services.operators.events_feed")
     start = max(all_ids(pg_client), default=0) + 1
     stream = pg_client.follow_events(from_id=start, options=FollowOptions(idle_wait_s=0.2))
     seen: list[DomainEvent] = []

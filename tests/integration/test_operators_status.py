@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from hodei import JobState
 from hodei.domain.states import WorkerState
 from hodei.sdk import Client
-from hodei.services.status import NO_PROVIDER
+from hodei.services.operators.status import NO_PROVIDER
 from hodei.settings import mask_url
 from hodei.store import tables
 from tests.integration.operators_plant import (

@@ -11,14 +11,14 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from hodei.bootstrap import SystemClock
 from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
-from hodei.runtime import delivery
-from hodei.runtime.delivery import LogSink
+from hodei.runtime import attempt_runner
+from hodei.runtime.attempt_runner import LogSink
 from hodei.runtime.retention import Budget
 from hodei.runtime.runner import OutputLine
-from hodei.services.clock import SystemClock
-from hodei.services.submission import _store_jobs
+from hodei.services.jobs.submission import _store_jobs
 from hodei.store.engine import create_engine
 from hodei.store.sql_store import SqlStore
 from tests.support import TcpProxy
@@ -53,7 +53,7 @@ def test_lines_wait_for_the_database_and_are_written_when_it_is_back(
     proxied: tuple[TcpProxy, SqlStore, Job],
 ) -> None:
     proxy, store, job = proxied
-    sink = LogSink(delivery.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
+    sink = LogSink(attempt_runner.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
     sink.write(batch("one"))
     proxy.stop()
     sink.write(batch("two", "three"))  # unreachable: kept
@@ -70,10 +70,10 @@ def test_lines_still_unwritten_at_the_end_are_handed_to_the_worker_to_keep(
     back, and the worker keeps them with the attempt's outcome and writes them before it
     (runtime/outcomes.py; tests/integration/test_database_outage.py runs that for real)."""
     proxy, store, job = proxied
-    sink = LogSink(delivery.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
+    sink = LogSink(attempt_runner.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
     sink.write(batch("one"))
     proxy.stop()
-    with caplog.at_level(logging.INFO, logger="hodei.runtime.delivery"):
+    with caplog.at_level(logging.INFO, logger="hodei.runtime.attempt_runner"):
         sink.write(batch("two"))
         held = sink.close()
     assert [(r.stream, r.line) for r in held] == [("stdout", "two")]
@@ -84,7 +84,7 @@ def test_lines_still_unwritten_at_the_end_are_handed_to_the_worker_to_keep(
     ]
     assert all(getattr(r, "job_id", None) == str(job.id) for r in said)
     proxy.start()
-    delivery.append_lines(store, held)  # what the worker's OutcomeKeeper does
+    attempt_runner.append_lines(store, held)  # what the worker's OutcomeKeeper does
     assert stored(store, job) == [("stdout", "one"), ("stdout", "two")]
 
 
@@ -92,8 +92,8 @@ def test_past_what_the_sink_holds_the_oldest_lines_are_lost_and_said_to_be(
     proxied: tuple[TcpProxy, SqlStore, Job], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     proxy, store, job = proxied
-    monkeypatch.setattr(delivery, "_MAX_UNWRITTEN_LINES", 2)
-    sink = LogSink(delivery.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
+    monkeypatch.setattr(attempt_runner, "_MAX_UNWRITTEN_LINES", 2)
+    sink = LogSink(attempt_runner.StoreOutput(store), job, Budget(0), _sleep=lambda _s: None)
     proxy.stop()
     for text in ("one", "two", "three", "four"):
         sink.write(batch(text))

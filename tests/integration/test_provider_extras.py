@@ -18,7 +18,7 @@ from hodei.domain.states import ProviderHealth, WorkerState
 from hodei.errors import Conflict
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
-from hodei.services.ports import EventQuery
+from hodei.services.ports.store import EventQuery
 from tests.support import hodei_env
 
 CONFIG = json.dumps({"image": "hodei-worker:never-pulled", "pull_policy": "never"})

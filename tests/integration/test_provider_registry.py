@@ -14,8 +14,8 @@ from hodei import JobSpec, JobState
 from hodei.domain.states import ProviderHealth
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
-from hodei.services.ports import EventQuery
-from hodei.services.submission import submit_jobs
+from hodei.services.jobs.submission import submit_jobs
+from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.support import run_cli, wait_for

@@ -10,9 +10,9 @@ import redis
 
 from hodei import JobSpec, JobState
 from hodei.sdk import Client
-from hodei.services.dispatch import dispatch_pending
-from hodei.services.ports import EventQuery
-from hodei.services.submission import submit_jobs
+from hodei.services.jobs.dispatch import dispatch_pending
+from hodei.services.jobs.submission import submit_jobs
+from hodei.services.ports.store import EventQuery
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

@@ -13,8 +13,8 @@ from kombu import Connection
 
 from hodei.queueing.app import create_app
 from hodei.queueing.publisher import CeleryPublisher
-from hodei.services.dispatch import Confirmation
-from hodei.services.ports import Publication
+from hodei.services.jobs.dispatch import Confirmation
+from hodei.services.ports.publisher import Publication
 from hodei.settings import Settings
 
 pytestmark = [pytest.mark.rabbitmq]

@@ -12,7 +12,7 @@ import pytest
 
 from hodei import Client
 from hodei.errors import ScheduleNotFound
-from hodei.services.ports import Fire
+from hodei.services.ports.store import Fire
 from hodei.settings import Settings
 from tests.support import fast_settings, run_cli
 

@@ -27,14 +27,14 @@ from hodei.domain.states import (
     WorkerState,
 )
 from hodei.errors import JobNotCancellable
-from hodei.services.control import cancel_job, retry_job
-from hodei.services.dispatch import Confirmation, confirm_queued, publish_jobs
-from hodei.services.execution import Outcome, claim_attempt, finish_attempt
+from hodei.services.fleet.reconcile import reschedule_unschedulable
+from hodei.services.fleet.workers import WorkerReport, drain_worker, heartbeat, terminate_worker
+from hodei.services.jobs.attempts import Outcome, claim_attempt, finish_attempt
+from hodei.services.jobs.cancel_retry import cancel_job, retry_job
+from hodei.services.jobs.dispatch import Confirmation, confirm_queued, publish_jobs
+from hodei.services.jobs.schedules import create_schedule
 from hodei.services.maintenance import purge, reap_stale_workers
-from hodei.services.ports import EventQuery, JobQuery, Store
-from hodei.services.reconcile import reschedule_unschedulable
-from hodei.services.schedules import create_schedule
-from hodei.services.workers import WorkerReport, drain_worker, heartbeat, terminate_worker
+from hodei.services.ports.store import EventQuery, JobQuery, Store
 from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
 from tests.records import QUEUE, queued, ready_worker, waiting_job
 

@@ -18,7 +18,7 @@ from hodei import JobSpec, JobState
 from hodei.domain.records import Job, Worker
 from hodei.domain.states import WorkerState
 from hodei.sdk import Client
-from hodei.services.submission import submit_jobs
+from hodei.services.jobs.submission import submit_jobs
 from hodei.settings import Settings
 from tests.integration.operators_plant import HAPPY, now, plant_job, plant_worker
 from tests.support import kill_tree, pid_of, run_cli, wait_for

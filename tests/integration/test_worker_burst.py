@@ -8,9 +8,9 @@ import sys
 
 from hodei import JobSpec, JobState
 from hodei.sdk import Client
-from hodei.services.ports import EventQuery
-from hodei.services.submission import submit_jobs
-from hodei.services.workers import create_worker_token
+from hodei.services.fleet.workers import create_worker_token
+from hodei.services.jobs.submission import submit_jobs
+from hodei.services.ports.store import EventQuery
 from tests.support import hodei_env
 
 

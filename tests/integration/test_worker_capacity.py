@@ -13,7 +13,7 @@ from hodei import JobState
 from hodei.domain.records import Worker
 from hodei.domain.states import WorkerState
 from hodei.sdk import Client
-from hodei.services.workers import create_worker_token
+from hodei.services.fleet.workers import create_worker_token
 from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.integration.operators_plant import HAPPY, now, plant_job, plant_worker

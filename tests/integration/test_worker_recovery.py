@@ -14,7 +14,7 @@ from hodei import JobState
 from hodei.domain.records import Job, Worker
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
-from hodei.services.ports import EventQuery
+from hodei.services.ports.store import EventQuery
 from tests.support import (
     alive,
     hodei_env,
@@ -160,7 +160,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(pg_client: Cl
 
 
 def test_an_idle_worker_exits_by_itself(pg_client: Client) -> None:
-    from hodei.services.workers import create_worker_token
+    from hodei.services.fleet.workers import create_worker_token
 
     c = pg_client.container
     token = create_worker_token(c.store, c.clock, provider_name="local", ttl_s=60, actor="sdk:test")

@@ -14,7 +14,7 @@ import pytest
 from hodei import JobState
 from hodei.domain.records import Worker
 from hodei.sdk import Client
-from hodei.services.ports import EventQuery
+from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings
 from tests.conftest import stop_workers
 from tests.support import alive, pid_of, wait_for

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from hodei.errors import TokenRejected
 from hodei.sdk import Client
-from hodei.services.tokens import consume_token
-from hodei.services.workers import create_worker_token
+from hodei.services.fleet.bootstrap_tokens import consume_token
+from hodei.services.fleet.workers import create_worker_token
 from hodei.settings import Settings
 from tests.support import run_cli
 
@@ -26,7 +26,7 @@ def _token(client: Client, ttl_s: float = 60) -> str:
 
 def _rejections(client: Client) -> list[str]:
     with client.container.store.transaction() as tx:
-        from hodei.services.ports import EventQuery
+        from hodei.services.ports.store import EventQuery
 
         events = tx.events.search(EventQuery(event_types=["TokenRejected"]))
     return [e.payload["reason"] for e in events]

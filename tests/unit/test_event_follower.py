@@ -12,7 +12,7 @@ import pytest
 
 from hodei.domain.events import DomainEvent
 from hodei.errors import DatabaseUnavailable
-from hodei.services.events_feed import FollowOptions, follow_events
+from hodei.services.operators.events_feed import FollowOptions, follow_events
 
 FAST = FollowOptions(idle_wait_s=0.0, retry_s=0.0, max_retry_s=0.0)
 

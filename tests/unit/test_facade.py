@@ -12,8 +12,8 @@ from hodei.domain.records import Provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderStatus
 from hodei.errors import ProviderUnavailable
-from hodei.services.execution import Outcome
-from hodei.services.schedules import create_schedule
+from hodei.services.jobs.attempts import Outcome
+from hodei.services.jobs.schedules import create_schedule
 from hodei.testing import FakeWiring
 from tests.records import ready_worker
 

@@ -17,11 +17,11 @@ from hodei.domain.records import Provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderHealth, WorkerState
 from hodei.errors import InvalidInput
-from hodei.services.execution import claim_attempt
-from hodei.services.health import HealthReport
-from hodei.services.ports import EventQuery, Store
-from hodei.services.submission import submit_jobs
-from hodei.services.workers import create_worker_token, terminate_worker
+from hodei.services.fleet.workers import create_worker_token, terminate_worker
+from hodei.services.jobs.attempts import claim_attempt
+from hodei.services.jobs.submission import submit_jobs
+from hodei.services.ports.providers import HealthReport
+from hodei.services.ports.store import EventQuery, Store
 from hodei.settings import Settings
 from hodei.testing import FakeWiring
 from tests.records import queued, ready_worker, waiting_job

@@ -16,7 +16,7 @@ from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import DatabaseUnavailable
 from hodei.runtime.outcomes import OutcomeKeeper
-from hodei.services.execution import Outcome
+from hodei.services.jobs.attempts import Outcome
 
 
 class _Clock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hodei.services.execution import Outcome
+from hodei.services.jobs.attempts import Outcome
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hodei.errors import InvalidConfiguration
-from hodei.providers.breaker import BreakerState, CircuitBreaker, CircuitOpen
+from hodei.errors import CircuitOpen, InvalidConfiguration
+from hodei.providers.breaker import BreakerState, CircuitBreaker
 from hodei.providers.config import parse_config_text, validate_config
 
 

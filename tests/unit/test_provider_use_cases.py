@@ -14,12 +14,13 @@ from hodei.domain.records import Provider, Worker
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderHealth, ProviderStatus, WorkerState
 from hodei.errors import Conflict, ProviderNotFound
-from hodei.services.health import HealthReport, record_health
-from hodei.services.ports import EventQuery
-from hodei.services.provider_removal import remove_provider
-from hodei.services.providers import ProviderSpec, add_provider, set_provider_status
-from hodei.services.submission import submit_jobs
-from hodei.services.workers import create_worker_token, register_worker
+from hodei.services.fleet.provider_health import record_health
+from hodei.services.fleet.provider_registry import ProviderSpec, add_provider, set_provider_status
+from hodei.services.fleet.provider_removal import remove_provider
+from hodei.services.fleet.workers import create_worker_token, register_worker
+from hodei.services.jobs.submission import submit_jobs
+from hodei.services.ports.providers import HealthReport
+from hodei.services.ports.store import EventQuery
 from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
 
 

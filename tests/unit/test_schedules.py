@@ -13,9 +13,8 @@ from hodei.domain.records import Provider
 from hodei.domain.schedules import Catchup, Trigger, plan_fires
 from hodei.domain.specs import JobSpec
 from hodei.errors import Conflict, InvalidInput, ScheduleNotFound
-from hodei.services import cron
-from hodei.services.ports import EventQuery, JobQuery
-from hodei.services.schedules import (
+from hodei.services.jobs import cron
+from hodei.services.jobs.schedules import (
     create_schedule,
     fire_due,
     get_schedule,
@@ -24,6 +23,7 @@ from hodei.services.schedules import (
     resume_schedule,
     trigger_schedule,
 )
+from hodei.services.ports.store import EventQuery, JobQuery
 from hodei.testing import FixedClock, InMemoryStore, RecordingPublisher
 
 MADRID = "Europe/Madrid"

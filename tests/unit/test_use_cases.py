@@ -14,21 +14,21 @@ from hodei.domain.records import Job, Provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, WorkerState
 from hodei.errors import ProviderUnavailable, TokenRejected
-from hodei.services.control import retry_job
-from hodei.services.dispatch import dispatch_pending
-from hodei.services.execution import Outcome, claim_attempt
-from hodei.services.maintenance import enforce_deadlines, expire_tokens
-from hodei.services.ports import EventQuery, Store
-from hodei.services.provisioning import provision
-from hodei.services.submission import submit_jobs
-from hodei.services.tokens import consume_token
-from hodei.services.workers import (
+from hodei.services.fleet.bootstrap_tokens import consume_token
+from hodei.services.fleet.provisioning import provision
+from hodei.services.fleet.workers import (
     broker_back,
     broker_lost,
     create_worker_token,
     register_worker,
     terminate_worker,
 )
+from hodei.services.jobs.attempts import Outcome, claim_attempt
+from hodei.services.jobs.cancel_retry import retry_job
+from hodei.services.jobs.dispatch import dispatch_pending
+from hodei.services.jobs.submission import submit_jobs
+from hodei.services.maintenance import enforce_deadlines, expire_tokens
+from hodei.services.ports.store import EventQuery, Store
 from hodei.testing import FakeLauncher, FixedClock, InMemoryStore, RecordingPublisher
 from tests.records import queued, ready_worker, waiting_job
 
@@ -265,7 +265,7 @@ def test_a_message_delivered_twice_runs_once(store: Store, clock: FixedClock) ->
 def test_an_ending_says_whether_a_job_runs_after_it_and_releases_that_job(
     store: Store, clock: FixedClock
 ) -> None:
-    from hodei.services import gates
+    from hodei.services.jobs import gates
 
     publisher = RecordingPublisher()
     [parent, plain] = submit_jobs(

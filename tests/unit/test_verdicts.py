@@ -13,8 +13,8 @@ from hodei.domain.records import Job, Provider, Worker
 from hodei.domain.selection import Candidate, Requirements, select_provider
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState, ProviderHealth, ProviderStatus, WorkerState
-from hodei.services.events_feed import summarize
-from hodei.services.verdicts import Facts, verdict_for
+from hodei.services.operators.events_feed import summarize
+from hodei.services.operators.verdicts import Facts, verdict_for
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 LOCAL = Provider(
@@ -223,7 +223,7 @@ def test_summaries_are_one_line() -> None:
 
 
 def test_a_worker_without_heartbeat_is_described_as_such_not_as_heartbeating_never() -> None:
-    from hodei.services.verdicts import went_silent
+    from hodei.services.operators.verdicts import went_silent
 
     silent = worker(WorkerState.READY, None)
     assert went_silent(silent, NOW) == "has sent no heartbeat since it registered 9m 0s ago"

@@ -1,4 +1,4 @@
-"""The worker API's rules (services/worker_access.py) on the in-memory store.
+"""The worker API's rules (services/fleet/worker_access.py) on the in-memory store.
 
 The same calls through a real ``hodei server`` and real workers are in
 tests/integration/test_api_workers.py; here, the rules one by one, in milliseconds."""
@@ -12,10 +12,10 @@ import pytest
 from hodei.domain import transitions
 from hodei.domain.records import Provider, Worker
 from hodei.errors import Conflict, Forbidden, Unauthorized
-from hodei.services import worker_access as access
-from hodei.services.execution import Outcome
-from hodei.services.ports import EventQuery, Store
-from hodei.services.workers import create_worker_token, drain_worker, terminate_worker
+from hodei.services.fleet import worker_access as access
+from hodei.services.fleet.workers import create_worker_token, drain_worker, terminate_worker
+from hodei.services.jobs.attempts import Outcome
+from hodei.services.ports.store import EventQuery, Store
 from hodei.testing import FixedClock, InMemoryStore
 from tests.records import QUEUE, queued, waiting_job
 

@@ -11,7 +11,7 @@ import pytest
 from hodei.domain.records import Provider
 from hodei.errors import InvalidConfiguration
 from hodei.providers.breaker import CircuitBreaker
-from hodei.services.ports import LaunchRequest
+from hodei.services.ports.providers import LaunchRequest
 from hodei.settings import Settings
 
 KEYS = {

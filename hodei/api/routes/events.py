@@ -20,10 +20,10 @@ from pydantic import TypeAdapter
 from hodei.api.auth import Viewer, client_for, container
 from hodei.domain.events import DomainEvent
 from hodei.errors import InvalidInput
-from hodei.services.doctor import DoctorOptions, DoctorReport
-from hodei.services.events_feed import FollowOptions, follow_events
-from hodei.services.read_ports import EventFeed
-from hodei.services.status import SystemStatus
+from hodei.services.operators.doctor import DoctorOptions, DoctorReport
+from hodei.services.operators.events_feed import FollowOptions, follow_events
+from hodei.services.operators.status import SystemStatus
+from hodei.services.ports.reads import EventFeed
 
 logger = logging.getLogger(__name__)
 

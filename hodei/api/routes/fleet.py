@@ -18,9 +18,9 @@ from hodei.api.wire import (
     WorkerTokenRequest,
 )
 from hodei.domain.records import Provider, Worker
-from hodei.services.health import HealthReport
-from hodei.services.provider_removal import Removal
-from hodei.services.providers import ProviderView
+from hodei.services.fleet.provider_registry import ProviderView
+from hodei.services.fleet.provider_removal import Removal
+from hodei.services.ports.providers import HealthReport
 
 router = APIRouter(prefix="/v1")
 

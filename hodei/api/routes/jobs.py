@@ -24,7 +24,7 @@ from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.errors import WaitTimeout
 from hodei.sdk import LOG_PAGE_LINES
-from hodei.services.diagnosis import Diagnosis
+from hodei.services.operators.diagnosis import Diagnosis
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 

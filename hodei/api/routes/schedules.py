@@ -14,7 +14,7 @@ from hodei.domain.principals import Principal, Role
 from hodei.domain.records import Job
 from hodei.domain.schedules import Schedule
 from hodei.domain.specs import JobSpec
-from hodei.services.schedules import ScheduleView
+from hodei.services.jobs.schedules import ScheduleView
 
 router = APIRouter(prefix="/v1", tags=["schedules"])
 

@@ -3,7 +3,7 @@
 A worker started with HODEI_API_URL instead of a database URL registers here with its
 bootstrap token and gets a credential (``hodei_wkr_...``) for the rest; every other call
 acts for the worker that credential names, on the attempts it holds only
-(services/worker_access.py). These routes are the worker's, not an API token's: a
+(services/fleet/worker_access.py). These routes are the worker's, not an API token's: a
 ``hodei_pat_`` token is refused here, and a worker credential everywhere else.
 """
 
@@ -31,10 +31,10 @@ from hodei.api.wire import (
 )
 from hodei.domain.records import Job, Worker
 from hodei.errors import HodeiError, Unauthorized
-from hodei.services import worker_access as access
-from hodei.services.after_finish import after_finish
-from hodei.services.dispatch import dispatch_pending
-from hodei.services.workers import WorkerReport, terminate_worker
+from hodei.services.fleet import worker_access as access
+from hodei.services.fleet.workers import WorkerReport, terminate_worker
+from hodei.services.jobs.after_finish import after_finish
+from hodei.services.jobs.dispatch import dispatch_pending
 
 logger = logging.getLogger(__name__)
 
