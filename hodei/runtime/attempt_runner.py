@@ -293,7 +293,7 @@ def run_attempt(
 
     runner = CommandRunner(grace_s=grace_s, cancel_check_interval_s=0.5, guard=guard, user=user)
     try:
-        result = runner.run(
+        outcome = runner.run(
             job.spec.argv,
             env=build_job_env({**job.spec.env, **secrets}, extra),
             cwd=job.spec.working_dir,
@@ -314,14 +314,6 @@ def run_attempt(
         raise
     # Before the attempt's end is written: followers drain it all.
     held = sink.close()
-    outcome = Outcome(
-        exit_code=result.exit_code,
-        signal=result.signal,
-        timed_out=result.timed_out,
-        cancelled=result.cancelled,
-        duration_ms=result.duration_ms,
-        error=result.error,
-    )
     return Ending(outcome, held)
 
 

@@ -25,6 +25,7 @@ from typing import Final, Protocol
 
 from hodei.runtime import proctree
 from hodei.runtime.hardening import JobUser
+from hodei.services.jobs.attempts import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +71,6 @@ def readable(data: bytes) -> str:
     exact bytes are kept beside it."""
     text = data.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8", errors="replace")
     return text.replace("\x00", "\ufffd")
-
-
-@dataclass(frozen=True)
-class CommandOutcome:
-    """How a command ended; ``error`` is set (with exit code 127) when it could not start."""
-
-    exit_code: int | None
-    signal: int | None
-    timed_out: bool
-    cancelled: bool
-    duration_ms: int
-    error: str | None = None
 
 
 def build_job_env(
@@ -136,7 +125,7 @@ class CommandRunner:
         timeout_s: float,
         on_output: Callable[[list[OutputLine]], None],
         should_cancel: Callable[[], bool],
-    ) -> CommandOutcome:
+    ) -> Outcome:
         """Run ``command`` (a string goes through ``/bin/sh -c``) to the end; never raises for
         a command that cannot start. The command's env gets ``HODEI_RUN_ID``, the marker by
         which its processes are found however they detach. Exceptions from ``on_output``
@@ -173,7 +162,7 @@ class _Run:
 
     def execute(
         self, argv: list[str], env: Mapping[str, str], cwd: str | None, timeout_s: float
-    ) -> CommandOutcome:
+    ) -> Outcome:
         started = time.monotonic()
         if not argv:
             return self._spawn_failed("empty command", started)
@@ -225,7 +214,7 @@ class _Run:
             if guard is not None:
                 guard.release(proc.pid)
         self._flush()
-        return CommandOutcome(
+        return Outcome(
             exit_code=returncode if returncode >= 0 else None,
             signal=-returncode if returncode < 0 else None,
             timed_out=self._stop_reason == "timeout",
@@ -233,10 +222,10 @@ class _Run:
             duration_ms=_ms_since(started, self._exited_at),
         )
 
-    def _spawn_failed(self, message: str, started: float) -> CommandOutcome:
+    def _spawn_failed(self, message: str, started: float) -> Outcome:
         self._system(f"hodei: {message}")
         self._flush()
-        return CommandOutcome(
+        return Outcome(
             exit_code=SPAWN_ERROR_EXIT_CODE,
             signal=None,
             timed_out=False,

@@ -18,11 +18,11 @@ import pytest
 from hodei.runtime import proctree
 from hodei.runtime.runner import (
     MAX_LINE_BYTES,
-    CommandOutcome,
     CommandRunner,
     OutputLine,
     build_job_env,
 )
+from hodei.services.jobs.attempts import Outcome
 from tests.services import unavailable
 from tests.support import escaping_command, kill_survivors, survivors
 
@@ -57,7 +57,7 @@ def run(
     cwd: str | None = None,
     timeout_s: float = 10.0,
     should_cancel: Callable[[], bool] = lambda: False,
-) -> tuple[CommandOutcome, Collector]:
+) -> tuple[Outcome, Collector]:
     collector = Collector()
     outcome = runner.run(
         command,
@@ -106,7 +106,7 @@ def test_stdout_and_stderr_are_captured_per_stream_in_order() -> None:
     outcome, out = run("echo one; echo two >&2; echo three; echo four >&2")
     assert out.texts("stdout") == ["one", "three"]
     assert out.texts("stderr") == ["two", "four"]
-    assert outcome == CommandOutcome(
+    assert outcome == Outcome(
         exit_code=0,
         signal=None,
         timed_out=False,

@@ -30,7 +30,8 @@ class Claim:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a command ended (what the runner measured)."""
+    """How a command ended, as ``runtime.runner`` measured it; ``error`` is set (with exit
+    code 127) when it could not start."""
 
     exit_code: int | None
     signal: int | None = None
