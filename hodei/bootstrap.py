@@ -10,7 +10,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from hodei.domain.records import Provider
-from hodei.errors import InvalidConfiguration
 from hodei.services.jobs.dispatch import Confirmation, confirm_queued
 from hodei.services.ports.providers import HealthProbe, InfrastructureInspector, WorkerLauncher
 from hodei.settings import Settings
@@ -138,18 +137,10 @@ class Container:
 
     def launcher_for(self, provider: Provider) -> WorkerLauncher:
         """The launcher for a provider's type."""
-        if provider.provider_type == "local":
-            from hodei.providers.local import LocalLauncher
+        from hodei.providers.factory import adapter_for
 
-            return LocalLauncher(self.settings)
-        if provider.provider_type in ("docker", "kubernetes"):
-            from hodei.providers.factory import adapter_for
-
-            launcher: WorkerLauncher = adapter_for(provider, self.settings, self.store, self.clock)
-            return launcher
-        raise InvalidConfiguration(
-            f"provider {provider.name}: type {provider.provider_type!r} has no launcher here"
-        )
+        launcher: WorkerLauncher = adapter_for(provider, self.settings, self.store, self.clock)
+        return launcher
 
     def probe_for(self, provider: Provider) -> HealthProbe:
         """The health check of a provider's type."""

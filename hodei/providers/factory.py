@@ -17,7 +17,6 @@ from hodei.domain.records import Provider, Worker
 from hodei.domain.states import ProviderHealth
 from hodei.errors import InvalidConfiguration, MissingExtra, ProvisionFailed
 from hodei.providers.breaker import BreakerState, breaker_for
-from hodei.providers.config import require_library
 from hodei.services.fleet.infra_failures import fail_waiting_jobs
 from hodei.services.fleet.provider_health import record_breaker_transition
 from hodei.services.ports.clock import Clock
@@ -35,11 +34,16 @@ MAX_COOL_OFF_S = 600.0
 
 def adapter_for(provider: Provider, settings: Settings, store: Store, clock: Clock) -> Any:
     """The Docker or Kubernetes adapter of ``provider`` (launch, destroy, list_managed,
-    remove, check), or the local provider's launcher."""
+    remove, check), or the local provider's launcher: the one place that turns a
+    provider's type into its adapter."""
     if provider.provider_type == "local":
         from hodei.providers.local import LocalLauncher
 
         return LocalLauncher(settings)
+    if provider.provider_type not in ("docker", "kubernetes"):
+        raise InvalidConfiguration(
+            f"provider {provider.name}: type {provider.provider_type!r} has no launcher here"
+        )
 
     def on_transition(name: str, old: BreakerState, new: BreakerState, why: str) -> None:
         record_breaker_transition(store, clock, name, str(old), str(new), why)
@@ -50,18 +54,18 @@ def adapter_for(provider: Provider, settings: Settings, store: Store, clock: Clo
         from hodei.providers.docker import DockerLauncher
 
         return GuardedLauncher(DockerLauncher(provider, settings, breaker), store, clock)
-    if provider.provider_type == "kubernetes":
-        from hodei.providers.kubernetes import KubernetesLauncher
+    from hodei.providers.kubernetes import KubernetesLauncher
 
-        return GuardedLauncher(KubernetesLauncher(provider, settings, breaker), store, clock)
-    raise InvalidConfiguration(
-        f"provider {provider.name}: type {provider.provider_type!r} has no launcher here"
-    )
+    return GuardedLauncher(KubernetesLauncher(provider, settings, breaker), store, clock)
 
 
 def _require_library(provider: Provider) -> None:
     """A one-line error naming the extra to install, instead of an ImportError's traceback
     from deep inside an adapter."""
+    # Imported here: it loads pydantic, which a local launch (`hodei job run`) does
+    # without.
+    from hodei.providers.config import require_library
+
     try:
         require_library(provider.provider_type)
     except MissingExtra as exc:
