@@ -179,21 +179,20 @@ class ClientBase:
 
 def parse_job_id(value: str | UUID) -> UUID:
     """A job id from user input, or a one-line :class:`InvalidInput`."""
-    if isinstance(value, UUID):
-        return value
-    try:
-        return uuid.UUID(str(value).strip())
-    except ValueError:
-        raise InvalidInput(f"not a job id: {short(value)}") from None
+    return parse_uuid(value, "job id")
 
 
 def parse_uuid(value: str | UUID, what: str) -> UUID:
+    """An id from user input (``what``: "worker id", "aggregate id", ...), or a one-line
+    :class:`InvalidInput` that names it. The one parser of whole ids; a job's id may
+    also be a prefix (``services.jobs.job_ids``)."""
     if isinstance(value, UUID):
         return value
     try:
         return uuid.UUID(str(value).strip())
     except ValueError:
-        raise InvalidInput(f"not an {what}: {short(value)}") from None
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise InvalidInput(f"not {article} {what}: {short(value)}") from None
 
 
 def checked_text(value: str | None, what: str) -> str | None:

@@ -157,7 +157,7 @@ def list_workers(ctx: click.Context, show_all: bool, limit: int, output: str) ->
 @click.pass_context
 def show(ctx: click.Context, worker_id: str, output: str) -> None:
     """One worker in full."""
-    data = worker_to_dict(cli_client(ctx).worker(_parse_id(worker_id)))
+    data = worker_to_dict(cli_client(ctx).worker(worker_id))
     print_json(data) if output == "json" else print_fields(data)
 
 
@@ -166,15 +166,8 @@ def show(ctx: click.Context, worker_id: str, output: str) -> None:
 @click.pass_context
 def drain(ctx: click.Context, worker_id: str) -> None:
     """Let a worker finish its current job, then exit."""
-    drained = cli_client(ctx).drain_worker(_parse_id(worker_id))
+    drained = cli_client(ctx).drain_worker(worker_id)
     click.echo(f"worker {drained.id} is {drained.state}")
-
-
-def _parse_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidInput(f"not a worker id: {value!r}") from None
 
 
 def worker_to_dict(w: Worker) -> dict[str, Any]:
