@@ -37,7 +37,9 @@ class SystemClock:
 
 
 class Container:
-    """Engine, store, Celery app, publisher and launchers for one Settings.
+    """The wiring (:class:`hodei.core.Wiring`) for one Settings: engine, store, Celery
+    app, publisher and launchers. In hodei's code a ``Container`` is always this one; the
+    Docker adapter calls a Docker container a ``DockerContainer``.
 
     Nothing connects until a property is first used.
     """

@@ -27,7 +27,7 @@ from hodei.settings import Settings
 
 if TYPE_CHECKING:
     from docker import DockerClient
-    from docker.models.containers import Container
+    from docker.models.containers import Container as DockerContainer
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class DockerLauncher:
         )
         return f"docker:{container.short_id}"
 
-    def _create(self, request: LaunchRequest) -> Container:
+    def _create(self, request: LaunchRequest) -> DockerContainer:
         self._ensure_image()
         cfg = self.config
         return self.client.containers.create(
@@ -167,9 +167,9 @@ class DockerLauncher:
         what = "OOM-killed" if item.oom_killed else f"exited with code {item.exit_code}"
         return f"its container {what} before it registered{_detail(item)}"
 
-    def _managed(self, labels: dict[str, str]) -> list[Container]:
+    def _managed(self, labels: dict[str, str]) -> list[DockerContainer]:
         selector = [f"{MANAGED}=true", *(f"{k}={v}" for k, v in labels.items())]
-        containers: list[Container] = self._call(
+        containers: list[DockerContainer] = self._call(
             lambda: self.client.containers.list(all=True, filters={"label": selector})
         )
         return containers
@@ -248,7 +248,7 @@ def _detail(item: InfraWorker) -> str:
     return f": {item.detail}" if item.detail else ""
 
 
-def _infra(container: Container) -> InfraWorker:
+def _infra(container: DockerContainer) -> InfraWorker:
     state: dict[str, Any] = container.attrs.get("State", {})
     status = str(state.get("Status", container.status))
     raw_id = container.labels.get(WORKER_ID)
