@@ -10,6 +10,7 @@ stream from the server (a long poll, NDJSON and Server-Sent Events), never a pol
 from __future__ import annotations
 
 import builtins
+import http.client
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlencode
 from uuid import UUID
 
 import httpx
@@ -57,6 +59,7 @@ from hodei.sdk_base import (
     schedule_name,
     schedule_spec,
 )
+from hodei.sdk_http_pool import ConnectionPool, fast_path_for
 from hodei.services.fleet.bootstrap_tokens import IssuedToken
 from hodei.services.fleet.provider_registry import ProviderView
 from hodei.services.fleet.provider_removal import Removal
@@ -144,6 +147,13 @@ class HttpClient(ClientBase):
                 max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEP_ALIVE_S
             ),
         )
+        # Plain calls go through the standard library unless httpx must handle them (a
+        # proxy from the environment, an injected transport): see sdk_http_pool.
+        self._pool = (
+            ConnectionPool(url, headers, timeout_s=timeout_s, keepalive_s=KEEP_ALIVE_S)
+            if transport is None and fast_path_for(url)
+            else None
+        )
         self._actor: str | None = None
 
     @classmethod
@@ -188,6 +198,8 @@ class HttpClient(ClientBase):
         """The body of a successful response; a problem raises its HodeiError."""
         if self._closed:
             raise ClientClosed()
+        if self._pool is not None:
+            return self._pooled(method, path, **kwargs)
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -197,6 +209,34 @@ class HttpClient(ClientBase):
         if response.status_code >= 400:
             raise_problem(response)
         return response.content
+
+    def _pooled(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """:meth:`_request` over the standard library's keep-alive connections."""
+        assert self._pool is not None
+        if params:
+            path = f"{path}?{urlencode(params, doseq=True)}"
+        body = None
+        headers = None
+        if json is not None:
+            body = _json_bytes(json)
+            headers = _JSON_HEADERS
+        try:
+            response = self._pool.request(method, path, body, headers, timeout)
+        except TimeoutError as exc:
+            raise ServiceUnavailable(f"the hodei API at {self._url} did not answer") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise ServiceUnavailable(f"cannot reach the hodei API at {self._url}") from exc
+        if response.status >= 400:
+            raise_problem(httpx.Response(response.status, content=response.body))
+        return response.body
 
     def _get(self, path: str, **params: Any) -> bytes:
         return self._request("GET", path, params=_params(params))
@@ -624,10 +664,20 @@ class HttpClient(ClientBase):
         if not self._closed:
             self._closed = True
             self._http.close()
+            if self._pool is not None:
+                self._pool.close()
 
 
 class _StreamEnded(Exception):
     """The event stream ended without the client asking: reconnect."""
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _json_bytes(value: Any) -> bytes:
+    """A request body as httpx's ``json=`` encodes it."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _submit_body(spec: JobSpec) -> dict[str, Any]:

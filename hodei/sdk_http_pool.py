@@ -1,0 +1,156 @@
+"""Keep-alive HTTP/1.1 connections (the standard library's ``http.client``) for the
+SDK's plain request-and-response calls to ``hodei server``.
+
+httpx costs about 0.3 ms of CPU a call beyond the socket work (URL and header models,
+h11's state machine, a send for the headers and another for the body); on a submit
+that is a tenth of the whole round trip. ``http.client`` sends a small request in one
+``send`` and parses the response in C. Streams (a followed log, the event feed) and
+anything httpx does that this does not (a proxy from the environment, an injected
+transport) stay on httpx: :func:`fast_path_for` says when this applies.
+
+Behaviour kept from httpx as the SDK used it: TLS verified with httpx's own context
+(the same CA bundle, ``SSL_CERT_FILE``/``SSL_CERT_DIR``), the same timeout for
+connecting and for each read, no redirects followed, no retry of a request that was
+sent, an idle connection dropped after ``keepalive_s`` or as soon as the server has
+closed it (checked before reuse, as httpcore does).
+"""
+
+from __future__ import annotations
+
+import http.client
+import select
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import httpx
+
+MAX_IDLE = 20
+"""Idle connections kept for reuse (httpx's ``max_keepalive_connections`` as set)."""
+
+
+def fast_path_for(url: str) -> bool:
+    """Whether calls to ``url`` may bypass httpx: no proxy from the environment applies
+    to it (httpx would use one: ``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``)."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return True
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    return bool(bypass(parts.hostname or "", proxies))
+
+
+class Response:
+    """A response read in full: status, body and content type."""
+
+    __slots__ = ("body", "content_type", "status")
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+
+class ConnectionPool:
+    """Idle connections to one server, reused most recent first; thread-safe (a
+    connection is used by one call at a time)."""
+
+    def __init__(
+        self, url: str, headers: Mapping[str, str], *, timeout_s: float, keepalive_s: float
+    ) -> None:
+        parts = urlsplit(url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._prefix = parts.path.rstrip("/")
+        self._headers = dict(headers)
+        self._timeout_s = timeout_s
+        self._keepalive_s = keepalive_s
+        self._ssl = httpx.create_ssl_context() if self._https else None
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Response:
+        """Send one request and read its whole response. Raises ``TimeoutError`` if the
+        server does not answer in time, ``OSError`` or ``http.client.HTTPException`` if
+        it cannot be reached or breaks the connection."""
+        conn = self._checkout()
+        try:
+            if timeout_s is not None:
+                _set_timeout(conn, timeout_s)
+            conn.request(method, self._prefix + target, body, {**self._headers, **(headers or {})})
+            response = conn.getresponse()
+            data = response.read()
+        except BaseException:
+            conn.close()
+            raise
+        if timeout_s is not None:
+            _set_timeout(conn, self._timeout_s)
+        if response.will_close:
+            conn.close()
+        else:
+            self._checkin(conn)
+        return Response(response.status, data, response.getheader("content-type") or "")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
+
+    def _checkout(self) -> http.client.HTTPConnection:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                conn, since = self._idle.pop()
+            if now - since < self._keepalive_s and not _closed_by_peer(conn):
+                return conn
+            conn.close()
+        if self._ssl is not None:
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout_s, context=self._ssl
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
+
+    def _checkin(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < MAX_IDLE:
+                self._idle.append((conn, time.monotonic()))
+                return
+        conn.close()
+
+
+def _set_timeout(conn: http.client.HTTPConnection, seconds: float) -> None:
+    conn.timeout = seconds  # for a connection not yet made
+    if conn.sock is not None:
+        conn.sock.settimeout(seconds)
+
+
+def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
+    """An idle connection is readable only if the server closed it (or sent what it
+    should not have): either way it cannot carry another request."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):  # any descriptor number, unlike select()
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)

@@ -1,0 +1,135 @@
+"""The SDK's keep-alive connections (hodei.sdk_http_pool) against a small real server:
+reuse, a connection the server closed, expiry, ``Connection: close``, timeouts, and
+when a proxy from the environment sends calls through httpx instead."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hodei.errors import NotFound, ServiceUnavailable
+from hodei.sdk_http import HttpClient
+from hodei.sdk_http_pool import ConnectionPool, fast_path_for
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # the client's port, so a test sees which connection
+        if self.path.startswith("/slow"):
+            time.sleep(1.0)
+        if self.path.startswith("/missing"):
+            body = b'{"code": "NotFound", "detail": "no such job"}'
+            self._reply(404, body, "application/problem+json")
+            return
+        body = f"{self.client_address[1]} {self.path} {self.headers.get('Authorization')}"
+        self._reply(200, body.encode(), "text/plain", close=self.path.startswith("/close"))
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self._reply(201, body, self.headers["Content-Type"])
+
+    def _reply(self, status: int, body: bytes, ctype: str, *, close: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        if self.path.startswith("/drop"):  # closes without saying so
+            self.close_connection = True
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _port(pool: ConnectionPool, path: str = "/") -> str:
+    return pool.request("GET", path).body.decode().split()[0]
+
+
+def test_a_connection_is_reused_with_the_headers_and_the_url_path(server: str) -> None:
+    pool = ConnectionPool(
+        server + "/base/", {"Authorization": "Bearer t"}, timeout_s=5, keepalive_s=50
+    )
+    try:
+        first = pool.request("GET", "/v1/x?a=1").body.decode().split()
+        second = pool.request("GET", "/v1/y").body.decode().split()
+        assert first[1:] == ["/base/v1/x?a=1", "Bearer", "t"]
+        assert first[0] == second[0]
+    finally:
+        pool.close()
+
+
+def test_a_connection_the_server_closed_is_not_reused(server: str) -> None:
+    pool = ConnectionPool(server, {}, timeout_s=5, keepalive_s=50)
+    try:
+        dropped = _port(pool, "/drop")
+        time.sleep(0.2)  # the server's FIN arrives
+        assert _port(pool) != dropped  # and no error
+        told = _port(pool, "/close")
+        assert _port(pool) != told
+    finally:
+        pool.close()
+
+
+def test_an_idle_connection_expires(server: str) -> None:
+    pool = ConnectionPool(server, {}, timeout_s=5, keepalive_s=0.1)
+    try:
+        first = _port(pool)
+        time.sleep(0.2)
+        assert _port(pool) != first
+    finally:
+        pool.close()
+
+
+def test_the_client_maps_status_timeouts_and_refusals_to_hodei_errors(server: str) -> None:
+    client = HttpClient(server, "hodei_pat_x", timeout_s=0.3)
+    try:
+        assert client._pool is not None
+        assert client._request("POST", "/echo", json={"a": "é"}) == '{"a":"é"}'.encode()
+        with pytest.raises(NotFound, match="no such job"):
+            client._request("GET", "/missing")
+        with pytest.raises(ServiceUnavailable, match="did not answer"):
+            client._request("GET", "/slow")
+        assert client._request("GET", "/slow", timeout=5).split()[1] == b"/slow"
+    finally:
+        client.close()
+    gone = HttpClient(server.rsplit(":", 1)[0] + ":1", None)
+    with pytest.raises(ServiceUnavailable, match="cannot reach"):
+        gone._request("GET", "/")
+    gone.close()
+
+
+def test_a_proxy_from_the_environment_sends_calls_through_httpx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert fast_path_for("http://api.example:8000")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert fast_path_for("http://api.example:8000")
+    assert not fast_path_for("https://api.example")
+    monkeypatch.setenv("NO_PROXY", "api.example")
+    assert fast_path_for("https://api.example")
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.example:3128")
+    assert not fast_path_for("http://other.example")
+    assert HttpClient("http://other.example", None)._pool is None
