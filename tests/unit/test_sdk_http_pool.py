@@ -1,13 +1,18 @@
 """The SDK's keep-alive connections (hodei.sdk_http_pool) against a small real server:
-reuse, a connection the server closed, expiry, ``Connection: close``, timeouts, and
-when a proxy from the environment sends calls through httpx instead."""
+reuse, a connection the server closed, expiry, ``Connection: close``, timeouts, TLS
+verified as httpx verifies it, and when a proxy from the environment sends calls
+through httpx instead."""
 
 from __future__ import annotations
 
 import http.server
+import ipaddress
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +138,70 @@ def test_a_proxy_from_the_environment_sends_calls_through_httpx(
     monkeypatch.setenv("ALL_PROXY", "http://proxy.example:3128")
     assert not fast_path_for("http://other.example")
     assert HttpClient("http://other.example", None)._pool is None
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hodei test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_is_verified_with_httpx_trust_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = _self_signed(tmp_path)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        untrusted = HttpClient(url, None)
+        with pytest.raises(ServiceUnavailable, match="cannot reach"):
+            untrusted._request("GET", "/")  # not in the CA bundle: refused
+        untrusted.close()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # as httpx honours it
+        trusted = HttpClient(url, None)
+        assert trusted._pool is not None
+        first = trusted._request("GET", "/a").split()
+        assert first[1] == b"/a"
+        assert trusted._request("GET", "/b").split()[0] == first[0]  # kept alive
+        trusted.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
