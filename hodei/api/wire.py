@@ -273,6 +273,17 @@ class CancelCheck(BaseModel):
     cancel_requested: bool
 
 
+class WorkerBrokerLink(BaseModel):
+    """What the worker's consumer says of its broker: lost (with why) or back (after
+    ``down_s``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reachable: bool
+    reason: str = Field("", max_length=1000)
+    down_s: float = Field(0.0, ge=0)
+
+
 class WorkerTerminate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

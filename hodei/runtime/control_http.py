@@ -159,11 +159,11 @@ class HttpControlPlane:
         return bool(json.loads(raw).get("terminated"))
 
     def broker_lost(self, reason: str) -> None:
-        # No /v1/worker route reports it yet: an API-mode worker stays READY meanwhile.
-        logger.debug("broker lost, not reported over the API: %s", reason)
+        body = {"reachable": False, "reason": reason[:1000]}
+        self._call("POST", "/v1/worker/broker", json=body)
 
     def broker_back(self, down_s: float) -> None:
-        logger.debug("broker back after %.1fs, not reported over the API", down_s)
+        self._call("POST", "/v1/worker/broker", json={"reachable": True, "down_s": down_s})
 
     def close(self) -> None:
         self._http.close()

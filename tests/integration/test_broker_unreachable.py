@@ -23,6 +23,7 @@ from hodei.sdk import Client
 from hodei.services.fleet.workers import create_worker_token
 from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings
+from tests.api_server import running_server
 from tests.conftest import stop_workers
 from tests.integration.operators_plant import HAPPY, plant_job
 from tests.services import unavailable
@@ -320,3 +321,58 @@ def test_a_worker_that_loses_its_broker_is_degraded_until_it_reconnects(
         redis.kill()
         redis.wait(10)
         client.close()
+
+
+@pytest.mark.slow
+def test_an_api_mode_worker_that_loses_its_broker_is_degraded_until_it_reconnects(
+    settings: Settings, port: int, tmp_path: Path
+) -> None:
+    """The same over ``hodei server``'s /v1/worker routes (HODEI_API_URL, no database
+    URL): the worker stayed READY, and once DEGRADED its credential must still work."""
+    settings = dataclasses.replace(settings, broker_wait_s=120.0, worker_idle_timeout_s=300.0)
+    redis = _private_redis(port, tmp_path)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        with running_server(settings) as server:
+            client = server.direct
+            issued = client.create_worker_token("local", ttl_s=60)
+            wid = issued.worker.id
+            env = hodei_env(dataclasses.replace(settings, worker_api_url=server.url))
+            env.pop("HODEI_DATABASE_URL", None)
+            env.update(HODEI_API_URL=server.url, HODEI_OTP_TOKEN=issued.secret)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "hodei", "worker", "start"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_for(lambda: _worker_state(client, wid) is WorkerState.READY, timeout=30)
+            redis.terminate()
+            redis.wait(10)
+            wait_for(
+                lambda: str(_worker_state(client, wid)) == "DEGRADED",
+                timeout=20,
+                message="the API-mode worker to say it lost its broker",
+            )
+            time.sleep(2)  # heartbeats of a DEGRADED worker are taken, not refused
+            assert worker.poll() is None
+            assert str(_worker_state(client, wid)) == "DEGRADED"
+            redis = _private_redis(port, tmp_path)
+            wait_for(
+                lambda: _worker_state(client, wid) is WorkerState.READY,
+                timeout=60,
+                message="the API-mode worker to be READY again once its broker is back",
+            )
+            job = client.submit("echo again")
+            assert client.wait(job.id, timeout=30).state is JobState.SUCCEEDED
+            assert client.get(job.id).worker_id == wid
+            events = client.events(aggregate_id=wid, limit=100)
+            kinds = [e.event_type for e in events]
+            assert "WorkerDegraded" in kinds and "WorkerReconnected" in kinds, kinds
+            assert "WorkerRequestRefused" not in kinds, kinds
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait(10)
+        redis.kill()
+        redis.wait(10)

@@ -23,6 +23,7 @@ from hodei.api.wire import (
     ClaimRequest,
     FinishRequest,
     OutputBatch,
+    WorkerBrokerLink,
     WorkerHeartbeat,
     WorkerPulse,
     WorkerRegistered,
@@ -32,7 +33,12 @@ from hodei.api.wire import (
 from hodei.domain.records import Job, Worker
 from hodei.errors import HodeiError, Unauthorized
 from hodei.services.fleet import worker_access as access
-from hodei.services.fleet.workers import WorkerReport, terminate_worker
+from hodei.services.fleet.workers import (
+    WorkerReport,
+    broker_back,
+    broker_lost,
+    terminate_worker,
+)
 from hodei.services.jobs.after_finish import after_finish
 from hodei.services.jobs.dispatch import dispatch_pending
 
@@ -148,6 +154,17 @@ def output(request: Request, credential: Credential, body: OutputBatch) -> None:
     c = container(request)
     worker = _worker(request, credential, "output")
     access.append_logs_as(c.store, c.clock, worker, [line.to_line() for line in body.lines])
+
+
+@router.post("/broker", summary="The worker's consumer lost its broker (DEGRADED), or is back")
+def broker(request: Request, credential: Credential, body: WorkerBrokerLink) -> dict[str, bool]:
+    c = container(request)
+    worker = _worker(request, credential, "broker")
+    if body.reachable:
+        changed = broker_back(c.store, c.clock, worker.id, down_s=body.down_s)
+    else:
+        changed = broker_lost(c.store, c.clock, worker.id, reason=body.reason)
+    return {"changed": changed}
 
 
 @router.post("/terminate", summary="The worker is exiting")

@@ -35,9 +35,16 @@ from hodei.services.ports.store import Store, Transaction
 logger = logging.getLogger(__name__)
 
 # A credential works only for a worker in one of these states: registered and not yet
-# LOST or TERMINATED. A DRAINING worker finishes what it runs, but claims nothing new.
+# LOST or TERMINATED. A DRAINING worker finishes what it runs, but claims nothing new;
+# a DEGRADED one (its broker is unreachable) heartbeats, finishes and says when it is back.
 CREDENTIAL_STATES = frozenset(
-    {WorkerState.REGISTERED, WorkerState.READY, WorkerState.BUSY, WorkerState.DRAINING}
+    {
+        WorkerState.REGISTERED,
+        WorkerState.READY,
+        WorkerState.BUSY,
+        WorkerState.DEGRADED,
+        WorkerState.DRAINING,
+    }
 )
 
 
