@@ -253,6 +253,11 @@ class Hodei:
         }
 
     def _reap_stale_workers(self) -> Report:
+        return self.reap_stale_workers()
+
+    def reap_stale_workers(self, provider_ids: Collection[UUID | None] | None = None) -> Report:
+        """Silent workers LOST (of ``provider_ids`` only, if given), their jobs recovered
+        and their remains removed: beat's task, and a waiter's for its job's provider."""
         from hodei.services import maintenance
 
         w = self._w
@@ -269,6 +274,7 @@ class Hodei:
             w.publisher,
             stale_after_s=w.settings.worker_stale_after_s,
             lost_requeues=w.settings.worker_lost_requeues,
+            provider_ids=provider_ids,
         )
         for worker in report.lost_workers:
             self._destroy(worker)

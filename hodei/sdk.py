@@ -134,10 +134,15 @@ class Client(ClientBase):
 
     def _tend(self, job: Job) -> None:
         """What a waiter does for its QUEUED job, so the embedded default needs no
-        scheduler for it: provision its provider again, which first fails the launches
-        known dead (a worker killed or crashed before it registered) and then launches
-        one if none is left to take the job."""
+        scheduler for it: declare its provider's silent workers LOST (as beat's reaper
+        would: dead ones must not hold its slots), then provision it again, which first
+        fails the launches known dead (a worker killed or crashed before it registered)
+        and then launches one if none is left to take the job."""
         if job.state is JobState.QUEUED and job.provider_id is not None:
+            try:
+                self._c.hodei.reap_stale_workers({job.provider_id})
+            except HodeiError as exc:  # the wait goes on; the scheduler's reaper may
+                logger.debug("could not reap the stale workers of its provider: %s", exc)
             self._c.hodei.provision_providers({job.provider_id})
 
     def _settle_launches(self, provider_ids: set[UUID | None] | None = None) -> None:

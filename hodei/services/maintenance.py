@@ -7,6 +7,7 @@ is a conditional update, and only the transaction that wins it writes the events
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -38,13 +39,17 @@ def reap_stale_workers(
     *,
     stale_after_s: float,
     lost_requeues: int,
+    provider_ids: Collection[UUID | None] | None = None,
 ) -> ReapReport:
     """Workers silent for ``stale_after_s`` become LOST; their running attempts are
-    requeued as new attempts (up to ``lost_requeues`` losses per job), else FAILED."""
+    requeued as new attempts (up to ``lost_requeues`` losses per job), else FAILED.
+    ``provider_ids``: only those providers' workers (a waiter tending its job)."""
     now = clock.now()
     threshold = now - timedelta(seconds=stale_after_s)
     with store.transaction() as tx:
         candidates = tx.workers.stale(heartbeat_before=threshold, limit=200)
+    if provider_ids is not None:
+        candidates = [w for w in candidates if w.provider_id in provider_ids]
     report = ReapReport([], [], [])
     for worker in candidates:
         reason = f"no heartbeat since {(worker.last_heartbeat or worker.registered_at)}"

@@ -159,3 +159,30 @@ def test_a_launch_whose_token_expired_is_not_counted_as_starting(client: Client)
         assert client.wait(job.id, timeout=30).state is JobState.SUCCEEDED
     finally:
         stop_workers(client)
+
+
+def test_job_run_needs_no_scheduler_when_dead_workers_fill_the_provider(
+    embedded_settings: Settings,
+) -> None:
+    """The embedded default after a reboot: its provider's two slots are held by rows of
+    workers that died without a word (no scheduler runs to reap them). `job run` must
+    not wait for a reaper nothing runs: the stale rows are LOST and its job runs."""
+    client = Client.from_env(
+        **{
+            f.name: getattr(embedded_settings, f.name)
+            for f in dataclasses.fields(embedded_settings)
+        }
+    )
+    try:
+        local = next(p for p in client.providers() if p.provider.name == "local").provider
+        dead = [_silent_worker(client, timedelta(minutes=10)) for _ in range(local.max_workers)]
+        started = time.monotonic()
+        ran = run_cli(embedded_settings, "job", "run", "--", "echo", "hello", timeout=60)
+        assert (ran.returncode, ran.stdout.strip()) == (0, "hello"), ran.stderr
+        assert time.monotonic() - started < 30
+        with client.container.store.reading() as tx:
+            states = [tx.workers.get(w.id) for w in dead]
+        assert [w.state if w else None for w in states] == [WorkerState.LOST] * len(dead)
+    finally:
+        stop_workers(client)
+        client.close()
