@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from hodei import JobState
-from hodei.domain.records import Job
+from hodei.domain.records import Job, Worker
+from hodei.domain.states import LAUNCHING_REF, WorkerState
 from hodei.queueing.maintenance_tasks import TASKS
 from hodei.sdk import Client
 from hodei.services.ports.store import EventQuery
@@ -262,3 +263,71 @@ def test_an_oom_killed_job_shows_on_its_timeline(
     (event,) = wait_for(oom_recorded, timeout=30, interval=0.5, message="the OOM kill recorded")
     assert (event.payload["kind"], event.payload["oom_killed"]) == ("oom_killed", True)
     assert event.payload["worker_id"] == str(done.worker_id)
+
+
+def _launched(c: Client, provider: str, besides: tuple[Worker, ...] = ()) -> Worker:
+    """The worker provisioning launched for a job submitted to ``provider`` (its
+    container created, the worker not registered), other than ``besides``."""
+    c.submit("echo never", provider=provider)
+
+    def launched() -> Worker | None:
+        with c.container.store.reading() as tx:
+            found = tx.workers.search(states=[WorkerState.PROVISIONING], queue=f"hodei.{provider}")
+        known = {w.id for w in besides}
+        return next(
+            (w for w in found if w.infra_ref not in (None, LAUNCHING_REF) and w.id not in known),
+            None,
+        )
+
+    worker: Worker = wait_for(launched, timeout=60, message=f"a launch on {provider}")
+    return worker
+
+
+def _worker_row(c: Client, worker: Worker) -> Worker:
+    with c.container.store.reading() as tx:
+        row = tx.workers.get(worker.id)
+    assert row is not None
+    return row
+
+
+def test_exited_tells_a_container_that_ended_or_is_gone_from_a_running_one(
+    client: Client, docker_client: Any, image: str
+) -> None:
+    """DockerLauncher.exited, what dead-launch detection (services/launches.py) asks of
+    a launch that has not registered: None while its container runs, how it ended once
+    it has (killed here: 137), and that it is gone once removed."""
+    config = worker_config(image, command=["/usr/bin/sleep", "60"])
+    client.add_provider("dexit", "docker", config=config, max_workers=2)
+    killed = _launched(client, "dexit")
+    removed = _launched(client, "dexit", besides=(killed,))
+    launcher = client.container.launcher_for(client.provider("dexit").provider)
+    wait_for(
+        lambda: all(c.status == "running" for c in _provider_containers(docker_client, "dexit")),
+        timeout=30,
+        message="both containers running",
+    )
+    assert launcher.exited(killed) is None
+    assert launcher.exited(removed) is None
+    client.status()  # dead-launch detection: neither is failed
+    assert _worker_row(client, killed).state is WorkerState.PROVISIONING
+
+    docker_client.containers.get(f"hodei-worker-{killed.id}").kill()  # SIGKILL: 137
+    wait_for(
+        lambda: docker_client.containers.get(f"hodei-worker-{killed.id}").status == "exited",
+        timeout=30,
+        message="the killed container to have exited",
+    )
+    ended = "its container exited with code 137 before it registered"
+    assert launcher.exited(killed) == ended
+    client.status()
+    failed = _worker_row(client, killed)
+    assert (failed.state, failed.termination_reason) == (WorkerState.PROVISION_FAILED, ended)
+
+    docker_client.containers.get(f"hodei-worker-{removed.id}").remove(force=True)
+    assert launcher.exited(removed) == "its container is gone"
+    client.status()
+    gone = _worker_row(client, removed)
+    assert (gone.state, gone.termination_reason) == (
+        WorkerState.PROVISION_FAILED,
+        "its container is gone",
+    )

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from hodei import JobState
-from hodei.domain.records import Provider
+from hodei.domain.records import Provider, Worker
+from hodei.domain.states import LAUNCHING_REF, WorkerState
 from hodei.providers.config import kubernetes_config
 from hodei.providers.kubernetes import pod_manifest
 from hodei.queueing.maintenance_tasks import TASKS
@@ -214,6 +215,67 @@ def test_a_forbidden_namespace_is_degraded_with_the_api_s_message(
     assert (done.state, done.failure_reason) == (JobState.FAILED, "provisioning_failed")
     infra = [e for e in client.timeline(job.id) if e.event_type == "InfrastructureEvent"]
     assert [e.payload["kind"] for e in infra] == ["forbidden"]
+
+
+def _launched(c: Client, provider: str) -> Worker:
+    """The worker provisioning launched for a job submitted to ``provider`` (its pod
+    created, the worker not registered)."""
+    c.submit("echo never", provider=provider)
+
+    def launched() -> Worker | None:
+        with c.container.store.reading() as tx:
+            found = tx.workers.search(states=[WorkerState.PROVISIONING], queue=f"hodei.{provider}")
+        return next((w for w in found if w.infra_ref not in (None, LAUNCHING_REF)), None)
+
+    worker: Worker = wait_for(launched, timeout=30, message=f"a launch on {provider}")
+    return worker
+
+
+def _worker_row(c: Client, worker: Worker) -> Worker:
+    with c.container.store.reading() as tx:
+        row = tx.workers.get(worker.id)
+    assert row is not None
+    return row
+
+
+@pytest.mark.kubernetes
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_exited_tells_a_pod_that_ended_or_is_gone_from_one_pending_or_running(
+    client: Client, fake: FakeKubernetes, tmp_path: Path
+) -> None:
+    """KubernetesLauncher.exited, what dead-launch detection (services/launches.py) asks
+    of a launch that has not registered: None while its pod is Pending or Running, the
+    pod's end once it has ended, and that it is gone once deleted."""
+    client.add_provider(
+        "k8srun", "kubernetes", config=_config(fake, tmp_path, command=["sleep", "60"])
+    )
+    unschedulable = {"node_selector": {"fake/unschedulable": "yes"}}
+    client.add_provider("k8spend", "kubernetes", config=_config(fake, tmp_path, **unschedulable))
+    running, pending = _launched(client, "k8srun"), _launched(client, "k8spend")
+    launcher = client.container.launcher_for(client.provider("k8srun").provider)
+    assert launcher.exited(running) is None
+    assert launcher.exited(pending) is None
+    assert fake.pod(f"hodei-worker-{pending.id}").body["status"]["phase"] == "Pending"
+    client.status()  # dead-launch detection: neither is failed
+    assert _worker_row(client, running).state is WorkerState.PROVISIONING
+    assert _worker_row(client, pending).state is WorkerState.PROVISIONING
+
+    fake.pod(f"hodei-worker-{running.id}").kill()  # SIGKILL: exit code 137
+    ended = "its pod ended before it registered (Error (exit code 137))"
+    assert launcher.exited(running) == ended
+    client.status()
+    failed = _worker_row(client, running)
+    assert (failed.state, failed.termination_reason) == (WorkerState.PROVISION_FAILED, ended)
+
+    fake.handle("DELETE", f"/api/v1/namespaces/hodei/pods/hodei-worker-{pending.id}", None)
+    assert launcher.exited(pending) == "its pod is gone"
+    client.status()
+    gone = _worker_row(client, pending)
+    assert (gone.state, gone.termination_reason) == (
+        WorkerState.PROVISION_FAILED,
+        "its pod is gone",
+    )
 
 
 @pytest.mark.kubernetes
