@@ -52,7 +52,7 @@ def reap_stale_workers(
         candidates = [w for w in candidates if w.provider_id in provider_ids]
     report = ReapReport([], [], [])
     for worker in candidates:
-        reason = f"no heartbeat since {(worker.last_heartbeat or worker.registered_at)}"
+        reason = _silence(worker)
         with store.transaction() as tx:
             lost = declare_lost(
                 tx,
@@ -77,6 +77,16 @@ def reap_stale_workers(
             {j.id: "requeued after worker_lost" for j in report.requeued},
         )
     return report
+
+
+def _silence(worker: Worker) -> str:
+    """Why a stale worker is LOST (a row with neither heartbeat nor registration read
+    "no heartbeat since None")."""
+    if worker.last_heartbeat is not None:
+        return f"no heartbeat since {worker.last_heartbeat}"
+    if worker.registered_at is not None:
+        return f"no heartbeat since it registered at {worker.registered_at}"
+    return f"neither registered nor sent a heartbeat since it was created at {worker.created_at}"
 
 
 def declare_lost(
