@@ -5,11 +5,17 @@ types and errors, and calls a ``hodei server`` instead of the database.
 ``HODEI_API_TOKEN``). Errors come back as problem documents naming hodei's error class;
 they are raised here as that class. Waiting, following logs and following events
 stream from the server (a long poll, NDJSON and Server-Sent Events), never a poll loop.
+
+Calls and streams go over the standard library's keep-alive connections
+(:mod:`hodei.sdk_http_pool`); httpx is imported only when a proxy from the environment
+applies or a transport is injected, so ``hodei job run`` over the API loads neither it
+nor the direct mode's SQLAlchemy, drivers and Celery (tests/integration/test_cli_imports.py).
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import http.client
 import json
 import logging
@@ -17,11 +23,10 @@ import os
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
-import httpx
 from pydantic import TypeAdapter
 
 from hodei.api.wire import (
@@ -73,6 +78,9 @@ from hodei.services.ports.providers import HealthReport
 from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings, mask_url
 
+if TYPE_CHECKING:
+    import httpx
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -82,6 +90,10 @@ FOLLOW_RETRIES = 8
 
 LONG_POLL_S = 30.0
 """How long one ``wait`` request may block on the server."""
+
+SSE_READ_TIMEOUT_S = 60.0
+"""How long the event stream may be silent before the client reconnects (the server
+sends a comment line more often than that)."""
 
 KEEP_ALIVE_S = 50.0
 """How long an idle connection to the server is kept for the next call (httpx's
@@ -103,16 +115,17 @@ def _as(kind: type[T] | Any, raw: bytes) -> Any:
     return _adapter(kind).validate_json(raw)
 
 
-def raise_problem(response: httpx.Response) -> NoReturn:
-    """Raise the HodeiError a problem document names (HodeiError for anything else)."""
+def raise_problem(status: int, content: bytes) -> NoReturn:
+    """Raise the HodeiError a problem document (a response's status and body) names
+    (HodeiError for anything else)."""
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = {}
     if not isinstance(body, dict):
         body = {}
     code = str(body.get("code") or "")
-    detail = str(body.get("detail") or f"HTTP {response.status_code} from the hodei API")
+    detail = str(body.get("detail") or f"HTTP {status} from the hodei API")
     cls = error_class(code)
     exc = cls.__new__(cls)
     HodeiError.__init__(exc, detail)  # TokenRejected's own __init__ wants a reason
@@ -138,22 +151,14 @@ class HttpClient(ClientBase):
         self._closed = False
         self._timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            base_url=self._url,
-            headers=headers,
-            timeout=timeout_s,
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEP_ALIVE_S
-            ),
-        )
-        # Plain calls go through the standard library unless httpx must handle them (a
-        # proxy from the environment, an injected transport): see sdk_http_pool.
-        self._pool = (
-            ConnectionPool(url, headers, timeout_s=timeout_s, keepalive_s=KEEP_ALIVE_S)
-            if transport is None and fast_path_for(url)
-            else None
-        )
+        # Calls and streams go through the standard library unless httpx must handle
+        # them (a proxy from the environment, an injected transport): see sdk_http_pool.
+        self._pool: ConnectionPool | None = None
+        self._http: httpx.Client | None = None
+        if transport is None and fast_path_for(url):
+            self._pool = ConnectionPool(url, headers, timeout_s=timeout_s, keepalive_s=KEEP_ALIVE_S)
+        else:
+            self._http = _httpx_client(self._url, headers, timeout_s, transport)
         self._actor: str | None = None
 
     @classmethod
@@ -198,8 +203,10 @@ class HttpClient(ClientBase):
         """The body of a successful response; a problem raises its HodeiError."""
         if self._closed:
             raise ClientClosed()
-        if self._pool is not None:
+        if self._http is None:
             return self._pooled(method, path, **kwargs)
+        import httpx
+
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -207,7 +214,7 @@ class HttpClient(ClientBase):
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"cannot reach the hodei API at {self._url}") from exc
         if response.status_code >= 400:
-            raise_problem(response)
+            raise_problem(response.status_code, response.content)
         return response.content
 
     def _pooled(
@@ -221,8 +228,7 @@ class HttpClient(ClientBase):
     ) -> bytes:
         """:meth:`_request` over the standard library's keep-alive connections."""
         assert self._pool is not None
-        if params:
-            path = f"{path}?{urlencode(params, doseq=True)}"
+        path = _target(path, params)
         body = None
         headers = None
         if json is not None:
@@ -235,8 +241,56 @@ class HttpClient(ClientBase):
         except (OSError, http.client.HTTPException) as exc:
             raise ServiceUnavailable(f"cannot reach the hodei API at {self._url}") from exc
         if response.status >= 400:
-            raise_problem(httpx.Response(response.status, content=response.body))
+            raise_problem(response.status, response.body)
         return response.body
+
+    @contextlib.contextmanager
+    def _stream(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout_s: float | None = None,
+    ) -> Iterator[Iterator[bytes]]:
+        """The lines of a streamed response, as they come (without their line ends). A
+        problem raises its HodeiError; a connection lost or refused, ``_StreamLost``."""
+        if self._closed:
+            raise ClientClosed()
+        if self._http is not None:
+            with self._httpx_stream(path, params, headers, read_timeout_s) as lines:
+                yield lines
+            return
+        assert self._pool is not None
+        try:
+            with self._pool.stream("GET", _target(path, params), headers, read_timeout_s) as r:
+                if r.status >= 400:
+                    raise_problem(r.status, r.read())
+                yield _lines(r)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _StreamLost(str(exc) or type(exc).__name__) from exc
+
+    @contextlib.contextmanager
+    def _httpx_stream(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        read_timeout_s: float | None,
+    ) -> Iterator[Iterator[bytes]]:
+        """:meth:`_stream` through httpx (a proxy, an injected transport)."""
+        import httpx
+
+        assert self._http is not None
+        timeout = httpx.Timeout(self._timeout_s, read=read_timeout_s)
+        try:
+            with self._http.stream(
+                "GET", path, params=params, headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code >= 400:
+                    raise_problem(response.status_code, response.read())
+                yield (line.encode() for line in response.iter_lines())
+        except httpx.HTTPError as exc:
+            raise _StreamLost(str(exc) or type(exc).__name__) from exc
 
     def _get(self, path: str, **params: Any) -> bytes:
         return self._request("GET", path, params=_params(params))
@@ -374,20 +428,15 @@ class HttpClient(ClientBase):
         while True:
             params = _params({"tail": tail} if last_id is None else {"after_id": last_id})
             try:
-                with self._http.stream(
-                    "GET", f"/v1/jobs/{job_uuid}/logs/follow", params=params, timeout=None
-                ) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        raise_problem(response)
-                    for raw in response.iter_lines():
+                with self._stream(f"/v1/jobs/{job_uuid}/logs/follow", params) as lines:
+                    for raw in lines:
                         if raw:
                             line = LogLineOut.model_validate_json(raw).to_line()
                             last_id = line.id if line.id is not None else last_id
                             failures = 0
                             yield line
                 return  # the server ends the stream once the job has ended
-            except httpx.HTTPError as exc:
+            except _StreamLost as exc:
                 failures += 1
                 if failures > FOLLOW_RETRIES or self._closed:
                     raise ServiceUnavailable(f"lost the hodei API at {self._url}") from exc
@@ -463,7 +512,7 @@ class HttpClient(ClientBase):
                     last_id = event.id
                     backoff = options.retry_s
                     yield event
-            except (httpx.HTTPError, _StreamEnded) as exc:
+            except (_StreamLost, _StreamEnded) as exc:
                 if self._closed:
                     return
                 logger.warning("event stream from %s lost (%s); reconnecting", self._url, exc)
@@ -473,28 +522,19 @@ class HttpClient(ClientBase):
     def _sse_once(
         self, params: dict[str, Any] | None, headers: dict[str, str]
     ) -> Iterator[DomainEvent]:
-        with self._http.stream(
-            "GET",
-            "/v1/events/stream",
-            params=params,
-            headers=headers,
-            timeout=httpx.Timeout(self._timeout_s, read=60.0),
-        ) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise_problem(response)
-            data: builtins.list[str] = []
-            kind = ""
-            for line in response.iter_lines():
-                if line.startswith("data:"):
+        with self._stream("/v1/events/stream", params, headers, SSE_READ_TIMEOUT_S) as lines:
+            data: builtins.list[bytes] = []
+            kind = b""
+            for line in lines:
+                if line.startswith(b"data:"):
                     data.append(line[5:].strip())
-                elif line.startswith("event:"):
+                elif line.startswith(b"event:"):
                     kind = line[6:].strip()
                 elif not line and data:
-                    if kind == "error":
-                        raise _StreamEnded(" ".join(data))
-                    yield _as(DomainEvent, "\n".join(data).encode())
-                    data, kind = [], ""
+                    if kind == b"error":
+                        raise _StreamEnded(b" ".join(data).decode(errors="replace"))
+                    yield _as(DomainEvent, b"\n".join(data))
+                    data, kind = [], b""
             raise _StreamEnded("the server closed the stream")
 
     def status(self) -> SystemStatus:
@@ -663,13 +703,55 @@ class HttpClient(ClientBase):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._http.close()
+            if self._http is not None:
+                self._http.close()
             if self._pool is not None:
                 self._pool.close()
 
 
 class _StreamEnded(Exception):
     """The event stream ended without the client asking: reconnect."""
+
+
+class _StreamLost(Exception):
+    """A stream's connection could not be made, or broke: reconnect."""
+
+
+def _lines(response: http.client.HTTPResponse) -> Iterator[bytes]:
+    """A streamed response's lines as they arrive, without their ends. ``read1``, not
+    ``readline``: a chunked stream cut mid-way raises ``IncompleteRead`` there, where
+    ``readline`` would end as if the server had finished it."""
+    pending = b""
+    while chunk := response.read1(65536):
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r")
+    if response.length:  # a Content-Length the body fell short of
+        raise http.client.IncompleteRead(pending, response.length)
+    if pending:
+        yield pending.rstrip(b"\r")
+
+
+def _target(path: str, params: Mapping[str, Any] | None) -> str:
+    return f"{path}?{urlencode(params, doseq=True)}" if params else path
+
+
+def _httpx_client(
+    url: str, headers: Mapping[str, str], timeout_s: float, transport: httpx.BaseTransport | None
+) -> httpx.Client:
+    """The httpx client for what the standard library's connections do not do: a proxy
+    from the environment, an injected transport (imported only then, ~140 ms)."""
+    import httpx
+
+    return httpx.Client(
+        base_url=url,
+        headers=dict(headers),
+        timeout=timeout_s,
+        transport=transport,
+        limits=httpx.Limits(
+            max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEP_ALIVE_S
+        ),
+    )
 
 
 _JSON_HEADERS = {"Content-Type": "application/json"}

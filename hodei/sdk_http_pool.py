@@ -1,12 +1,15 @@
 """Keep-alive HTTP/1.1 connections (the standard library's ``http.client``) for the
-SDK's plain request-and-response calls to ``hodei server``.
+SDK's calls to ``hodei server``: plain requests and streams (a followed log, the event
+feed).
 
 httpx costs about 0.3 ms of CPU a call beyond the socket work (URL and header models,
 h11's state machine, a send for the headers and another for the body); on a submit
-that is a tenth of the whole round trip. ``http.client`` sends a small request in one
-``send`` and parses the response in C. Streams (a followed log, the event feed) and
-anything httpx does that this does not (a proxy from the environment, an injected
-transport) stay on httpx: :func:`fast_path_for` says when this applies.
+that is a tenth of the whole round trip. Its import (with rich and pygments, for its
+own command line) is about 140 ms, a third of a warm ``hodei job run`` over the API.
+``http.client`` sends a small request in one ``send`` and parses the response in C.
+What httpx does that this does not (a proxy from the environment, an injected
+transport) stays on httpx, imported only then: :func:`fast_path_for` says when this
+applies.
 
 Behaviour kept from httpx as the SDK used it: TLS verified with httpx's own context
 (the same CA bundle, ``SSL_CERT_FILE``/``SSL_CERT_DIR``), the same timeout for
@@ -17,15 +20,16 @@ closed it (checked before reuse, as httpcore does).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
 import select
+import ssl
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
-
-import httpx
 
 MAX_IDLE = 20
 """Idle connections kept for reuse (httpx's ``max_keepalive_connections`` as set)."""
@@ -68,7 +72,7 @@ class ConnectionPool:
         self._headers = dict(headers)
         self._timeout_s = timeout_s
         self._keepalive_s = keepalive_s
-        self._ssl = httpx.create_ssl_context() if self._https else None
+        self._ssl = ssl_context() if self._https else None
         self._idle: list[tuple[http.client.HTTPConnection, float]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -102,6 +106,27 @@ class ConnectionPool:
             self._checkin(conn)
         return Response(response.status, data, response.getheader("content-type") or "")
 
+    @contextlib.contextmanager
+    def stream(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str] | None = None,
+        read_timeout_s: float | None = None,
+    ) -> Iterator[http.client.HTTPResponse]:
+        """A response to read as it comes (``readline``), on a connection of its own
+        that is closed after: a stream usually ends with the server closing it, or with
+        the caller stopping half-way. Connecting has the pool's timeout; each read then
+        waits ``read_timeout_s`` (None: for ever). Raises as :meth:`request`."""
+        conn = self._connection()
+        try:
+            conn.connect()
+            _set_timeout(conn, read_timeout_s)
+            conn.request(method, self._prefix + target, None, {**self._headers, **(headers or {})})
+            yield conn.getresponse()
+        finally:
+            conn.close()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -119,6 +144,9 @@ class ConnectionPool:
             if now - since < self._keepalive_s and not _closed_by_peer(conn):
                 return conn
             conn.close()
+        return self._connection()
+
+    def _connection(self) -> http.client.HTTPConnection:
         if self._ssl is not None:
             return http.client.HTTPSConnection(
                 self._host, self._port, timeout=self._timeout_s, context=self._ssl
@@ -133,7 +161,19 @@ class ConnectionPool:
         conn.close()
 
 
-def _set_timeout(conn: http.client.HTTPConnection, seconds: float) -> None:
+def ssl_context() -> ssl.SSLContext:
+    """TLS verified as httpx verifies it (``httpx.create_ssl_context()``): the CA file
+    in ``SSL_CERT_FILE``, else the directory in ``SSL_CERT_DIR``, else certifi's bundle."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _set_timeout(conn: http.client.HTTPConnection, seconds: float | None) -> None:
     conn.timeout = seconds  # for a connection not yet made
     if conn.sock is not None:
         conn.sock.settimeout(seconds)

@@ -11,7 +11,6 @@ import click
 
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
-from hodei.sdk import Client
 
 if TYPE_CHECKING:
     from hodei.sdk import AnyClient
@@ -33,6 +32,8 @@ def announce(client: AnyClient, job: Job) -> None:
 def wait_for_release(client: AnyClient, job: Job) -> Job:
     """Until ``job`` is released or ended. Over the API the server's scheduler releases
     it; with the database this process checks its gates itself and publishes it."""
+    from hodei.sdk import Client  # here: over the API, `job run` never imports it
+
     while True:
         current = client.get(job.id)
         if not current.held or current.state is not JobState.PENDING:

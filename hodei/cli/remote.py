@@ -8,19 +8,20 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hodei.sdk import Client
-from hodei.settings import Settings
-
 if TYPE_CHECKING:
     from hodei.sdk import AnyClient
+    from hodei.settings import Settings
 
 
 def cli_client(ctx: click.Context) -> AnyClient:
+    # Each mode imports only its own client: over the API, none of the direct mode's
+    # wiring (tests/integration/test_cli_imports.py).
     if os.environ.get("HODEI_API_URL"):
         from hodei.sdk_http import HttpClient
 
         return HttpClient.from_env()
     from hodei.bootstrap import Container
+    from hodei.sdk import Client
 
     settings: Settings = ctx.find_root().obj
     return Client(Container(settings), interface="cli")

@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hodei.bootstrap import Container
 from hodei.domain.records import Job
 from hodei.domain.states import JobState
 from hodei.errors import BrokerUnavailable
-from hodei.services.jobs.dispatch import publish_jobs
 from hodei.settings import mask_url
 
 if TYPE_CHECKING:
+    from hodei.bootstrap import Container
     from hodei.sdk import AnyClient
 
 # How often `job run` asks whether the broker is back while it waits.
@@ -87,6 +86,8 @@ def wait_for_publish(client: AnyClient, job: Job) -> Job:
 
 def _publish(container: Container, job: Job) -> bool:
     """Publish ``job`` now (the scheduler would too; the claim drops a duplicate)."""
+    from hodei.services.jobs.dispatch import publish_jobs  # direct mode only
+
     failed = publish_jobs(
         container.store, container.clock, container.publisher, [job], {job.id: "broker back"}
     )

@@ -5,6 +5,7 @@ set of modules loaded when the process exits."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from hodei.sdk import Client
 from hodei.settings import Settings
+from tests.api_server import ApiServer
 from tests.support import hodei_env
 
 # Runs the CLI in-process and writes the names of the loaded modules at exit.
@@ -27,11 +29,13 @@ main()
 """
 
 
-def _modules_loaded(settings: Settings, tmp_path: Path, *args: str) -> set[str]:
+def _modules_loaded(
+    settings: Settings, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> set[str]:
     out = tmp_path / "modules.txt"
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, str(out), *args],
-        env=hodei_env(settings),
+        env=env or hodei_env(settings),
         capture_output=True,
         text=True,
         timeout=120,
@@ -65,6 +69,44 @@ def test_job_run_imports_neither_the_worker_nor_the_operators_commands(
         == []
     )
     assert _loaded(modules, "pydantic", "fastapi", "httpx", "alembic") == []
+
+
+# The direct mode's stack: the database, its drivers, the broker's clients, and httpx.
+_DIRECT_STACK = ("sqlalchemy", "psycopg", "celery", "kombu", "redis", "httpx", "alembic")
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_job_run_and_its_streams_over_the_api_import_no_direct_mode_stack(
+    api_server: ApiServer, tmp_path: Path
+) -> None:
+    # Over the API the CLI needs only the standard library's HTTP and pydantic: not the
+    # database, the broker, nor httpx (its import alone is about 140 ms).
+    env = api_server.env("submitter")
+    settings = api_server.direct.settings
+    modules = _modules_loaded(settings, tmp_path, "job", "run", "--", "echo hi", env=env)
+    assert "hodei.sdk_http" in modules  # it did go over the API
+    assert _loaded(modules, *_DIRECT_STACK) == []
+    assert {"hodei.sdk", "hodei.bootstrap"} & modules == set()
+    assert _loaded(modules, "hodei.store", "hodei.queueing", "hodei.runtime") == []
+    job_id = api_server.client("viewer").list(limit=1)[0].id
+    follow = _modules_loaded(settings, tmp_path, "job", "logs", "--follow", str(job_id), env=env)
+    assert _loaded(follow, *_DIRECT_STACK) == []
+    # `events follow` runs until interrupted: read one event, then Ctrl-C it.
+    out = tmp_path / "modules.txt"
+    args = ["events", "follow", "--from-id", "1", "-o", "json"]
+    with subprocess.Popen(
+        [sys.executable, "-c", _PROBE, str(out), *args],
+        env=api_server.env("viewer"),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("{")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    assert _loaded(set(out.read_text().split()), *_DIRECT_STACK) == []
 
 
 def test_help_imports_no_command_module(embedded_settings: Settings, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ class with the same exit code and message (the CLI over HTTP exits as it does lo
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from hodei import errors
@@ -27,11 +26,8 @@ def test_an_error_comes_back_as_its_own_class(cls: type[errors.HodeiError]) -> N
     response = hodei_problem(sent)
     assert response.headers["content-type"] == PROBLEM_TYPE
     assert response.status_code != 500
-    back = httpx.Response(
-        response.status_code, content=response.body, headers=dict(response.headers)
-    )
     with pytest.raises(errors.HodeiError) as raised:
-        raise_problem(back)
+        raise_problem(response.status_code, bytes(response.body))
     assert type(raised.value) is cls
     assert raised.value.exit_code == cls.exit_code
     assert sent.message in str(raised.value)
@@ -39,7 +35,7 @@ def test_an_error_comes_back_as_its_own_class(cls: type[errors.HodeiError]) -> N
 
 def test_a_body_that_is_not_a_problem_is_a_plain_hodei_error() -> None:
     with pytest.raises(errors.HodeiError) as raised:
-        raise_problem(httpx.Response(502, text="<html>bad gateway</html>"))
+        raise_problem(502, b"<html>bad gateway</html>")
     assert type(raised.value) is errors.HodeiError
     assert "502" in str(raised.value)
 
