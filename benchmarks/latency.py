@@ -18,10 +18,12 @@ runs interleaved one by one):
 Each variant's ``hodei/`` is byte-compiled first, as an installed package is.
 
 Reported: p50/p95 of each over all rounds, per variant and backend (PostgreSQL +
-Redis, and the embedded SQLite default), and the ratio new/baseline of the medians.
+Redis, the embedded SQLite default, and ``api``: PostgreSQL + Redis behind a ``hodei
+server`` of the variant's code, the SDK and CLI with only HODEI_API_URL and a submitter
+token), and the ratio new/baseline of the medians, with the load average at the end.
 
     .venv/bin/python benchmarks/latency.py [--baseline-ref main] [--rounds 3] [--n 30]
-        [--k 5] [--backends pg,sqlite] [--json]
+        [--k 5] [--backends pg,sqlite,api] [--json]
 """
 
 from __future__ import annotations
@@ -118,8 +120,9 @@ def variant(
         if database_url:
             env.update(HODEI_DATABASE_URL=database_url, HODEI_BROKER_URL=broker_url)
         v = Variant(name, tree, backend, home, env)
-        secret, worker_id = _prepare(v)
+        secret, worker_id, api_token = _prepare(v)
         worker = f"worker-{name}-{backend}"
+        server = f"server-{name}-{backend}"
         procs.start(
             worker,
             common.hodei_cli("worker", "start", "--concurrency", "2"),
@@ -127,9 +130,41 @@ def variant(
         )
         try:
             _wait_ready(v, worker_id)
+            if backend == "api":
+                port = _free_port()
+                procs.start(server, common.hodei_cli("server", "--port", str(port)), env)
+                url = f"http://127.0.0.1:{port}"
+                common.wait_for(lambda: _live(url), timeout=60, what=f"{name} server")
+                # What is measured knows only the server: no database, no broker.
+                v.env = {
+                    k: val
+                    for k, val in env.items()
+                    if k not in ("HODEI_DATABASE_URL", "HODEI_BROKER_URL")
+                }
+                v.env.update(HODEI_API_URL=url, HODEI_API_TOKEN=api_token)
             yield v
         finally:
+            if backend == "api":
+                procs.stop(server)
             procs.stop(worker)  # before its database goes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _live(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/health/live", timeout=1) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
 
 
 def _compile(tree: Path) -> None:
@@ -191,7 +226,8 @@ with Client.from_env() as client:
     c = client.container
     issued = create_worker_token(c.store, c.clock, provider_name="local", ttl_s=900,
                                  actor="bench:latency")
-    print(json.dumps([issued.secret, str(issued.worker.id)]))
+    _, api_token = client.create_api_token("bench-latency", "submitter")
+    print(json.dumps([issued.secret, str(issued.worker.id), api_token]))
 """
 
 _STATE = """
@@ -204,14 +240,14 @@ with Client.from_env() as client, client.container.store.reading() as tx:
 """
 
 
-def _prepare(v: Variant) -> tuple[str, str]:
+def _prepare(v: Variant) -> tuple[str, str, str]:
     """Migrate (the variant's own code), cap the local provider at one worker, issue a
-    token for the worker the benchmark starts."""
+    token for the worker the benchmark starts and a submitter token for the API."""
     result = v.run("-c", _SETUP)
     if result.returncode:
         raise RuntimeError(f"{v.name}: setup failed: {result.stderr.strip()[-800:]}")
-    secret, worker_id = json.loads(result.stdout.strip().splitlines()[-1])
-    return str(secret), str(worker_id)
+    secret, worker_id, api_token = json.loads(result.stdout.strip().splitlines()[-1])
+    return str(secret), str(worker_id), str(api_token)
 
 
 def _wait_ready(v: Variant, worker_id: str) -> None:
@@ -298,7 +334,12 @@ def render(result: dict[str, Any], variants: list[Variant], args: argparse.Names
             ratio = result.get(f"{backend}.{key}.ratio_p50")
             if ratio is not None:
                 lines.append(f"{'':8} {'':14} {'new/base':9} {ratio:9.2f}")
-    lines += ["", "reproduce: " + common.command_line()]
+    lines += [
+        "",
+        f"load average at the end: {result['load_1m']:.2f} {result['load_5m']:.2f} "
+        f"{result['load_15m']:.2f}",
+        "reproduce: " + common.command_line(),
+    ]
     return "\n".join(lines)
 
 
@@ -346,7 +387,8 @@ def main() -> int:
                 of_backend = [v for v in variants if v.backend == backend]
                 measure_round(of_backend, args.n, args.k, first=i % len(of_backend))
         result = summarize(variants)
-    result = {"rounds": args.rounds, "n": args.n, "k": args.k, **commits, **result}
+    load = dict(zip(("load_1m", "load_5m", "load_15m"), os.getloadavg(), strict=True))
+    result = {"rounds": args.rounds, "n": args.n, "k": args.k, **commits, **load, **result}
     print(json.dumps(result) if args.json else render(result, variants, args))
     return 0
 
