@@ -5,7 +5,8 @@ feed).
 httpx costs about 0.3 ms of CPU a call beyond the socket work (URL and header models,
 h11's state machine, a send for the headers and another for the body); on a submit
 that is a tenth of the whole round trip. Its import (with rich and pygments, for its
-own command line) is about 140 ms, a third of a warm ``hodei job run`` over the API.
+own command line, and httpcore at the first request) is about 80 ms, a fifth of a
+warm ``hodei job run`` over the API.
 ``http.client`` sends a small request in one ``send`` and parses the response in C.
 What httpx does that this does not (a proxy from the environment, an injected
 transport) stays on httpx, imported only then: :func:`fast_path_for` says when this

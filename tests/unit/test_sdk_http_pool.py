@@ -205,3 +205,55 @@ def test_https_is_verified_with_httpx_trust_store(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class _StreamHandler(http.server.BaseHTTPRequestHandler):
+    """A chunked stream of three lines; ``/cut`` drops the connection after two."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i, line in enumerate((b"one\n", b"two\r\n", b"three\n")):
+            if i == 2 and self.path.startswith("/cut"):
+                self.wfile.flush()
+                self.connection.shutdown(2)  # mid-stream, no terminating chunk
+                self.close_connection = True
+                return
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+
+@pytest.mark.parametrize("through", ["stdlib", "httpx"])
+def test_a_stream_yields_its_lines_and_a_cut_is_lost_not_ended(through: str) -> None:
+    # Both paths (the standard library's, httpx's for a proxy) read lines as they come
+    # and tell a stream cut mid-way from one the server ended: the SDK resumes the first.
+    import httpx
+
+    from hodei.sdk_http import _StreamLost
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StreamHandler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    transport = httpx.HTTPTransport() if through == "httpx" else None
+    client = HttpClient(url, "hodei_pat_x", timeout_s=5, transport=transport)
+    try:
+        assert (client._pool is None) == (through == "httpx")
+        with client._stream("/whole", {"a": 1}) as lines:
+            assert list(lines) == [b"one", b"two", b"three"]
+        seen = []
+        with pytest.raises(_StreamLost), client._stream("/cut", None) as lines:
+            seen.extend(lines)
+        assert seen == [b"one", b"two"]
+    finally:
+        client.close()
+        httpd.shutdown()
+        httpd.server_close()
