@@ -12,19 +12,14 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from celery import Task
-from celery.signals import (
-    task_failure,
-    task_prerun,
-    task_rejected,
-    task_revoked,
-    worker_process_init,
-)
+from celery.signals import task_failure, task_prerun, task_rejected, task_revoked
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from hodei.domain.records import Job
 from hodei.errors import Conflict, DatabaseUnavailable, Unauthorized
 from hodei.queueing.names import RUN_JOB_TASK
-from hodei.runtime import context
+from hodei.queueing.worker_step import worker_context
+from hodei.runtime.context import WorkerContext
 from hodei.services.jobs.attempts import Claim, Outcome
 
 logger = logging.getLogger(__name__)
@@ -32,20 +27,18 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _retrying_db_blips(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _retrying_db_blips(window_s: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` (a claim), retried through a database outage for
-    HODEI_DB_RETRY_WINDOW, then given up (the message goes back to the broker). The first
-    try runs outside tenacity, whose per-call setup was ~3% of a worker's CPU on the path
-    that never fails."""
+    ``window_s`` (HODEI_DB_RETRY_WINDOW), then given up (the message goes back to the
+    broker). The first try runs outside tenacity, whose per-call setup was ~3% of a
+    worker's CPU on the path that never fails."""
     try:
         return fn(*args, **kwargs)
     except DatabaseUnavailable:
-        ctx = context.current()
-        window = ctx.container.settings.db_retry_window_s if ctx is not None else 60.0
         retrying = Retrying(
             retry=retry_if_exception_type(DatabaseUnavailable),
             wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(window),
+            stop=stop_after_delay(window_s),
             reraise=True,
         )
         return retrying(fn, *args, **kwargs)
@@ -55,7 +48,8 @@ _connected = False
 
 
 def connect() -> None:
-    """Connect the handlers once per process."""
+    """Connect the handlers once per process; each finds its worker's context through
+    its sender's app (queueing/worker_step.py)."""
     global _connected
     if _connected:
         return
@@ -63,16 +57,14 @@ def connect() -> None:
     task_failure.connect(_on_failure, weak=False)
     task_revoked.connect(_on_revoked, weak=False)
     task_rejected.connect(_on_rejected, weak=False)
-    worker_process_init.connect(_on_process_init, weak=False)
     _connected = True
 
 
-def _on_process_init(**_: Any) -> None:
-    # hodei's own workers use the threads pool, but a forking pool (celery CLI, prefork)
-    # must not share the parent's pooled database connections with its children.
-    ctx = context.current()
-    if ctx is not None and "engine" in ctx.container.__dict__:
-        ctx.container.engine.dispose(close=False)
+def _context(task: Task | None) -> WorkerContext | None:
+    """The context of the hodei worker running ``task`` (run_job), else None."""
+    if not _is_run_job(task) or task is None:
+        return None
+    return worker_context(task.app)
 
 
 def _is_run_job(task: Any) -> bool:
@@ -85,14 +77,20 @@ def _on_prerun(
     args: tuple[Any, ...] | None = None,
     **_: Any,
 ) -> None:
-    ctx = context.current()
-    if not _is_run_job(sender) or ctx is None or not args or sender is None:
+    ctx = _context(sender)
+    if ctx is None or not args or sender is None:
         return
     job_id, attempt = UUID(str(args[0])), int(args[1])
     # No new job while an outcome waits to be written (see runtime/outcomes.py).
     ctx.outcomes.claiming(job_id)
     try:
-        claim: Claim = _retrying_db_blips(ctx.control.claim, job_id, attempt, str(task_id))
+        claim: Claim = _retrying_db_blips(
+            ctx.container.settings.db_retry_window_s,
+            ctx.control.claim,
+            job_id,
+            attempt,
+            str(task_id),
+        )
     except (Unauthorized, Conflict) as exc:
         # An API-mode worker whose credential is revoked (LOST, TERMINATED, expired) or
         # that drains: no claim, the message goes back for another worker, and this one
@@ -140,8 +138,8 @@ def _on_failure(
     args: tuple[Any, ...] | None = None,
     **_: Any,
 ) -> None:
-    ctx = context.current()
-    if not _is_run_job(sender) or ctx is None or sender is None or not args:
+    ctx = _context(sender)
+    if ctx is None or sender is None or not args:
         return
     claim: Claim | None = getattr(sender.request, "hodei_claim", None)
     if claim is None or not claim.won or claim.job is None:
@@ -159,13 +157,11 @@ def _on_failure(
     ctx.outcomes.finish(claim.job, Outcome(exit_code=None, error=f"worker error: {exception}"))
 
 
-def write_outcome(claimed: Job, outcome: Outcome) -> Job | None:
+def write_outcome(ctx: WorkerContext, claimed: Job, outcome: Outcome) -> Job | None:
     """Record ``outcome`` (the platform publishes a retry that is due now); the job as
     it is after, None if the attempt was no longer this worker's. Raises
     (DatabaseUnavailable...) when it could not be written: the worker's OutcomeKeeper
-    calls it, and keeps the outcome to try again."""
-    ctx = context.current()
-    assert ctx is not None
+    calls it (bound to the worker's context), and keeps the outcome to try again."""
     job = ctx.control.finish(claimed, outcome)
     if job is None:
         return None

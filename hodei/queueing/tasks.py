@@ -16,7 +16,7 @@ from hodei.domain.records import Job
 from hodei.errors import AttemptFailed, HodeiError
 from hodei.queueing import maintenance_tasks, signals
 from hodei.queueing.names import RUN_JOB_TASK
-from hodei.runtime import context
+from hodei.queueing.worker_step import worker_context
 from hodei.runtime.attempt_runner import run_attempt, unstartable
 from hodei.runtime.context import WorkerContext
 from hodei.runtime.retention import Budget
@@ -69,7 +69,7 @@ def execute(task: Task, job_id: str, attempt: int) -> str:
             extra=log_extra,
         )
         return f"skipped: {claim.reason}"
-    ctx = context.current()
+    ctx = worker_context(task.app)  # held by the Celery worker (queueing/worker_step.py)
     assert ctx is not None, "run_job only runs inside `hodei worker start`"
     settings = ctx.container.settings
     budget = Budget(settings.max_log_bytes, settings.max_log_lines)

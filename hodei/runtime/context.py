@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the type only: components do not import the wiring
 
 @dataclass
 class WorkerContext:
-    """Set once by ``hodei worker start`` before Celery starts consuming."""
+    """Built once by ``hodei worker start``; Celery's worker holds it (queueing/worker_step.py)."""
 
     container: Container  # settings, clock, the Celery app; its store only in direct mode
     control: ControlPlane  # every call to the platform (database or API)
@@ -38,16 +38,3 @@ class WorkerContext:
     @property
     def worker_id(self) -> UUID:
         return self.worker.id
-
-
-_current: WorkerContext | None = None
-
-
-def install(context: WorkerContext) -> None:
-    global _current
-    _current = context
-
-
-def current() -> WorkerContext | None:
-    """The context of this worker process, or None outside ``hodei worker start``."""
-    return _current

@@ -21,9 +21,10 @@ from hodei.errors import (
     InvalidConfiguration,
     Unauthorized,
 )
+from hodei.queueing import worker_step
 from hodei.queueing.app import broker_reachable, provider_queue, retries_within
 from hodei.queueing.signals import write_outcome
-from hodei.runtime import context, hardening, proctree
+from hodei.runtime import hardening, proctree
 from hodei.runtime.broker_link import BrokerLink, consumer_class
 from hodei.runtime.context import WorkerContext
 from hodei.runtime.control_plane import ControlPlane, DirectControlPlane
@@ -90,7 +91,7 @@ def run_worker(
         _stop(ctx, f"could not record the outcome of job {job.id} before its deadline")
 
     outcomes = OutcomeKeeper(
-        write_outcome,
+        lambda claimed, outcome: write_outcome(ctx, claimed, outcome),
         control.append_logs,
         container.clock,
         on_give_up=give_up,
@@ -100,7 +101,6 @@ def run_worker(
         container, control, worker, outcomes, guard=guard, job_user=job_user, broker=link
     )
     ctx.stop = lambda reason: _stop(ctx, reason)
-    context.install(ctx)
     extra = {"worker_id": str(worker.id)}
     logger.info("worker %s ready on %s", worker.id, worker.queue, extra=extra)
     keeper = threading.Thread(
@@ -115,6 +115,8 @@ def run_worker(
     )
     lost_broker = False
     provider_queue(container.app, worker.queue)  # declared as the publisher declares it
+    # Celery's worker holds the context; its tasks and signal handlers reach it by app.
+    worker_step.install(container.app)
     from kombu.utils.imports import symbol_by_name  # Celery's own way to name its consumer
 
     try:
@@ -130,6 +132,7 @@ def run_worker(
             loglevel=container.settings.log_level,
             # Not READY while its broker is unreachable: DEGRADED until Celery reconnects.
             consumer_cls=consumer_class(symbol_by_name(container.app.conf.worker_consumer), link),
+            hodei_context=ctx,
         )
         celery_worker.start()
         lost_broker = bool(celery_worker.exitcode) and not broker_reachable(container.app)
