@@ -160,21 +160,37 @@ class Hodei:
         the jobs that waited for this one released). The job as it is after; None if
         the attempt was no longer this worker's. Raises (the database is
         unavailable...) only when the outcome was not written."""
-        from hodei.services.jobs.after_finish import after_finish
         from hodei.services.jobs.attempts import finish_attempt
 
         w = self._w
         job = finish_attempt(w.store, w.clock, job=claimed, worker_id=worker_id, outcome=outcome)
         if job is not None:
-            after_finish(
-                w.store,
-                w.clock,
-                w.publisher,
-                job,
-                worker_id=str(worker_id),
-                correlation_id=job.correlation_id,
-            )
+            self._after_finish(job, worker_id)
         return job
+
+    def finish_for(self, worker: Worker, *, job_id: UUID, attempt: int, outcome: Outcome) -> Job:
+        """:meth:`finish` for an API-mode worker (``hodei server``'s /v1/worker routes):
+        of the attempt ``worker`` runs, read as stored rather than taken from the caller;
+        Forbidden, recorded, if it is not (any more) that worker's."""
+        from hodei.services.fleet.worker_access import finish_as
+
+        w = self._w
+        job = finish_as(w.store, w.clock, worker, job_id=job_id, attempt=attempt, outcome=outcome)
+        self._after_finish(job, worker.id)
+        return job
+
+    def _after_finish(self, job: Job, worker_id: UUID) -> None:
+        from hodei.services.jobs.after_finish import after_finish
+
+        w = self._w
+        after_finish(
+            w.store,
+            w.clock,
+            w.publisher,
+            job,
+            worker_id=str(worker_id),
+            correlation_id=job.correlation_id,
+        )
 
     # -- providers ----------------------------------------------------------------
 

@@ -39,7 +39,6 @@ from hodei.services.fleet.workers import (
     broker_lost,
     terminate_worker,
 )
-from hodei.services.jobs.after_finish import after_finish
 from hodei.services.jobs.dispatch import dispatch_pending
 
 logger = logging.getLogger(__name__)
@@ -132,11 +131,11 @@ def finish(request: Request, credential: Credential, body: FinishRequest) -> Job
     c = container(request)
     about = {"job_id": body.job_id, "attempt": body.attempt}
     worker = _worker(request, credential, "finish", **about)
-    job = access.finish_as(
-        c.store, c.clock, worker, job_id=body.job_id, attempt=body.attempt, outcome=body.outcome
+    # Through the facade, as a worker with the database finishes: what follows a finish
+    # (a retry due now, the jobs that waited for this one) is its to do, not the route's.
+    return c.hodei.finish_for(
+        worker, job_id=body.job_id, attempt=body.attempt, outcome=body.outcome
     )
-    after_finish(c.store, c.clock, c.publisher, job, worker_id=str(worker.id))
-    return job
 
 
 @router.get("/jobs/{job_id}/{attempt}/cancel", summary="Whether a cancel was asked for")
