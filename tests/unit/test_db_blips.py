@@ -17,7 +17,7 @@ def test_a_blip_is_retried_until_the_database_answers() -> None:
             raise DatabaseUnavailable("connection refused")
         return a + b
 
-    assert _retrying_db_blips(flaky, 1, b=2) == 3
+    assert _retrying_db_blips(60.0, flaky, 1, b=2) == 3
     assert calls == [1, 1, 1]
 
 
@@ -29,5 +29,5 @@ def test_other_errors_are_not_retried() -> None:
         raise InvalidJobSpec("not a database problem")
 
     with pytest.raises(InvalidJobSpec):
-        _retrying_db_blips(broken)
+        _retrying_db_blips(60.0, broken)
     assert calls == [1]
