@@ -60,10 +60,9 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     from celery.beat import EmbeddedService
 
     from hodei.logconfig import configure_logging
-    from hodei.queueing import due_jobs
     from hodei.queueing.beat import LeaderBeatScheduler
-    from hodei.queueing.cron_loop import CronLoop
     from hodei.queueing.leader import Leadership, holder_name, lock_for
+    from hodei.queueing.leader_loop import cron_loop, due_jobs_loop
     from hodei.queueing.names import CONTROL_QUEUE
     from hodei.store import outage
 
@@ -87,12 +86,11 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
     app = container.app
     app.hodei_leadership = leadership
     beat = EmbeddedService(app, thread=True, scheduler_cls=LeaderBeatScheduler)
-    cron_loop = CronLoop(container, leadership)
-    due_loop = due_jobs.DueJobs(container, leadership)
+    loops = [cron_loop(container, leadership), due_jobs_loop(container, leadership)]
     leadership.start()
     beat.start()
-    cron_loop.start()
-    due_loop.start()
+    for loop in loops:
+        loop.start()
     try:
         app.Worker(
             hostname=f"hodei-scheduler@{socket.gethostname()}",
@@ -104,7 +102,7 @@ def scheduler(ctx: click.Context, concurrency: int) -> None:
             loglevel=settings.log_level,
         ).start()
     finally:
-        due_loop.stop()
-        cron_loop.stop()
+        for loop in reversed(loops):
+            loop.stop()
         beat.stop()
         leadership.stop()  # the next scheduler takes over at once, not after a timeout

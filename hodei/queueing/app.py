@@ -197,7 +197,7 @@ def _transport_options(broker_url: str) -> dict[str, Any]:
 def _beat_schedule() -> dict[str, Any]:
     every = {
         "dispatch_pending": 2.0,
-        "release_gated": 2.0,  # the due times go from the scheduler's own loop (due_jobs)
+        "release_gated": 2.0,  # the due times go from the scheduler's own loop (leader_loop)
         "reap_stale_workers": 15.0,
         "expire_tokens": 60.0,
         "enforce_deadlines": 10.0,
