@@ -337,39 +337,33 @@ class Ending:
 def finish(job: Job, *, worker_id: UUID, ending: Ending, now: datetime) -> Transition:
     """RUNNING on ``worker_id`` at the job's attempt -> the ending's terminal state; the
     attempt ends too, and the worker counts one job done."""
-    return Transition(
+    return _attempt_over(
         Kind.FINISH,
-        job=JobChange(
-            job.id,
-            _ONLY[JobState.RUNNING],
-            {
-                "state": ending.state,
-                "exit_code": ending.exit_code,
-                "failure_reason": ending.failure_reason,
-                "error": ending.error,
-                "finished_at": now,
-                "updated_at": now,
-            },
+        job,
+        worker_id,
+        ending,
+        now,
+        {
+            "state": ending.state,
+            "exit_code": ending.exit_code,
+            "failure_reason": ending.failure_reason,
+            "error": ending.error,
+            "finished_at": now,
+            "updated_at": now,
+        },
+        job_event(
+            job,
+            _END_EVENT[ending.state],
+            actor=Actor.worker(worker_id),
+            now=now,
+            new_state=ending.state,
+            old_state=JobState.RUNNING,
             attempt=job.attempt,
-            worker_id=worker_id,
-        ),
-        attempt=_attempt_ended(job, ending, now),
-        worker=_job_done(worker_id, now),
-        events=(
-            job_event(
-                job,
-                _END_EVENT[ending.state],
-                actor=Actor.worker(worker_id),
-                now=now,
-                new_state=ending.state,
-                old_state=JobState.RUNNING,
-                attempt=job.attempt,
-                exit_code=ending.exit_code,
-                signal=ending.signal,
-                reason=ending.failure_reason,
-                duration_ms=ending.duration_ms,
-                error=ending.error,
-            ),
+            exit_code=ending.exit_code,
+            signal=ending.signal,
+            reason=ending.failure_reason,
+            duration_ms=ending.duration_ms,
+            error=ending.error,
         ),
     )
 
@@ -377,31 +371,47 @@ def finish(job: Job, *, worker_id: UUID, ending: Ending, now: datetime) -> Trans
 def retry(job: Job, *, worker_id: UUID, ending: Ending, due: datetime, now: datetime) -> Transition:
     """A failed attempt with attempts left: RUNNING -> PENDING as attempt n+1, due at
     ``due``; attempt n ends, and the worker counts one job done."""
-    return Transition(
+    return _attempt_over(
         Kind.RETRY,
+        job,
+        worker_id,
+        ending,
+        now,
+        _next_attempt(job, due=due, now=now, exit_code=ending.exit_code),
+        job_event(
+            job,
+            EventType.JOB_RETRY_SCHEDULED,
+            actor=Actor.worker(worker_id),
+            now=now,
+            new_state=JobState.PENDING,
+            attempt=job.attempt + 1,
+            failed_attempt=job.attempt,
+            next_attempt_at=due,
+            exit_code=ending.exit_code,
+            reason=ending.failure_reason,
+        ),
+    )
+
+
+def _attempt_over(
+    kind: Kind,
+    job: Job,
+    worker_id: UUID,
+    ending: Ending,
+    now: datetime,
+    changes: Mapping[str, Any],
+    event: DomainEvent,
+) -> Transition:
+    """The job, RUNNING at its attempt on ``worker_id``, gets ``changes`` and ``event``;
+    the attempt ends as ``ending`` says, and the worker counts one job done."""
+    return Transition(
+        kind,
         job=JobChange(
-            job.id,
-            _ONLY[JobState.RUNNING],
-            _next_attempt(job, due=due, now=now, exit_code=ending.exit_code),
-            attempt=job.attempt,
-            worker_id=worker_id,
+            job.id, _ONLY[JobState.RUNNING], changes, attempt=job.attempt, worker_id=worker_id
         ),
         attempt=_attempt_ended(job, ending, now),
         worker=_job_done(worker_id, now),
-        events=(
-            job_event(
-                job,
-                EventType.JOB_RETRY_SCHEDULED,
-                actor=Actor.worker(worker_id),
-                now=now,
-                new_state=JobState.PENDING,
-                attempt=job.attempt + 1,
-                failed_attempt=job.attempt,
-                next_attempt_at=due,
-                exit_code=ending.exit_code,
-                reason=ending.failure_reason,
-            ),
-        ),
+        events=(event,),
     )
 
 
@@ -831,43 +841,29 @@ def touch(worker_id: UUID, *, now: datetime) -> Transition:
 
 def drain(worker: Worker, *, actor: str, now: datetime) -> Transition:
     """A live worker -> DRAINING: it finishes its current job and exits."""
-    return Transition(
+    return _worker_to(
         Kind.DRAIN,
-        worker=WorkerChange(
-            worker.id, LIVE_WORKER_STATES, {"state": WorkerState.DRAINING, "updated_at": now}
-        ),
-        events=(
-            worker_event(
-                worker,
-                EventType.WORKER_DRAINING,
-                actor=actor,
-                now=now,
-                new_state=WorkerState.DRAINING,
-            ),
-        ),
+        worker,
+        LIVE_WORKER_STATES,
+        WorkerState.DRAINING,
+        EventType.WORKER_DRAINING,
+        actor=actor,
+        now=now,
     )
 
 
 def degrade(worker: Worker, *, reason: str, now: datetime) -> Transition:
     """A worker that takes work -> DEGRADED: it lost its broker and Celery reconnects.
     It is no READY capacity meanwhile; a job it runs goes on."""
-    return Transition(
+    return _worker_to(
         Kind.DEGRADE,
-        worker=WorkerChange(
-            worker.id,
-            frozenset({WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED}),
-            {"state": WorkerState.DEGRADED, "updated_at": now},
-        ),
-        events=(
-            worker_event(
-                worker,
-                EventType.WORKER_DEGRADED,
-                actor=Actor.worker(worker.id),
-                now=now,
-                new_state=WorkerState.DEGRADED,
-                reason=reason,
-            ),
-        ),
+        worker,
+        frozenset({WorkerState.READY, WorkerState.BUSY, WorkerState.REGISTERED}),
+        WorkerState.DEGRADED,
+        EventType.WORKER_DEGRADED,
+        actor=Actor.worker(worker.id),
+        now=now,
+        reason=reason,
     )
 
 
@@ -896,59 +892,33 @@ def reconnect(worker: Worker, *, down_s: float, now: datetime) -> Transition:
 
 def lose(worker: Worker, *, silent_since: datetime, reason: str, now: datetime) -> Transition:
     """A registered worker with no sign of life since ``silent_since`` -> LOST."""
-    return Transition(
+    return _worker_to(
         Kind.LOSE,
-        worker=WorkerChange(
-            worker.id,
-            REGISTERED_WORKER_STATES,
-            {
-                "state": WorkerState.LOST,
-                "termination_reason": reason,
-                "terminated_at": now,
-                "current_job_id": None,
-                "updated_at": now,
-            },
-            silent_since=silent_since,
-        ),
-        events=(
-            worker_event(
-                worker,
-                EventType.WORKER_LOST,
-                actor=Actor.REAPER,
-                now=now,
-                new_state=WorkerState.LOST,
-                last_heartbeat=worker.last_heartbeat,
-                reason=reason,
-            ),
-        ),
+        worker,
+        REGISTERED_WORKER_STATES,
+        WorkerState.LOST,
+        EventType.WORKER_LOST,
+        actor=Actor.REAPER,
+        now=now,
+        changes=_ended(reason, now, current_job_id=None),
+        silent_since=silent_since,
+        last_heartbeat=worker.last_heartbeat,
+        reason=reason,
     )
 
 
 def terminate(worker: Worker, *, reason: str, actor: str, now: datetime) -> Transition:
     """A live worker -> TERMINATED: it exits, or its provider is removed."""
-    return Transition(
+    return _worker_to(
         Kind.TERMINATE,
-        worker=WorkerChange(
-            worker.id,
-            LIVE_WORKER_STATES,
-            {
-                "state": WorkerState.TERMINATED,
-                "termination_reason": reason,
-                "terminated_at": now,
-                "current_job_id": None,
-                "updated_at": now,
-            },
-        ),
-        events=(
-            worker_event(
-                worker,
-                EventType.WORKER_TERMINATED,
-                actor=actor,
-                now=now,
-                new_state=WorkerState.TERMINATED,
-                reason=reason,
-            ),
-        ),
+        worker,
+        LIVE_WORKER_STATES,
+        WorkerState.TERMINATED,
+        EventType.WORKER_TERMINATED,
+        actor=actor,
+        now=now,
+        changes=_ended(reason, now, current_job_id=None),
+        reason=reason,
     )
 
 
@@ -961,30 +931,54 @@ def provision_failed(
     cause: DomainEvent | None = None,
 ) -> Transition:
     """A worker that never registered -> PROVISION_FAILED, its event after ``cause``'s."""
-    return Transition(
+    return _worker_to(
         Kind.PROVISION_FAILED,
+        worker,
+        frozenset({WorkerState.PROVISIONING}),
+        WorkerState.PROVISION_FAILED,
+        EventType.WORKER_PROVISION_FAILED,
+        actor=actor,
+        now=now,
+        changes=_ended(reason, now),
+        cause=cause,
+        reason=reason,
+    )
+
+
+def _worker_to(
+    kind: Kind,
+    worker: Worker,
+    from_states: frozenset[WorkerState],
+    state: WorkerState,
+    event: EventType,
+    *,
+    actor: str,
+    now: datetime,
+    changes: Mapping[str, Any] | None = None,
+    silent_since: datetime | None = None,
+    cause: DomainEvent | None = None,
+    **payload: Any,
+) -> Transition:
+    """``worker`` from one of ``from_states`` to ``state`` (and ``changes``), with one
+    ``event`` (``payload``), after ``cause``'s if given."""
+    return Transition(
+        kind,
         worker=WorkerChange(
             worker.id,
-            frozenset({WorkerState.PROVISIONING}),
-            {
-                "state": WorkerState.PROVISION_FAILED,
-                "termination_reason": reason,
-                "terminated_at": now,
-                "updated_at": now,
-            },
+            from_states,
+            {"state": state, **(changes or {}), "updated_at": now},
+            silent_since=silent_since,
         ),
         events=(
             *([cause] if cause else []),
-            worker_event(
-                worker,
-                EventType.WORKER_PROVISION_FAILED,
-                actor=actor,
-                now=now,
-                new_state=WorkerState.PROVISION_FAILED,
-                reason=reason,
-            ),
+            worker_event(worker, event, actor=actor, now=now, new_state=state, **payload),
         ),
     )
+
+
+def _ended(reason: str, now: datetime, **more: Any) -> dict[str, Any]:
+    """The columns of a worker's end (LOST, TERMINATED, PROVISION_FAILED)."""
+    return {"termination_reason": reason, "terminated_at": now, **more}
 
 
 def after(job: Job, transition: Transition, applied: Applied | None = None) -> Job:
