@@ -544,16 +544,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="hodei end-to-end throughput against raw Celery, on Redis and PostgreSQL."
     )
     parser.add_argument("--n", type=int, default=2000, help="jobs per measurement")
-    parser.add_argument(
-        "--database-url",
-        help="a PostgreSQL database to use (migrated if needed; its jobs are kept); "
-        "default: a scratch database on 127.0.0.1, dropped afterwards",
-    )
-    parser.add_argument(
-        "--broker-url",
-        default=common.DEFAULT_BROKER_URL,
-        help="Redis broker; its database is FLUSHED before and after (default: %(default)s)",
-    )
+    common.add_store_args(parser)
     parser.add_argument("--repeat", type=int, default=1, help="repetitions; medians are shown")
     parser.add_argument(
         "--worker-mode",

@@ -14,6 +14,7 @@ orphan guard (docs/architecture.md, "Trust boundaries").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -67,42 +68,49 @@ def _client(settings: Settings, secrets: dict[str, str], **overrides: Any) -> Cl
 def same_user_worker(
     pg_settings: Settings, secrets: dict[str, str], tmp_path: Path
 ) -> Iterator[tuple[Client, str]]:
-    """A client and the token of a worker started by hand whose jobs run as its own user,
-    with no capabilities: when the tests run as root, the worker runs under ``setpriv``
-    without any, as root's jobs would otherwise read every process whatever it does
-    (CAP_SYS_PTRACE) and a worker with all capabilities is out of reach of a job without
-    them anyway (the kernel wants the tracer's capabilities to cover the tracee's)."""
+    """A client and the token of a worker started by hand whose jobs run as its own user
+    (see :func:`_hand_started`)."""
     client = _client(pg_settings, secrets, job_user=pwd.getpwuid(os.geteuid()).pw_name)
     issued = create_worker_token(
         client.container.store, client.container.clock, provider_name="local", ttl_s=60, actor="t"
     )
+    env = hodei_env(client.container.settings, HODEI_OTP_TOKEN=issued.secret)
+    try:
+        with _hand_started(client, issued.worker.id, env, tmp_path / "worker.log"):
+            yield client, issued.secret
+    finally:
+        stop_workers(client)
+        client.close()
+
+
+@contextlib.contextmanager
+def _hand_started(client: Client, worker_id: Any, env: dict[str, str], log: Path) -> Iterator[None]:
+    """``hodei worker start`` with ``env``, READY, with no capabilities: when the tests
+    run as root, the worker runs under ``setpriv`` without any, as root's jobs would
+    otherwise read every process whatever it does (CAP_SYS_PTRACE) and a worker with all
+    capabilities is out of reach of a job without them anyway (the kernel wants the
+    tracer's capabilities to cover the tracee's)."""
     drop = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--"]
-    with open(tmp_path / "worker.log", "wb") as log:
+    with open(log, "wb") as out:
         worker = subprocess.Popen(
             [
                 *(drop if os.geteuid() == 0 else []),
-                sys.executable,
-                "-m",
-                "hodei",
-                "worker",
-                "start",
+                *(sys.executable, "-m", "hodei", "worker", "start"),
             ],
-            env=hodei_env(client.container.settings, HODEI_OTP_TOKEN=issued.secret),
-            stdout=log,
+            env=env,
+            stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
         wait_for(
-            lambda: _worker_state(client, issued.worker.id) == "READY",
+            lambda: _worker_state(client, worker_id) == "READY",
             timeout=30,
             message="the hand-started worker to register",
         )
-        yield client, issued.secret
+        yield
     finally:
         terminate(worker)
-        stop_workers(client)
-        client.close()
 
 
 def _worker_state(client: Client, worker_id: Any) -> str:
@@ -166,19 +174,6 @@ def _probe(
     return report
 
 
-def test_a_job_of_the_same_user_finds_no_secret_of_its_worker(
-    same_user_worker: tuple[Client, str], secrets: dict[str, str]
-) -> None:
-    client, token = same_user_worker
-    report = _probe(client, secrets, token)
-    assert report["uid"] == os.geteuid()
-    assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
-    assert report["found"] == [], report
-    assert report["reachable"] == [], report
-    assert report["inherited_fds"] == [], report
-    assert report["files_read"] > 0
-
-
 @pytest.fixture
 def api_mode_worker(
     pg_settings: Settings, secrets: dict[str, str], tmp_path: Path
@@ -191,7 +186,6 @@ def api_mode_worker(
     made = _client(pg_settings, secrets, job_user=pwd.getpwuid(os.geteuid()).pw_name)
     base = made.container.settings  # the URLs with the passwords the probe looks for
     made.close()
-    drop = ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--"]
     with (
         open(tmp_path / "server.log", "wb") as server_log,
         running_server(base, log=server_log, worker_api=True) as server,
@@ -207,35 +201,20 @@ def api_mode_worker(
         env = {k: v for k, v in os.environ.items() if not k.startswith("HODEI_")}
         env.update(client.container.settings.worker_environment(), HODEI_OTP_TOKEN=issued.secret)
         assert "HODEI_DATABASE_URL" not in env and env["HODEI_API_URL"] == server.url
-        with open(tmp_path / "worker.log", "wb") as log:
-            worker = subprocess.Popen(
-                [
-                    *(drop if os.geteuid() == 0 else []),
-                    *(sys.executable, "-m", "hodei", "worker", "start"),
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_for(
-                lambda: _worker_state(client, issued.worker.id) == "READY",
-                timeout=30,
-                message="the hand-started API-mode worker to register",
-            )
+        with _hand_started(client, issued.worker.id, env, tmp_path / "worker.log"):
             yield client, issued.secret
-        finally:
-            terminate(worker)
 
 
-def test_a_job_of_an_api_mode_worker_finds_no_secret_nor_its_credential(
-    api_mode_worker: tuple[Client, str], secrets: dict[str, str]
+@pytest.mark.parametrize("worker", ["same_user_worker", "api_mode_worker"])
+def test_a_job_of_its_own_user_finds_no_secret_of_its_worker(
+    worker: str, request: pytest.FixtureRequest, secrets: dict[str, str]
 ) -> None:
-    """The worker's credential (``hodei_wkr_...``, which the test cannot know) is looked
-    for by its prefix: it appears nowhere the job can read."""
-    client, token = api_mode_worker
-    report = _probe(client, secrets, token, more_needles=("hodei_wkr_",))
+    """Direct mode and API mode alike. An API-mode worker's credential (``hodei_wkr_...``,
+    which the test cannot know) is looked for by its prefix: it appears nowhere the job
+    can read."""
+    client, token = request.getfixturevalue(worker)
+    more = ("hodei_wkr_",) if worker == "api_mode_worker" else ()
+    report = _probe(client, secrets, token, more_needles=more)
     assert report["uid"] == os.geteuid()
     assert len(report["hodei_processes"]) >= 2, report  # the worker and its guard
     assert report["found"] == [], report
