@@ -62,8 +62,11 @@ class LeaderBeatScheduler(Scheduler):  # type: ignore[misc]  # celery is untyped
     def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
         from hodei.store.scheduler_state import record_beat_run
 
-        super().apply_entry(entry, producer=producer)
+        # Recorded before it is sent: a leader killed between the two then costs one
+        # interval of that (idempotent, periodic) task, where the other order let the
+        # next leader send it again at once, twice within its interval.
         try:
             record_beat_run(self.app.hodei_container.engine, entry.name, self.app.now())
         except HodeiError as exc:
             logger.debug("could not record the send of %s: %s", entry.name, exc)
+        super().apply_entry(entry, producer=producer)
