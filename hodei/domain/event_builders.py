@@ -109,6 +109,20 @@ def provider_event(
     )
 
 
+def token_event(
+    token_id: UUID, event_type: EventType, *, actor: str, now: datetime, **payload: Any
+) -> DomainEvent:
+    """An event on a bootstrap token's timeline."""
+    return DomainEvent(
+        event_type=str(event_type),
+        aggregate_type=str(Aggregate.TOKEN),
+        aggregate_id=token_id,
+        actor=actor,
+        occurred_at=now,
+        payload=_json_ready(payload),
+    )
+
+
 def plain(value: Any) -> Any:
     """``value`` as JSON can hold it: mappings, lists, a provider's status and health."""
     if isinstance(value, Mapping):

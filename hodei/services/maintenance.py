@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from hodei.domain import transitions
-from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
+from hodei.domain.event_builders import token_event
+from hodei.domain.events import Actor, EventType
 from hodei.domain.records import Job, Worker
 from hodei.domain.states import AttemptState
 from hodei.services.fleet.workers import fail_provisioning
@@ -162,7 +163,13 @@ def expire_tokens(store: Store, clock: Clock) -> list[Worker]:
             reason = "never registered before its token expired"
             if worker is None:
                 continue
-            expired = _token_expired(token.id, worker, now)
+            expired = token_event(
+                token.id,
+                EventType.TOKEN_EXPIRED,
+                actor=Actor.REAPER,
+                now=now,
+                worker_id=str(worker.id),
+            )
             if fail_provisioning(tx, now, worker, reason, actor=Actor.REAPER, cause=expired):
                 failed.append(worker)
         # What a crash (between consuming a token and registering) or hand-made SQL
@@ -178,17 +185,6 @@ def expire_tokens(store: Store, clock: Clock) -> list[Worker]:
     if failed:
         logger.warning("%d worker(s) never registered and never will", len(failed))
     return failed
-
-
-def _token_expired(token_id: UUID, worker: Worker, now: datetime) -> DomainEvent:
-    return DomainEvent(
-        event_type=str(EventType.TOKEN_EXPIRED),
-        aggregate_type=str(Aggregate.TOKEN),
-        aggregate_id=token_id,
-        actor=Actor.REAPER,
-        occurred_at=now,
-        payload={"worker_id": str(worker.id)},
-    )
 
 
 def enforce_deadlines(store: Store, clock: Clock, *, grace_s: float) -> list[Job]:

@@ -9,8 +9,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from hodei.domain.event_builders import worker_event
-from hodei.domain.events import Actor, Aggregate, DomainEvent, EventType
+from hodei.domain.event_builders import token_event, worker_event
+from hodei.domain.events import Actor, EventType
 from hodei.domain.records import BootstrapToken, Provider, Worker
 from hodei.domain.states import WorkerState
 from hodei.errors import TokenRejected
@@ -81,11 +81,11 @@ def issue_token(
             provider=provider.name,
             infra_ref=infra_ref,
         ),
-        _token_event(
-            token,
+        token_event(
+            token.id,
             EventType.TOKEN_ISSUED,
-            actor,
-            now,
+            actor=actor,
+            now=now,
             worker_id=str(worker_id),
             expires_at=token.expires_at.isoformat(),
         ),
@@ -101,11 +101,11 @@ def consume_token(store: Store, clock: Clock, secret: str) -> BootstrapToken:
         token = tx.tokens.consume(token_hash, now)
         if token is not None:
             tx.events.add(
-                _token_event(
-                    token,
+                token_event(
+                    token.id,
                     EventType.TOKEN_CONSUMED,
-                    Actor.worker(token.worker_id),
-                    now,
+                    actor=Actor.worker(token.worker_id),
+                    now=now,
                     worker_id=str(token.worker_id),
                 )
             )
@@ -133,30 +133,14 @@ def _record_rejection(store: Store, now: datetime, token_hash: str) -> str:
             reason = "consumed" if known.consumed_at is not None else "expired"
             aggregate_id = known.id
         tx.events.add(
-            DomainEvent(
-                event_type=str(EventType.TOKEN_REJECTED),
-                aggregate_type=str(Aggregate.TOKEN),
-                aggregate_id=aggregate_id,
+            token_event(
+                aggregate_id,
+                EventType.TOKEN_REJECTED,
                 actor="worker:unregistered",
-                occurred_at=now,
-                payload={
-                    "reason": reason,
-                    "worker_id": str(known.worker_id) if known else None,
-                },
+                now=now,
+                reason=reason,
+                worker_id=str(known.worker_id) if known else None,
             )
         )
     logger.warning("bootstrap token rejected: %s", reason)
     return reason
-
-
-def _token_event(
-    token: BootstrapToken, event_type: EventType, actor: str, now: datetime, **payload: object
-) -> DomainEvent:
-    return DomainEvent(
-        event_type=str(event_type),
-        aggregate_type=str(Aggregate.TOKEN),
-        aggregate_id=token.id,
-        actor=actor,
-        occurred_at=now,
-        payload=dict(payload),
-    )

@@ -168,11 +168,7 @@ def broker_lost(store: Store, clock: Clock, worker_id: UUID, *, reason: str) -> 
     WorkerDegraded and ``reason``, so it is no READY capacity. False if it was not
     taking work (draining, ended) or is DEGRADED already."""
     now = clock.now()
-    with store.transaction() as tx:
-        worker = tx.workers.get(worker_id)
-        if worker is None:
-            return False
-        won = bool(tx.apply(transitions.degrade(worker, reason=reason, now=now)))
+    won = _change(store, worker_id, lambda w: transitions.degrade(w, reason=reason, now=now))
     if won:
         logger.warning(
             "worker %s is DEGRADED: %s", worker_id, reason, extra={"worker_id": str(worker_id)}
@@ -183,11 +179,7 @@ def broker_lost(store: Store, clock: Clock, worker_id: UUID, *, reason: str) -> 
 def broker_back(store: Store, clock: Clock, worker_id: UUID, *, down_s: float) -> bool:
     """The worker reaches its broker again: READY, or BUSY if it runs a job."""
     now = clock.now()
-    with store.transaction() as tx:
-        worker = tx.workers.get(worker_id)
-        if worker is None:
-            return False
-        won = bool(tx.apply(transitions.reconnect(worker, down_s=down_s, now=now)))
+    won = _change(store, worker_id, lambda w: transitions.reconnect(w, down_s=down_s, now=now))
     if won:
         logger.info(
             "worker %s reaches its broker again after %.1fs",
@@ -225,3 +217,13 @@ def fail_provisioning(
     registered, or another pass won)."""
     change = transitions.provision_failed(worker, reason=reason, actor=actor, now=now, cause=cause)
     return bool(tx.apply(change))
+
+
+def _change(
+    store: Store, worker_id: UUID, change: Callable[[Worker], transitions.Transition]
+) -> bool:
+    """Apply ``change`` to the worker as stored, in one transaction: False if the worker
+    is gone or no longer in a state the change starts from."""
+    with store.transaction() as tx:
+        worker = tx.workers.get(worker_id)
+        return worker is not None and bool(tx.apply(change(worker)))
