@@ -20,6 +20,7 @@ import pytest
 from hodei.domain.states import JobState, WorkerState
 from hodei.errors import BrokerUnavailable
 from hodei.sdk import Client
+from hodei.services.fleet.bootstrap_tokens import IssuedToken
 from hodei.services.fleet.workers import create_worker_token
 from hodei.services.ports.store import EventQuery
 from hodei.settings import Settings
@@ -231,16 +232,7 @@ def test_a_worker_that_loses_its_broker_gives_up_and_says_why(
 ) -> None:
     redis = _private_redis(port, tmp_path)
     client = _client(settings)
-    issued = create_worker_token(
-        client.container.store, client.container.clock, provider_name="local", ttl_s=60, actor="t"
-    )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "hodei", "worker", "start"],
-        env=hodei_env(settings, HODEI_OTP_TOKEN=issued.secret),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    issued, worker = _hand_started_worker(client, settings, stderr=subprocess.PIPE)
     try:
         wait_for(
             lambda: _worker_state(client, issued.worker.id) is WorkerState.READY,
@@ -270,6 +262,23 @@ def test_a_worker_that_loses_its_broker_gives_up_and_says_why(
     client.close()
 
 
+def _hand_started_worker(
+    client: Client, settings: Settings, *, stderr: int
+) -> tuple[IssuedToken, subprocess.Popen[str]]:
+    """A ``hodei worker start`` with a token of its own, on the test's broker."""
+    issued = create_worker_token(
+        client.container.store, client.container.clock, provider_name="local", ttl_s=60, actor="t"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hodei", "worker", "start"],
+        env=hodei_env(settings, HODEI_OTP_TOKEN=issued.secret),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+    return issued, worker
+
+
 def _worker_state(client: Client, worker_id: UUID) -> WorkerState | None:
     with client.container.store.reading() as tx:
         record = tx.workers.get(worker_id)
@@ -285,15 +294,7 @@ def test_a_worker_that_loses_its_broker_is_degraded_until_it_reconnects(
     settings = dataclasses.replace(settings, broker_wait_s=120.0, worker_idle_timeout_s=300.0)
     redis = _private_redis(port, tmp_path)
     client = _client(settings)
-    issued = create_worker_token(
-        client.container.store, client.container.clock, provider_name="local", ttl_s=60, actor="t"
-    )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "hodei", "worker", "start"],
-        env=hodei_env(settings, HODEI_OTP_TOKEN=issued.secret),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    issued, worker = _hand_started_worker(client, settings, stderr=subprocess.DEVNULL)
     wid = issued.worker.id
     try:
         wait_for(lambda: _worker_state(client, wid) is WorkerState.READY, timeout=30)
