@@ -268,9 +268,6 @@ class Hodei:
             "cancelled": [str(j.id) for j in done.cancelled],
         }
 
-    def _reap_stale_workers(self) -> Report:
-        return self.reap_stale_workers()
-
     def reap_stale_workers(self, provider_ids: Collection[UUID | None] | None = None) -> Report:
         """Silent workers LOST (of ``provider_ids`` only, if given), their jobs recovered
         and their remains removed: beat's task, and a waiter's for its job's provider."""
@@ -404,7 +401,7 @@ class Hodei:
 _MAINTENANCE: dict[str, Callable[[Hodei], Report]] = {
     "dispatch_pending": Hodei._dispatch_pending,
     "release_gated": Hodei._release_gated,
-    "reap_stale_workers": Hodei._reap_stale_workers,
+    "reap_stale_workers": Hodei.reap_stale_workers,
     "expire_tokens": Hodei._expire_tokens,
     "enforce_deadlines": Hodei._enforce_deadlines,
     "purge": Hodei._purge,
