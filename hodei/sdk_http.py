@@ -503,39 +503,31 @@ class HttpClient(ClientBase):
         return self._sse(params, options or FollowOptions())
 
     def _sse(self, params: dict[str, Any] | None, options: FollowOptions) -> Generator[DomainEvent]:
+        """Reconnects, with backoff, a stream that was open once; a server that cannot
+        be reached at the first attempt is an error, not an endless retry."""
         last_id: int | None = None
         backoff = options.retry_s
+        opened = False
         while True:
             headers = {} if last_id is None else {"Last-Event-ID": str(last_id)}
             try:
-                for event in self._sse_once(params, headers):
-                    last_id = event.id
-                    backoff = options.retry_s
-                    yield event
+                with self._stream(
+                    "/v1/events/stream", params, headers, SSE_READ_TIMEOUT_S
+                ) as lines:
+                    opened = True
+                    for event in _sse_events(lines):
+                        last_id = event.id
+                        backoff = options.retry_s
+                        yield event
             except (_StreamLost, _StreamEnded) as exc:
                 if self._closed:
                     return
+                if not opened:
+                    unreachable = ServiceUnavailable(f"cannot reach the hodei API at {self._url}")
+                    raise unreachable from exc.__cause__ or exc
                 logger.warning("event stream from %s lost (%s); reconnecting", self._url, exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, options.max_retry_s)
-
-    def _sse_once(
-        self, params: dict[str, Any] | None, headers: dict[str, str]
-    ) -> Iterator[DomainEvent]:
-        with self._stream("/v1/events/stream", params, headers, SSE_READ_TIMEOUT_S) as lines:
-            data: builtins.list[bytes] = []
-            kind = b""
-            for line in lines:
-                if line.startswith(b"data:"):
-                    data.append(line[5:].strip())
-                elif line.startswith(b"event:"):
-                    kind = line[6:].strip()
-                elif not line and data:
-                    if kind == b"error":
-                        raise _StreamEnded(b" ".join(data).decode(errors="replace"))
-                    yield _as(DomainEvent, b"\n".join(data))
-                    data, kind = [], b""
-            raise _StreamEnded("the server closed the stream")
 
     def status(self) -> SystemStatus:
         return _as(SystemStatus, self._get("/v1/status"))  # type: ignore[no-any-return]
@@ -707,6 +699,24 @@ class HttpClient(ClientBase):
                 self._http.close()
             if self._pool is not None:
                 self._pool.close()
+
+
+def _sse_events(lines: Iterator[bytes]) -> Iterator[DomainEvent]:
+    """The events of a Server-Sent Events stream; its end, or an ``error`` event,
+    raises ``_StreamEnded``."""
+    data: builtins.list[bytes] = []
+    kind = b""
+    for line in lines:
+        if line.startswith(b"data:"):
+            data.append(line[5:].strip())
+        elif line.startswith(b"event:"):
+            kind = line[6:].strip()
+        elif not line and data:
+            if kind == b"error":
+                raise _StreamEnded(b" ".join(data).decode(errors="replace"))
+            yield _as(DomainEvent, b"\n".join(data))
+            data, kind = [], b""
+    raise _StreamEnded("the server closed the stream")
 
 
 class _StreamEnded(Exception):

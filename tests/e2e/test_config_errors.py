@@ -137,3 +137,27 @@ def test_provider_health_without_the_docker_library_names_the_extra(tmp_path: Pa
     assert len(result.stderr.splitlines()) <= 2, result.stderr
     # Both read like the command's own lines, not a timestamped log record.
     assert all(line.startswith("hodei: ") for line in result.stderr.splitlines()), result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("events", "follow"),
+        ("job", "run", "--", "true"),
+        ("job", "logs", "--follow", "00000000-0000-0000-0000-000000000000"),
+        ("job", "show", "00000000-0000-0000-0000-000000000000"),
+        ("status",),
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_an_api_url_nothing_answers_on_fails_at_once(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # `events follow` used to retry such a server forever; once it has been reached, a
+    # dropped stream is still reconnected (tests/integration/test_api_streams.py).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before the CLI connects: refused
+    url = f"http://127.0.0.1:{port}"
+    result = hodei(tmp_path, *args, timeout=30, HODEI_API_URL=url, HODEI_API_TOKEN="hodei_pat_x")
+    assert result.returncode == ServiceUnavailable.exit_code, result.stderr
+    assert result.stderr.splitlines()[0] == f"hodei: error: cannot reach the hodei API at {url}"
+    assert "hodei_pat_x" not in result.stderr
