@@ -304,6 +304,29 @@ def process_cpu_s(pid: int, *, children: bool = True) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds used by a process and every live descendant (each with its reaped
+    children's): a worker with its pool processes and the jobs they ran."""
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        used[pid] = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    tree, grew = {root}, True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    return sum(used.get(pid, 0.0) for pid in tree)
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     """The ``pct`` percentile (nearest rank, 0 < pct <= 100); NaN for no values."""
     if not values:

@@ -4,9 +4,12 @@ the same PostgreSQL and Redis.
 One worker (started by hand, concurrency 2; the local provider is capped so nothing
 else is launched) runs the jobs while this process submits ``true`` jobs:
 
-- one by one, in alternating rounds of N/4 through the local backend (``Client``) and
-  through the API (``HttpClient``, a submitter token, one server process): jobs/s and
-  p50/p95 latency of each submit as the caller sees it;
+- one by one, in rounds of N/4 through the local backend (``Client``) and through the
+  API (``HttpClient``, a submitter token, one server process), which goes first
+  swapped each round: jobs/s and p50/p95 latency of each submit as the caller sees
+  it, and the CPU each party used per job meanwhile (this process, the server, the
+  worker with its jobs, the PostgreSQL backends of this run's database): on a machine
+  with few cores, the parties of a submit and the worker share them;
 - ``submit_many`` through the local backend and over the API (``POST /v1/jobs/batch``),
   500 jobs a call: jobs/s;
 - submit-to-finished as the client sees it: a submit, then ``wait`` (a long poll), one
@@ -54,13 +57,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _submits(submit: Callable[[int], Any], count: int, start: int) -> tuple[float, list[float]]:
-    """Seconds for ``count`` submits, and each one's latency in ms."""
+def _submits(
+    submit: Callable[..., Any], tag: str, count: int, start: int
+) -> tuple[float, list[float]]:
+    """Seconds for ``count`` submits of ``true``, and each one's latency in ms."""
     latencies = []
     began = time.perf_counter()
     for i in range(start, start + count):
         t0 = time.perf_counter()
-        submit(i)
+        submit("true", name=f"{tag}-{i}")
         latencies.append((time.perf_counter() - t0) * 1000)
     return time.perf_counter() - began, latencies
 
@@ -130,17 +135,19 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
             seconds = {"local": 0.0, "api": 0.0}
             latencies: dict[str, list[float]] = {"local": [], "api": []}
+            cpu: dict[str, dict[str, float]] = {"local": {}, "api": {}}
             rounds = 4
             per_round = max(args.n // rounds, 1)
+            backends: list[tuple[str, Any]] = [("local", local), ("api", api)]
             for r in range(rounds):
-                for name, client in (("local", local), ("api", api)):
-                    took, lat = _submits(
-                        lambda i, c=client, n=name: c.submit("true", name=f"{n}-{i}"),
-                        per_round,
-                        r * per_round,
-                    )
+                for name, client in backends if r % 2 == 0 else backends[::-1]:
+                    before = _cpu_s(procs, sql)
+                    took, lat = _submits(client.submit, name, per_round, r * per_round)
+                    after = _cpu_s(procs, sql)
                     seconds[name] += took
                     latencies[name] += lat
+                    for party, used in after.items():
+                        cpu[name][party] = cpu[name].get(party, 0.0) + used - before[party]
             done_local = _done_ms(local, args.done, "local")
             done_api = _done_ms(api, args.done, "api")
 
@@ -171,7 +178,30 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "api_done_p50_ms": common.median(done_api),
     }
     result["ratio"] = result["api_submit_per_s"] / result["local_submit_per_s"]
+    for name, parties in cpu.items():
+        for party, used in parties.items():
+            result[f"{name}_cpu_{party}_ms"] = used / n_each * 1000
     return result
+
+
+PARTIES = ("client", "server", "worker", "postgres")
+
+
+def _cpu_s(procs: common.Processes, sql: sa.Engine) -> dict[str, float]:
+    """CPU seconds so far of each party to the one-by-one submits: this process (for the
+    local backend, the whole submit), the server, the worker (its pool processes and the
+    jobs they ran too) and the PostgreSQL backends connected to this run's database."""
+    with sql.connect() as conn:
+        backends = conn.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ).scalars()
+        postgres = sum(common.process_cpu_s(pid, children=False) for pid in backends)
+    return {
+        "client": common.process_cpu_s(os.getpid(), children=False),
+        "server": sum(common.tree_cpu_s(p.pid) for p in procs.running("server")),
+        "worker": sum(common.tree_cpu_s(p.pid) for p in procs.running("worker")),
+        "postgres": postgres,
+    }
 
 
 def _live(url: str) -> bool:
@@ -195,6 +225,11 @@ def render_table(s: dict[str, float], workers: int) -> str:
         f"{'local backend, submit_many (500)':34} {s['local_submit_many_per_s']:8.1f}",
         f"{'API, submit_many (500 a request)':34} {s['api_submit_many_per_s']:8.1f}",
         f"{'ratio API / local (one by one)':34} {s['ratio']:8.2f}",
+        "CPU ms per job while submitting one by one: " + " / ".join(PARTIES),
+        *(
+            f"  {name:32} " + " / ".join(f"{s[f'{name}_cpu_{p}_ms']:.2f}" for p in PARTIES)
+            for name in ("local", "api")
+        ),
         f"reproduce: {common.command_line()}",
     ]
     return "\n".join(lines)
