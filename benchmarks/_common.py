@@ -304,19 +304,24 @@ def process_cpu_s(pid: int, *, children: bool = True) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """Every process's pid and the fields of its /proc/PID/stat after the command name
+    (``fields[1]`` is the parent, ``[3]`` the session, ``[11:15]`` CPU ticks)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            yield int(entry.name), (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+
+
 def tree_cpu_s(root: int) -> float:
     """CPU seconds used by a process and every live descendant (each with its reaped
     children's): a worker with its pool processes and the jobs they ran."""
     parents: dict[int, int] = {}
     used: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        pid = int(entry.name)
+    for pid, fields in proc_stats():
         parents[pid] = int(fields[1])
         used[pid] = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     tree, grew = {root}, True

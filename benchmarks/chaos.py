@@ -230,16 +230,7 @@ def _kill_targets(pid: int, scope: str) -> list[int]:
     if scope == "worker":
         return [pid]
     # The worker leads its session; its jobs run in process groups inside it.
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == pid:
-            members.append(int(entry.name))
+    members = [member for member, fields in common.proc_stats() if int(fields[3]) == pid]
     return [pid, *(m for m in members if m != pid)]
 
 
