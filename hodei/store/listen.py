@@ -11,10 +11,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import psycopg
 import sqlalchemy as sa
-from psycopg import Notify
 from sqlalchemy.engine import Engine
 
 from hodei.domain.events import DomainEvent
@@ -22,6 +21,12 @@ from hodei.errors import DatabaseUnavailable
 from hodei.store.engine import database_errors
 from hodei.store.mapping import event_from_row
 from hodei.store.tables import domain_events as events
+
+if TYPE_CHECKING:
+    # psycopg is imported where a connection is made: only PostgreSQL LISTENs, and its
+    # import (a twentieth of a second) would be paid by every SQLite `job run` too.
+    import psycopg
+    from psycopg import Notify
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,8 @@ class PgNotifications:
             self._names = ", ".join(self._channels)
         if self._conn is not None and self._listening == self._channels:
             return
+        import psycopg
+
         try:
             if self._conn is None:
                 self._conn = psycopg.connect(
@@ -71,6 +78,8 @@ class PgNotifications:
         """The notifications of the next burst, or none after ``timeout_s``."""
         self.listen()
         assert self._conn is not None
+        import psycopg
+
         try:
             got = list(self._conn.notifies(timeout=timeout_s, stop_after=1))
             if got:  # drain a burst: one read covers it
@@ -84,6 +93,8 @@ class PgNotifications:
         """Stop listening but keep the connection, and drop what was already delivered."""
         if self._conn is None:
             return
+        import psycopg
+
         try:
             self._conn.execute("UNLISTEN *")
             self._listening = ()
@@ -95,6 +106,8 @@ class PgNotifications:
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            import psycopg
+
             with contextlib.suppress(psycopg.Error):
                 conn.close()
 
