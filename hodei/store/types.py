@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 
@@ -34,9 +33,28 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class JSONDocument(sa.TypeDecorator[Any]):
+    """JSON, stored as JSONB on PostgreSQL: ``sa.JSON().with_variant(JSONB(), ...)``
+    but for the import. Naming JSONB in the table definitions imported SQLAlchemy's
+    PostgreSQL dialect (and its asyncpg driver module), 30 ms of every SQLite command;
+    here it is picked when a PostgreSQL engine, which has imported it, asks."""
+
+    impl = sa.JSON
+    cache_ok = True
+    # As sa.JSON's default (none_as_null=False): Python None is the JSON ``null``.
+    should_evaluate_none = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(sa.JSON())
+
+
 def json_type() -> sa.types.TypeEngine[Any]:
     """JSON, stored as JSONB on PostgreSQL."""
-    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    return JSONDocument()
 
 
 def big_id() -> sa.types.TypeEngine[int]:
