@@ -24,7 +24,8 @@ def create_app(settings: Settings, container: Container | None = None) -> Celery
     no task module needs to build (or import) the wiring."""
     _use_hodei_sqlite_transport()
     check_broker_url(settings)
-    app = Celery("hodei", broker=settings.broker_url, set_as_current=False)
+    # No fix-ups: Celery's only one is Django's, and loading it imports the worker.
+    app = Celery("hodei", broker=settings.broker_url, set_as_current=False, fixups=[])
     app.hodei_container = container
     app.conf.update(_config(settings))
     # The tasks, and through them the worker's runtime, are imported when the app is
