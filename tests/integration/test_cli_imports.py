@@ -71,6 +71,22 @@ def test_job_run_imports_neither_the_worker_nor_the_operators_commands(
     assert _loaded(modules, "pydantic", "fastapi", "httpx", "alembic") == []
 
 
+def test_job_run_on_the_embedded_default_imports_neither_postgresql_nor_mysql(
+    embedded_client: Client, embedded_settings: Settings, tmp_path: Path
+) -> None:
+    # SQLite database and broker: psycopg (for PostgreSQL's LISTEN), SQLAlchemy's
+    # PostgreSQL dialect (for JSONB) and its MySQL one (for kombu's table options) were
+    # each imported all the same, a tenth of a second together; Celery's Django fix-up
+    # imported its worker. (The home's first command migrates it, through alembic and
+    # all its dialects: that one is made here.)
+    assert embedded_client.list(limit=1) == []
+    modules = _modules_loaded(embedded_settings, tmp_path, "job", "run", "--", "true")
+    assert "hodei.queueing.sqlite_transport" in modules  # it did publish, to SQLite
+    assert _loaded(modules, "psycopg", "sqlalchemy.dialects.postgresql") == []
+    assert _loaded(modules, "sqlalchemy.dialects.mysql") == []
+    assert _loaded(modules, "celery.worker", "celery.fixups") == []
+
+
 # The direct mode's stack: the database, its drivers, the broker's clients, and httpx.
 _DIRECT_STACK = ("sqlalchemy", "psycopg", "celery", "kombu", "redis", "httpx", "alembic")
 
