@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import uvicorn
@@ -20,23 +21,38 @@ logger = logging.getLogger(__name__)
 def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     """Serve until SIGTERM or Ctrl-C. Each worker process builds its own Container from
     the environment; nothing is kept in memory that another replica would need."""
-    # The schema is checked (or, embedded, created) once here, not by racing workers.
     from hodei.bootstrap import Container
+    from hodei.listening import listen
 
-    container = Container(settings)
-    container.ensure_schema()
-    container.close()
-    logger.info("hodei server: http://%s:%s (%d process(es))", host, port, workers)
-    uvicorn.run(
-        "hodei.api.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        timeout_keep_alive=KEEP_ALIVE_S,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # hodei's logging (text or JSON lines), set up by the app factory
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
-    )
+    # The port first: taken, it is one line and exit 5 (as for `hodei serve`), before
+    # anything else is logged; uvicorn's own bind would log it and exit 3 (NotFound's).
+    sock = listen(host, port)
+    try:
+        # The schema is checked (or, embedded, created) once here, not by racing workers.
+        container = Container(settings)
+        container.ensure_schema()
+        container.close()
+        logger.info(
+            "hodei server: http://%s:%s (%d process(es))", host, sock.getsockname()[1], workers
+        )
+        config = uvicorn.Config(
+            "hodei.api.app:app_from_env",
+            factory=True,
+            workers=workers,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # hodei's logging (text or JSON lines), set up by the app factory
+            access_log=False,
+            proxy_headers=True,
+            server_header=False,
+        )
+        # What uvicorn.run does with the socket it binds, given ours.
+        with contextlib.suppress(KeyboardInterrupt):
+            if workers > 1:
+                from uvicorn.supervisors import Multiprocess
+
+                Multiprocess(config, sockets=[sock]).run()
+            else:
+                uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

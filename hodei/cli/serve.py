@@ -21,7 +21,6 @@ def serve(ctx: click.Context, address: str | None, port: int | None) -> None:
     Every metric is read from the database at scrape time, so numbers survive restarts.
     """
     from hodei.bootstrap import Container
-    from hodei.errors import ServiceUnavailable
     from hodei.logconfig import configure_logging
     from hodei.observability.server import serve as run_server
     from hodei.store import outage
@@ -36,7 +35,4 @@ def serve(ctx: click.Context, address: str | None, port: int | None) -> None:
     outage.DATABASE.announce()
     address = address or settings.serve_address
     port = settings.serve_port if port is None else port
-    try:
-        run_server(Container(settings), address, port)
-    except OSError as exc:
-        raise ServiceUnavailable(f"cannot listen on {address}:{port}: {exc.strerror}") from exc
+    run_server(Container(settings), address, port)  # one line and exit 5 if the port is taken

@@ -14,7 +14,8 @@ from types import FrameType
 
 from celery import Celery
 
-from hodei.errors import InvalidConfiguration, ServiceUnavailable
+from hodei.errors import InvalidConfiguration
+from hodei.listening import listen_errors
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +82,8 @@ def run_flower(app: Celery, address: str, port: int, credentials: list[str]) -> 
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
     logging.getLogger("flower.inspector").setLevel(logging.ERROR)
     dashboard = Flower(capp=app, options=options, **flower_settings)
-    try:
+    with listen_errors(address, port):  # the port is in use, or not ours to take
         bound = dashboard.start_http_server()
-    except OSError as exc:  # the port is in use, or not ours to take
-        raise ServiceUnavailable(f"cannot listen on {address}:{port}: {exc.strerror}") from None
     logger.info(
         "hodei flower: http://%s:%s (basic auth %s)",
         address or "0.0.0.0",  # noqa: S104 (only a display string)

@@ -21,6 +21,7 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from hodei.bootstrap import Container
+from hodei.listening import listen_errors
 from hodei.observability.health import HealthChecker
 from hodei.observability.metrics import build_registry
 
@@ -92,14 +93,16 @@ def _server_class(address: str) -> type[ThreadingWSGIServer]:
 
 
 def serve(container: Container, address: str, port: int) -> None:
-    """Serve until SIGTERM or Ctrl-C; nothing here needs the database to be up."""
-    server = make_server(
-        address,
-        port,
-        ObservabilityApp(container),
-        server_class=_server_class(address),
-        handler_class=_QuietHandler,
-    )
+    """Serve until SIGTERM or Ctrl-C; nothing here needs the database to be up.
+    ServiceUnavailable if ``address:port`` cannot be taken."""
+    with listen_errors(address, port):
+        server = make_server(
+            address,
+            port,
+            ObservabilityApp(container),
+            server_class=_server_class(address),
+            handler_class=_QuietHandler,
+        )
     bound = server.server_address[1]
     logger.info("hodei serve: metrics and health on http://%s:%s", address, bound)
 

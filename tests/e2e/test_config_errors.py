@@ -109,6 +109,21 @@ def test_flower_on_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(result, ServiceUnavailable.exit_code, f"127.0.0.1:{port}", "in use")
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("server",), ("server", "--workers", "2"), ("serve",)],
+    ids=["server", "server-workers", "serve"],
+)
+def test_a_server_on_a_port_in_use_is_one_line(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """`hodei server` said it as uvicorn's log lines and exit 3 (NotFound's code)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = hodei(tmp_path, *command, "--port", str(port), HODEI_HOME=str(tmp_path / "h"))
+    assert_one_line_error(result, ServiceUnavailable.exit_code, f"127.0.0.1:{port}", "in use")
+
+
 def test_provider_health_without_the_docker_library_names_the_extra(tmp_path: Path) -> None:
     home = str(tmp_path / "h")
     added = hodei(
