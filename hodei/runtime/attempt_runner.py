@@ -295,7 +295,7 @@ def run_attempt(
     try:
         outcome = runner.run(
             job.spec.argv,
-            env=build_job_env({**job.spec.env, **secrets}, extra),
+            env=build_job_env({**job.spec.env, **secrets}, extra, user=user),
             cwd=job.spec.working_dir,
             timeout_s=job.spec.timeout_s,
             on_output=masking(secrets.values(), sink.write),

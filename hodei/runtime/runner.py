@@ -74,19 +74,55 @@ def readable(data: bytes) -> str:
 
 
 def build_job_env(
-    job_env: Mapping[str, str], extra: Mapping[str, str], base: Mapping[str, str] | None = None
+    job_env: Mapping[str, str],
+    extra: Mapping[str, str],
+    base: Mapping[str, str] | None = None,
+    *,
+    user: JobUser | None = None,
 ) -> dict[str, str]:
     """The environment a job's command sees.
 
     A small allow-list from the worker's own environment (``base``, default ``os.environ``),
     then the job's env, then ``extra`` (e.g. HODEI_JOB_ID). Worker secrets (database URLs,
-    tokens) never leak because nothing else is copied.
+    tokens) never leak because nothing else is copied. A job run as another ``user``
+    inherits only the directories of the worker's PATH that any user may search (see
+    :func:`searchable_path`); a PATH in the job's own env is kept as it is.
     """
     source = os.environ if base is None else base
     env = {name: source[name] for name in ALLOWED_WORKER_ENV if name in source}
+    if user is not None and "PATH" in env:
+        env["PATH"] = searchable_path(env["PATH"])
     env.update(job_env)
     env.update(extra)
     return env
+
+
+def searchable_path(path: str) -> str:
+    """``path`` (a PATH) without the directories another user cannot search: those with
+    an ancestor (or themselves) missing the others' execute bit, such as root's
+    ``/root/.cargo/bin``. Looking a command up in one of them fails with EACCES, which
+    execvp and the shell report (and keep) as "permission denied" even when the command
+    exists nowhere: a root worker's job, run as ``nobody``, read a missing command as a
+    refused one. Relative and missing entries go too (a job runs in another directory)."""
+    kept: list[str] = []
+    for entry in path.split(os.pathsep):
+        if entry and entry not in kept and os.path.isabs(entry) and _others_may_search(entry):
+            kept.append(entry)
+    return os.pathsep.join(kept)
+
+
+def _others_may_search(directory: str) -> bool:
+    path = os.path.realpath(directory)
+    while True:
+        try:
+            if not os.stat(path).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
 
 
 class GroupGuard(Protocol):
@@ -181,7 +217,8 @@ class _Run:
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             if self._cgroup is not None:
                 self._cgroup.remove()
-            return self._spawn_failed(_spawn_error_message(exc, argv, cwd), started)
+            message = _spawn_error_message(exc, argv, cwd, env.get("PATH", os.defpath))
+            return self._spawn_failed(message, started)
         if self._cgroup is not None and not inside:
             self._cgroup.remove()
             self._cgroup = None
@@ -486,20 +523,12 @@ def _reachable_cwd() -> str:
     """The worker's working directory if any user may enter it, else ``/``: a job run as
     another user must not start in a directory it cannot use (root's home)."""
     here = os.getcwd()
-    path = here
-    while True:
-        try:
-            if not os.stat(path).st_mode & 0o001:
-                return "/"
-        except OSError:
-            return "/"
-        parent = os.path.dirname(path)
-        if parent == path:
-            return here
-        path = parent
+    return here if _others_may_search(here) else "/"
 
 
-def _spawn_error_message(exc: Exception, argv: list[str], cwd: str | None) -> str:
+def _spawn_error_message(
+    exc: Exception, argv: list[str], cwd: str | None, path: str | None = None
+) -> str:
     if not isinstance(exc, OSError):
         return f"cannot start command: {exc}"
     # subprocess reports a failed chdir with the working directory as the filename.
@@ -512,8 +541,17 @@ def _spawn_error_message(exc: Exception, argv: list[str], cwd: str | None) -> st
     if isinstance(exc, FileNotFoundError | NotADirectoryError):
         return f"command not found: {argv[0]}"
     if isinstance(exc, PermissionError):
+        if "/" not in argv[0] and not _on_path(argv[0], path or ""):
+            # execvp keeps EACCES from a directory of PATH the job's user cannot search
+            # over the ENOENT of the others: the command is missing, not refused.
+            return f"command not found: {argv[0]}"
         return f"permission denied: {argv[0]}"
     return f"cannot start {argv[0]}: {exc.strerror or exc}"
+
+
+def _on_path(name: str, path: str) -> bool:
+    """Whether a file ``name`` is in a directory of ``path``, as the worker sees them."""
+    return any(os.path.exists(os.path.join(d or ".", name)) for d in path.split(os.pathsep))
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> int:

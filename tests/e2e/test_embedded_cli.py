@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from hodei.settings import Settings
-from tests.support import run_cli
+from tests.support import hodei_env, run_cli
 
 pytestmark = [pytest.mark.slow]
 
@@ -18,8 +22,6 @@ pytestmark = [pytest.mark.slow]
 @pytest.fixture
 def home(embedded_settings: Settings):
     yield embedded_settings
-    import dataclasses
-
     from hodei.sdk import Client
     from tests.conftest import stop_workers
 
@@ -195,3 +197,37 @@ def test_a_command_that_cannot_start_exits_127_as_documented(home: Settings) -> 
     assert "FAILED" in result.stderr and "spawn_error" in result.stderr
     manual = (Path(__file__).resolve().parents[2] / "docs" / "manual.md").read_text()
     assert "127 when the command could not be started" in manual
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a worker running as root")
+def test_a_missing_command_of_a_job_run_as_nobody_is_not_found(
+    home: Settings, tmp_path: Path
+) -> None:
+    """A root worker's job runs as nobody with the worker's PATH, which named a directory
+    nobody cannot search (root's ~/.cargo/bin): a missing command read "permission
+    denied" (EACCES wins the PATH walk) instead of "not found"."""
+    private = tmp_path / "private"
+    (private / "bin").mkdir(parents=True)
+    private.chmod(0o700)
+    settings = dataclasses.replace(home, job_user="")  # the default: nobody for root
+    env = hodei_env(settings, PATH=f"{private / 'bin'}{os.pathsep}{os.environ['PATH']}")
+
+    def job_run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hodei", "job", "run", "--", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=settings.home.parent,
+        )
+
+    argv = job_run("nonexistent_cmd_xyz", "arg")
+    assert argv.returncode == 127, argv.stderr
+    assert "hodei: command not found: nonexistent_cmd_xyz" in argv.stderr
+    shell = job_run("nonexistent_cmd_xyz")
+    assert shell.returncode == 127, shell.stderr
+    assert "nonexistent_cmd_xyz: not found" in shell.stderr
+    assert "ermission denied" not in argv.stderr + shell.stderr
+    found = job_run("echo", "still on the PATH")  # the searchable directories stay
+    assert (found.returncode, found.stdout) == (0, "still on the PATH\n"), found.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hodei.runtime import proctree
+from hodei.runtime.hardening import JobUser
 from hodei.runtime.runner import (
     MAX_LINE_BYTES,
     CommandRunner,
@@ -137,6 +138,49 @@ def test_build_job_env_copies_only_the_allow_list() -> None:
         "HODEI_JOB_ID": "42",
     }
     assert build_job_env({"X": "job"}, {"X": "extra"}, {})["X"] == "extra"
+
+
+def test_a_job_of_another_user_inherits_only_the_path_it_can_search(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    (private / "bin").mkdir(parents=True)
+    private.chmod(0o700)
+    (tmp_path / "open").mkdir(mode=0o755)
+    tmp_path.chmod(0o755)
+    searchable = [str(tmp_path / "open")] if _searchable_by_others(tmp_path) else []
+    worker_path = os.pathsep.join([str(private / "bin"), str(tmp_path / "open"), "/bin", "rel"])
+    user = JobUser("nobody", 65534, 65534, "/")
+    env = build_job_env({}, {}, {"PATH": worker_path}, user=user)
+    assert env["PATH"] == os.pathsep.join([*searchable, "/bin"])
+    assert build_job_env({}, {}, {"PATH": worker_path})["PATH"] == worker_path  # own user
+    own = build_job_env({"PATH": worker_path}, {}, {"PATH": "/bin"}, user=user)
+    assert own["PATH"] == worker_path  # the job's own PATH is its business
+
+
+def _searchable_by_others(path: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs a command as nobody")
+def test_a_missing_command_behind_an_unsearchable_path_entry_is_not_found(
+    tmp_path: Path,
+) -> None:
+    private = tmp_path / "private"
+    (private / "bin").mkdir(parents=True)
+    tool = private / "bin" / "hodei-private-tool"
+    tool.write_text("#!/bin/sh\necho hi\n")
+    tool.chmod(0o755)
+    private.chmod(0o700)
+    nobody = CommandRunner(
+        flush_interval_s=0.05, grace_s=1.0, user=JobUser("nobody", 65534, 65534, "/")
+    )
+    env = {"PATH": f"{private / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin"}  # the job's own
+    missing, _ = run(["hodei-no-such-command-xyz"], env=env, runner=nobody)
+    assert (missing.exit_code, missing.error) == (
+        127,
+        "command not found: hodei-no-such-command-xyz",
+    )
+    refused, _ = run(["hodei-private-tool"], env=env, runner=nobody)  # there, but not for it
+    assert (refused.exit_code, refused.error) == (127, "permission denied: hodei-private-tool")
 
 
 def test_env_reaches_the_command_and_worker_secrets_do_not() -> None:
