@@ -348,23 +348,40 @@ class HttpClient(ClientBase):
     def wait(
         self, job_id: str | UUID, *, timeout: float | None = None, poll_s: float | None = None
     ) -> Job:
-        """Block until the job is terminal: long polls, each held open by the server."""
+        """Block until the job is terminal: long polls, each held open by the server.
+
+        A long poll the server drops (it is stopping: a 503, or a cut connection) is
+        asked again, of whichever replica answers, up to ``FOLLOW_RETRIES`` failures in
+        a row, as a followed log resumes; a server not reached at the first poll is
+        ServiceUnavailable at once."""
         check_seconds(timeout, "timeout", allow_none=True)
         check_seconds(poll_s, "poll_s", allow_none=True)
         job_uuid = self._job_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
+        answered = False
+        failures = 0
         while True:
             left = LONG_POLL_S if deadline is None else max(deadline - time.monotonic(), 0.0)
             hold = min(left, LONG_POLL_S)
-            job: Job = _as(
-                Job,
-                self._request(
+            try:
+                raw = self._request(
                     "GET",
                     f"/v1/jobs/{job_uuid}/wait",
                     params={"timeout": round(hold, 3)},
                     timeout=hold + self._timeout_s,
-                ),
-            )
+                )
+            except ServiceUnavailable as exc:
+                # No cause: a problem document, so a server did answer.
+                answered = answered or exc.__cause__ is None
+                failures += 1
+                late = deadline is not None and time.monotonic() >= deadline
+                if not answered or failures > FOLLOW_RETRIES or self._closed or late:
+                    raise
+                logger.warning("wait on %s lost (%s); asking again", self._url, exc)
+                time.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
+                continue
+            answered, failures = True, 0
+            job: Job = _as(Job, raw)
             if job.is_terminal:
                 return job
             if deadline is not None and time.monotonic() >= deadline:

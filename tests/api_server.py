@@ -70,17 +70,19 @@ def running_server(
     log: Any = None,
     tokens: dict[str, str] | None = None,
     worker_api: bool = False,
+    port: int | None = None,
 ) -> Iterator[ApiServer]:
     """Start ``hodei server`` on ``settings`` (PostgreSQL or SQLite), with one token per
     role made directly on the database (or ``tokens``, for a second replica), and stop
     it (and what it launched) after. With ``worker_api``, the workers it (or the direct
     client beside it) launches are API-mode workers of this server
-    (HODEI_WORKER_API_URL)."""
+    (HODEI_WORKER_API_URL). ``port``: this one (a server restarted in its place), not a
+    free one."""
     import dataclasses
 
     from tests.conftest import stop_workers
 
-    port = free_port()
+    port = free_port() if port is None else port
     url = f"http://127.0.0.1:{port}"
     if worker_api:
         settings = dataclasses.replace(settings, worker_api_url=url)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cached_property
 from typing import Any
 
@@ -17,9 +18,50 @@ from hodei.api import problems
 from hodei.api.auth import REGISTRY
 from hodei.api.routes import events, fleet, jobs, schedules, worker
 from hodei.bootstrap import Container
+from hodei.errors import ServiceUnavailable
 from hodei.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+class StoppingAnswers:
+    """What a request still running when the server stops gets (``hodei server`` drops
+    them after its shutdown grace, ``hodei.api.server.SHUTDOWN_GRACE_S``).
+
+    uvicorn cancels such a request's task, and the only thing that cancels one is the
+    shutdown (a client that hangs up is told through ``receive``, not by a cancel). A
+    request that has not answered yet (a long-polling ``wait``) gets a 503 problem and
+    ``Connection: close``, instead of the 500 and traceback uvicorn would log for it:
+    the SDK asks again, of another replica or the restarted server. A stream that has
+    started (a followed log, the event stream) is cut mid-way, which its client reads
+    as a dropped connection and resumes after its last line or event."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except asyncio.CancelledError:
+            if started:
+                return  # uvicorn closes the connection on a response left unfinished
+            stopping = ServiceUnavailable("the hodei server is stopping; ask again")
+            response = problems.hodei_problem(stopping)
+            response.headers["Connection"] = "close"
+            response.headers["Retry-After"] = "0"
+            await response(scope, receive, send)
 
 
 class _Ops:
@@ -62,6 +104,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     ops = _Ops(container)
     problems.install(app)
+    app.add_middleware(StoppingAnswers)
     for router in (jobs.router, events.router, fleet.router, schedules.router, worker.router):
         app.include_router(router, responses=problems.RESPONSES)
 

@@ -15,6 +15,15 @@ than the idle timeout of the usual load balancers (60 s), so a balancer never re
 connection the server is closing; the SDK drops its idle ones sooner
 (``hodei.sdk_http.KEEP_ALIVE_S``), for the same reason."""
 
+SHUTDOWN_GRACE_S = 10
+"""How long, after SIGTERM, requests in flight may still finish before the server drops
+them and exits. Without a bound, uvicorn waits for every connection: a followed log,
+an event stream or a long-polling ``wait`` (up to 30 s) kept the server up as long as
+the job ran. Ordinary calls take milliseconds; the long ones are dropped, and the SDK
+resumes them on another replica or the restarted server. 10 s keeps the whole stop well
+inside Kubernetes' default grace period (30 s, then SIGKILL) and Docker's default stop
+timeout (10 s, which compose.yaml raises for the server)."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,6 +49,7 @@ def serve_api(settings: Settings, host: str, port: int, *, workers: int = 1) -> 
             factory=True,
             workers=workers,
             timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             log_level=settings.log_level.lower(),
             log_config=None,  # hodei's logging (text or JSON lines), set up by the app factory
             access_log=False,
