@@ -45,7 +45,7 @@ from hodei.sdk_base import (
     schedule_name,
     schedule_spec,
 )
-from hodei.services.jobs.job_ids import resolve_job_id
+from hodei.services.jobs.job_ids import resolve_job_id, resolve_worker_id
 from hodei.services.ports.store import EventQuery, JobQuery
 from hodei.settings import Settings, mask_url
 
@@ -521,7 +521,8 @@ class Client(ClientBase):
             return tx.workers.search(states=() if all_states else LIVE_WORKER_STATES, limit=limit)
 
     def worker(self, worker_id: str | UUID) -> Worker:
-        worker_uuid = parse_uuid(worker_id, "worker id")
+        """One worker, by its id or a unique start of it (the 8 hex digits lists print)."""
+        worker_uuid = resolve_worker_id(self._c.store, worker_id)
         with self._c.store.reading() as tx:
             found = tx.workers.get(worker_uuid)
         if found is None:
@@ -533,7 +534,8 @@ class Client(ClientBase):
         from hodei.services.fleet.workers import drain_worker
 
         c = self._c
-        return drain_worker(c.store, c.clock, parse_uuid(worker_id, "worker id"), actor=self.actor)
+        worker_uuid = resolve_worker_id(c.store, worker_id)
+        return drain_worker(c.store, c.clock, worker_uuid, actor=self.actor)
 
     def create_worker_token(self, provider: str = "local", *, ttl_s: float = 300) -> IssuedToken:
         """A single-use bootstrap token (and its worker row) for a worker started by hand."""

@@ -184,8 +184,8 @@ def parse_job_id(value: str | UUID) -> UUID:
 
 def parse_uuid(value: str | UUID, what: str) -> UUID:
     """An id from user input (``what``: "worker id", "aggregate id", ...), or a one-line
-    :class:`InvalidInput` that names it. The one parser of whole ids; a job's id may
-    also be a prefix (``services.jobs.job_ids``)."""
+    :class:`InvalidInput` that names it. The one parser of whole ids; a job's or a
+    worker's id may also be a prefix (``services.jobs.job_ids``)."""
     if isinstance(value, UUID):
         return value
     try:

@@ -68,7 +68,7 @@ from hodei.sdk_http_pool import ConnectionPool, fast_path_for
 from hodei.services.fleet.bootstrap_tokens import IssuedToken
 from hodei.services.fleet.provider_registry import ProviderView
 from hodei.services.fleet.provider_removal import Removal
-from hodei.services.jobs.job_ids import parse_job_ref
+from hodei.services.jobs.job_ids import parse_job_ref, parse_worker_ref
 from hodei.services.jobs.schedules import ScheduleView
 from hodei.services.operators.diagnosis import Diagnosis
 from hodei.services.operators.doctor import DoctorOptions, DoctorReport
@@ -622,10 +622,11 @@ class HttpClient(ClientBase):
         return _as(builtins.list[Worker], data)  # type: ignore[no-any-return]
 
     def worker(self, worker_id: str | UUID) -> Worker:
-        return _as(Worker, self._get(f"/v1/workers/{parse_uuid(worker_id, 'worker id')}"))  # type: ignore[no-any-return]
+        # A prefix is resolved by the server, as a job's is.
+        return _as(Worker, self._get(f"/v1/workers/{parse_worker_ref(worker_id)}"))  # type: ignore[no-any-return]
 
     def drain_worker(self, worker_id: str | UUID) -> Worker:
-        path = f"/v1/workers/{parse_uuid(worker_id, 'worker id')}/drain"
+        path = f"/v1/workers/{parse_worker_ref(worker_id)}/drain"
         return _as(Worker, self._post(path))  # type: ignore[no-any-return]
 
     def create_worker_token(self, provider: str = "local", *, ttl_s: float = 300) -> IssuedToken:

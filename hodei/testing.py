@@ -413,6 +413,9 @@ class _Workers:
     def get(self, worker_id: UUID) -> Worker | None:
         return self._s.workers.get(worker_id)
 
+    def ids_between(self, low: UUID, high: UUID, *, limit: int) -> list[UUID]:
+        return sorted(i for i in self._s.workers if low <= i <= high)[:limit]
+
     def search(
         self, *, states: Collection[WorkerState] = (), queue: str | None = None, limit: int = 100
     ) -> list[Worker]:

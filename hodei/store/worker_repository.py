@@ -76,6 +76,15 @@ class SqlWorkerRepository:
         first = self._c.execute(stmt, where_params(id=worker_id)).mappings().first()
         return worker_from_row(first) if first else None
 
+    def ids_between(self, low: UUID, high: UUID, *, limit: int) -> list[UUID]:
+        query = (
+            sa.select(workers.c.id)
+            .where(workers.c.id.between(low, high))
+            .order_by(workers.c.id)
+            .limit(limit)
+        )
+        return list(self._c.execute(query).scalars())
+
     def compare_and_set(
         self, worker_id: UUID, *, states: Collection[WorkerState], **changes: Any
     ) -> bool:

@@ -270,6 +270,19 @@ def test_jobs_are_found_by_a_range_of_ids(store: Store, clock: FixedClock) -> No
         assert tx.jobs.ids_between(ids[1], high, limit=5) == ids[1:]
 
 
+def test_workers_are_found_by_a_range_of_ids(store: Store, clock: FixedClock) -> None:
+    ids = [uuid.UUID(f"abcdef12-0000-4000-8000-00000000000{n}") for n in (1, 2)]
+    template = ready_worker(store, clock)  # a third, elsewhere in the id space
+    with store.transaction() as tx:
+        for worker_id in ids:
+            tx.workers.add(replace(template, id=worker_id))
+    low, high = uuid.UUID("abcdef12" + "0" * 24), uuid.UUID("abcdef12" + "f" * 24)
+    with store.reading() as tx:
+        assert tx.workers.ids_between(low, high, limit=5) == ids
+        assert tx.workers.ids_between(low, high, limit=1) == ids[:1]
+        assert tx.workers.ids_between(ids[1], high, limit=5) == ids[1:]
+
+
 # Moved from test_claim_and_finish.py (there on SQLite and PostgreSQL only).
 def test_a_lost_claim_writes_nothing(store: Store, clock: FixedClock) -> None:
     first, second = ready_worker(store, clock), ready_worker(store, clock)
