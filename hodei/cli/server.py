@@ -113,7 +113,7 @@ def token_create(
 @OUTPUT_OPTION
 @click.pass_context
 def token_list(ctx: click.Context, show_all: bool, output: str) -> None:
-    """Tokens with their role, expiry and last use (never their secrets)."""
+    """Tokens with their role, creator, expiry and last use (never their secrets)."""
     rows = [
         {
             "name": t.name,
@@ -131,7 +131,7 @@ def token_list(ctx: click.Context, show_all: bool, output: str) -> None:
     if output == "json":
         print_json(rows)
         return
-    print_table(rows, ["name", "role", "expires_at", "last_used_at", "revoked_at"])
+    print_table(rows, ["name", "role", "created_by", "expires_at", "last_used_at", "revoked_at"])
 
 
 @token.command("revoke")

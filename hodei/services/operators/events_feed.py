@@ -210,6 +210,9 @@ def summarize(event_type: str | None, payload: dict[str, Any]) -> str:
         parts.append(f"health {payload.get('old')}→{payload.get('new')}")
     if event_type == "JobCreated" and isinstance(payload.get("spec"), dict):
         parts.append(f"command={_short(payload['spec'].get('command'), 60)}")
+    if event_type in ("ApiTokenCreated", "ApiTokenRevoked"):
+        # "name" and "role" mean other things in other payloads: only a token's.
+        parts.extend(f"{k}={_short(payload[k], 80)}" for k in ("name", "role") if payload.get(k))
     for key in _SUMMARY_KEYS:
         value = payload.get(key)
         if value in (None, "", [], {}):
