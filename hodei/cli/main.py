@@ -69,6 +69,12 @@ class HodeiGroup(click.Group):
         except errors.HodeiError as exc:
             _report(exc)
             sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            # A group run without a subcommand: its help, as `--help` prints it (and as
+            # docker and kubectl do), not squeezed into one error line. Exit 0: nothing
+            # went wrong, the user asked what there is.
+            click.echo(exc.ctx.get_help(), color=exc.ctx.color)
+            sys.exit(0)
         except click.exceptions.Abort:
             click.echo("hodei: aborted", err=True)
             sys.exit(130)
