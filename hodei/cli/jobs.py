@@ -204,6 +204,13 @@ def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> Non
             if unpublished.is_unpublished(submitted):
                 submitted = unpublished.wait_for_publish(client, submitted)
             if output == "json":
+                # stdout stays one JSON document (the final job), so the command's
+                # output, stored as ever, is not streamed: say so, and how to read it.
+                click.echo(
+                    f"hodei: job {submitted.id} submitted ({submitted.state}); its output is"
+                    f" not shown with --output json: `hodei job logs {submitted.id}` prints it",
+                    err=True,
+                )
                 print_json(job_to_dict(client.wait(submitted.id)))
                 sys.exit(exit_code_for(client.get(submitted.id)))
             click.echo(f"hodei: job {submitted.id} submitted ({submitted.state})", err=True)
