@@ -17,6 +17,7 @@ from hodei.cli import held, unpublished
 from hodei.cli.log_output import LineWriter
 from hodei.cli.output import (
     OUTPUT_OPTION,
+    output_closed,
     print_fields,
     print_json,
     print_table,
@@ -219,6 +220,13 @@ def run(ctx: click.Context, /, no_wait: bool, output: str, **params: Any) -> Non
                 writer.write(line)
     except (KeyboardInterrupt, Stopped) as stop:
         sys.exit(_cancel_on_stop(client, submitted.id, stop))
+    except BrokenPipeError:
+        if not output_closed():
+            raise
+        # stdout's reader went away (`| head`): like a lost terminal (SIGHUP), so the
+        # job is cancelled; the CLI's boundary then exits 141 (128 + SIGPIPE) quietly.
+        _cancel_on_stop(client, submitted.id, Stopped(signal.SIGPIPE))
+        raise
     final = client.get(submitted.id)
     click.echo(f"hodei: job {final.id} {final.state}{_why(final)}", err=True)
     sys.exit(exit_code_for(final))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
 
 from hodei import __version__, errors
+from hodei.cli.output import (
+    CLOSED_OUTPUT_EXIT_CODE,
+    OutputClosed,
+    output_closed,
+    silence_closed_output,
+)
 from hodei.domain.inputs import text_problem
 from hodei.logconfig import configure_logging
 from hodei.settings import Settings
@@ -34,6 +41,7 @@ def _exit_codes_help() -> str:
     lines.append(
         f"  {INTERNAL_ERROR_EXIT_CODE}  internal error: a bug in hodei or a broken installation"
     )
+    lines.append(f"  {CLOSED_OUTPUT_EXIT_CODE}  output closed (`| head`): stopped quietly")
     return "\b\nExit codes:\n" + "\n".join(lines)
 
 
@@ -61,6 +69,14 @@ class HodeiGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _closed_output_raised():  # `hodei --help | head -1`
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _closed_output_raised():
+            return super().invoke(ctx)
+
     def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
         try:
@@ -69,6 +85,11 @@ class HodeiGroup(click.Group):
         except errors.HodeiError as exc:
             _report(exc)
             sys.exit(exc.exit_code)
+        except OutputClosed:
+            # The reader went away (`hodei job list | head -1`): stop quietly, as a Unix
+            # tool killed by SIGPIPE does, with its exit code.
+            silence_closed_output()
+            sys.exit(CLOSED_OUTPUT_EXIT_CODE)
         except click.exceptions.NoArgsIsHelpError as exc:
             # A group run without a subcommand: its help, as `--help` prints it (and as
             # docker and kubectl do), not squeezed into one error line. Exit 0: nothing
@@ -99,6 +120,18 @@ class HodeiGroup(click.Group):
             )
             logger.debug("traceback", exc_info=exc)
             sys.exit(INTERNAL_ERROR_EXIT_CODE)
+
+
+@contextlib.contextmanager
+def _closed_output_raised() -> Iterator[None]:
+    """A BrokenPipeError as :class:`OutputClosed` when stdout or stderr lost its reader
+    (click would exit 1 without a word); from anything else, an internal error."""
+    try:
+        yield
+    except BrokenPipeError as exc:
+        if output_closed():
+            raise OutputClosed from exc
+        raise RuntimeError(f"broken pipe: {exc}") from exc
 
 
 def _checked_args(args: list[str]) -> list[str]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -72,3 +75,40 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f}m ago"
     return f"{seconds / 3600:.1f}h ago"
+
+
+CLOSED_OUTPUT_EXIT_CODE = 141
+"""128 + SIGPIPE: what a Unix tool exits with when its reader went away (``| head``)."""
+
+
+class OutputClosed(Exception):
+    """stdout or stderr is a pipe (or socket) whose reader has gone: the command stops
+    quietly, as a Unix tool killed by SIGPIPE does. Not an OSError, so that click's own
+    handling of EPIPE (a silent exit 1) does not take it."""
+
+
+def output_closed() -> bool:
+    """Whether stdout or stderr has lost its reader: a broken pipe from anything else (a
+    socket to a server) is an error to report, not a reason to stop quietly."""
+    return any(_closed(stream) for stream in (sys.stdout, sys.stderr))
+
+
+def _closed(stream: Any) -> bool:
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # not a file (captured in-process): a write to it cannot break
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    # Linux flags a pipe's write end POLLERR once no reader is left; a socket, POLLHUP.
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def silence_closed_output() -> None:
+    """Point the closed stdout/stderr at /dev/null, so that Python's last flush at exit
+    does not print `Exception ignored ... BrokenPipeError`."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        if _closed(stream):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
