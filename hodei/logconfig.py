@@ -10,10 +10,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from hodei.settings import mask_url
+
 CONTEXT_FIELDS = ("job_id", "worker_id", "attempt", "correlation_id", "provider")
 _SECRET = re.compile(
-    r"(?P<url>[a-z0-9+.-]+://[^:/@\s]*:)[^@\s]+(?=@)"
-    r"|(?P<kv>\b(?:\w*(?:OTP_TOKEN|BASIC_AUTH|PASSWORD|SECRET|API_KEY)|password|passwd|secret"
+    r"(?P<kv>\b(?:\w*(?:OTP_TOKEN|BASIC_AUTH|PASSWORD|SECRET|API_KEY)|password|passwd|secret"
     r"|token)\s*[=:]\s*)\S+"
     r"|(?P<tok>\bhodei_)[A-Za-z0-9_\-]{20,}",
     re.IGNORECASE,
@@ -33,9 +34,10 @@ def mask_secrets(text: str) -> str:
         return text
 
     def _sub(m: re.Match[str]) -> str:
-        return (m.group("url") or m.group("kv") or m.group("tok") or "") + "***"
+        return (m.group("kv") or m.group("tok") or "") + "***"
 
-    return _SECRET.sub(_sub, text)
+    # URLs as hodei.settings masks them (credentials up to the last '@'), in one place.
+    return _SECRET.sub(_sub, mask_url(text) if "://" in text else text)
 
 
 class _MaskingFilter(logging.Filter):

@@ -76,7 +76,7 @@ from hodei.services.operators.events_feed import FollowOptions
 from hodei.services.operators.status import SystemStatus
 from hodei.services.ports.providers import HealthReport
 from hodei.services.ports.store import EventQuery
-from hodei.settings import Settings, mask_url
+from hodei.settings import Settings, check_url, mask_url
 
 if TYPE_CHECKING:
     import httpx
@@ -147,7 +147,10 @@ class HttpClient(ClientBase):
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise InvalidConfiguration("HODEI_API_URL must start with http:// or https://")
+        check_url("HODEI_API_URL", url)
         self._url = url.rstrip("/")
+        # How messages and logs name the server: any credentials in the URL masked.
+        self._shown = mask_url(self._url)
         self._closed = False
         self._timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -197,7 +200,7 @@ class HttpClient(ClientBase):
 
     def __repr__(self) -> str:
         state = " closed" if self._closed else ""
-        return f"<hodei.HttpClient{state} url={mask_url(self._url)!r}>"
+        return f"<hodei.HttpClient{state} url={self._shown!r}>"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
         """The body of a successful response; a problem raises its HodeiError."""
@@ -210,9 +213,9 @@ class HttpClient(ClientBase):
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise ServiceUnavailable(f"the hodei API at {self._url} did not answer") from exc
+            raise ServiceUnavailable(f"the hodei API at {self._shown} did not answer") from exc
         except httpx.HTTPError as exc:
-            raise ServiceUnavailable(f"cannot reach the hodei API at {self._url}") from exc
+            raise ServiceUnavailable(f"cannot reach the hodei API at {self._shown}") from exc
         if response.status_code >= 400:
             raise_problem(response.status_code, response.content)
         return response.content
@@ -237,9 +240,9 @@ class HttpClient(ClientBase):
         try:
             response = self._pool.request(method, path, body, headers, timeout)
         except TimeoutError as exc:
-            raise ServiceUnavailable(f"the hodei API at {self._url} did not answer") from exc
+            raise ServiceUnavailable(f"the hodei API at {self._shown} did not answer") from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise ServiceUnavailable(f"cannot reach the hodei API at {self._url}") from exc
+            raise ServiceUnavailable(f"cannot reach the hodei API at {self._shown}") from exc
         if response.status >= 400:
             raise_problem(response.status, response.body)
         return response.body
@@ -456,8 +459,8 @@ class HttpClient(ClientBase):
             except _StreamLost as exc:
                 failures += 1
                 if failures > FOLLOW_RETRIES or self._closed:
-                    raise ServiceUnavailable(f"lost the hodei API at {self._url}") from exc
-                logger.warning("log stream from %s lost (%s); resuming", self._url, exc)
+                    raise ServiceUnavailable(f"lost the hodei API at {self._shown}") from exc
+                logger.warning("log stream from %s lost (%s); resuming", self._shown, exc)
                 time.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
 
     def timeline(
@@ -540,9 +543,9 @@ class HttpClient(ClientBase):
                 if self._closed:
                     return
                 if not opened:
-                    unreachable = ServiceUnavailable(f"cannot reach the hodei API at {self._url}")
+                    unreachable = ServiceUnavailable(f"cannot reach the hodei API at {self._shown}")
                     raise unreachable from exc.__cause__ or exc
-                logger.warning("event stream from %s lost (%s); reconnecting", self._url, exc)
+                logger.warning("event stream from %s lost (%s); reconnecting", self._shown, exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, options.max_retry_s)
 

@@ -124,7 +124,9 @@ def start(
     control = None
     if api_url:
         from hodei.runtime.control_http import HttpControlPlane
+        from hodei.settings import check_url
 
+        check_url("--api-url (HODEI_API_URL)", api_url)
         control = HttpControlPlane(api_url)
     ctx.exit(run_worker(c, token, options, control))
 

@@ -176,3 +176,36 @@ def test_an_api_url_nothing_answers_on_fails_at_once(tmp_path: Path, args: tuple
     assert result.returncode == ServiceUnavailable.exit_code, result.stderr
     assert result.stderr.splitlines()[0] == f"hodei: error: cannot reach the hodei API at {url}"
     assert "hodei_pat_x" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "url"),
+    [
+        (
+            ("job", "list"),
+            "HODEI_DATABASE_URL",
+            "postgresql://postgres:x@y:1234TOPSECRET@127.0.0.1:5432/db",
+        ),
+        (
+            ("db", "current"),
+            "HODEI_DATABASE_URL",
+            "postgresql://postgres:x@y:1234TOPSECRET@127.0.0.1:5432/db",
+        ),
+        (("status",), "HODEI_DATABASE_URL", "postgresql://postgres:pa@TOPSECRET@127.0.0.1:5432/db"),
+        (("status",), "HODEI_BROKER_URL", "amqp://guest:x@y:99TOPSECRET@127.0.0.1:5672//"),
+        (("job", "list"), "HODEI_API_URL", "http://admin:x@TOPSECRET@127.0.0.1:1"),
+        (("status",), "HODEI_WORKER_API_URL", "http://admin:x@TOPSECRET@127.0.0.1:1"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.partition("://")[0],
+)
+def test_a_password_with_an_unescaped_at_is_refused_without_showing_it(
+    tmp_path: Path, args: tuple[str, ...], variable: str, url: str
+) -> None:
+    # It was read as host:port (`internal error: ValueError: invalid literal for int()`,
+    # exit 70), or as a host name the resolver could not find, or shown as
+    # `guest:***@y:99TOPSECRET@...` by `hodei status`: part of the password every time.
+    result = hodei(tmp_path, *args, HODEI_HOME=str(tmp_path / "h"), **{variable: url})
+    assert_one_line_error(
+        result, InvalidConfiguration.exit_code, variable, "'@'", "percent-encode", "%40"
+    )
+    assert "TOPSECRET" not in result.stdout + result.stderr

@@ -24,6 +24,7 @@ from hodei.domain.states import ProviderStatus
 from hodei.errors import Conflict, InvalidConfiguration, ProviderNotFound
 from hodei.services.ports.clock import Clock
 from hodei.services.ports.store import Store
+from hodei.settings import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -304,10 +305,15 @@ _SECRET_KEYS = ("password", "token", "secret")
 
 
 def _public(value: Any) -> Any:
-    """Config as shown in events: values of secret-looking keys masked."""
+    """Config as shown in events: values of secret-looking keys masked, and the
+    credentials of any URL (a worker ``environment``'s HODEI_DATABASE_URL)."""
     if isinstance(value, Mapping):
         return {
             k: "***" if any(s in str(k).lower() for s in _SECRET_KEYS) else _public(v)
             for k, v in value.items()
         }
+    if isinstance(value, list | tuple):
+        return [_public(v) for v in value]
+    if isinstance(value, str):
+        return mask_url(value)
     return plain(value)
