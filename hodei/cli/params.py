@@ -31,18 +31,17 @@ class FiniteFloat(click.FloatRange):
 
 
 class IdRange(click.IntRange):
-    """A whole number from ``low`` to the largest 64-bit id; the help says ``x>=low``,
-    not the 19-digit limit no one types."""
+    """click.IntRange up to MAX_ID, whose help and errors read ``x>=0`` rather than
+    ``0<=x<=9223372036854775807``: the top is the storage's, not a limit to aim at."""
 
     def _describe_range(self) -> str:
         return f"x>={self.min}"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        # click's message would be built from the help's `x>=1`: give the whole range.
         number = click.INT.convert(value, param, ctx)
-        if not self.min <= number <= self.max:  # type: ignore[operator]
-            self.fail(f"{number} is not in the range {self.min}<=x<={self.max}.", param, ctx)
-        return number
+        if number > MAX_ID:
+            self.fail(f"{number} is too large (at most {MAX_ID}).", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def id_range(low: int = 1) -> click.IntRange:

@@ -65,12 +65,37 @@ def number_problem(
         return f"must be a finite number, got {quoted(value)}"
     number = cast(float, value)  # a Real: ints, floats, fractions, numpy scalars
     if not low <= number <= high:
-        shown = quoted(value) if isinstance(value, Integral) else f"{float(value):g}"
-        shown += "" if shown == _TOO_LARGE else unit
-        return f"must be between {low:g}{unit} and {high:g}{unit}, got {shown}"
+        if isinstance(value, Integral):
+            shown = quoted(value)
+            shown += "" if shown == _TOO_LARGE else unit
+        else:
+            shown = _bound(number, unit)
+        return f"must be {_range(low, high, unit, above=number > high)}, got {shown}"
     if whole and number != int(number):
         return f"must be a whole number, got {quoted(value)}"
     return None
+
+
+# A bound this far out is the storage's (a 64-bit id, no limit at all), not one a
+# caller chose: "0 or more" reads better than "between 0 and 9.22337e+18".
+_NO_BOUND = 2.0**53
+
+
+def _bound(value: float, unit: str) -> str:
+    """A number as written: ``31536000``, ``0.5``, not ``3.1536e+07``; ``1e+300`` stays."""
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) < _NO_BOUND):
+        return f"{int(value)}{unit}"
+    return f"{float(value):g}{unit}"
+
+
+def _range(low: float, high: float, unit: str, *, above: bool) -> str:
+    """How ``low..high`` reads in an error. Past a bound only the storage sets, that bound
+    is told exactly: a number that large is a mistake, not a near miss."""
+    if high >= _NO_BOUND and low > -_NO_BOUND:
+        return f"at most {_bound(high, unit)}" if above else f"{_bound(low, unit)} or more"
+    if low <= -_NO_BOUND and high < _NO_BOUND:
+        return f"{_bound(high, unit)} or less" if above else f"at least {_bound(low, unit)}"
+    return f"between {_bound(low, unit)} and {_bound(high, unit)}"
 
 
 def _finite(value: Real) -> bool:

@@ -45,8 +45,12 @@ _BAD_QUERIES: list[tuple[str, Callable[[Client], Any], str]] = [
     ("list state", lambda c: c.list(state=5), "state must be a state name"),  # type: ignore[arg-type]
     ("list limit", lambda c: c.list(limit=float("nan")), "limit must be a finite number"),  # type: ignore[arg-type]
     ("event type", lambda c: c.events(types=["Job\x00"]), "event type must not contain NUL"),
-    ("event id", lambda c: c.events(after_id=10**30), "after_id must be between"),
-    ("event limit", lambda c: c.events(limit=10**400), "limit must be between"),
+    (
+        "event id",
+        lambda c: c.events(after_id=10**30),
+        "after_id must be at most 9223372036854775807",
+    ),
+    ("event limit", lambda c: c.events(limit=10**400), "limit must be between 1 and 10000"),
     ("since", lambda c: c.events(since="5m"), "since must be a timezone-aware datetime"),  # type: ignore[arg-type]
     ("timeline", lambda c: c.timeline(correlation_id="\x00"), "correlation_id must not"),
     ("provider", lambda c: c.provider("lo\x00cal"), "provider name must not contain NUL"),
