@@ -10,6 +10,7 @@ import click
 
 from hodei.cli.events import client, parse_duration
 from hodei.cli.output import OUTPUT_OPTION, ago, print_json, print_table
+from hodei.errors import SchemaOutOfDate
 from hodei.services.operators.doctor import DoctorOptions, DoctorReport
 from hodei.services.operators.status import SystemStatus
 from hodei.settings import mask_url
@@ -25,24 +26,36 @@ def status(ctx: click.Context, output: str) -> None:
     """Where the data is, jobs and workers by state, queues, providers and capacity,
     tokens outstanding."""
     hodei = client(ctx)
-    result = hodei.status()
-    # Which database answered: a user who sees no jobs learns whether it is the one meant.
-    api_url = getattr(hodei, "url", None)  # over the API: the server answered
-    where = (
-        {"api": mask_url(api_url)}
-        if api_url
-        else {
+    api_url = getattr(hodei, "url", None)
+    if api_url:
+        result = hodei.status()
+        where = {"api": mask_url(api_url)}  # shown once the server answered
+    else:
+        # Which database: a user who sees no jobs learns whether it is the one meant, and
+        # one whose database cannot answer (not migrated, unreachable) which one that is.
+        where = {
             "database": mask_url(hodei.settings.database_url),
             "broker": mask_url(hodei.settings.broker_url),
             "home": str(hodei.settings.home),
         }
-    )
+        if output != "json":
+            _print_where(where)
+        try:
+            result = hodei.status()
+        except SchemaOutOfDate as exc:
+            # The one line a script sees (and all that --output json prints) names it too.
+            raise type(exc)(f"{exc.message} (database: {where['database']})") from None
     if output == "json":
         print_json({**where, **result.to_dict()})
         return
+    if api_url:
+        _print_where(where)
+    _print_status(result)
+
+
+def _print_where(where: dict[str, str]) -> None:
     for name, value in where.items():
         click.echo(f"{name}: {value}")
-    _print_status(result)
 
 
 def _print_status(s: SystemStatus) -> None:

@@ -82,3 +82,24 @@ def test_a_hand_renamed_column_is_one_line_on_postgres(tmp_path: Path, postgres_
     engine.dispose()
     _one_line(run_cli(settings, "db", "current"), DIFFERENCE)
     _one_line(run_cli(settings, "job", "list"), "the database schema does not match")
+
+
+@pytest.mark.postgres
+def test_status_on_a_database_not_migrated_names_it(tmp_path: Path, postgres_url: str) -> None:
+    # `hodei status` exited 6 with only "no hodei schema yet": not which database, the
+    # first thing it prints when all is well.
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    engine.dispose()
+    url = sa.engine.make_url(postgres_url).set(password="s3cretpw")  # trust: any is taken
+    settings = fast_settings(tmp_path / "home", database_url=url.render_as_string(False))
+    shown = url.render_as_string(hide_password=True)
+    assert "s3cretpw" not in shown and "***" in shown
+    text = run_cli(settings, "status")
+    _one_line(text, "no hodei schema yet", "run `hodei db upgrade`", f"(database: {shown})")
+    assert text.stdout.splitlines()[0] == f"database: {shown}"
+    as_json = run_cli(settings, "status", "--output", "json")
+    _one_line(as_json, "no hodei schema yet", f"(database: {shown})")
+    assert as_json.stdout == ""
+    assert "s3cretpw" not in text.stdout + text.stderr + as_json.stderr
