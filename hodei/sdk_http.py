@@ -134,6 +134,19 @@ def raise_problem(status: int, content: bytes) -> NoReturn:
     raise exc
 
 
+def _no_such_route(content: bytes) -> bool:
+    """Whether a 404's body is not one of hodei's "no such job/worker/..." problems: no
+    hodei ``code``, or the router's own "Not Found" for a path it does not serve."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return True
+    if not isinstance(body, dict):
+        return True
+    code, detail = body.get("code"), body.get("detail")
+    return not code or (code == "NotFound" and detail == "Not Found")
+
+
 class HttpClient(ClientBase):
     """A :class:`~hodei.sdk.Client` whose every call goes to a ``hodei server``."""
 
@@ -202,6 +215,24 @@ class HttpClient(ClientBase):
         state = " closed" if self._closed else ""
         return f"<hodei.HttpClient{state} url={self._shown!r}>"
 
+    def _raise_problem(self, status: int, content: bytes, path: str) -> NoReturn:
+        """:func:`raise_problem`, but a 404 that is no hodei error (a path the server does
+        not serve, or a server that is not hodei) says that HODEI_API_URL is wrong: a
+        bare "Not Found" read like a missing job."""
+        if status == 404 and _no_such_route(content):
+            base, v1, tail = self._url.rpartition("/v1")
+            if v1 and not tail and base.count("/") >= 2:  # a URL ending in /v1
+                raise InvalidConfiguration(
+                    f"HODEI_API_URL should be the hodei server's base URL"
+                    f" ({mask_url(base)}), not {self._shown}: hodei adds /v1 itself"
+                )
+            raise InvalidConfiguration(
+                f"the hodei API at {self._shown} has no {path.partition('?')[0]}"
+                " (404 Not Found): HODEI_API_URL should be the hodei server's base URL"
+                " (http://host:port), or that server is an older hodei than this client"
+            )
+        raise_problem(status, content)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> bytes:
         """The body of a successful response; a problem raises its HodeiError."""
         if self._closed:
@@ -217,7 +248,7 @@ class HttpClient(ClientBase):
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"cannot reach the hodei API at {self._shown}") from exc
         if response.status_code >= 400:
-            raise_problem(response.status_code, response.content)
+            self._raise_problem(response.status_code, response.content, path)
         return response.content
 
     def _pooled(
@@ -244,7 +275,7 @@ class HttpClient(ClientBase):
         except (OSError, http.client.HTTPException) as exc:
             raise ServiceUnavailable(f"cannot reach the hodei API at {self._shown}") from exc
         if response.status >= 400:
-            raise_problem(response.status, response.body)
+            self._raise_problem(response.status, response.body, path)
         return response.body
 
     @contextlib.contextmanager
@@ -267,7 +298,7 @@ class HttpClient(ClientBase):
         try:
             with self._pool.stream("GET", _target(path, params), headers, read_timeout_s) as r:
                 if r.status >= 400:
-                    raise_problem(r.status, r.read())
+                    self._raise_problem(r.status, r.read(), path)
                 yield _lines(r)
         except (OSError, http.client.HTTPException) as exc:
             raise _StreamLost(str(exc) or type(exc).__name__) from exc
@@ -290,7 +321,7 @@ class HttpClient(ClientBase):
                 "GET", path, params=params, headers=headers, timeout=timeout
             ) as response:
                 if response.status_code >= 400:
-                    raise_problem(response.status_code, response.read())
+                    self._raise_problem(response.status_code, response.read(), path)
                 yield (line.encode() for line in response.iter_lines())
         except httpx.HTTPError as exc:
             raise _StreamLost(str(exc) or type(exc).__name__) from exc
