@@ -47,6 +47,19 @@ def mask_url(url: str) -> str:
     return _URL_IN_TEXT.sub(lambda m: f"{m['scheme']}{_masked_userinfo(m['userinfo'])}@", url)
 
 
+def _check_ports(setting: str, url: str, host: str) -> None:
+    """A port that is not a number made every parser raise a bare ValueError (an internal
+    error, exit 70) instead of naming the setting."""
+    hosts = re.split(r"[/?#]", host, maxsplit=1)[0]
+    for one in hosts.split(","):  # libpq's host1:port1,host2:port2
+        port = one.rpartition("]")[2] if one.startswith("[") else one
+        _name, colon, port = port.rpartition(":") if ":" in port else ("", "", "")
+        if colon and not (port.isascii() and port.isdigit() and int(port) <= 65535):
+            raise InvalidConfiguration(
+                f"{setting} {mask_url(url)!r}: the port {port!r} is not a port number (0..65535)"
+            )
+
+
 # What each URL setting's parser splits on: SQLAlchemy takes a password up to its last
 # '@' but no further '@'; kombu, redis and httpx (urllib's rules) end the host part at
 # the first '/', '?' or '#' too, so those in a password name a wrong host or port, and
@@ -61,10 +74,11 @@ def check_url(setting: str, url: str, specials: str = URL_SPECIALS) -> None:
     for the end of the credentials: it would be read as part of the host or port, and
     shown (in errors, logs, ``hodei status``) as such. One line, with the fix."""
     scheme = _SCHEME.match(url)
-    if scheme is None:
-        return
-    userinfo, at, _host = url[scheme.end() :].rpartition("@")
-    if not at or userinfo.startswith("/"):
+    if scheme is None or url[scheme.end() :].startswith("/"):
+        return  # a path (sqlite:////file): no host, no credentials
+    userinfo, at, host = url[scheme.end() :].rpartition("@")
+    _check_ports(setting, url, host)
+    if not at:
         return
     user, _colon, password = userinfo.partition(":")
     for part, name in ((user, "user name"), (password, "password")):

@@ -209,3 +209,20 @@ def test_a_password_with_an_unescaped_at_is_refused_without_showing_it(
         result, InvalidConfiguration.exit_code, variable, "'@'", "percent-encode", "%40"
     )
     assert "TOPSECRET" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "variable", "url"),
+    [
+        (("job", "list"), "HODEI_DATABASE_URL", "postgresql://postgres:pw@127.0.0.1:54x2/db"),
+        (("job", "submit", "--", "true"), "HODEI_BROKER_URL", "redis://:pw@127.0.0.1:63x9/0"),
+        (("job", "list"), "HODEI_API_URL", "http://127.0.0.1:80x0"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v.partition("://")[0],
+)
+def test_a_port_that_is_not_a_number_is_one_line(
+    tmp_path: Path, args: tuple[str, ...], variable: str, url: str
+) -> None:
+    # It was `hodei: internal error: ValueError: ...`, exit 70.
+    result = hodei(tmp_path, *args, HODEI_HOME=str(tmp_path / "h"), **{variable: url})
+    assert_one_line_error(result, InvalidConfiguration.exit_code, variable, "is not a port number")

@@ -85,3 +85,32 @@ def test_urls_hodei_reads_as_they_are_still_accepted(tmp_path: Path) -> None:
     url = "postgresql://hodei:a/b?c@db/hodei"
     assert Settings.from_env({"HODEI_DATABASE_URL": url}).database_url == url
     assert "a/b" not in repr(Settings.from_env({"HODEI_DATABASE_URL": url}))
+
+
+@pytest.mark.parametrize(
+    ("variable", "url", "port"),
+    [
+        ("HODEI_DATABASE_URL", "postgresql://hodei:pw@db:54x2/hodei", "54x2"),
+        ("HODEI_DATABASE_URL", "postgresql://hodei:pw@db:/hodei", ""),
+        ("HODEI_BROKER_URL", "redis://:pw@redis:63 79/0", "63 79"),
+        ("HODEI_BROKER_URL", "amqp://guest:pw@mq:99999//", "99999"),
+        ("HODEI_WORKER_API_URL", "http://[::1]:80a0", "80a0"),
+    ],
+)
+def test_a_port_that_is_not_a_number_is_named(variable: str, url: str, port: str) -> None:
+    # Each parser raised a bare ValueError ("Port could not be cast to integer value"),
+    # which the CLI could only call an internal error (exit 70).
+    with pytest.raises(InvalidConfiguration) as caught:
+        Settings.from_env({variable: url})
+    assert str(caught.value).endswith(f"the port {port!r} is not a port number (0..65535)")
+    assert variable in str(caught.value) and "pw" not in str(caught.value)
+
+
+def test_ports_and_hosts_hodei_reads_are_accepted() -> None:
+    for url in (
+        "postgresql://hodei:pw@[::1]:5432/hodei",
+        "postgresql://hodei@db1:5432,db2:5433/hodei",
+        "postgresql://hodei@db/hodei?host=/var/run/postgresql",
+        "postgresql:///hodei?host=/var/run/postgresql",
+    ):
+        assert Settings.from_env({"HODEI_DATABASE_URL": url}).database_url == url
