@@ -34,18 +34,23 @@ from hodei.sdk_base import (
     LOG_PAGE_LINES,
     MAX_ID,
     ClientBase,
+    check_instance,
     check_seconds,
     checked_int,
     checked_states,
     checked_text,
     checked_types,
+    page_key,
     parse_job_id,
-    parse_uuid,
     provider_name,
     schedule_name,
     schedule_spec,
 )
-from hodei.services.jobs.job_ids import resolve_job_id, resolve_worker_id
+from hodei.services.jobs.job_ids import (
+    resolve_aggregate_id,
+    resolve_job_id,
+    resolve_worker_id,
+)
 from hodei.services.ports.store import EventQuery, JobQuery
 from hodei.settings import Settings, mask_url
 
@@ -101,6 +106,8 @@ class Client(ClientBase):
 
             return HttpClient.from_env()
         if home is not None:
+            if not isinstance(home, str | os.PathLike):
+                raise InvalidInput(f"home must be a path, got {type(home).__name__}")
             overrides["home"] = Path(home)
         return cls(Container(Settings.from_env(**overrides)), interface=interface)
 
@@ -187,7 +194,7 @@ class Client(ClientBase):
             name=checked_text(name, "name"),
             correlation_id=checked_text(correlation_id, "correlation_id"),
             limit=checked_int(limit, "limit", 1, 1000),
-            before=(before.created_at, before.id) if before else after_key,
+            before=page_key(before, after_key),
         )
         with self._c.store.reading() as tx:
             return tx.jobs.search(query)
@@ -315,10 +322,15 @@ class Client(ClientBase):
 
     # -- the operators' view ------------------------------------------------------
 
-    def _events(self, query: EventQuery) -> builtins.list[DomainEvent]:
+    def _events(
+        self, query: EventQuery, aggregate_prefix: str | None = None
+    ) -> builtins.list[DomainEvent]:
         from hodei.services.operators.events_feed import list_events
 
         return list_events(self._c.reads, query)
+
+    def _aggregate_ref(self, value: str | UUID) -> UUID:
+        return resolve_aggregate_id(self._c.store, value)
 
     def follow_events(
         self,
@@ -334,10 +346,11 @@ class Client(ClientBase):
         exactly once, across database reconnects; resume with ``from_id=last.id + 1``."""
         from hodei.services.operators.events_feed import FollowOptions, follow_events
 
+        check_instance(options, FollowOptions, "options")
         wanted = set(checked_types(types))
         checked_text(correlation_id, "correlation_id")
         from_id = None if from_id is None else checked_int(from_id, "from_id")
-        aggregate = parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
+        aggregate = self._aggregate_ref(aggregate_id) if aggregate_id is not None else None
 
         def matches(event: DomainEvent) -> bool:
             return (
@@ -382,6 +395,8 @@ class Client(ClientBase):
         (default 24 h). A healthy system has no findings."""
         from hodei.services.operators.doctor import DoctorOptions, run_doctor
 
+        check_instance(since, timedelta, "since")
+        check_instance(options, DoctorOptions, "options")
         options = options or DoctorOptions(
             stale_after=timedelta(seconds=self.settings.worker_stale_after_s)
         )

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
-from hodei.domain.events import DomainEvent
+from hodei.domain.events import DomainEvent, EventType
 from hodei.domain.inputs import number_problem, text_problem
 from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec, RetryPolicy
@@ -117,6 +117,12 @@ class ClientBase:
                 )
         else:
             spec = JobSpec.create(spec, **fields)
+        index = next((a for a in spec.after if isinstance(a, int)), None)
+        if index is not None:
+            raise InvalidInput(
+                f"after: {index} is a batch index, only meaningful in submit_many; "
+                "give a job id here"
+            )
         return self.submit_many([spec])[0]
 
     def submit_many(self, specs: Iterable[JobSpec]) -> builtins.list[Job]:
@@ -154,17 +160,28 @@ class ClientBase:
         """Events in id order: from ``since`` or ``after_id`` on, else the latest ``limit``."""
         if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
             raise InvalidInput("since must be a timezone-aware datetime")
+        event_types = checked_types(types)
+        aggregate = self._aggregate_ref(aggregate_id) if aggregate_id is not None else None
         query = EventQuery(
-            event_types=checked_types(types),
-            aggregate_ids=[parse_uuid(aggregate_id, "aggregate id")] if aggregate_id else (),
+            event_types=event_types,
+            aggregate_ids=[aggregate] if isinstance(aggregate, UUID) else (),
             correlation_id=checked_text(correlation_id, "correlation_id"),
             since=since,
             after_id=None if after_id is None else checked_int(after_id, "after_id"),
             limit=checked_int(limit, "limit", 1, 10_000),
         )
-        return self._events(query)
+        return self._events(query, aggregate if isinstance(aggregate, str) else None)
 
-    def _events(self, query: EventQuery) -> builtins.list[DomainEvent]:
+    def _events(
+        self, query: EventQuery, aggregate_prefix: str | None = None
+    ) -> builtins.list[DomainEvent]:
+        """The events ``query`` matches; ``aggregate_prefix``: the start of an aggregate
+        id that only the server can resolve (the API backend's)."""
+        raise NotImplementedError
+
+    def _aggregate_ref(self, value: str | UUID) -> UUID | str:
+        """The aggregate an events filter names: a whole id, or (resolved by the
+        backend) the start of a job's or a worker's id."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -239,10 +256,57 @@ def checked_states(
     return [v for v in found if isinstance(v, JobState)]
 
 
-def checked_types(types: Sequence[str]) -> builtins.list[str]:
+_EVENT_TYPES = {t.value.lower(): t.value for t in EventType}
+
+
+def checked_types(types: str | Sequence[str] | None) -> builtins.list[str]:
+    """Event type names as hodei records them, matched without regard to case
+    (``jobheld`` is ``JobHeld``); None or none: every type. A name that is no event
+    type is a one-line :class:`InvalidInput` listing the types."""
+    if types is None:
+        return []
     if isinstance(types, str):
         types = [types]
-    return [t for t in types if checked_text(t, "event type") is not None]
+    if not isinstance(types, Sequence) or isinstance(types, bytes | bytearray):
+        raise InvalidInput(f"types must be a list of event type names, not {short(types)}")
+    out: builtins.list[str] = []
+    for name in types:
+        if not isinstance(name, str):
+            raise InvalidInput(f"an event type must be a string, got {type(name).__name__}")
+        text = checked_text(name, "event type") or ""
+        known = _EVENT_TYPES.get(text.strip().lower())
+        if known is None:
+            raise InvalidInput(
+                f"unknown event type {short(text)}; use one of {', '.join(_EVENT_TYPES.values())}"
+            )
+        out.append(known)
+    return builtins.list(dict.fromkeys(out))
+
+
+def page_key(before: Job | None, after_key: object) -> tuple[datetime, UUID] | None:
+    """The ``(created_at, id)`` a page of jobs starts after: of ``before`` (a job of the
+    last page), else ``after_key``; a one-line :class:`InvalidInput` for anything else."""
+    if before is not None:
+        if not isinstance(before, Job):
+            raise InvalidInput(f"before must be a Job (the last of a page), not {short(before)}")
+        return (before.created_at, before.id)
+    if after_key is None:
+        return None
+    if (
+        not isinstance(after_key, tuple)
+        or len(after_key) != 2
+        or not isinstance(after_key[0], datetime)
+        or after_key[0].tzinfo is None
+        or not isinstance(after_key[1], UUID)
+    ):
+        raise InvalidInput(f"after_key must be a (created_at, id) pair, not {short(after_key)}")
+    return (after_key[0], after_key[1])
+
+
+def check_instance(value: object, kind: type, what: str) -> None:
+    """None, or a ``kind``; else a one-line :class:`InvalidInput` naming ``what``."""
+    if value is not None and not isinstance(value, kind):
+        raise InvalidInput(f"{what} must be a {kind.__name__}, not {short(value)}")
 
 
 def provider_name(name: str) -> str:

@@ -56,11 +56,12 @@ from hodei.errors import (
 from hodei.sdk_base import (
     LOG_PAGE_LINES,
     ClientBase,
+    check_instance,
     check_seconds,
     checked_int,
     checked_text,
     checked_types,
-    parse_uuid,
+    page_key,
     schedule_name,
     schedule_spec,
 )
@@ -68,7 +69,7 @@ from hodei.sdk_http_pool import ConnectionPool, fast_path_for
 from hodei.services.fleet.bootstrap_tokens import IssuedToken
 from hodei.services.fleet.provider_registry import ProviderView
 from hodei.services.fleet.provider_removal import Removal
-from hodei.services.jobs.job_ids import parse_job_ref, parse_worker_ref
+from hodei.services.jobs.job_ids import parse_id_ref, parse_job_ref, parse_worker_ref
 from hodei.services.jobs.schedules import ScheduleView
 from hodei.services.operators.diagnosis import Diagnosis
 from hodei.services.operators.doctor import DoctorOptions, DoctorReport
@@ -366,9 +367,8 @@ class HttpClient(ClientBase):
         after_key: tuple[datetime, UUID] | None = None,
     ) -> builtins.list[Job]:
         states = [state] if isinstance(state, str | JobState) else builtins.list(state or [])
-        cursor = job_cursor(before) if before else None
-        if after_key is not None and before is None:
-            cursor = _cursor_of(after_key)
+        key = page_key(before, after_key)
+        cursor = job_cursor(before) if before else _cursor_of(key) if key else None
         data = self._get(
             "/v1/jobs",
             state=[str(s) for s in states] or None,
@@ -516,8 +516,10 @@ class HttpClient(ClientBase):
 
     # -- the operators' view ------------------------------------------------------
 
-    def _events(self, query: EventQuery) -> builtins.list[DomainEvent]:
-        aggregate = next(iter(query.aggregate_ids), None)
+    def _events(
+        self, query: EventQuery, aggregate_prefix: str | None = None
+    ) -> builtins.list[DomainEvent]:
+        aggregate = next(iter(query.aggregate_ids), None) or aggregate_prefix
         data = self._get(
             "/v1/events",
             type=query.event_types or None,
@@ -528,6 +530,10 @@ class HttpClient(ClientBase):
             limit=query.limit,
         )
         return _as(builtins.list[DomainEvent], data)  # type: ignore[no-any-return]
+
+    def _aggregate_ref(self, value: str | UUID) -> UUID | str:
+        # The server resolves a prefix against its jobs and workers.
+        return parse_id_ref(value, "aggregate id")
 
     def follow_events(
         self,
@@ -540,12 +546,14 @@ class HttpClient(ClientBase):
     ) -> Generator[DomainEvent, None, None]:
         """Server-Sent Events; after a dropped connection it reconnects with the last id
         seen as ``Last-Event-ID``, so each event still comes exactly once, in order."""
+        check_instance(options, FollowOptions, "options")
         checked_text(correlation_id, "correlation_id")
         from_id = None if from_id is None else checked_int(from_id, "from_id")
-        aggregate = parse_uuid(aggregate_id, "aggregate id") if aggregate_id else None
+        types = checked_types(types)
+        aggregate = self._aggregate_ref(aggregate_id) if aggregate_id is not None else None
         params = _params(
             {
-                "type": checked_types(types) or None,
+                "type": types or None,
                 "correlation_id": correlation_id,
                 "aggregate_id": str(aggregate) if aggregate else None,
                 "from_id": from_id,
@@ -591,6 +599,8 @@ class HttpClient(ClientBase):
     ) -> DoctorReport:
         """The server judges stale workers by its own settings; ``since``,
         ``pending_after`` and ``unhealthy_after`` of ``options`` are sent."""
+        check_instance(since, timedelta, "since")
+        check_instance(options, DoctorOptions, "options")
         params: dict[str, Any] = {}
         if options is not None:
             params = {

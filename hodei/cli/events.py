@@ -60,8 +60,14 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 
 FILTERS = [
-    click.option("--type", "types", multiple=True, help="Only this event type (repeatable)."),
-    click.option("--aggregate", help="Only the events of this job, worker, token or provider id."),
+    click.option(
+        "--type", "types", multiple=True, help="Only this event type, any case (repeatable)."
+    ),
+    click.option(
+        "--aggregate",
+        help="Only the events of this job, worker, token or provider id (or the start of a "
+        "job's or worker's id, 8+ hex digits).",
+    ),
     click.option("--correlation-id", help="Only the events of this workflow."),
 ]
 

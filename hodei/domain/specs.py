@@ -42,6 +42,9 @@ DEFAULT_PRIORITY = 5
 MAX_CONCURRENCY = 10_000
 MAX_CONCURRENCY_KEY_LENGTH = 200
 MAX_DEPENDENCIES = 10_000
+MIN_ID_PREFIX = 8
+"""Hex digits the start of an id must have: the short ids hodei prints are this long."""
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,13 @@ class JobSpec:
     # When and in what order (the job's gates, services/jobs/gates.py): not before run_at;
     # at most max_concurrency RUNNING with the same concurrency_key; only once every
     # job in ``after`` has ended (an int is the index of a job of the same submit_many,
-    # replaced by that job's id when stored); higher priority starts first.
+    # a str the start of a job's id as hodei prints it, both replaced by the job's whole
+    # id when stored); higher priority starts first.
     priority: int = DEFAULT_PRIORITY
     run_at: datetime | None = None
     concurrency_key: str | None = None
     max_concurrency: int | None = None
-    after: tuple[UUID | int, ...] = ()
+    after: tuple[UUID | int | str, ...] = ()
     after_any: bool = False
     # Handed to the job's process only: stored encrypted, never in to_dict(), events or
     # output (masked there); the submitter's own copy is the only clear one.
@@ -518,18 +522,18 @@ def _check_max_concurrency(key: object, value: object, problems: list[str]) -> i
     return _check_int("max_concurrency", value, 1, 1, MAX_CONCURRENCY, problems)
 
 
-def _check_after(value: object, problems: list[str]) -> tuple[UUID | int, ...]:
+def _check_after(value: object, problems: list[str]) -> tuple[UUID | int | str, ...]:
     if value is None:
         return ()
-    if isinstance(value, str | UUID | int):
-        value = [value]
-    if not isinstance(value, Sequence) or isinstance(value, bytes | bytearray):
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes | bytearray):
+        # A lone id is refused rather than read as a list of one: a str is a sequence
+        # too, and a mistaken type should be named, not half guessed.
         problems.append(f"after must be a list of job ids, got {type(value).__name__}")
         return ()
     if len(value) > MAX_DEPENDENCIES:
         problems.append(f"after may name at most {MAX_DEPENDENCIES} jobs, got {len(value)}")
         return ()
-    out: list[UUID | int] = []
+    out: list[UUID | int | str] = []
     for item in value:
         if isinstance(item, bool):
             problems.append("after must name job ids, not true/false")
@@ -542,15 +546,32 @@ def _check_after(value: object, problems: list[str]) -> tuple[UUID | int, ...]:
         elif isinstance(item, UUID):
             out.append(item)
         elif isinstance(item, str):
-            try:
-                out.append(uuid.UUID(item.strip()))
-            except ValueError:
-                problems.append(f"after: not a job id: {quoted(item)}")
+            ref = id_ref(item)
+            if ref is None:
+                problems.append(
+                    f"after: not a job id: {quoted(item)} (give the whole id or at least "
+                    f"its first {MIN_ID_PREFIX} hex digits)"
+                )
                 return ()
+            out.append(ref)
         else:
             problems.append(f"after must name job ids, got {type(item).__name__}")
             return ()
     return tuple(dict.fromkeys(out))
+
+
+def id_ref(text: str) -> UUID | str | None:
+    """A whole id, or the start of one as lowercase hex digits (dashes dropped, at least
+    :data:`MIN_ID_PREFIX` of them), or None if ``text`` is neither."""
+    text = text.strip()
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        pass
+    digits = text.lower().replace("-", "")
+    if MIN_ID_PREFIX <= len(digits) < 32 and _HEX.fullmatch(digits):
+        return digits
+    return None
 
 
 def _check_flag(name: str, value: object, problems: list[str]) -> bool:

@@ -3,7 +3,9 @@ on SQLite and on PostgreSQL: nothing reaches the database that it would refuse."
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -98,3 +100,50 @@ def test_the_cli_refuses_an_unknown_provider_with_exit_3(client: Client) -> None
     assert done.stderr.splitlines() == [
         "hodei: error: no provider named 'nope' (`hodei provider list` shows them)"
     ]
+
+
+def test_an_unknown_event_type_is_one_line_naming_the_types(client: Client) -> None:
+    client.submit("true", run_at=timedelta(hours=1))  # a JobCreated and a JobHeld
+    with pytest.raises(InvalidInput, match="unknown event type 'NoSuchEvent'; use one of Job"):
+        client.events(types=["NoSuchEvent"])
+    with pytest.raises(InvalidInput, match="unknown event type 'nosuch'"):
+        client.follow_events(types=["nosuch"])
+    # Case does not matter: a type is named as `events list` prints it, or in lowercase.
+    assert {e.event_type for e in client.events(types=["jobheld"])} == {"JobHeld"}
+    assert len(client.events(types=None)) >= 2  # None: every type, as no types
+    settings = client.settings
+    for args in (("list", "--type", "NoSuchEvent"), ("follow", "--type", "NoSuchEvent")):
+        result = run_cli(settings, "events", *args, timeout=60)  # follow used to wait forever
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "use one of JobCreated, JobQueued" in lines[0], lines
+    result = run_cli(settings, "events", "list", "--type", "jobheld")
+    assert result.returncode == 0 and "JobHeld" in result.stdout, result.stderr
+    assert "JobCreated" not in result.stdout
+
+
+def test_the_sdk_names_a_wrong_argument_type_in_one_line(client: Client) -> None:
+    job_id = "00000000-0000-4000-8000-000000000000"
+    with pytest.raises(InvalidInput, match="after must be a list of job ids, got str"):
+        client.submit("true", after=job_id)
+    with pytest.raises(InvalidInput, match="after must be a list of job ids, got UUID"):
+        client.submit("true", after=uuid.UUID(job_id))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="0 is a batch index, only meaningful in submit_many"):
+        client.submit("true", after=[0])
+    with pytest.raises(InvalidJobSpec, match="after index 0 is the job itself"):
+        client.submit_many([JobSpec.create("true", after=[0])])
+    with pytest.raises(InvalidInput, match="home must be a path, got int"):
+        Client.from_env(home=123)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="types must be a list of event type names"):
+        client.events(types=5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="an event type must be a string, got NoneType"):
+        client.events(types=[None])  # type: ignore[list-item]
+    with pytest.raises(InvalidInput, match="before must be a Job"):
+        client.list(before=job_id)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="after_key must be a"):
+        client.list(after_key=job_id)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="options must be a FollowOptions"):
+        client.follow_events(options="fast")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="since must be a timedelta"):
+        client.doctor(since="1h")  # type: ignore[arg-type]
+    assert client.list() == []

@@ -4,14 +4,14 @@ start of an id; an ambiguous or unknown one is a one-line error (issue 16's tria
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from hodei.domain.records import Job
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
-from hodei.errors import InvalidInput, JobNotFound
+from hodei.errors import InvalidInput, JobNotFound, NotFound
 from hodei.sdk import Client
 from tests.support import run_cli
 
@@ -69,3 +69,65 @@ def test_an_ambiguous_unknown_or_short_prefix_is_one_line(client: Client) -> Non
         client.get("abcdef12")
     with pytest.raises(JobNotFound):
         client.wait("deadbeef", timeout=1)
+
+
+def test_after_and_events_aggregate_take_a_unique_prefix(client: Client) -> None:
+    dep_id = _job_with_id(client, "0e4fef48-151d-4d12-81c8-901116aed465")
+    settings = client.settings
+    result = run_cli(settings, "job", "submit", "--after", "0e4fef48", "--", "echo", "dep")
+    assert result.returncode == 0, result.stderr
+    [waiting] = [j for j in client.list() if j.id != dep_id]
+    assert waiting.spec.after == (dep_id,)  # stored whole, as show and timeline print it
+    assert client.submit("true", after=["0E4FEF48-151d"]).spec.after == (dep_id,)
+    short = str(waiting.id)[:8]
+    result = run_cli(settings, "events", "list", "--aggregate", short)
+    assert result.returncode == 0, result.stderr
+    assert "JobCreated" in result.stdout
+    events = client.events(aggregate_id=short)
+    assert events and {e.aggregate_id for e in events} == {waiting.id}
+
+
+def test_an_ambiguous_or_unknown_prefix_in_after_or_aggregate_is_one_line(client: Client) -> None:
+    _job_with_id(client, "abcdef12-0000-4000-8000-000000000001")
+    _job_with_id(client, "abcdef12-0000-4000-8000-000000000002")
+    cases = [
+        (("job", "submit", "--after", "abcdef12", "--", "true"), 2, "more than one job id"),
+        (("job", "submit", "--after", "deadbeef", "--", "true"), 3, "no job id starts with"),
+        (("job", "submit", "--after", "abcdefgh", "--", "true"), 2, "not a job id"),
+        (("events", "list", "--aggregate", "abcdef12"), 2, "more than one job id"),
+        (("events", "list", "--aggregate", "deadbeef"), 3, "no job or worker id starts with"),
+        (("events", "follow", "--aggregate", "abcdef12"), 2, "more than one job id"),
+    ]
+    for args, code, message in cases:
+        result = run_cli(client.settings, *args, timeout=60)
+        assert result.returncode == code, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, lines)
+    assert len(client.list()) == 2  # nothing submitted
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_sdk_resolves_prefixes_locally_and_over_the_api(lifecycle_client: Client) -> None:
+    client = lifecycle_client
+    dep = client.submit("true", run_at=timedelta(hours=1))  # held: it stays PENDING
+    short = str(dep.id)[:8]
+    assert client.submit("true", after=[short]).spec.after == (dep.id,)
+    assert {e.aggregate_id for e in client.events(aggregate_id=short)} == {dep.id}
+    stream = client.follow_events(aggregate_id=short, from_id=1)
+    try:
+        assert next(stream).aggregate_id == dep.id
+    finally:
+        stream.close()
+    _job_with_id(client, "abcdef12-0000-4000-8000-000000000001")
+    _job_with_id(client, "abcdef12-0000-4000-8000-000000000002")
+    with pytest.raises(InvalidInput, match="more than one job id starts with abcdef12"):
+        client.submit("true", after=["abcdef12"])
+    with pytest.raises(JobNotFound, match="no job id starts with deadbeef"):
+        client.submit("true", after=["deadbeef"])
+    with pytest.raises(InvalidInput, match="more than one job id"):
+        client.events(aggregate_id="abcdef12")
+    with pytest.raises(NotFound, match="no job or worker id starts with deadbeef"):
+        client.events(aggregate_id="deadbeef")
+    with pytest.raises(InvalidInput, match="more than one job id"):
+        next(client.follow_events(aggregate_id="abcdef12"))  # over HTTP, when it opens

@@ -11,15 +11,17 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
 from hodei.api.auth import Viewer, client_for, container
 from hodei.domain.events import DomainEvent
 from hodei.errors import InvalidInput
+from hodei.sdk_base import checked_types
+from hodei.services.jobs.job_ids import resolve_aggregate_id
 from hodei.services.operators.doctor import DoctorOptions, DoctorReport
 from hodei.services.operators.events_feed import FollowOptions, follow_events
 from hodei.services.operators.status import SystemStatus
@@ -106,7 +108,7 @@ async def stream_events(
     request: Request,
     who: Viewer,
     type: Annotated[list[str] | None, Query()] = None,
-    aggregate_id: UUID | None = None,
+    aggregate_id: str | None = None,
     correlation_id: str | None = None,
     from_id: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -122,14 +124,21 @@ async def stream_events(
             raise InvalidInput("Last-Event-ID must be an event id (a whole number)") from None
         if not 0 <= after_id < 2**63:
             raise InvalidInput("Last-Event-ID is out of range")
-    wanted = set(type or ())
+    wanted = set(checked_types(type))
+    # A prefix of a job's or a worker's id is resolved once, before the stream opens,
+    # so an unknown or ambiguous one is an error rather than a stream that never matches.
+    aggregate = (
+        None
+        if aggregate_id is None
+        else await run_in_threadpool(resolve_aggregate_id, container(request).store, aggregate_id)
+    )
     feed = container(request).event_feed()
 
     def matches(event: DomainEvent) -> bool:
         return (
             (not wanted or event.event_type in wanted)
             and (correlation_id is None or event.correlation_id == correlation_id)
-            and (aggregate_id is None or event.aggregate_id == aggregate_id)
+            and (aggregate is None or event.aggregate_id == aggregate)
         )
 
     return StreamingResponse(

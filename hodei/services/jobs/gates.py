@@ -77,7 +77,15 @@ def resolve_after(specs: Sequence[JobSpec], ids: Sequence[UUID]) -> list[tuple[U
     edges: dict[int, list[int]] = {}
     for n, spec in enumerate(specs):
         for dep in spec.after:
+            if isinstance(dep, str):
+                # Resolved by the submit (job_ids.resolve_after) before it gets here.
+                raise InvalidJobSpec(f"invalid job: after: {dep} is not a whole job id")
             if isinstance(dep, int):
+                if dep == n:
+                    raise InvalidJobSpec(
+                        f"invalid job: after index {dep} is the job itself; an index names "
+                        "another job of the same submit_many batch"
+                    )
                 if dep >= len(specs):
                     raise InvalidJobSpec(
                         f"invalid job: after index {dep} is not a job of this batch "

@@ -3,17 +3,15 @@ and lists print), as a user types it."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from uuid import UUID
 
+from hodei.domain.specs import MIN_ID_PREFIX, id_ref
 from hodei.errors import InvalidInput, JobNotFound, NotFound, WorkerNotFound
 from hodei.services.ports.store import Store
 
-MIN_PREFIX = 8
+MIN_PREFIX = MIN_ID_PREFIX
 """Hex digits a prefix must have: the short ids hodei prints are this long."""
-
-_HEX = re.compile(r"[0-9a-f]+")
 
 
 def parse_id_ref(value: str | UUID, what: str) -> UUID | str:
@@ -22,16 +20,14 @@ def parse_id_ref(value: str | UUID, what: str) -> UUID | str:
     if isinstance(value, UUID):
         return value
     text = str(value).strip()
-    try:
-        return UUID(text)
-    except ValueError:
-        pass
-    digits = text.lower().replace("-", "")
-    if MIN_PREFIX <= len(digits) < 32 and _HEX.fullmatch(digits):
-        return digits
+    ref = id_ref(text)
+    if ref is not None:
+        return ref
     shown = text if len(text) <= 40 else text[:37] + "..."
+    article = "an" if what[:1] in "aeiou" else "a"
     raise InvalidInput(
-        f"not a {what}: {shown!r} (give the whole id or at least its first {MIN_PREFIX} hex digits)"
+        f"not {article} {what}: {shown!r} "
+        f"(give the whole id or at least its first {MIN_PREFIX} hex digits)"
     )
 
 
@@ -78,3 +74,41 @@ def _one(
     if len(found) > 1:
         raise InvalidInput(f"more than one {noun} id starts with {prefix}; give more of the id")
     return found[0]
+
+
+def resolve_aggregate_id(store: Store, value: str | UUID) -> UUID:
+    """The id an events filter names: a whole id as it is (any aggregate: a job, a
+    worker, a provider, a token), or the start of the one job's id, else of the one
+    worker's id, that begins so. :class:`NotFound` if none does, :class:`InvalidInput`
+    if more than one job (or, no job matching, more than one worker) does."""
+    ref = parse_id_ref(value, "aggregate id")
+    if isinstance(ref, UUID):
+        return ref
+    with store.reading() as tx:
+        try:
+            return _one(ref, tx.jobs.ids_between, "job", JobNotFound)
+        except JobNotFound:
+            pass
+        try:
+            return _one(ref, tx.workers.ids_between, "worker", WorkerNotFound)
+        except WorkerNotFound:
+            raise NotFound(f"no job or worker id starts with {ref}") from None
+
+
+def resolve_after(store: Store, after: tuple[UUID | int | str, ...]) -> tuple[UUID | int, ...]:
+    """A spec's ``after`` with each id prefix replaced by the one job's whole id
+    (:class:`JobNotFound` if no job's id starts so, :class:`InvalidInput` if several do);
+    whole ids and batch indices are kept."""
+    if not any(isinstance(a, str) for a in after):
+        return tuple(a for a in after if not isinstance(a, str))
+    out: list[UUID | int] = []
+    with store.reading() as tx:
+        for dep in after:
+            if isinstance(dep, str):
+                try:
+                    out.append(_one(dep, tx.jobs.ids_between, "job", JobNotFound))
+                except (JobNotFound, InvalidInput) as exc:
+                    raise type(exc)(f"after: {exc}") from None
+            else:
+                out.append(dep)
+    return tuple(dict.fromkeys(out))

@@ -18,6 +18,7 @@ from hodei.domain.states import JobState
 from hodei.errors import DuplicateIdempotencyKey, InvalidJobSpec, ProviderNotFound
 from hodei.services.jobs import gates
 from hodei.services.jobs.dispatch import publish_jobs
+from hodei.services.jobs.job_ids import resolve_after
 from hodei.services.ports.clock import Clock
 from hodei.services.ports.publisher import TaskPublisher
 from hodei.services.ports.store import Store
@@ -52,7 +53,7 @@ def submit_jobs(
     not built by :meth:`JobSpec.create` is validated first; one that names a provider
     that does not exist is refused (:class:`ProviderNotFound`), and nothing is stored.
     """
-    specs = [_validated(spec) for spec in specs]
+    specs = [_whole_ids(store, _validated(spec)) for spec in specs]
     try:
         results = _store_jobs(store, clock, specs, actor)
     except DuplicateIdempotencyKey:
@@ -81,6 +82,14 @@ def _validated(spec: object) -> JobSpec:
     if not isinstance(spec, JobSpec):
         raise InvalidJobSpec(f"invalid job: expected a JobSpec, got {type(spec).__name__}")
     return spec.validated()
+
+
+def _whole_ids(store: Store, spec: JobSpec) -> JobSpec:
+    """The spec with the id prefixes of its ``after`` replaced by whole job ids, so what
+    is stored (and shown) names each job in full."""
+    if not any(isinstance(a, str) for a in spec.after):
+        return spec
+    return replace(spec, after=resolve_after(store, spec.after))
 
 
 def _store_jobs(
