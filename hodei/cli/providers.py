@@ -208,11 +208,14 @@ _status_command(
 @click.option(
     "--force",
     is_flag=True,
-    help="Also when it has live workers or unfinished jobs: end the workers, fail the jobs.",
+    help=(
+        "Also when it has live workers, unfinished jobs or schedules naming it:"
+        " end the workers, fail the jobs (the schedules' fires fail until removed)."
+    ),
 )
 @click.pass_context
 def remove(ctx: click.Context, name: str, force: bool) -> None:
-    """Delete a provider (refused while it has live workers or unfinished jobs)."""
+    """Delete a provider (refused while it has live workers, unfinished jobs or schedules)."""
     removal = _client(ctx).remove_provider(name, force=force)
     ended = f", {len(removal.ended_workers)} worker(s) ended" if removal.ended_workers else ""
     failed = f", {len(removal.failed_jobs)} job(s) failed" if removal.failed_jobs else ""

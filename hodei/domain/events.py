@@ -54,6 +54,7 @@ class EventType(StrEnum):
     SCHEDULE_CREATED = "ScheduleCreated"
     SCHEDULE_FIRED = "ScheduleFired"
     SCHEDULE_SKIPPED = "ScheduleSkipped"
+    SCHEDULE_FAILED = "ScheduleFailed"
     SCHEDULE_PAUSED = "SchedulePaused"
     SCHEDULE_RESUMED = "ScheduleResumed"
     SCHEDULE_REMOVED = "ScheduleRemoved"

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, BootstrapToken, Job, Provider, Worker
+from hodei.domain.schedules import Schedule
 from hodei.domain.states import LIVE_WORKER_STATES, JobState, WorkerState
 from hodei.services.ports.reads import ChainAnomaly, QueueDepth, TransitionRules
 from hodei.services.ports.store import EventQuery
@@ -26,6 +27,7 @@ from hodei.store.gate_repository import OPEN_DEPENDENCY, SqlGateRepository
 from hodei.store.job_repository import SqlAttemptRepository, SqlJobRepository
 from hodei.store.mapping import event_from_row, job_from_row, worker_from_row
 from hodei.store.provider_repository import SqlProviderRepository
+from hodei.store.schedule_repository import SqlScheduleRepository
 from hodei.store.tables import domain_events as events
 from hodei.store.tables import job_attempts, jobs, state_counts, workers
 from hodei.store.tables import worker_bootstrap_tokens as tokens
@@ -94,6 +96,9 @@ class SqlOperatorReads:
 
     def providers(self) -> list[Provider]:
         return SqlProviderRepository(self._c).search()
+
+    def schedules(self) -> list[Schedule]:
+        return SqlScheduleRepository(self._c).search()
 
     def live_workers(self, *, queue: str | None = None, limit: int = 1000) -> list[Worker]:
         return self._workers.search(states=LIVE_WORKER_STATES, queue=queue, limit=limit)

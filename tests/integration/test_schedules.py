@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 
 from hodei import Client
-from hodei.errors import ScheduleNotFound
-from hodei.services.ports.store import Fire
+from hodei.domain.events import EventType
+from hodei.errors import Conflict, ProviderNotFound, ScheduleNotFound
+from hodei.services.jobs.schedules import fire_due
+from hodei.services.ports.store import EventQuery, Fire
 from hodei.settings import Settings
+from hodei.testing import FixedClock
 from tests.support import fast_settings, run_cli
 
 NOWHERE = {"cron-test": "nowhere"}
@@ -46,6 +49,47 @@ def test_the_sdk_adds_triggers_pauses_and_removes(client: Client) -> None:
     assert client.schedules() == []
 
 
+def test_a_schedule_naming_an_unknown_provider_is_refused(client: Client) -> None:
+    with pytest.raises(ProviderNotFound, match="no provider named 'nonexist'"):
+        client.add_schedule("ghost", "*/5 * * * * *", "true", provider="nonexist")
+    assert client.schedules() == []
+
+
+def test_provider_remove_is_refused_while_a_schedule_names_it(client: Client) -> None:
+    client.add_provider("p1", "local", max_workers=0)
+    client.add_schedule("nightly-p1", "0 3 * * *", "true", provider="p1")
+    with pytest.raises(Conflict, match=r"named by 1 schedule\(s\): nightly-p1"):
+        client.remove_provider("p1")
+    assert [v.provider.name for v in client.providers()].count("p1") == 1
+    client.remove_provider("p1", force=True)
+    (found,) = [f for f in client.doctor().findings if f.check == "schedule_provider_missing"]
+    assert found.ids["schedule"] == "nightly-p1" and "schedule remove nightly-p1" in (
+        found.suggestion
+    )
+
+
+def test_a_schedule_that_cannot_fire_does_not_stop_the_others(client: Client) -> None:
+    """Its provider removed with --force: its ticks fail (one ScheduleFailed per reason,
+    not one per pass), the healthy schedule's ticks fire on time."""
+    client.add_provider("p1", "local", max_workers=0)
+    bad = client.add_schedule("bad", "* * * * * *", "true", provider="p1")
+    client.add_schedule("good", "* * * * * *", "true", labels=NOWHERE)
+    client.remove_provider("p1", force=True)
+    c = client.container
+    clock = FixedClock(bad.next_fire_at)
+    for _ in range(3):
+        report = fire_due(c.store, clock, c.publisher)
+        assert [name for name, *_ in report.fired] == ["good"]
+        assert "no provider named 'p1'" in report.failed["bad"]
+        clock.advance(1)
+    with c.store.reading() as tx:
+        events = tx.events.search(EventQuery(correlation_id="bad", limit=100))
+    failed = [e for e in events if e.event_type == EventType.SCHEDULE_FAILED]
+    assert len(failed) == 1 and "no provider named 'p1'" in failed[0].payload["reason"]
+    assert client.schedule("bad").schedule.next_fire_at == clock.now()  # not stuck behind
+    assert len(client.schedule("good").fires) == 3
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return fast_settings(tmp_path / ".hodei")
@@ -59,6 +103,7 @@ def settings(tmp_path: Path) -> Settings:
         (["--cron", "* * * * *", "--timezone", "Mars/Base"], 2, "unknown time zone"),
         (["--cron", "* * * * *", "--catchup", "always"], 2, "always"),
         (["--cron", "* * * * *", "--secret-env", "A=b"], 2, "cannot carry secret_env"),
+        (["--cron", "* * * * *", "--provider", "nonexist"], 3, "no provider named 'nonexist'"),
     ],
 )
 def test_cli_bad_input_is_one_line_with_its_exit_code(
@@ -101,6 +146,8 @@ def test_the_http_client_does_the_same_and_hides_env_values_from_others(
         "remote", "*/5 * * * *", "true", env={"KEY": "v"}, labels=NOWHERE, catchup="skip"
     )
     assert (added.catchup, added.created_by) == ("skip", "api:test-submitter")
+    with pytest.raises(ProviderNotFound, match="no provider named 'nonexist'"):
+        submitter.add_schedule("ghost", "*/5 * * * *", "true", provider="nonexist")
     assert submitter.schedule("remote").schedule.spec["env"] == {"KEY": "v"}
     assert viewer.schedule("remote").schedule.spec["env"] == {"KEY": "***"}
     job = submitter.trigger_schedule("remote")

@@ -1,9 +1,11 @@
 """``hodei provider remove``: delete a provider, refused while it still has work.
 
-A provider with live workers or unfinished jobs is only removed with ``force``: its
-workers are then ended (TERMINATED, or PROVISION_FAILED if they never registered) and
-its unfinished jobs FAILED, each with its event, in the transaction that deletes it.
-The history stays readable: jobs and workers keep their queue, events their payload.
+A provider with live workers, unfinished jobs or schedules naming it is only removed
+with ``force``: its workers are then ended (TERMINATED, or PROVISION_FAILED if they never
+registered) and its unfinished jobs FAILED, each with its event, in the transaction that
+deletes it. Schedules naming it stay, each fire failing (ScheduleFailed, a ``doctor``
+finding) until they are removed. The history stays readable: jobs and workers keep
+their queue, events their payload.
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ def remove_provider(store: Store, clock: Clock, name: str, *, force: bool, actor
                 f"job(s): `hodei provider drain {name}` and let them finish, or remove it "
                 "with --force (ends its workers and fails its jobs)"
             )
+        # Every fire of a schedule naming it would fail from now on.
+        schedules = sorted(s.name for s in tx.schedules.search() if s.spec.get("provider") == name)
+        if schedules and not force:
+            shown = ", ".join(schedules[:5]) + (" ..." if len(schedules) > 5 else "")
+            raise Conflict(
+                f"provider {name} is named by {len(schedules)} schedule(s): {shown};"
+                " `hodei schedule remove` them (or add them again with another provider),"
+                " or remove it with --force (their fires then fail until you do)"
+            )
         reason = f"provider {name} was removed"
         ended = [w for w in workers if _end_worker(tx, now, w, reason, actor)]
         failed = [j for j in jobs if _fail_job(tx, now, j, reason, actor)]
@@ -77,6 +88,7 @@ def remove_provider(store: Store, clock: Clock, name: str, *, force: bool, actor
                 force=force,
                 ended_workers=[str(w.id) for w in ended],
                 failed_jobs=[str(j.id) for j in failed],
+                schedules=schedules,
             )
         )
         tx.providers.delete(provider.id)

@@ -33,12 +33,19 @@ from hodei.domain.schedules import (
     schedule_event,
 )
 from hodei.domain.specs import JobSpec
-from hodei.errors import Conflict, InvalidInput, ScheduleNotFound
+from hodei.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    HodeiError,
+    InvalidInput,
+    ProviderNotFound,
+    ScheduleNotFound,
+)
 from hodei.services.jobs import cron
 from hodei.services.jobs.submission import submit_jobs
 from hodei.services.ports.clock import Clock
 from hodei.services.ports.publisher import TaskPublisher
-from hodei.services.ports.store import Fire, Store, Transaction
+from hodei.services.ports.store import EventQuery, Fire, Store, Transaction
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +118,7 @@ def create_schedule(
     with store.transaction() as tx:
         if tx.schedules.get_by_name(name) is not None:
             raise Conflict(f"a schedule named {name!r} exists already")
+        check_provider(tx, spec.provider)
         tx.schedules.add(schedule)
         tx.events.add(
             schedule_event(
@@ -128,6 +136,13 @@ def create_schedule(
         )
     logger.info("schedule %s created: %s (%s)", name, expression, timezone)
     return schedule
+
+
+def check_provider(tx: Transaction, provider: str | None) -> None:
+    """``ProviderNotFound`` for a provider that does not exist: every fire would fail,
+    as a job naming it is refused."""
+    if provider is not None and tx.providers.get_by_name(provider) is None:
+        raise ProviderNotFound(f"no provider named {provider!r} (`hodei provider list` shows them)")
 
 
 def list_schedules(store: Store) -> list[Schedule]:
@@ -201,6 +216,7 @@ class FireReport:
 
     fired: list[tuple[str, datetime, str]] = field(default_factory=list)  # name, tick, job
     skipped: dict[str, int] = field(default_factory=dict)  # name: missed ticks
+    failed: dict[str, str] = field(default_factory=dict)  # name: why its fire failed
 
 
 def fire_due(store: Store, clock: Clock, publisher: TaskPublisher) -> FireReport:
@@ -213,8 +229,12 @@ def fire_due(store: Store, clock: Clock, publisher: TaskPublisher) -> FireReport
     for schedule in due:
         try:
             _fire_schedule(store, clock, publisher, schedule, now, report)
-        except InvalidInput as exc:  # a schedule stored by an older hodei, say: not the others
-            logger.warning("schedule %s cannot fire: %s", schedule.name, exc)
+        except DatabaseUnavailable:
+            raise  # not this schedule's fault: the loop reports the outage once
+        except HodeiError as exc:
+            # One schedule that cannot fire (its provider removed, say) must not stop
+            # the others: skip its due ticks and say why on its timeline.
+            _record_failure(store, clock, schedule, now, exc, report)
     return report
 
 
@@ -266,6 +286,52 @@ def _fire_schedule(
         # first has moved it, and its events are the ones kept.
         if tx.schedules.advance(schedule.id, first, **changes) and events:
             tx.events.add(*events)
+
+
+def _record_failure(
+    store: Store,
+    clock: Clock,
+    schedule: Schedule,
+    now: datetime,
+    exc: HodeiError,
+    report: FireReport,
+) -> None:
+    """Move the schedule past its due ticks (none fired) and write ScheduleFailed, once
+    per distinct reason: the same failure at every tick would flood the timeline."""
+    first = schedule.next_fire_at
+    assert first is not None
+    reason = str(exc)
+    report.failed[schedule.name] = reason
+    ticks = cron.due_ticks(schedule.cron, schedule.timezone, first, now, MISFIRE_GRACE)
+    missed = ticks.missed + len(ticks.on_time)
+    with store.transaction() as tx:
+        latest = tx.events.search(
+            EventQuery(aggregate_ids=[schedule.id], limit=1, newest_first=True)
+        )
+        repeated = bool(latest) and (
+            latest[0].event_type == EventType.SCHEDULE_FAILED
+            and latest[0].payload.get("reason") == reason
+        )
+        advanced = tx.schedules.advance(
+            schedule.id, first, next_fire_at=ticks.next_after, updated_at=clock.now()
+        )
+        if advanced and not repeated:
+            tx.events.add(
+                schedule_event(
+                    schedule,
+                    EventType.SCHEDULE_FAILED,
+                    actor=Actor.SCHEDULER,
+                    now=clock.now(),
+                    reason=reason,
+                    error=type(exc).__name__,
+                    missed=missed,
+                    first_tick=first,
+                )
+            )
+    if advanced and not repeated:
+        logger.warning("schedule %s cannot fire, tick(s) skipped: %s", schedule.name, reason)
+    else:
+        logger.debug("schedule %s cannot fire, tick(s) skipped: %s", schedule.name, reason)
 
 
 def _fire(

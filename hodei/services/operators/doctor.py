@@ -262,6 +262,27 @@ def _unhealthy_providers(r: OperatorReads, now: datetime, o: DoctorOptions) -> l
     return out
 
 
+def _schedule_providers(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
+    """A schedule naming a provider that does not exist (removed with --force): every
+    tick fails (ScheduleFailed) and no job is submitted."""
+    providers = {p.name for p in r.providers()}
+    out = []
+    for s in r.schedules():
+        provider = s.spec.get("provider")
+        if provider is None or provider in providers:
+            continue
+        out.append(
+            Finding(
+                "schedule_provider_missing",
+                f"schedule {s.name} names provider {provider}, which does not exist:"
+                " its ticks fail and submit no job",
+                {"schedule_id": str(s.id), "schedule": s.name, "provider": str(provider)},
+                f"hodei schedule remove {s.name} (add it again with an existing --provider)",
+            )
+        )
+    return out[: o.limit]
+
+
 def _scheduler_lead(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
     """A scheduler led once but none has renewed the lead lately: no maintenance task
     and no cron tick runs. (No row at all: no scheduler was ever started, which an
@@ -290,4 +311,5 @@ CHECKS: dict[str, Check] = {
     "stale_workers_unreaped": _unreaped_workers,
     "providers_unhealthy": _unhealthy_providers,
     "scheduler_lead": _scheduler_lead,
+    "schedule_providers": _schedule_providers,
 }

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from hodei.domain.events import DomainEvent
 from hodei.domain.records import Attempt, BootstrapToken, Job, Provider, Worker
+from hodei.domain.schedules import Schedule
 from hodei.domain.states import JobState
 from hodei.services.ports.store import EventQuery
 
@@ -73,6 +74,7 @@ class OperatorReads(Protocol):
 
     def queue_depths(self) -> list[QueueDepth]: ...
     def providers(self) -> list[Provider]: ...
+    def schedules(self) -> list[Schedule]: ...
     def live_workers(self, *, queue: str | None = None, limit: int = 1000) -> list[Worker]: ...
     def live_worker_counts(self) -> dict[tuple[UUID | None, str], int]:
         """Workers holding capacity (:attr:`Worker.holds_capacity`: live, not an unused
