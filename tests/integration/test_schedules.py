@@ -4,7 +4,8 @@ the SDK's calls and the CLI's one-line errors and exit codes."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from hodei import Client
 from hodei.domain.events import EventType
-from hodei.errors import Conflict, ProviderNotFound, ScheduleNotFound
+from hodei.errors import Conflict, InvalidInput, ProviderNotFound, ScheduleNotFound
 from hodei.services.jobs.schedules import fire_due
 from hodei.services.ports.store import EventQuery, Fire
 from hodei.settings import Settings
@@ -53,6 +54,22 @@ def test_a_schedule_naming_an_unknown_provider_is_refused(client: Client) -> Non
     with pytest.raises(ProviderNotFound, match="no provider named 'nonexist'"):
         client.add_schedule("ghost", "*/5 * * * * *", "true", provider="nonexist")
     assert client.schedules() == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"run_at": datetime(2030, 1, 1, tzinfo=UTC)}, "give no run_at"),
+        ({"run_at": timedelta(minutes=5)}, "give no run_at"),
+        ({"after": [str(uuid.uuid4())]}, "give no after"),
+    ],
+)
+def test_job_timing_options_are_refused_for_a_schedule(
+    lifecycle_client: Client, fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        lifecycle_client.add_schedule("timed", "0 0 * * *", "true", labels=NOWHERE, **fields)
+    assert lifecycle_client.schedules() == []
 
 
 def test_provider_remove_is_refused_while_a_schedule_names_it(client: Client) -> None:
@@ -104,6 +121,10 @@ def settings(tmp_path: Path) -> Settings:
         (["--cron", "* * * * *", "--catchup", "always"], 2, "always"),
         (["--cron", "* * * * *", "--secret-env", "A=b"], 2, "cannot carry secret_env"),
         (["--cron", "* * * * *", "--provider", "nonexist"], 3, "no provider named 'nonexist'"),
+        (["--cron", "* * * * *", "--in", "5m"], 2, "drop --in"),
+        (["--cron", "* * * * *", "--at", "2030-01-02T09:00Z"], 2, "drop --at"),
+        (["--cron", "* * * * *", "--after", str(uuid.uuid4())], 2, "drop --after"),
+        (["--cron", "* * * * *", "--after-any"], 2, "drop --after-any"),
     ],
 )
 def test_cli_bad_input_is_one_line_with_its_exit_code(

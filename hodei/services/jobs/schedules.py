@@ -72,6 +72,14 @@ def _template(spec: JobSpec, name: str) -> dict[str, Any]:
         raise InvalidInput("a schedule's jobs get an idempotency key per tick; give none")
     if spec.correlation_id and spec.correlation_id != name:
         raise InvalidInput("a schedule's jobs take the schedule's name as correlation id")
+    if spec.run_at is not None:
+        # Counted once, from the add: every later fire would carry the same past time.
+        raise InvalidInput("a schedule's jobs run at their tick; give no run_at (--in, --at)")
+    if spec.after or spec.after_any:
+        # Every fire would wait on the same, long finished, jobs.
+        raise InvalidInput(
+            "a schedule's jobs cannot wait for other jobs; give no after (--after, --after-any)"
+        )
     data = spec.to_dict()
     data.pop("idempotency_key", None)
     data["correlation_id"] = name
