@@ -41,7 +41,7 @@ from hodei.api.wire import (
 from hodei.domain.events import DomainEvent
 from hodei.domain.principals import ApiToken, Role
 from hodei.domain.records import Job, LogLine, Provider, Worker
-from hodei.domain.schedules import DEFAULT_CATCHUP, Schedule
+from hodei.domain.schedules import DEFAULT_CATCHUP, Schedule, check_paused
 from hodei.domain.specs import JobSpec
 from hodei.domain.states import JobState
 from hodei.errors import (
@@ -726,7 +726,8 @@ class HttpClient(ClientBase):
             "cron": cron,
             "timezone": timezone,
             "catchup": str(catchup),
-            "paused": paused,
+            # Checked here: the API's lax bool would read "yes" as true.
+            "paused": check_paused(paused),
             "job": {k: v for k, v in job.to_dict().items() if v is not None},
         }
         return _as(Schedule, self._post("/v1/schedules", body))  # type: ignore[no-any-return]

@@ -103,6 +103,13 @@ def check_catchup(value: object) -> Catchup:
         ) from None
 
 
+def check_paused(value: object) -> bool:
+    """A bool, not a truthy string: the database would refuse ``'yes'`` with its SQL."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"paused is true or false, not {str(value)[:20]!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class FirePlan:
     """What one pass does with the due ticks of a schedule."""

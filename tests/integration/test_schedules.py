@@ -72,6 +72,14 @@ def test_job_timing_options_are_refused_for_a_schedule(
     assert lifecycle_client.schedules() == []
 
 
+@pytest.mark.parametrize("paused", ["yes", 1, None])
+def test_paused_that_is_not_a_bool_is_one_line(lifecycle_client: Client, paused: object) -> None:
+    with pytest.raises(InvalidInput, match="paused is true or false") as caught:
+        lifecycle_client.add_schedule("p1", "0 0 1 1 *", "true", paused=paused)
+    assert "\n" not in str(caught.value) and "SELECT" not in str(caught.value).upper()
+    assert lifecycle_client.schedules() == []
+
+
 def test_provider_remove_is_refused_while_a_schedule_names_it(client: Client) -> None:
     client.add_provider("p1", "local", max_workers=0)
     client.add_schedule("nightly-p1", "0 3 * * *", "true", provider="p1")

@@ -27,6 +27,7 @@ from hodei.domain.schedules import (
     Trigger,
     check_catchup,
     check_name,
+    check_paused,
     check_timezone,
     fire_key,
     plan_fires,
@@ -103,6 +104,7 @@ def create_schedule(
     expression = cron.check_expression(cron_expression)
     timezone = check_timezone(timezone)
     policy = check_catchup(catchup)
+    paused = check_paused(paused)
     if not isinstance(spec, JobSpec):
         raise InvalidInput("a schedule's job must be a JobSpec")
     template = _template(spec.validated(), name)
