@@ -129,12 +129,13 @@ def plan_fires(
     """Which due ticks fire. ``on_time``: ticks at most :data:`MISFIRE_GRACE` old, each
     fired once (the newest ``limit``; older ones count as missed). ``missed`` ticks are
     older: with ``skip`` none fires; with ``once`` the newest missed tick fires, as a
-    catch-up, unless an on-time tick fires anyway."""
+    catch-up, before the on-time ones (as Airflow's latest run without catchup: the
+    outage is made up for once, whether or not ticks since then are still on time)."""
     kept = list(on_time[-limit:]) if limit > 0 else []
     skipped = missed + len(on_time) - len(kept)
     fire = [(t, Trigger.CRON) for t in kept]
-    if catchup is Catchup.ONCE and not kept and missed and newest_missed is not None:
-        fire.append((newest_missed, Trigger.CATCHUP))
+    if catchup is Catchup.ONCE and missed and newest_missed is not None:
+        fire.insert(0, (newest_missed, Trigger.CATCHUP))
         skipped -= 1
     return FirePlan(tuple(fire), skipped)
 

@@ -115,6 +115,25 @@ def test_a_schedule_that_cannot_fire_does_not_stop_the_others(client: Client) ->
     assert len(client.schedule("good").fires) == 3
 
 
+@pytest.mark.parametrize(("policy", "catchup", "skipped"), [("once", 1, 1), ("skip", 0, 2)])
+def test_catchup_once_fires_the_newest_missed_tick_after_a_short_outage(
+    client: Client, policy: str, catchup: int, skipped: int
+) -> None:
+    """No scheduler for 100 s with a tick every 20 s: the ticks of the last 60 s fire on
+    time; of the two older ones, ``once`` fires the newer as a catch-up."""
+    added = client.add_schedule("every20", "*/20 * * * * *", "true", labels=NOWHERE, catchup=policy)
+    first = added.next_fire_at
+    assert first is not None
+    c = client.container
+    report = fire_due(c.store, FixedClock(first + timedelta(seconds=100)), c.publisher)
+    fired = [tick for _, tick, _ in report.fired]
+    on_time = [first + timedelta(seconds=s) for s in (40, 60, 80, 100)]
+    assert fired == [first + timedelta(seconds=20)] * catchup + on_time
+    assert report.skipped == {"every20": skipped}
+    triggers = [f.trigger for f in client.schedule("every20").fires]
+    assert triggers.count("catchup") == catchup
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return fast_settings(tmp_path / ".hodei")
