@@ -4,6 +4,8 @@ the SDK's calls and the CLI's one-line errors and exit codes."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +20,7 @@ from hodei.services.jobs.schedules import fire_due
 from hodei.services.ports.store import EventQuery, Fire
 from hodei.settings import Settings
 from hodei.testing import FixedClock
-from tests.support import fast_settings, run_cli
+from tests.support import fast_settings, hodei_env, run_cli, terminate, wait_for
 
 NOWHERE = {"cron-test": "nowhere"}
 
@@ -132,6 +134,45 @@ def test_catchup_once_fires_the_newest_missed_tick_after_a_short_outage(
     assert report.skipped == {"every20": skipped}
     triggers = [f.trigger for f in client.schedule("every20").fires]
     assert triggers.count("catchup") == catchup
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_running_scheduler_fires_the_healthy_schedule_beside_a_broken_one(
+    pg_client: Client, tmp_path: Path
+) -> None:
+    """The reported case with a real ``hodei scheduler``: before, its cron pass failed
+    every second on the schedule whose provider was removed and nothing fired."""
+    client = pg_client
+    client.add_provider("p1", "local", max_workers=0)
+    client.add_schedule("bad", "* * * * * *", "true", provider="p1")
+    client.add_schedule("good", "*/2 * * * * *", "true", labels=NOWHERE)
+    client.remove_provider("p1", force=True)
+    home = tmp_path / "scheduler"
+    home.mkdir()
+    log_path = tmp_path / "scheduler.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hodei", "scheduler"],
+            env=hodei_env(client.settings, HODEI_HOME=str(home), HODEI_LOG_FORMAT="text"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for(
+                lambda: len(client.schedule("good").fires) >= 3,
+                timeout=60,
+                message="the healthy schedule fires",
+            )
+        finally:
+            terminate(proc, timeout=30)
+    text = log_path.read_text(errors="replace")
+    assert "cron pass failed" not in text, text[-2000:]
+    assert text.count("schedule bad cannot fire") == 1, text[-2000:]
+    kinds = [e.event_type for e in client.timeline(correlation_id="bad")]
+    assert kinds.count("ScheduleFailed") == 1, kinds
 
 
 @pytest.fixture

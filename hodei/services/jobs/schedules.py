@@ -36,11 +36,11 @@ from hodei.domain.schedules import (
 from hodei.domain.specs import JobSpec
 from hodei.errors import (
     Conflict,
-    DatabaseUnavailable,
     HodeiError,
     InvalidInput,
     ProviderNotFound,
     ScheduleNotFound,
+    ServiceUnavailable,
 )
 from hodei.services.jobs import cron
 from hodei.services.jobs.submission import submit_jobs
@@ -239,8 +239,8 @@ def fire_due(store: Store, clock: Clock, publisher: TaskPublisher) -> FireReport
     for schedule in due:
         try:
             _fire_schedule(store, clock, publisher, schedule, now, report)
-        except DatabaseUnavailable:
-            raise  # not this schedule's fault: the loop reports the outage once
+        except ServiceUnavailable:
+            raise  # the database or broker down: not this schedule's fault, nor skipped
         except HodeiError as exc:
             # One schedule that cannot fire (its provider removed, say) must not stop
             # the others: skip its due ticks and say why on its timeline.
