@@ -115,6 +115,26 @@ def test_a_schedule_that_cannot_fire_does_not_stop_the_others(client: Client) ->
     assert len(failed) == 1 and "no provider named 'p1'" in failed[0].payload["reason"]
     assert client.schedule("bad").schedule.next_fire_at == clock.now()  # not stuck behind
     assert len(client.schedule("good").fires) == 3
+    findings = {f.check: f for f in client.doctor().findings if "schedule" in f.ids}
+    assert findings["schedule_provider_missing"].ids["schedule"] == "bad"
+
+
+def test_doctor_names_a_schedule_whose_newest_event_is_a_failure(client: Client) -> None:
+    """A stored job spec this hodei cannot read (an older hodei's, say): ScheduleFailed
+    on its timeline and a doctor finding until a tick fires again."""
+    odd = client.add_schedule("odd", "* * * * * *", "true", labels=NOWHERE)
+    c = client.container
+    with c.store.transaction() as tx:
+        tx.schedules.update(odd.id, spec={**odd.spec, "timeout_s": "soon"})
+    clock = FixedClock(odd.next_fire_at)
+    assert "odd" in fire_due(c.store, clock, c.publisher).failed
+    (found,) = [f for f in client.doctor().findings if f.check == "schedule_failing"]
+    assert found.ids["schedule"] == "odd" and "timeout" in found.message
+    with c.store.transaction() as tx:
+        tx.schedules.update(odd.id, spec=odd.spec)
+    clock.advance(1)
+    assert [n for n, *_ in fire_due(c.store, clock, c.publisher).fired] == ["odd"]
+    assert not [f for f in client.doctor().findings if f.check == "schedule_failing"]
 
 
 @pytest.mark.parametrize(("policy", "catchup", "skipped"), [("once", 1, 1), ("skip", 0, 2)])

@@ -20,6 +20,7 @@ from hodei.services.operators.status import SchedulerLead, scheduler_lead
 from hodei.services.operators.verdicts import duration
 from hodei.services.ports.clock import Clock
 from hodei.services.ports.reads import ChainAnomaly, OperatorReads, ReadStore, TransitionRules
+from hodei.services.ports.store import EventQuery
 
 logger = logging.getLogger(__name__)
 
@@ -262,25 +263,40 @@ def _unhealthy_providers(r: OperatorReads, now: datetime, o: DoctorOptions) -> l
     return out
 
 
-def _schedule_providers(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
-    """A schedule naming a provider that does not exist (removed with --force): every
-    tick fails (ScheduleFailed) and no job is submitted."""
+def _schedules_failing(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
+    """A schedule that cannot fire: it names a provider that does not exist (removed
+    with --force), or its newest event is a ScheduleFailed (nothing fired since)."""
     providers = {p.name for p in r.providers()}
     out = []
     for s in r.schedules():
+        ids = {"schedule_id": str(s.id), "schedule": s.name}
         provider = s.spec.get("provider")
-        if provider is None or provider in providers:
+        if provider is not None and provider not in providers:
+            out.append(
+                Finding(
+                    "schedule_provider_missing",
+                    f"schedule {s.name} names provider {provider}, which does not exist:"
+                    " its ticks fail and submit no job",
+                    {**ids, "provider": str(provider)},
+                    f"hodei schedule remove {s.name} (add it again with an existing --provider)",
+                )
+            )
+            continue
+        newest = r.events(EventQuery(aggregate_ids=[s.id], limit=1, newest_first=True))
+        if s.paused or not newest or newest[0].event_type != EventType.SCHEDULE_FAILED:
             continue
         out.append(
             Finding(
-                "schedule_provider_missing",
-                f"schedule {s.name} names provider {provider}, which does not exist:"
-                " its ticks fail and submit no job",
-                {"schedule_id": str(s.id), "schedule": s.name, "provider": str(provider)},
-                f"hodei schedule remove {s.name} (add it again with an existing --provider)",
+                "schedule_failing",
+                f"schedule {s.name} cannot fire: {newest[0].payload.get('reason', '-')}",
+                ids,
+                f"hodei job timeline --correlation-id {s.name}; fix the cause, or"
+                f" `hodei schedule remove {s.name}`",
             )
         )
-    return out[: o.limit]
+        if len(out) >= o.limit:
+            break
+    return out
 
 
 def _scheduler_lead(r: OperatorReads, now: datetime, o: DoctorOptions) -> list[Finding]:
@@ -311,5 +327,5 @@ CHECKS: dict[str, Check] = {
     "stale_workers_unreaped": _unreaped_workers,
     "providers_unhealthy": _unhealthy_providers,
     "scheduler_lead": _scheduler_lead,
-    "schedule_providers": _schedule_providers,
+    "schedules_failing": _schedules_failing,
 }
