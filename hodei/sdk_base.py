@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 from hodei.domain.events import DomainEvent, EventType
-from hodei.domain.inputs import number_problem, text_problem
+from hodei.domain.inputs import number_problem, text_problem, utc_time
 from hodei.domain.records import Job, LogLine
 from hodei.domain.specs import JobSpec, RetryPolicy
 from hodei.domain.states import JobState
@@ -160,6 +160,12 @@ class ClientBase:
         """Events in id order: from ``since`` or ``after_id`` on, else the latest ``limit``."""
         if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
             raise InvalidInput("since must be a timezone-aware datetime")
+        if since is not None:
+            # The store compares in UTC, which a time near year 1 or 9999 may not exist in.
+            utc_since = utc_time(since)
+            if utc_since is None:
+                raise InvalidInput(f"since is out of range: {since.isoformat()}")
+            since = utc_since
         event_types = checked_types(types)
         aggregate = self._aggregate_ref(aggregate_id) if aggregate_id is not None else None
         query = EventQuery(

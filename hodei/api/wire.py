@@ -4,7 +4,7 @@ they are: Job, DomainEvent, Worker, ProviderView, SystemStatus, Diagnosis, ...).
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -198,8 +198,9 @@ def parse_cursor(cursor: str) -> tuple[datetime, UUID]:
         parsed = datetime.fromisoformat(when)
         if parsed.tzinfo is None:
             raise ValueError("naive")
-        return parsed, UUID(ident)
-    except (ValueError, UnicodeDecodeError):
+        # In UTC, as stored; a time near year 1 or 9999 may not exist there.
+        return parsed.astimezone(UTC), UUID(ident)
+    except (ValueError, UnicodeDecodeError, OverflowError):
         raise InvalidInput("not a cursor this API gave out") from None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime, timedelta
 from numbers import Integral, Real
 from typing import cast
 
@@ -40,6 +41,20 @@ def label_problem(value: str) -> str | None:
 def utf8_size(value: str) -> int:
     """Bytes ``value`` takes in UTF-8 (a lone surrogate counted as three)."""
     return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+
+
+MAX_SPAN = timedelta(days=100 * 365)
+"""The furthest a time a user gives may be from now, either way (a job's run_at, a
+delay), as the CLI's durations: past it the time is a mistake, and near year 1 or 9999
+it may not exist in UTC, where every time is stored."""
+
+
+def utc_time(value: datetime) -> datetime | None:
+    """``value`` (aware) in UTC, or ``None`` if that is before year 1 or after 9999."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 _TOO_LARGE = "a number too large"

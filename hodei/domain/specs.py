@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from hodei.domain.inputs import label_problem, number_problem, quoted, text_problem, utf8_size
+from hodei.domain.inputs import (
+    MAX_SPAN,
+    label_problem,
+    number_problem,
+    quoted,
+    text_problem,
+    utf8_size,
+)
 from hodei.errors import InvalidJobSpec
 
 MAX_NAME_LENGTH = 200
@@ -497,7 +504,11 @@ def _check_run_at(value: object, problems: list[str]) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, timedelta):
-        # A delay: from now on the submitting machine's clock.
+        # A delay: from now on the submitting machine's clock. Checked before the
+        # addition, which overflows past year 9999.
+        if abs(value) > MAX_SPAN:
+            problems.append(f"run_at must be at most 100 years from now, got {value.days} days")
+            return None
         return datetime.now(UTC) + value
     if isinstance(value, str):
         try:
@@ -510,6 +521,14 @@ def _check_run_at(value: object, problems: list[str]) -> datetime | None:
         return None
     if value.tzinfo is None or value.utcoffset() is None:
         problems.append("run_at must name its time zone (e.g. 2030-01-01T09:00:00+00:00)")
+        return None
+    # One bound for every client (CLI --at, SDK, API): a time further off is a typo, and
+    # one near year 1 or 9999 may not exist in UTC, where the store keeps it.
+    now = datetime.now(UTC)
+    if not now - MAX_SPAN <= value <= now + MAX_SPAN:
+        problems.append(
+            f"run_at must be at most 100 years from now, got {quoted(value.isoformat())}"
+        )
         return None
     return value
 

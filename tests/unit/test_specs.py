@@ -260,3 +260,19 @@ def test_run_at_may_be_a_delay_from_now() -> None:
 def test_after_takes_ids_and_batch_indices_once_each() -> None:
     spec = JobSpec.create("x", after=[str(AFTER), AFTER, 0, 0])
     assert spec.after == (AFTER, 0)
+
+
+def test_run_at_is_at_most_100_years_from_now_either_way() -> None:
+    """One bound for the CLI, the SDK and the API: further off is a typo, and near year
+    1 or 9999 the time may not exist in UTC (where it is stored)."""
+    for run_at in (
+        "9999-12-31T23:59:00-23:00",
+        "0001-01-01T00:00:00+23:00",
+        timedelta(days=10**6),
+        timedelta(days=-999_999_999),
+        datetime.now(UTC) + timedelta(days=100 * 365 + 1),
+    ):
+        with pytest.raises(InvalidJobSpec, match="run_at must be at most 100 years from now"):
+            JobSpec.create("x", run_at=run_at)
+    assert JobSpec.create("x", run_at=timedelta(days=100 * 365)).run_at is not None
+    assert JobSpec.create("x", run_at="2000-01-01T00:00:00+00:00").run_at is not None

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from hodei.domain.events import Aggregate, DomainEvent, EventType
+from hodei.domain.inputs import MAX_SPAN
 from hodei.domain.principals import TOKEN_PREFIX, ApiToken, Principal, Role
 from hodei.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from hodei.services.ports.clock import Clock
@@ -52,6 +53,9 @@ def create_api_token(
         )
     if expires_in is not None and expires_in <= timedelta(0):
         raise InvalidInput("a token's lifetime must be positive")
+    if expires_in is not None and expires_in > MAX_SPAN:
+        # now + expires_in overflows past year 9999; the CLI's --expires-in stops here too.
+        raise InvalidInput("a token's lifetime must be at most 100 years")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = clock.now()
     token = ApiToken(
