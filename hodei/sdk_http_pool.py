@@ -14,9 +14,21 @@ applies.
 
 Behaviour kept from httpx as the SDK used it: TLS verified with httpx's own context
 (the same CA bundle, ``SSL_CERT_FILE``/``SSL_CERT_DIR``), the same timeout for
-connecting and for each read, no redirects followed, no retry of a request that was
-sent, an idle connection dropped after ``keepalive_s`` or as soon as the server has
-closed it (checked before reuse, as httpcore does).
+connecting and for each read, no redirects followed, an idle connection dropped after
+``keepalive_s`` or as soon as the server has closed it (checked before reuse, as
+httpcore does).
+
+A server may still close a kept-alive connection while the next request is on its way
+(it saw no request yet: its idle timeout, or uvicorn closing after an error): the check
+before reuse cannot see a FIN not yet arrived. So a request that fails on a *reused*
+connection before any byte of a response (``RemoteDisconnected``, a reset, a broken
+pipe) is sent once more on a new connection, as urllib3, httpx and Go's net/http do,
+when that is safe: always for an idempotent method (GET, HEAD, PUT, DELETE, OPTIONS);
+for POST only if sending it failed, so the server never had the whole request (hodei's
+routes read the whole body before acting). A POST that was sent may have been done by
+a server that died before answering, so it is not repeated: the caller sees
+ServiceUnavailable, and a submit with an ``idempotency_key`` can be sent again safely.
+A failure on a new connection, or after the response began, is never retried.
 """
 
 from __future__ import annotations
@@ -34,6 +46,15 @@ from urllib.parse import urlsplit
 
 MAX_IDLE = 20
 """Idle connections kept for reuse (httpx's ``max_keepalive_connections`` as set)."""
+
+_STALE = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+)
+"""How a connection the server had closed fails (no response byte read)."""
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 def fast_path_for(url: str) -> bool:
@@ -89,12 +110,26 @@ class ConnectionPool:
         """Send one request and read its whole response. Raises ``TimeoutError`` if the
         server does not answer in time, ``OSError`` or ``http.client.HTTPException`` if
         it cannot be reached or breaks the connection."""
-        conn = self._checkout()
+        conn, reused = self._checkout()
+        all_headers = {**self._headers, **(headers or {})}
+        sent = False
         try:
             if timeout_s is not None:
                 _set_timeout(conn, timeout_s)
-            conn.request(method, self._prefix + target, body, {**self._headers, **(headers or {})})
-            response = conn.getresponse()
+            try:
+                conn.request(method, self._prefix + target, body, all_headers)
+                sent = True
+                response = conn.getresponse()
+            except _STALE:
+                conn.close()
+                if not reused or (sent and method.upper() not in _IDEMPOTENT):
+                    raise
+                # Closed by the server before it answered (see the module's docstring).
+                conn = self._connection()
+                if timeout_s is not None:
+                    _set_timeout(conn, timeout_s)
+                conn.request(method, self._prefix + target, body, all_headers)
+                response = conn.getresponse()
             data = response.read()
         except BaseException:
             conn.close()
@@ -135,7 +170,8 @@ class ConnectionPool:
         for conn, _ in idle:
             conn.close()
 
-    def _checkout(self) -> http.client.HTTPConnection:
+    def _checkout(self) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection for one request, and whether it is a reused one."""
         now = time.monotonic()
         while True:
             with self._lock:
@@ -143,9 +179,9 @@ class ConnectionPool:
                     break
                 conn, since = self._idle.pop()
             if now - since < self._keepalive_s and not _closed_by_peer(conn):
-                return conn
+                return conn, True
             conn.close()
-        return self._connection()
+        return self._connection(), False
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._ssl is not None:

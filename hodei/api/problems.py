@@ -105,4 +105,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("internal error on %s %s", request.method, request.url.path)
-        return problem(500, "InternalError", 70, f"internal error: {type(exc).__name__}")
+        response = problem(500, "InternalError", 70, f"internal error: {type(exc).__name__}")
+        # Starlette raises the error again once this is sent, and uvicorn then closes the
+        # connection; saying so lets a keep-alive client open a new one for its next call
+        # rather than send it on a connection being closed (ConnectionResetError).
+        response.headers["Connection"] = "close"
+        return response

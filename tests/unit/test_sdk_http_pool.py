@@ -5,6 +5,7 @@ through httpx instead."""
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import ipaddress
 import ssl
@@ -23,11 +24,25 @@ from hodei.sdk_http_pool import ConnectionPool, fast_path_for
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
+    seen: list[str] = []  # "METHOD path" of each request read, in order
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        if self.path.startswith("/late-drop"):
+            # Answered as kept alive, then closed a moment later without reading the
+            # next request (as uvicorn does after an error): the client's check before
+            # reuse cannot see it coming.
+            time.sleep(0.3)
+            self.close_connection = True
+
     def do_GET(self) -> None:  # the client's port, so a test sees which connection
+        _Handler.seen.append(f"GET {self.path}")
+        if self.path.startswith("/hangup"):  # closes without an answer
+            self.close_connection = True
+            return
         if self.path.startswith("/slow"):
             time.sleep(1.0)
         if self.path.startswith("/missing"):
@@ -38,6 +53,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reply(200, body.encode(), "text/plain", close=self.path.startswith("/close"))
 
     def do_POST(self) -> None:
+        _Handler.seen.append(f"POST {self.path}")
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self._reply(201, body, self.headers["Content-Type"])
 
@@ -91,6 +107,48 @@ def test_a_connection_the_server_closed_is_not_reused(server: str) -> None:
         assert _port(pool) != dropped  # and no error
         told = _port(pool, "/close")
         assert _port(pool) != told
+    finally:
+        pool.close()
+
+
+def test_a_get_on_a_reused_connection_the_server_closed_is_sent_again_once(
+    server: str,
+) -> None:
+    """The server closes a kept-alive connection just as the next request goes out: an
+    idempotent request is sent once more on a new connection, not failed (it failed with
+    ConnectionResetError, as the SDK's next call after a 500 from hodei server did)."""
+    pool = ConnectionPool(server, {}, timeout_s=5, keepalive_s=50)
+    try:
+        dropped = _port(pool, "/late-drop")
+        _Handler.seen.clear()
+        assert _port(pool, "/after") != dropped
+        assert _Handler.seen == ["GET /after"]  # the lost one never reached the handler
+        # Once only: a server that hangs up on every request is an error, not a loop.
+        _port(pool)
+        _Handler.seen.clear()
+        with pytest.raises((OSError, http.client.HTTPException)):
+            pool.request("GET", "/hangup")
+        assert _Handler.seen == ["GET /hangup", "GET /hangup"]
+        # Nor is a failure on a new connection retried.
+        _Handler.seen.clear()
+        with pytest.raises((OSError, http.client.HTTPException)):
+            pool.request("GET", "/hangup")
+        assert _Handler.seen == ["GET /hangup"]
+    finally:
+        pool.close()
+
+
+def test_a_post_that_was_sent_is_not_sent_again(server: str) -> None:
+    """A POST the server may have acted on (it was sent; no answer came) is not repeated:
+    the caller decides (a submit with an idempotency key can be sent again safely)."""
+    pool = ConnectionPool(server, {}, timeout_s=5, keepalive_s=50)
+    try:
+        _port(pool, "/late-drop")
+        _Handler.seen.clear()
+        with pytest.raises((OSError, http.client.HTTPException)):
+            pool.request("POST", "/echo", b"{}", {"Content-Type": "application/json"})
+        assert _Handler.seen == []
+        assert pool.request("POST", "/echo", b"{}", {"Content-Type": "application/json"}).body
     finally:
         pool.close()
 
