@@ -38,6 +38,10 @@ class MissingExtra(InvalidConfiguration):
     """A provider type's library is not installed."""
 
 
+class MethodNotAllowed(InvalidInput):
+    """This API endpoint does not take that HTTP method."""
+
+
 class NotFound(HodeiError):
     """The requested object does not exist."""
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hodei import errors
 
@@ -22,6 +23,7 @@ PROBLEM_TYPE = "application/problem+json"
 _STATUS: tuple[tuple[type[errors.HodeiError], int], ...] = (
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
+    (errors.MethodNotAllowed, 405),
     (errors.InvalidInput, 422),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
@@ -54,10 +56,34 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _documented(403, "the token's role may not do this (Forbidden)"),
     404: _documented(404, "no such job, worker, provider or token (NotFound)"),
     409: _documented(409, "not in this state (Conflict)"),
+    405: _documented(405, "the endpoint does not take this method (MethodNotAllowed)"),
     422: _documented(422, "invalid input (InvalidInput)"),
     503: _documented(503, "the database, broker or a provider is unreachable"),
 }
 """The problems every /v1 route may answer with, for the OpenAPI schema."""
+
+
+NOT_JSON = "the body is not valid JSON in UTF-8"
+
+
+def _json_content(request: Request) -> bool:
+    """Whether the request says its body is JSON (``application/json``, ``...+json``)."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path takes (Starlette's own Allow names only
+    those of the first route that matched the path: POST, for GET and POST /v1/jobs)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 def status_for(exc: errors.HodeiError) -> int:
@@ -90,14 +116,37 @@ def install(app: FastAPI) -> None:
         return hodei_problem(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        loc = tuple(first.get("loc", ()))
+        if first.get("type") == "json_invalid":
+            message = f"{NOT_JSON} ({first.get('ctx', {}).get('error', 'a syntax error')})"
+        elif loc[:1] == ("body",) and not _json_content(request):
+            # FastAPI reads a body as JSON only when the request says it is JSON.
+            shown = request.headers.get("content-type") or "none"
+            message = f"send Content-Type: application/json (got {shown[:60]!r})"
+        else:
+            where = ".".join(str(p) for p in loc if p != "body")
+            message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
         return problem(422, "InvalidInput", errors.InvalidInput.exit_code, message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body json.loads cannot read at all: bytes that are
+            # not UTF-8, or nesting deeper than Python's recursion limit.
+            invalid = errors.InvalidInput
+            return problem(
+                422, "InvalidInput", invalid.exit_code, NOT_JSON + " (or nested too deep)"
+            )
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request) or (exc.headers or {}).get("Allow", "")
+            detail = f"{request.method} is not allowed on {request.url.path}"
+            detail += f"; use {allowed}" if allowed else ""
+            response = problem(405, "MethodNotAllowed", errors.MethodNotAllowed.exit_code, detail)
+            if allowed:
+                response.headers["Allow"] = allowed
+            return response
         code = "NotFound" if exc.status_code == 404 else "HodeiError"
         exit_code = errors.NotFound.exit_code if exc.status_code == 404 else 1
         return problem(exc.status_code, code, exit_code, str(exc.detail))

@@ -18,9 +18,11 @@ from hodei.services.jobs.attempts import Outcome
 
 class SubmitRequest(BaseModel):
     """One job: the fields of ``Client.submit`` (checked by hodei, not here, so the
-    errors are the SDK's)."""
+    errors are the SDK's). Strict, as the SDK is: ``"priority": "9"`` or ``true`` for a
+    number is refused, not converted (these models hold no datetime or UUID, which
+    strict validation of parsed JSON would refuse as strings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     command: str | list[str]
     name: str | None = None
@@ -58,7 +60,7 @@ class SubmitRequest(BaseModel):
 class ScheduleRequest(BaseModel):
     """A cron schedule: ``Client.add_schedule``'s arguments, the job as for a submit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str
     cron: str
@@ -69,7 +71,7 @@ class ScheduleRequest(BaseModel):
 
 
 class SubmitManyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     jobs: list[SubmitRequest] = Field(max_length=10_000)
 
@@ -122,13 +124,15 @@ class LogPage(BaseModel):
 class ProviderRequest(BaseModel):
     """``Client.add_provider``'s arguments; fields as ProviderSpec."""
 
+    model_config = ConfigDict(strict=True)
+
     name: str
     provider_type: str
     fields: dict[str, Any] = Field(default_factory=dict)
 
 
 class WorkerTokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     provider: str = "local"
     ttl_s: float = Field(300, ge=1, le=86400)
@@ -142,7 +146,7 @@ class WorkerTokenOut(BaseModel):
 
 
 class ApiTokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str
     role: str
@@ -225,9 +229,9 @@ class WorkerRegistered(BaseModel):
 class WorkerHeartbeat(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    record: bool = True
+    record: bool = Field(True, strict=True)
     jobs: list[UUID] | None = Field(None, max_length=10_000)  # what the worker holds
-    pending_outcomes: int = Field(0, ge=0)
+    pending_outcomes: int = Field(0, ge=0, strict=True)
 
 
 class WorkerPulse(BaseModel):
@@ -242,7 +246,7 @@ class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: UUID
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, strict=True)
     task_id: str = Field(max_length=200)
 
 
@@ -260,7 +264,7 @@ class FinishRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: UUID
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, strict=True)
     outcome: Outcome
 
 
@@ -280,9 +284,9 @@ class WorkerBrokerLink(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reachable: bool
+    reachable: bool = Field(strict=True)
     reason: str = Field("", max_length=1000)
-    down_s: float = Field(0.0, ge=0)
+    down_s: float = Field(0.0, ge=0, strict=True)
 
 
 class WorkerTerminate(BaseModel):
