@@ -87,7 +87,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FOLLOW_RETRIES = 8
-"""Reconnections in a row a followed log stream tries before giving up (about 30 s)."""
+"""Reconnections in a row a followed log stream (or a dropped ``wait``) tries before
+giving up: about 20 s with the backoff between them."""
 
 LONG_POLL_S = 30.0
 """How long one ``wait`` request may block on the server."""
@@ -166,6 +167,9 @@ class HttpClient(ClientBase):
         # How messages and logs name the server: any credentials in the URL masked.
         self._shown = mask_url(self._url)
         self._closed = False
+        # A server has answered this client (anything, an error too): a connection it
+        # loses later is a restart or another replica to ask again, not a wrong URL.
+        self._answered = False
         self._timeout_s = timeout_s
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # Calls and streams go through the standard library unless httpx must handle
@@ -248,6 +252,7 @@ class HttpClient(ClientBase):
             raise ServiceUnavailable(f"the hodei API at {self._shown} did not answer") from exc
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"cannot reach the hodei API at {self._shown}") from exc
+        self._answered = True
         if response.status_code >= 400:
             self._raise_problem(response.status_code, response.content, path)
         return response.content
@@ -275,6 +280,7 @@ class HttpClient(ClientBase):
             raise ServiceUnavailable(f"the hodei API at {self._shown} did not answer") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise ServiceUnavailable(f"cannot reach the hodei API at {self._shown}") from exc
+        self._answered = True
         if response.status >= 400:
             self._raise_problem(response.status, response.body, path)
         return response.body
@@ -386,13 +392,12 @@ class HttpClient(ClientBase):
 
         A long poll the server drops (it is stopping: a 503, or a cut connection) is
         asked again, of whichever replica answers, up to ``FOLLOW_RETRIES`` failures in
-        a row, as a followed log resumes; a server not reached at the first poll is
+        a row, as a followed log resumes; a client that no server has answered yet gets
         ServiceUnavailable at once."""
         check_seconds(timeout, "timeout", allow_none=True)
         check_seconds(poll_s, "poll_s", allow_none=True)
         job_uuid = self._job_id(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
-        answered = False
         failures = 0
         while True:
             left = LONG_POLL_S if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -405,16 +410,17 @@ class HttpClient(ClientBase):
                     timeout=hold + self._timeout_s,
                 )
             except ServiceUnavailable as exc:
-                # No cause: a problem document, so a server did answer.
-                answered = answered or exc.__cause__ is None
                 failures += 1
                 late = deadline is not None and time.monotonic() >= deadline
-                if not answered or failures > FOLLOW_RETRIES or self._closed or late:
+                # Only a dropped poll or a stopping server is asked again: a server that
+                # cannot reach its database (DatabaseUnavailable) says so at once.
+                again = self._answered and type(exc) is ServiceUnavailable and not self._closed
+                if not again or failures > FOLLOW_RETRIES or late:
                     raise
-                logger.warning("wait on %s lost (%s); asking again", self._url, exc)
+                logger.warning("wait on %s lost (%s); asking again", self._shown, exc)
                 time.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
                 continue
-            answered, failures = True, 0
+            failures = 0
             job: Job = _as(Job, raw)
             if job.is_terminal:
                 return job

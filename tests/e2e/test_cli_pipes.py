@@ -4,30 +4,18 @@ cancels its job, as on a lost terminal."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from hodei import JobState
 from hodei.sdk import Client
 from hodei.settings import Settings
-from tests.conftest import stop_workers
 from tests.support import hodei_env
 
 pytestmark = [pytest.mark.slow]
-
-
-@pytest.fixture
-def client(embedded_settings: Settings) -> Iterator[Client]:
-    fields = dataclasses.fields(embedded_settings)
-    client = Client.from_env(**{f.name: getattr(embedded_settings, f.name) for f in fields})
-    yield client
-    stop_workers(client)
-    client.close()
 
 
 def _into_closed_pipe(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,8 +37,8 @@ def _into_closed_pipe(settings: Settings, *args: str) -> subprocess.CompletedPro
         os.close(write_end)
 
 
-def test_a_closed_pipe_stops_listing_commands_quietly_with_141(client: Client) -> None:
-    done = client.wait(client.submit("seq 1 3", name="piped").id, timeout=60)
+def test_a_closed_pipe_stops_listing_commands_quietly_with_141(embedded_client: Client) -> None:
+    done = embedded_client.wait(embedded_client.submit("seq 1 3", name="piped").id, timeout=60)
     assert done.state is JobState.SUCCEEDED
     for args in (
         ("job", "list"),
@@ -59,16 +47,16 @@ def test_a_closed_pipe_stops_listing_commands_quietly_with_141(client: Client) -
         ("events", "list"),
         ("--help",),
     ):
-        result = _into_closed_pipe(client.settings, *args)
+        result = _into_closed_pipe(embedded_client.settings, *args)
         assert (result.returncode, result.stderr) == (141, ""), args
 
 
-def test_job_run_into_a_closed_pipe_cancels_its_job_and_exits_141(client: Client) -> None:
+def test_job_run_into_a_closed_pipe_cancels_its_job_and_exits_141(embedded_client: Client) -> None:
     result = _into_closed_pipe(
-        client.settings, "job", "run", "--name", "piped", "--", "seq 1 3; sleep 60"
+        embedded_client.settings, "job", "run", "--name", "piped", "--", "seq 1 3; sleep 60"
     )
     assert result.returncode == 141, result.stderr
-    (job,) = client.list(name="piped")
+    (job,) = embedded_client.list(name="piped")
     assert result.stderr.splitlines()[-1] == f"hodei: SIGPIPE: cancel requested for job {job.id}"
     assert "Traceback" not in result.stderr
-    assert client.wait(job.id, timeout=30).state is JobState.CANCELLED
+    assert embedded_client.wait(job.id, timeout=30).state is JobState.CANCELLED

@@ -3,30 +3,17 @@ runner's cancel, ``timeout``) exits 143, SIGHUP (a closed terminal) 129."""
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from hodei import JobState
 from hodei.sdk import Client
-from hodei.settings import Settings
-from tests.conftest import stop_workers
 from tests.support import hodei_env, wait_for
 
 pytestmark = [pytest.mark.slow]
-
-
-@pytest.fixture
-def client(embedded_settings: Settings) -> Iterator[Client]:
-    fields = dataclasses.fields(embedded_settings)
-    client = Client.from_env(**{f.name: getattr(embedded_settings, f.name) for f in fields})
-    yield client
-    stop_workers(client)
-    client.close()
 
 
 def _job_run(client: Client, *args: str) -> subprocess.Popen[str]:
@@ -40,14 +27,14 @@ def _job_run(client: Client, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_a_signal_to_job_run_cancels_its_job(client: Client) -> None:
+def test_a_signal_to_job_run_cancels_its_job(embedded_client: Client) -> None:
     # One after the other, so that the second finds the first one's worker warm.
     for sig, exit_code, output in ((signal.SIGTERM, 143, "text"), (signal.SIGHUP, 129, "json")):
         name = f"watched-{sig.name}"
-        proc = _job_run(client, "--name", name, "--output", output, "--", "sleep 60")
+        proc = _job_run(embedded_client, "--name", name, "--output", output, "--", "sleep 60")
         try:
             running = wait_for(
-                lambda: client.list(name=name, state="RUNNING"),  # noqa: B023
+                lambda: embedded_client.list(name=name, state="RUNNING"),  # noqa: B023
                 timeout=60,
                 message="the job RUNNING",
             )[0]
@@ -60,4 +47,4 @@ def test_a_signal_to_job_run_cancels_its_job(client: Client) -> None:
         assert proc.returncode == exit_code, stderr
         last = stderr.splitlines()[-1]
         assert last == f"hodei: {sig.name}: cancel requested for job {running.id}"
-        assert client.wait(running.id, timeout=30).state is JobState.CANCELLED
+        assert embedded_client.wait(running.id, timeout=30).state is JobState.CANCELLED

@@ -3,32 +3,25 @@ keeping stdout one JSON document."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from hodei.sdk import Client
-from hodei.settings import Settings
-from tests.conftest import stop_workers
 from tests.support import run_cli
 
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture
-def client(embedded_settings: Settings) -> Iterator[Client]:
-    fields = dataclasses.fields(embedded_settings)
-    client = Client.from_env(**{f.name: getattr(embedded_settings, f.name) for f in fields})
-    yield client
-    stop_workers(client)
-    client.close()
-
-
-def test_job_run_json_says_the_output_is_not_shown(client: Client) -> None:
+def test_job_run_json_says_the_output_is_not_shown(embedded_client: Client) -> None:
     result = run_cli(
-        client.settings, "job", "run", "--output", "json", "--", "echo j; echo e >&2; exit 3"
+        embedded_client.settings,
+        "job",
+        "run",
+        "--output",
+        "json",
+        "--",
+        "echo j; echo e >&2; exit 3",
     )
     assert result.returncode == 3, result.stderr
     job = json.loads(result.stdout)  # stdout is the final job, one JSON document
@@ -38,5 +31,5 @@ def test_job_run_json_says_the_output_is_not_shown(client: Client) -> None:
         in result.stderr
     )
     assert not {"j", "e"} & set(result.stderr.splitlines())
-    logs = run_cli(client.settings, "job", "logs", job["id"])
+    logs = run_cli(embedded_client.settings, "job", "logs", job["id"])
     assert (logs.stdout, logs.stderr) == ("j\n", "e\n")
