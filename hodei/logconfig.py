@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from hodei.settings import mask_url
+from hodei.domain.urls import mask_url
 
 CONTEXT_FIELDS = ("job_id", "worker_id", "attempt", "correlation_id", "provider")
 _SECRET = re.compile(
@@ -36,7 +36,8 @@ def mask_secrets(text: str) -> str:
     def _sub(m: re.Match[str]) -> str:
         return (m.group("kv") or m.group("tok") or "") + "***"
 
-    # URLs as hodei.settings masks them (credentials up to the last '@'), in one place.
+    # URLs as hodei.domain.urls masks them (credentials up to the last '@' before the
+    # host), in one place.
     return _SECRET.sub(_sub, mask_url(text) if "://" in text else text)
 
 

@@ -5,89 +5,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Re-exported: the CLI, SDK and runtime check and mask URLs through settings.
+from hodei.domain.urls import URL_SPECIALS as URL_SPECIALS
+from hodei.domain.urls import URL_SPECIALS_DATABASE as URL_SPECIALS_DATABASE
+from hodei.domain.urls import check_url as check_url
+from hodei.domain.urls import mask_url as mask_url
 from hodei.errors import InvalidConfiguration
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_FORMATS = ("text", "json")
-_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*://", re.I)
-# A URL inside other text: its credentials run to the last '@' before whitespace (a
-# password may hold '@', ':' or '/' that its owner did not percent-encode).
-_URL_IN_TEXT = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>(?!/)\S*)@", re.I)
-# A user name shown beside a masked password: nothing a password could spill into.
-_PLAIN_USER = re.compile(r"[^@/?#:\s]*")
-
-
-def _masked_userinfo(userinfo: str) -> str:
-    user, colon, _password = userinfo.partition(":")
-    if not _PLAIN_USER.fullmatch(user):
-        return "***"  # not a plain user name: it may hold part of a password
-    return f"{user}:***" if colon else user
-
-
-def mask_url(url: str) -> str:
-    """Hide the credentials of a URL (``postgresql://u:***@host/db``), or of every URL in
-    a line of text.
-
-    Everything between ``://`` and the *last* ``@`` is credentials: a password with an
-    unescaped ``@`` (``u:pa@ss@host``) is hidden whole, not cut at its first ``@``. A URL
-    whose path starts at once (``sqlite:////home/u@corp/x``) has none.
-    """
-    scheme = _SCHEME.match(url)
-    if scheme is not None and not any(c in url for c in "\r\n"):
-        userinfo, at, host = url[scheme.end() :].rpartition("@")
-        if not at or userinfo.startswith("/"):
-            return url
-        return f"{scheme.group()}{_masked_userinfo(userinfo)}@{host}"
-    return _URL_IN_TEXT.sub(lambda m: f"{m['scheme']}{_masked_userinfo(m['userinfo'])}@", url)
-
-
-def _check_ports(setting: str, url: str, host: str) -> None:
-    """A port that is not a number made every parser raise a bare ValueError (an internal
-    error, exit 70) instead of naming the setting."""
-    hosts = re.split(r"[/?#]", host, maxsplit=1)[0]
-    for one in hosts.split(","):  # libpq's host1:port1,host2:port2
-        port = one.rpartition("]")[2] if one.startswith("[") else one
-        _name, colon, port = port.rpartition(":") if ":" in port else ("", "", "")
-        if colon and not (port.isascii() and port.isdigit() and int(port) <= 65535):
-            raise InvalidConfiguration(
-                f"{setting} {mask_url(url)!r}: the port {port!r} is not a port number (0..65535)"
-            )
-
-
-# What each URL setting's parser splits on: SQLAlchemy takes a password up to its last
-# '@' but no further '@'; kombu, redis and httpx (urllib's rules) end the host part at
-# the first '/', '?' or '#' too, so those in a password name a wrong host or port, and
-# the driver's error then shows part of the password.
-_PERCENT = {"@": "%40", "/": "%2F", "?": "%3F", "#": "%23"}
-URL_SPECIALS_DATABASE = "@"
-URL_SPECIALS = "@/?#"
-
-
-def check_url(setting: str, url: str, specials: str = URL_SPECIALS) -> None:
-    """Refuse a URL whose user name or password holds a character its parser would take
-    for the end of the credentials: it would be read as part of the host or port, and
-    shown (in errors, logs, ``hodei status``) as such. One line, with the fix."""
-    scheme = _SCHEME.match(url)
-    if scheme is None or url[scheme.end() :].startswith("/"):
-        return  # a path (sqlite:////file): no host, no credentials
-    userinfo, at, host = url[scheme.end() :].rpartition("@")
-    _check_ports(setting, url, host)
-    if not at:
-        return
-    user, _colon, password = userinfo.partition(":")
-    for part, name in ((user, "user name"), (password, "password")):
-        for char in specials:
-            if char in part:
-                raise InvalidConfiguration(
-                    f"{setting} {mask_url(url)!r}: its {name} contains {char!r};"
-                    f" percent-encode it as {_PERCENT[char]} (and '%' as %25)"
-                )
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:

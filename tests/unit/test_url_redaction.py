@@ -114,3 +114,68 @@ def test_ports_and_hosts_hodei_reads_are_accepted() -> None:
         "postgresql:///hodei?host=/var/run/postgresql",
     ):
         assert Settings.from_env({"HODEI_DATABASE_URL": url}).database_url == url
+
+
+# An '@' after the host (a path in the query string) or a second URL (kombu's failover
+# list) is no part of the credentials: the URL is accepted and shown with its own host.
+AT_AFTER_HOST = [
+    (
+        "HODEI_DATABASE_URL",
+        "postgresql://u:pw@db/x?sslrootcert=/home/ann@corp/ca.pem",
+        "postgresql://u:***@db/x?sslrootcert=/home/ann@corp/ca.pem",
+    ),
+    (
+        "HODEI_BROKER_URL",
+        "amqp://g:pw@mq1//;amqp://g:pw@mq2//",
+        "amqp://g:***@mq1//;amqp://g:***@mq2//",
+    ),
+    (
+        "HODEI_BROKER_URL",
+        "redis://:pw@redis:6379/0?ssl_ca_certs=/home/ann@corp/ca.pem",
+        "redis://:***@redis:6379/0?ssl_ca_certs=/home/ann@corp/ca.pem",
+    ),
+]
+
+
+@pytest.mark.parametrize(("variable", "url", "masked"), AT_AFTER_HOST)
+def test_an_at_after_the_host_is_no_credentials(variable: str, url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    assert mask_secrets(f"connecting to {url} failed") == f"connecting to {masked} failed"
+    settings = Settings.from_env({variable: url})
+    assert getattr(settings, variable.removeprefix("HODEI_").lower()) == url
+    assert "pw" not in repr(settings)
+
+
+def test_the_database_host_shown_is_the_one_sqlalchemy_reads() -> None:
+    from sqlalchemy.engine import make_url
+
+    url = AT_AFTER_HOST[0][1]
+    assert make_url(url).host == "db"
+    assert "@db/x?" in mask_url(url)
+
+
+def test_each_failover_broker_url_is_checked() -> None:
+    with pytest.raises(InvalidConfiguration) as caught:
+        Settings.from_env({"HODEI_BROKER_URL": "amqp://g:pw@mq1//;amqp://g:x@LEAK@mq2//"})
+    assert "'@'" in str(caught.value) and "LEAK" not in str(caught.value)
+    assert mask_url("amqp://g:a@LEAK@mq1//;amqp://g:b@LEAK@mq2//") == (
+        "amqp://g:***@mq1//;amqp://g:***@mq2//"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("HODEI_DATABASE_URL", "postgresql://u:p LEAK@db/x"),
+        ("HODEI_BROKER_URL", "amqp://guest:p\tLEAK@127.0.0.1:5672//"),
+        ("HODEI_WORKER_API_URL", "http://ad min:pw@127.0.0.1:8000"),
+    ],
+)
+def test_whitespace_in_credentials_is_refused(variable: str, url: str) -> None:
+    # Text masking ends a URL at whitespace: "connecting to postgresql://u:p LEAK@db/x"
+    # showed the password. No such URL is used, so none is ever logged.
+    with pytest.raises(InvalidConfiguration) as caught:
+        Settings.from_env({variable: url})
+    message = str(caught.value)
+    assert variable in message and "percent-encode" in message and "%" in message
+    assert "LEAK" not in message and "\n" not in message

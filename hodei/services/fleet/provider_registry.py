@@ -21,10 +21,10 @@ from hodei.domain.events import EventType
 from hodei.domain.inputs import label_problem, number_problem, quoted, text_problem
 from hodei.domain.records import Provider
 from hodei.domain.states import ProviderStatus
+from hodei.domain.urls import mask_url
 from hodei.errors import Conflict, InvalidConfiguration, ProviderNotFound
 from hodei.services.ports.clock import Clock
 from hodei.services.ports.store import Store
-from hodei.settings import mask_url
 
 logger = logging.getLogger(__name__)
 
