@@ -60,6 +60,39 @@ def test_core_layers_import_no_infrastructure(path: Path) -> None:
     assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
 
 
+# domain/ and services/ may use only each other and the error types: a list of what is
+# forbidden missed hodei.settings (services/fleet imported it for mask_url), and would
+# miss the next outer module too.
+CORE_MAY_IMPORT = ("hodei.domain", "hodei.services", "hodei.errors")
+
+
+def _outer_hodei_imports(path: Path) -> list[str]:
+    return sorted(
+        name
+        for name in _imports(path)
+        if (name == "hodei" or name.startswith("hodei."))
+        and not any(name == m or name.startswith(m + ".") for m in CORE_MAY_IMPORT)
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        [*PACKAGE.joinpath("domain").rglob("*.py"), *PACKAGE.joinpath("services").rglob("*.py")]
+    ),
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_core_layers_import_only_domain_services_and_errors(path: Path) -> None:
+    bad = _outer_hodei_imports(path)
+    assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+def test_the_core_rule_would_catch_settings(tmp_path: Path) -> None:
+    offender = tmp_path / "bad.py"
+    offender.write_text("from hodei.settings import mask_url\nfrom hodei.errors import Conflict\n")
+    assert _outer_hodei_imports(offender) == ["hodei.settings"]
+
+
 @pytest.mark.parametrize(
     "path", sorted(PACKAGE.joinpath("domain").rglob("*.py")), ids=lambda p: p.name
 )
