@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from hodei import Client
 from hodei.domain.events import EventType
 from hodei.errors import Conflict, InvalidInput, ProviderNotFound, ScheduleNotFound
 from hodei.services.jobs.schedules import fire_due
+from hodei.services.ports.publisher import Publication
 from hodei.services.ports.store import EventQuery, Fire
 from hodei.settings import Settings
 from hodei.testing import FixedClock
@@ -154,6 +156,50 @@ def test_catchup_once_fires_the_newest_missed_tick_after_a_short_outage(
     assert report.skipped == {"every20": skipped}
     triggers = [f.trigger for f in client.schedule("every20").fires]
     assert triggers.count("catchup") == catchup
+
+
+class _RemovesProviderAfterFirstPublish:
+    """The real publisher; once its first publish is done, the provider is removed
+    (``--force``), so the next tick of the same pass cannot be submitted."""
+
+    def __init__(self, client: Client, provider: str) -> None:
+        self._client, self._provider, self._done = client, provider, False
+        self._inner = client.container.publisher
+
+    def publish(self, publication: Publication) -> str:
+        return self._inner.publish(publication)
+
+    def publish_many(
+        self, publications: Sequence[Publication]
+    ) -> Iterator[tuple[Publication, str]]:
+        yield from self._inner.publish_many(publications)
+        if not self._done:
+            self._done = True
+            self._client.remove_provider(self._provider, force=True)
+
+
+def test_a_failure_after_a_fire_in_the_same_pass_keeps_the_fired_tick(client: Client) -> None:
+    """``--catchup once`` fires the catch-up tick, then the next tick fails: the fired
+    one stays the schedule's last fire and is not counted as missed."""
+    client.add_provider("p1", "local")
+    added = client.add_schedule("every20", "*/20 * * * * *", "true", provider="p1")
+    first = added.next_fire_at
+    assert first is not None
+    c = client.container
+    publisher = _RemovesProviderAfterFirstPublish(client, "p1")
+    report = fire_due(c.store, FixedClock(first + timedelta(seconds=100)), publisher)
+    ((_, tick, job_id),) = report.fired
+    assert (
+        tick == first + timedelta(seconds=20)
+        and "no provider named 'p1'" in report.failed["every20"]
+    )
+    schedule = client.schedule("every20").schedule
+    assert (schedule.last_fire_at, str(schedule.last_job_id)) == (tick, job_id)
+    assert schedule.next_fire_at == first + timedelta(seconds=120)
+    with c.store.reading() as tx:
+        events = tx.events.search(EventQuery(correlation_id="every20", limit=100))
+    (failed,) = [e for e in events if e.event_type == EventType.SCHEDULE_FAILED]
+    assert failed.payload["missed"] == 5  # six due ticks, one fired
 
 
 @pytest.mark.postgres

@@ -237,14 +237,16 @@ def fire_due(store: Store, clock: Clock, publisher: TaskPublisher) -> FireReport
     with store.reading() as tx:
         due = tx.schedules.due(now, limit=DUE_PER_PASS)
     for schedule in due:
+        fired: list[tuple[datetime, Job]] = []
         try:
-            _fire_schedule(store, clock, publisher, schedule, now, report)
+            _fire_schedule(store, clock, publisher, schedule, now, report, fired)
         except ServiceUnavailable:
             raise  # the database or broker down: not this schedule's fault, nor skipped
         except HodeiError as exc:
             # One schedule that cannot fire (its provider removed, say) must not stop
-            # the others: skip its due ticks and say why on its timeline.
-            _record_failure(store, clock, schedule, now, exc, report)
+            # the others: skip its due ticks and say why on its timeline. The ticks it
+            # fired before the failure are committed: they stay its last fire.
+            _record_failure(store, clock, schedule, now, exc, report, fired)
     return report
 
 
@@ -255,19 +257,20 @@ def _fire_schedule(
     schedule: Schedule,
     now: datetime,
     report: FireReport,
+    fired: list[tuple[datetime, Job]],
 ) -> None:
+    """Fire the schedule's due ticks, appending each fired (tick, job) to ``fired`` as
+    it is committed, so a failure at a later tick knows which ones went out."""
     first = schedule.next_fire_at
     assert first is not None
     ticks = cron.due_ticks(schedule.cron, schedule.timezone, first, now, MISFIRE_GRACE)
     plan = plan_fires(ticks.on_time, ticks.missed, ticks.newest_missed, schedule.catchup)
-    last: tuple[datetime, Job] | None = None
     for tick, trigger in plan.fire:
         job = _fire(store, clock, publisher, schedule, tick, trigger, Actor.SCHEDULER)
         report.fired.append((schedule.name, tick, str(job.id)))
-        last = (tick, job)
+        fired.append((tick, job))
     changes: dict[str, Any] = {"next_fire_at": ticks.next_after, "updated_at": clock.now()}
-    if last is not None:
-        changes.update(last_fire_at=last[0], last_job_id=last[1].id)
+    changes.update(_last_fire(fired))
     events: list[DomainEvent] = []
     if plan.skipped:
         report.skipped[schedule.name] = plan.skipped
@@ -305,15 +308,17 @@ def _record_failure(
     now: datetime,
     exc: HodeiError,
     report: FireReport,
+    fired: list[tuple[datetime, Job]],
 ) -> None:
-    """Move the schedule past its due ticks (none fired) and write ScheduleFailed, once
-    per distinct reason: the same failure at every tick would flood the timeline."""
+    """Move the schedule past its due ticks and write ScheduleFailed, once per distinct
+    reason: the same failure at every tick would flood the timeline. The ticks in
+    ``fired`` (fired this pass before the failure) are its last fire, not missed."""
     first = schedule.next_fire_at
     assert first is not None
     reason = str(exc)
     report.failed[schedule.name] = reason
     ticks = cron.due_ticks(schedule.cron, schedule.timezone, first, now, MISFIRE_GRACE)
-    missed = ticks.missed + len(ticks.on_time)
+    missed = ticks.missed + len(ticks.on_time) - len(fired)
     with store.transaction() as tx:
         latest = tx.events.search(
             EventQuery(aggregate_ids=[schedule.id], limit=1, newest_first=True)
@@ -323,7 +328,11 @@ def _record_failure(
             and latest[0].payload.get("reason") == reason
         )
         advanced = tx.schedules.advance(
-            schedule.id, first, next_fire_at=ticks.next_after, updated_at=clock.now()
+            schedule.id,
+            first,
+            next_fire_at=ticks.next_after,
+            updated_at=clock.now(),
+            **_last_fire(fired),
         )
         if advanced and not repeated:
             tx.events.add(
@@ -342,6 +351,14 @@ def _record_failure(
         logger.warning("schedule %s cannot fire, tick(s) skipped: %s", schedule.name, reason)
     else:
         logger.debug("schedule %s cannot fire, tick(s) skipped: %s", schedule.name, reason)
+
+
+def _last_fire(fired: list[tuple[datetime, Job]]) -> dict[str, Any]:
+    """The schedule's last_fire_at/last_job_id changes for the ticks fired this pass."""
+    if not fired:
+        return {}
+    tick, job = fired[-1]
+    return {"last_fire_at": tick, "last_job_id": job.id}
 
 
 def _fire(
