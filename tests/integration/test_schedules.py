@@ -18,6 +18,7 @@ from hodei import Client
 from hodei.domain.events import EventType
 from hodei.errors import Conflict, InvalidInput, ProviderNotFound, ScheduleNotFound
 from hodei.services.jobs.schedules import fire_due
+from hodei.services.operators.doctor import DoctorOptions
 from hodei.services.ports.publisher import Publication
 from hodei.services.ports.store import EventQuery, Fire
 from hodei.settings import Settings
@@ -95,6 +96,15 @@ def test_provider_remove_is_refused_while_a_schedule_names_it(client: Client) ->
     assert found.ids["schedule"] == "nightly-p1" and "schedule remove nightly-p1" in (
         found.suggestion
     )
+
+
+def test_doctor_caps_the_schedules_naming_a_missing_provider(client: Client) -> None:
+    client.add_provider("p1", "local", max_workers=0)
+    for n in range(3):
+        client.add_schedule(f"nightly-{n}", "0 3 * * *", "true", provider="p1")
+    client.remove_provider("p1", force=True)
+    findings = client.doctor(options=DoctorOptions(limit=2)).findings
+    assert [f.check for f in findings if "schedule" in f.ids] == ["schedule_provider_missing"] * 2
 
 
 def test_a_schedule_that_cannot_fire_does_not_stop_the_others(client: Client) -> None:

@@ -267,8 +267,10 @@ def _schedules_failing(r: OperatorReads, now: datetime, o: DoctorOptions) -> lis
     """A schedule that cannot fire: it names a provider that does not exist (removed
     with --force), or its newest event is a ScheduleFailed (nothing fired since)."""
     providers = {p.name for p in r.providers()}
-    out = []
+    out: list[Finding] = []
     for s in r.schedules():
+        if len(out) >= o.limit:
+            break
         ids = {"schedule_id": str(s.id), "schedule": s.name}
         provider = s.spec.get("provider")
         if provider is not None and provider not in providers:
@@ -282,8 +284,10 @@ def _schedules_failing(r: OperatorReads, now: datetime, o: DoctorOptions) -> lis
                 )
             )
             continue
+        if s.paused:
+            continue  # it fires nothing, so nothing fails: no need to read its events
         newest = r.events(EventQuery(aggregate_ids=[s.id], limit=1, newest_first=True))
-        if s.paused or not newest or newest[0].event_type != EventType.SCHEDULE_FAILED:
+        if not newest or newest[0].event_type != EventType.SCHEDULE_FAILED:
             continue
         out.append(
             Finding(
@@ -294,8 +298,6 @@ def _schedules_failing(r: OperatorReads, now: datetime, o: DoctorOptions) -> lis
                 f" `hodei schedule remove {s.name}`",
             )
         )
-        if len(out) >= o.limit:
-            break
     return out
 
 
