@@ -78,7 +78,7 @@ def resolve_after(specs: Sequence[JobSpec], ids: Sequence[UUID]) -> list[tuple[U
     for n, spec in enumerate(specs):
         for dep in spec.after:
             if isinstance(dep, str):
-                # Resolved by the submit (job_ids.resolve_after) before it gets here.
+                # Resolved by the submit (job_ids.whole_after_ids) before it gets here.
                 raise InvalidJobSpec(f"invalid job: after: {dep} is not a whole job id")
             if isinstance(dep, int):
                 if dep == n:

@@ -95,7 +95,7 @@ def resolve_aggregate_id(store: Store, value: str | UUID) -> UUID:
             raise NotFound(f"no job or worker id starts with {ref}") from None
 
 
-def resolve_after(store: Store, after: tuple[UUID | int | str, ...]) -> tuple[UUID | int, ...]:
+def whole_after_ids(store: Store, after: tuple[UUID | int | str, ...]) -> tuple[UUID | int, ...]:
     """A spec's ``after`` with each id prefix replaced by the one job's whole id
     (:class:`JobNotFound` if no job's id starts so, :class:`InvalidInput` if several do);
     whole ids and batch indices are kept."""

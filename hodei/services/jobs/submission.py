@@ -18,7 +18,7 @@ from hodei.domain.states import JobState
 from hodei.errors import DuplicateIdempotencyKey, InvalidJobSpec, ProviderNotFound
 from hodei.services.jobs import gates
 from hodei.services.jobs.dispatch import publish_jobs
-from hodei.services.jobs.job_ids import resolve_after
+from hodei.services.jobs.job_ids import whole_after_ids
 from hodei.services.ports.clock import Clock
 from hodei.services.ports.publisher import TaskPublisher
 from hodei.services.ports.store import Store
@@ -89,7 +89,7 @@ def _whole_ids(store: Store, spec: JobSpec) -> JobSpec:
     is stored (and shown) names each job in full."""
     if not any(isinstance(a, str) for a in spec.after):
         return spec
-    return replace(spec, after=resolve_after(store, spec.after))
+    return replace(spec, after=whole_after_ids(store, spec.after))
 
 
 def _store_jobs(
