@@ -11,7 +11,6 @@ from hodei.cli.output import OUTPUT_OPTION, print_fields, print_json, print_tabl
 from hodei.cli.remote import cli_client
 from hodei.cli.serialize import job_to_dict
 from hodei.domain.schedules import DEFAULT_CATCHUP, Catchup, Schedule
-from hodei.errors import InvalidInput
 from hodei.services.jobs.schedules import ScheduleView
 from hodei.services.ports.store import Fire
 
@@ -94,8 +93,8 @@ def add(
       hodei schedule add ping --cron '*/30 * * * * *' -- curl -fsS https://example.org
     """
     params["name"] = params["name"] or schedule_name
-    # Refused before build_spec: --in counts from now, --after looks the jobs up.
-    _refuse_job_timing(params)
+    # build_spec only parses --in/--at/--after (it looks no job up); add_schedule refuses
+    # them with one message for the CLI, SDK and API that names these flags.
     spec = build_spec(params)
     created = cli_client(ctx).add_schedule(
         schedule_name, cron_expression, spec, timezone=tz, catchup=catchup, paused=paused
@@ -105,22 +104,6 @@ def add(
         return
     when = "paused" if created.paused else f"next tick {_iso(created.next_fire_at)}"
     click.echo(f"schedule {created.name} added ({created.cron}, {created.timezone}; {when})")
-
-
-def _refuse_job_timing(params: dict[str, Any]) -> None:
-    """One line (exit 2) for the job-submit options a schedule has no use for."""
-    given = [
-        flag
-        for flag, key in (("--in", "delay"), ("--at", "at"), ("--after", "after"))
-        if params.get(key)
-    ]
-    if params.get("after_any"):
-        given.append("--after-any")
-    if given:
-        raise InvalidInput(
-            "a schedule's jobs run at their tick and wait for no other job;"
-            f" drop {', '.join(given)}"
-        )
 
 
 @schedule.command("list")

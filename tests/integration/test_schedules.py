@@ -265,10 +265,15 @@ def settings(tmp_path: Path) -> Settings:
         (["--cron", "* * * * *", "--catchup", "always"], 2, "always"),
         (["--cron", "* * * * *", "--secret-env", "A=b"], 2, "cannot carry secret_env"),
         (["--cron", "* * * * *", "--provider", "nonexist"], 3, "no provider named 'nonexist'"),
-        (["--cron", "* * * * *", "--in", "5m"], 2, "drop --in"),
-        (["--cron", "* * * * *", "--at", "2030-01-02T09:00Z"], 2, "drop --at"),
-        (["--cron", "* * * * *", "--after", str(uuid.uuid4())], 2, "drop --after"),
-        (["--cron", "* * * * *", "--after-any"], 2, "drop --after-any"),
+        (["--cron", "* * * * *", "--in", "5m"], 2, "give no run_at (--in, --at)"),
+        (["--cron", "* * * * *", "--at", "2030-01-02T09:00Z"], 2, "give no run_at (--in, --at)"),
+        (
+            ["--cron", "* * * * *", "--after", str(uuid.uuid4())],
+            2,
+            "give no after (--after, --after-any)",
+        ),
+        # Refused by the job's own check first, as `job submit --after-any` is.
+        (["--cron", "* * * * *", "--after-any"], 2, "after_any needs after"),
     ],
 )
 def test_cli_bad_input_is_one_line_with_its_exit_code(
