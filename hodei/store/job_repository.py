@@ -108,13 +108,7 @@ class SqlJobRepository:
         return job_from_row(row) if row else None
 
     def ids_between(self, low: UUID, high: UUID, *, limit: int) -> list[UUID]:
-        query = (
-            sa.select(jobs.c.id)
-            .where(jobs.c.id.between(low, high))
-            .order_by(jobs.c.id)
-            .limit(limit)
-        )
-        return list(self._c.execute(query).scalars())
+        return statements.ids_between(self._c, jobs, low, high, limit=limit)
 
     def get_by_idempotency_key(self, key: str) -> Job | None:
         query = sa.select(jobs).where(jobs.c.idempotency_key == key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 
@@ -33,6 +34,17 @@ def conditional_update(
 
 
 @functools.cache
+def ids_between(
+    connection: sa.Connection, table: sa.Table, low: UUID, high: UUID, *, limit: int
+) -> list[UUID]:
+    """The ids of ``table`` from ``low`` to ``high``, in order (an id prefix as a range
+    on its primary key: `job show 1a2b`, `worker show 1a2b`)."""
+    query = (
+        sa.select(table.c.id).where(table.c.id.between(low, high)).order_by(table.c.id).limit(limit)
+    )
+    return list(connection.execute(query).scalars())
+
+
 def select_by(table: sa.Table, *keys: str) -> sa.Select[tuple[object, ...]]:
     """``SELECT * FROM table WHERE key = :w_key...``"""
     return sa.select(table).where(*(table.c[key] == sa.bindparam(f"w_{key}") for key in keys))

@@ -77,13 +77,7 @@ class SqlWorkerRepository:
         return worker_from_row(first) if first else None
 
     def ids_between(self, low: UUID, high: UUID, *, limit: int) -> list[UUID]:
-        query = (
-            sa.select(workers.c.id)
-            .where(workers.c.id.between(low, high))
-            .order_by(workers.c.id)
-            .limit(limit)
-        )
-        return list(self._c.execute(query).scalars())
+        return statements.ids_between(self._c, workers, low, high, limit=limit)
 
     def compare_and_set(
         self, worker_id: UUID, *, states: Collection[WorkerState], **changes: Any
