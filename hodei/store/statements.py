@@ -33,7 +33,6 @@ def conditional_update(
     return stmt
 
 
-@functools.cache
 def ids_between(
     connection: sa.Connection, table: sa.Table, low: UUID, high: UUID, *, limit: int
 ) -> list[UUID]:
@@ -45,6 +44,7 @@ def ids_between(
     return list(connection.execute(query).scalars())
 
 
+@functools.cache
 def select_by(table: sa.Table, *keys: str) -> sa.Select[tuple[object, ...]]:
     """``SELECT * FROM table WHERE key = :w_key...``"""
     return sa.select(table).where(*(table.c[key] == sa.bindparam(f"w_{key}") for key in keys))

@@ -270,6 +270,22 @@ def test_jobs_are_found_by_a_range_of_ids(store: Store, clock: FixedClock) -> No
         assert tx.jobs.ids_between(ids[1], high, limit=5) == ids[1:]
 
 
+def test_a_range_of_ids_sees_a_job_added_after_an_earlier_lookup(
+    store: Store, clock: FixedClock
+) -> None:
+    """The same lookup again, in one transaction, after a job is added: read afresh."""
+    low, high = uuid.UUID("fedcba98" + "0" * 24), uuid.UUID("fedcba98" + "f" * 24)
+    job = replace(
+        waiting_job(store, clock),
+        id=uuid.UUID("fedcba98-0000-4000-8000-000000000001"),
+        idempotency_key=None,
+    )
+    with store.transaction() as tx:
+        assert tx.jobs.ids_between(low, high, limit=2) == []
+        tx.jobs.add(job)
+        assert tx.jobs.ids_between(low, high, limit=2) == [job.id]
+
+
 def test_workers_are_found_by_a_range_of_ids(store: Store, clock: FixedClock) -> None:
     ids = [uuid.UUID(f"abcdef12-0000-4000-8000-00000000000{n}") for n in (1, 2)]
     template = ready_worker(store, clock)  # a third, elsewhere in the id space
