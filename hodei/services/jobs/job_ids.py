@@ -99,8 +99,6 @@ def whole_after_ids(store: Store, after: tuple[UUID | int | str, ...]) -> tuple[
     """A spec's ``after`` with each id prefix replaced by the one job's whole id
     (:class:`JobNotFound` if no job's id starts so, :class:`InvalidInput` if several do);
     whole ids and batch indices are kept."""
-    if not any(isinstance(a, str) for a in after):
-        return tuple(a for a in after if not isinstance(a, str))
     out: list[UUID | int] = []
     with store.reading() as tx:
         for dep in after:
