@@ -10,9 +10,6 @@ from hodei.domain.specs import MIN_ID_PREFIX, id_ref
 from hodei.errors import InvalidInput, JobNotFound, NotFound, WorkerNotFound
 from hodei.services.ports.store import Store
 
-MIN_PREFIX = MIN_ID_PREFIX
-"""Hex digits a prefix must have: the short ids hodei prints are this long."""
-
 
 def parse_id_ref(value: str | UUID, what: str) -> UUID | str:
     """A whole id, or a prefix of one (lowercase hex digits, dashes dropped), or a
@@ -27,7 +24,7 @@ def parse_id_ref(value: str | UUID, what: str) -> UUID | str:
     article = "an" if what[:1] in "aeiou" else "a"
     raise InvalidInput(
         f"not {article} {what}: {shown!r} "
-        f"(give the whole id or at least its first {MIN_PREFIX} hex digits)"
+        f"(give the whole id or at least its first {MIN_ID_PREFIX} hex digits)"
     )
 
 
